@@ -1,0 +1,17 @@
+//! The composition root of `sigstamp serve`: what every edge shares.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::Stamper;
+use crate::status::Status;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub struct App {
+    pub config: Config,
+    pub stamper: Arc<Stamper>,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+    /// Fired on SIGTERM/SIGINT: listeners stop accepting, sessions drain.
+    pub shutdown: CancellationToken,
+}

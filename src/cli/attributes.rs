@@ -1,0 +1,10 @@
+//! `sigstamp attributes` (not yet implemented).
+
+use super::CliResult;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> CliResult {
+    Err("sigstamp attributes: not implemented yet".into())
+}

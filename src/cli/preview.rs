@@ -1,0 +1,10 @@
+//! `sigstamp preview` (not yet implemented).
+
+use super::CliResult;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> CliResult {
+    Err("sigstamp preview: not implemented yet".into())
+}

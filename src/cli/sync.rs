@@ -1,0 +1,10 @@
+//! `sigstamp sync` (not yet implemented).
+
+use super::CliResult;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> CliResult {
+    Err("sigstamp sync: not implemented yet".into())
+}

@@ -1,0 +1,134 @@
+//! `sigstamp serve --config FILE`: the TOML configuration. Each section's type lives with the
+//! module that uses it; this file composes them and names the failing key on error.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub smtp: Option<crate::smtp::SmtpConfig>,
+    pub milter: Option<crate::milter::MilterConfig>,
+    #[serde(default)]
+    pub directory: DirectoryConfig,
+    #[serde(default)]
+    pub templates: TemplatesConfig,
+    pub graph: Option<crate::directory::graph::GraphConfig>,
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
+    pub notify: Option<crate::notify::NotifyConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// A JSON file of users in Graph's user shape.
+    pub file: Option<PathBuf>,
+    /// Where the last good Graph sync is kept (loaded at start, before any Graph call).
+    pub snapshot: Option<PathBuf>,
+    /// Local overrides and custom attributes.
+    pub overrides: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_template")]
+    pub default: String,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        TemplatesConfig {
+            dir: None,
+            default: default_template(),
+        }
+    }
+}
+
+fn default_template() -> String {
+    "default".into()
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let cfg = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Parse and validate. toml's errors already name the key and line.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(s) = &self.smtp {
+            s.validate()?;
+        }
+        if let Some(m) = &self.milter {
+            m.validate()?;
+        }
+        if let Some(g) = &self.graph {
+            g.validate()?;
+        }
+        self.admin.validate()?;
+        Ok(())
+    }
+}
+
+/// Serde helper for durations written like "2s", "5m", "1h".
+pub mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+
+    pub mod option {
+        use super::*;
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+}

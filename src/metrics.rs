@@ -1,0 +1,136 @@
+//! Prometheus metrics (prometheus-client). One registry per process, shared by every edge.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `relay`, `milter` or `cli`.
+    pub edge: String,
+    /// `stamped` or the reason it was left unchanged (see `Verdict::label`).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub messages: Family<OutcomeLabels, Counter>,
+    pub stamp_seconds: Histogram,
+    pub relay_seconds: Histogram,
+    pub next_hop_errors: Family<KindLabels, Counter>,
+    pub directory_users: Gauge,
+    /// Unix time of the last successful directory load or sync.
+    pub directory_loaded_timestamp: Gauge<f64, AtomicU64>,
+    /// 1 for the current token state, 0 for the others.
+    pub token_state: Family<StateLabels, Gauge>,
+    pub sync_seconds: Histogram,
+    pub sync_failures: Family<KindLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sigstamp");
+        let messages = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "messages",
+            "Messages processed, by edge and outcome",
+            messages.clone(),
+        );
+        let stamp_seconds = Histogram::new(exponential_buckets(0.000_005, 2.0, 20));
+        registry.register(
+            "stamp_seconds",
+            "Time to stamp one message",
+            stamp_seconds.clone(),
+        );
+        let relay_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 20));
+        registry.register(
+            "relay_seconds",
+            "Time from end of DATA to the next hop's final reply",
+            relay_seconds.clone(),
+        );
+        let next_hop_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "next_hop_errors",
+            "Next-hop failures by kind",
+            next_hop_errors.clone(),
+        );
+        let directory_users = Gauge::default();
+        registry.register(
+            "directory_users",
+            "Users in the directory cache",
+            directory_users.clone(),
+        );
+        let directory_loaded_timestamp = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "directory_loaded_timestamp_seconds",
+            "Unix time of the last directory load or successful sync",
+            directory_loaded_timestamp.clone(),
+        );
+        let token_state = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "token_state",
+            "Graph token state (1 = current)",
+            token_state.clone(),
+        );
+        let sync_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "sync_seconds",
+            "Duration of Graph syncs",
+            sync_seconds.clone(),
+        );
+        let sync_failures = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "sync_failures",
+            "Failed Graph syncs by kind",
+            sync_failures.clone(),
+        );
+        Metrics {
+            registry,
+            messages,
+            stamp_seconds,
+            relay_seconds,
+            next_hop_errors,
+            directory_users,
+            directory_loaded_timestamp,
+            token_state,
+            sync_seconds,
+            sync_failures,
+        }
+    }
+
+    pub fn count_message(&self, edge: &str, outcome: &str) {
+        self.messages
+            .get_or_create(&OutcomeLabels {
+                edge: edge.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
