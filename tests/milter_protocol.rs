@@ -130,6 +130,38 @@ async fn stamped_message_gets_trace_header_and_body_and_matches_the_relay() {
 }
 
 #[tokio::test]
+async fn changed_top_level_headers_are_sent_as_header_changes() {
+    let m = start(config()).await;
+    if !pipeline_ready(&m.app) {
+        return m.stop().await;
+    }
+    // A non-ASCII name into a us-ascii 7bit text/plain message: the core re-encodes the
+    // part, which changes the message's own Content-Type (and transfer encoding).
+    let raw = text_message("zoe@example.com", "charset", "Bonjour,\r\n");
+    let mut c = Client::like_postfix(m.addr).await;
+    let replies = c
+        .message_nr("zoe@example.com", &["rcpt@example.net"], &raw)
+        .await;
+    let changed: Vec<String> = replies
+        .iter()
+        .filter(|r| r.code == b'm')
+        .map(|r| String::from_utf8_lossy(&r.data[4..]).into_owned())
+        .collect();
+    assert!(
+        changed.iter().any(|h| h.starts_with("Content-Type\0")),
+        "{changed:?}"
+    );
+    let Verdict::Stamped { message, .. } = reference(&m.app, &raw, "zoe@example.com") else {
+        panic!("reference not stamped");
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&apply(&raw, &replies)),
+        String::from_utf8_lossy(&message)
+    );
+    m.stop().await;
+}
+
+#[tokio::test]
 async fn big_body_is_replaced_in_chunks_of_at_most_64k() {
     let m = start(config()).await;
     if !pipeline_ready(&m.app) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod postfix;
 pub mod sink;
 
 use sigstamp::app::App;
@@ -24,7 +25,9 @@ pub const DIRECTORY: &str = r#"[
    "mail": "ann@example.com", "userPrincipalName": "ann@example.com",
    "proxyAddresses": ["SMTP:ann@example.com", "smtp:a.example@example.com"]},
   {"id": "2", "displayName": "Bob Example", "jobTitle": "Sales",
-   "mail": "bob@example.com", "userPrincipalName": "bob@example.com"}
+   "mail": "bob@example.com", "userPrincipalName": "bob@example.com"},
+  {"id": "3", "displayName": "Zoë Ünal", "jobTitle": "Directrice générale",
+   "mail": "zoe@example.com", "userPrincipalName": "zoe@example.com"}
 ]"#;
 
 /// The one place the stamper is built: when the real template loader lands, only this

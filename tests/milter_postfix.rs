@@ -1,0 +1,131 @@
+//! A real Postfix (own config directory, loopback) with `smtpd_milters` pointing at the
+//! milter, receiving mail from swaks and relaying it to a sink.
+
+mod milter_support;
+
+use milter_support::postfix::{strip_received, Postfix};
+use milter_support::sink::Sink;
+use milter_support::{config, have_tool, pipeline_ready, reference, start, text_message};
+use sigstamp::pipeline::Verdict;
+use sigstamp::stamp::TRACE_HEADER;
+use std::sync::Arc;
+use std::time::Duration;
+
+const DELIVERY: Duration = Duration::from_secs(20);
+
+async fn send(pf: &Arc<Postfix>, from: &str, raw: &[u8]) {
+    let (pf, from, raw) = (pf.clone(), from.to_string(), raw.to_vec());
+    tokio::task::spawn_blocking(move || pf.swaks(&from, "rcpt@example.net", &raw))
+        .await
+        .unwrap();
+}
+
+fn position_of(hay: &[u8], needle: &str) -> usize {
+    hay.windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .unwrap()
+}
+
+fn count(hay: &[u8], needle: &str) -> usize {
+    hay.windows(needle.len())
+        .filter(|w| *w == needle.as_bytes())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_with_the_milter() {
+    if !have_tool("postfix") || !have_tool("swaks") {
+        return;
+    }
+    let sink = Sink::start().await;
+    let milter = start(config()).await;
+    let milter_addr = format!("inet:{}", milter.addr);
+    let relay = sink.addr;
+    let pf = Arc::new(
+        tokio::task::spawn_blocking(move || Postfix::start(Some(&milter_addr), relay, ""))
+            .await
+            .unwrap(),
+    );
+    let ready = pipeline_ready(&milter.app);
+
+    // Stamped exactly once, and exactly what the relay would have produced: the plain case,
+    // and one where the core also changes the message's Content-Type (charset) and
+    // transfer encoding, with a folded Subject that must keep its folding.
+    if ready {
+        let plain = text_message("ann@example.com", "pf-stamped", "Hello,\r\nregards\r\n");
+        let mut folded = text_message("zoe@example.com", "pf-charset", "Bonjour,\r\n");
+        let at = position_of(&folded, "Subject:");
+        folded.splice(
+            at..at,
+            b"X-Long: one\r\n\ttwo\r\n  three\r\n".iter().copied(),
+        );
+        for (from, name, raw) in [
+            ("ann@example.com", "Ann Example", plain),
+            ("zoe@example.com", "Zo", folded),
+        ] {
+            send(&pf, from, &raw).await;
+            let got = sink.wait_for(1, DELIVERY).await.remove(0);
+            let header = format!("{TRACE_HEADER}:");
+            assert_eq!(count(&got.data, &header), 1, "trace header exactly once");
+            assert_eq!(count(&got.data, name), 1, "signature exactly once");
+            let Verdict::Stamped { message, .. } = reference(&milter.app, &raw, from) else {
+                panic!("reference not stamped")
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&strip_received(&got.data)),
+                String::from_utf8_lossy(&message),
+                "delivered = relay's stamped message + Postfix's Received header\n{}",
+                pf.log()
+            );
+        }
+    }
+
+    // Unchanged cases arrive byte-identical to what was submitted (plus Received).
+    let signed = b"From: Ann <ann@example.com>\r\nTo: rcpt@example.net\r\nSubject: pf-signed\r\n\
+        Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <pf-signed@example.com>\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n\
+        \tmicalg=sha-256; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nHi\r\n\
+        --b1\r\nContent-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n--b1--\r\n"
+        .to_vec();
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "unknown sender",
+            "stranger@elsewhere.test",
+            text_message("stranger@elsewhere.test", "pf-unknown", "Hi\r\n"),
+        ),
+        ("signed", "ann@example.com", signed),
+        (
+            "null sender",
+            "",
+            text_message("ann@example.com", "pf-bounce", "Hi\r\n"),
+        ),
+    ];
+    for (what, from, raw) in cases {
+        send(&pf, from, &raw).await;
+        let got = sink.wait_for(1, DELIVERY).await.remove(0);
+        assert_eq!(got.mail_from, from, "{what}: envelope sender");
+        assert_eq!(
+            String::from_utf8_lossy(&strip_received(&got.data)),
+            String::from_utf8_lossy(&raw),
+            "{what}: delivered byte-identical"
+        );
+    }
+    assert!(
+        !pf.log().contains("milter inet:"),
+        "no milter warnings while it is up:\n{}",
+        pf.log()
+    );
+
+    // Milter down: milter_default_action = accept lets mail through unstamped.
+    milter.stop().await;
+    let raw = text_message("ann@example.com", "pf-down", "Hi\r\n");
+    send(&pf, "ann@example.com", &raw).await;
+    let got = sink.wait_for(1, DELIVERY).await.remove(0);
+    assert_eq!(count(&got.data, TRACE_HEADER), 0);
+    assert_eq!(strip_received(&got.data), raw);
+    assert!(
+        pf.log().contains("connect to Milter service"),
+        "Postfix noticed the milter was down:\n{}",
+        pf.log()
+    );
+}
