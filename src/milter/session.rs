@@ -15,7 +15,7 @@ use miltr_common::optneg::{Capability, OptNeg, Protocol};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// The only modifications we ever send.
 const ACTIONS: Capability = Capability::SMFIF_ADDHDRS
@@ -389,7 +389,7 @@ where
         }
     }
     let _ = w.shutdown().await;
-    info!(%peer, "milter: connection closed");
+    debug!(%peer, "milter: connection closed");
 }
 
 async fn send_answer<W: AsyncWrite + Unpin>(
@@ -449,6 +449,46 @@ mod tests {
             ..theirs
         };
         assert!(matches!(negotiate(&weak), Err(SessionError::Actions(_))));
+    }
+
+    fn session(on_error: OnError) -> Session {
+        use crate::directory::Directory;
+        use crate::render::Templates;
+        let app = App {
+            config: crate::config::Config::default(),
+            stamper: Arc::new(crate::pipeline::Stamper::new(
+                Arc::new(Directory::new()),
+                Templates::embedded(),
+            )),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            status: Arc::new(crate::status::Status::default()),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        let settings = Settings {
+            on_error,
+            ..Settings::from(&super::super::MilterConfig::default())
+        };
+        Session::new(Arc::new(app), Arc::new(settings))
+    }
+
+    #[test]
+    fn internal_errors_answer_per_on_error() {
+        let code = |a: Answer| match a.last {
+            ServerMessage::Action(Action::Continue(_)) => 'c',
+            ServerMessage::Action(Action::Tempfail(_)) => 't',
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(session(OnError::Accept).on_error()), 'c');
+        assert_eq!(code(session(OnError::Tempfail).on_error()), 't');
+    }
+
+    #[tokio::test]
+    async fn commands_before_negotiation_are_refused() {
+        let mut s = session(OnError::Accept);
+        assert!(matches!(
+            s.handle(Command::Mail("<a@b>".into())).await,
+            Err(SessionError::NotNegotiated("MAIL"))
+        ));
     }
 
     #[test]
