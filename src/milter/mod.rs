@@ -386,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn example_config_section_is_valid() {
+        let text = include_str!("../../sigstamp.example.toml");
+        let start = text.find("\n[milter]").expect("[milter] in the example") + 1;
+        let section: String = text[start..]
+            .lines()
+            .take_while(|l| !l.starts_with('[') || l.starts_with("[milter]"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let m = parse(&section).unwrap().milter.unwrap();
+        let d = MilterConfig::default();
+        assert_eq!(
+            (
+                m.read_timeout,
+                m.idle_timeout,
+                m.max_message_size,
+                m.max_connections
+            ),
+            (
+                d.read_timeout,
+                d.idle_timeout,
+                d.max_message_size,
+                d.max_connections
+            ),
+            "the example documents the defaults"
+        );
+    }
+
+    #[test]
     fn defaults() {
         let m = parse("[milter]\nlisten = \"inet:127.0.0.1:7357\"\n")
             .unwrap()
