@@ -129,3 +129,124 @@ async fn postfix_with_the_milter() {
         pf.log()
     );
 }
+
+/// Issue 5's measurement: Postfix's throughput with and without the milter, the same load
+/// (smtp-source, ~40 KB multipart/alternative messages, 32 sessions) in the same run,
+/// alternating, relaying to Postfix's smtp-sink. Prints the figures; asserts nothing about
+/// speed. Run with:
+/// `SIGSTAMP_MILTER_BENCH=1 cargo test --test milter_postfix -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_postfix_with_and_without_the_milter() {
+    if std::env::var_os("SIGSTAMP_MILTER_BENCH").is_none()
+        || !have_tool("postfix")
+        || !have_tool("smtp-source")
+        || !have_tool("smtp-sink")
+    {
+        eprintln!("SKIP: set SIGSTAMP_MILTER_BENCH=1 (needs postfix, smtp-source, smtp-sink)");
+        return;
+    }
+    let messages: usize = std::env::var("SIGSTAMP_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let rounds: usize = std::env::var("SIGSTAMP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let sink_port = milter_support::postfix::free_port();
+    let mut sink = std::process::Command::new("smtp-sink")
+        .args(["-u", "postfix", &format!("127.0.0.1:{sink_port}"), "256"])
+        .spawn()
+        .expect("smtp-sink");
+    let relay: std::net::SocketAddr = format!("127.0.0.1:{sink_port}").parse().unwrap();
+    let milter = start(config()).await;
+    let ready = pipeline_ready(&milter.app);
+    let milter_addr = format!("inet:{}", milter.addr);
+    let (plain, with) = tokio::task::spawn_blocking(move || {
+        (
+            Postfix::start(None, relay, ""),
+            Postfix::start(Some(&milter_addr), relay, ""),
+        )
+    })
+    .await
+    .unwrap();
+    let file = plain.dir().join("load.eml");
+    std::fs::write(&file, load_message(40 * 1024)).unwrap();
+
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    for round in 0..rounds {
+        let order: [(&str, &Postfix); 2] = if round % 2 == 0 {
+            [("plain", &plain), ("milter", &with)]
+        } else {
+            [("milter", &with), ("plain", &plain)]
+        };
+        for (name, pf) in order {
+            let started = std::time::Instant::now();
+            let out = std::process::Command::new("smtp-source")
+                .args(["-s", "32", "-m", &messages.to_string()])
+                .arg("-F")
+                .arg(&file)
+                .args(["-f", "ann@example.com", "-t", "rcpt@example.net"])
+                .arg(pf.smtpd.to_string())
+                .output()
+                .expect("smtp-source");
+            let secs = started.elapsed().as_secs_f64();
+            assert!(
+                out.status.success(),
+                "smtp-source: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let rate = messages as f64 / secs;
+            eprintln!("round {round} {name:>6}: {messages} msgs in {secs:.2}s = {rate:.0} msgs/s");
+            results.push((name, rate));
+            // Let the queue drain so the next run starts from the same state.
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while pf.queue_len() > 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let mean = |n: &str| {
+        let v: Vec<f64> = results.iter().filter(|r| r.0 == n).map(|r| r.1).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (p, m) = (mean("plain"), mean("milter"));
+    eprintln!(
+        "mean: plain {p:.0} msgs/s, with milter {m:.0} msgs/s, cost {:.1}% (stamping: {})",
+        (1.0 - m / p) * 100.0,
+        if ready {
+            "on"
+        } else {
+            "OFF: pipeline not ready"
+        }
+    );
+    let metrics = milter.app.metrics.encode();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("sigstamp_messages_total"))
+    {
+        eprintln!("{line}");
+    }
+    let _ = sink.kill();
+    let _ = sink.wait();
+}
+
+/// A multipart/alternative message of about `size` bytes from ann@example.com.
+fn load_message(size: usize) -> Vec<u8> {
+    let line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    let n = size / 2 / line.len();
+    let text = line.repeat(n);
+    let html = format!(
+        "<html><body>\r\n{}</body></html>\r\n",
+        line.repeat(n).replace("\r\n", "<br>\r\n")
+    );
+    format!(
+        "From: Ann Example <ann@example.com>\r\nTo: rcpt@example.net\r\nSubject: load\r\n\
+         Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <load@example.com>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
+         --alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\
+         --alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}--alt--\r\n"
+    )
+    .into_bytes()
+}

@@ -124,6 +124,14 @@ impl Postfix {
         self.dir.path().to_path_buf()
     }
 
+    /// Messages still in Postfix's queue (incoming, active, deferred).
+    pub fn queue_len(&self) -> usize {
+        ["incoming", "active", "deferred"]
+            .iter()
+            .map(|q| count_files(&self.dir.path().join("queue").join(q)))
+            .sum()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
     }
@@ -167,6 +175,21 @@ impl Drop for Postfix {
             .arg("stop")
             .output();
     }
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 fn rand_suffix() -> u64 {
