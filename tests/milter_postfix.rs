@@ -184,7 +184,7 @@ async fn bench_postfix_with_and_without_the_milter() {
         for (name, pf) in order {
             let started = std::time::Instant::now();
             let out = std::process::Command::new("smtp-source")
-                .args(["-s", "32", "-m", &messages.to_string()])
+                .args(["-s", &sessions(), "-m", &messages.to_string()])
                 .arg("-F")
                 .arg(&file)
                 .args(["-f", "ann@example.com", "-t", "rcpt@example.net"])
@@ -222,14 +222,19 @@ async fn bench_postfix_with_and_without_the_milter() {
         }
     );
     let metrics = milter.app.metrics.encode();
-    for line in metrics
-        .lines()
-        .filter(|l| l.starts_with("sigstamp_messages_total"))
-    {
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("sigstamp_messages_total")
+            || l.contains("stamp_seconds_sum")
+            || l.contains("stamp_seconds_count")
+    }) {
         eprintln!("{line}");
     }
     let _ = sink.kill();
     let _ = sink.wait();
+}
+
+fn sessions() -> String {
+    std::env::var("SIGSTAMP_BENCH_SESSIONS").unwrap_or_else(|_| "32".into())
 }
 
 /// A multipart/alternative message of about `size` bytes from ann@example.com.

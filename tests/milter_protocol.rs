@@ -162,6 +162,30 @@ async fn changed_top_level_headers_are_sent_as_header_changes() {
 }
 
 #[tokio::test]
+async fn end_of_body_may_carry_the_last_chunk() {
+    let m = start(config()).await;
+    let ready = pipeline_ready(&m.app);
+    let raw = text_message("ann@example.com", "eob-data", "first line\r\nlast line\r\n");
+    let body = body_of(&raw);
+    let split = body.len() - "last line\r\n".len();
+    let mut c = Client::like_postfix(m.addr).await;
+    c.envelope("ann@example.com", &["rcpt@example.net"]).await;
+    let headers_only = [&raw[..raw.len() - body.len()], &body[..split]].concat();
+    c.content(&headers_only, 65535).await;
+    c.send(b'E', &body[split..]).await;
+    let replies = c.replies().await;
+    if ready {
+        let Verdict::Stamped { message, .. } = reference(&m.app, &raw, "ann@example.com") else {
+            panic!("reference not stamped");
+        };
+        assert_eq!(apply(&raw, &replies), message);
+    } else {
+        assert_eq!(codes(&replies), "c");
+    }
+    m.stop().await;
+}
+
+#[tokio::test]
 async fn big_body_is_replaced_in_chunks_of_at_most_64k() {
     let m = start(config()).await;
     if !pipeline_ready(&m.app) {

@@ -180,7 +180,12 @@ impl Session {
                 }
                 self.reply_unless(Protocol::NR_BODY)
             }
-            Command::EndOfBody => Step::EndOfMessage(self.end_of_message().await),
+            Command::EndOfBody(last) => {
+                if !last.is_empty() && self.account(last.len()) {
+                    self.msg.body.extend_from_slice(&last);
+                }
+                Step::EndOfMessage(self.end_of_message().await)
+            }
             Command::Abort => {
                 self.reset();
                 Step::Silent

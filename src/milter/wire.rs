@@ -58,7 +58,8 @@ pub enum Command {
     Header(Header),
     EndOfHeaders,
     Body(Vec<u8>),
-    EndOfBody,
+    /// End of message; the protocol allows a last body chunk to ride along.
+    EndOfBody(Vec<u8>),
     Unknown,
     Abort,
     Quit,
@@ -78,7 +79,7 @@ impl Command {
             Command::Header(_) => "HEADER",
             Command::EndOfHeaders => "EOH",
             Command::Body(_) => "BODY",
-            Command::EndOfBody => "BODYEOB",
+            Command::EndOfBody(_) => "BODYEOB",
             Command::Unknown => "UNKNOWN",
             Command::Abort => "ABORT",
             Command::Quit => "QUIT",
@@ -158,7 +159,10 @@ pub fn decode(mut packet: Vec<u8>) -> Result<Command, WireError> {
         b'T' => empty(Command::Data),
         b'U' => Ok(Command::Unknown),
         b'N' => empty(Command::EndOfHeaders),
-        b'E' => empty(Command::EndOfBody),
+        b'E' => {
+            packet.remove(0);
+            Ok(Command::EndOfBody(packet))
+        }
         b'A' => empty(Command::Abort),
         b'Q' => empty(Command::Quit),
         b'K' => empty(Command::QuitNc),
@@ -211,7 +215,7 @@ fn split_header(payload: &[u8]) -> Result<Header, WireError> {
 }
 
 /// Encode replies into one buffer (one write, one flush).
-pub fn encode(messages: &[ServerMessage]) -> Vec<u8> {
+pub fn encode(messages: &[ServerMessage]) -> BytesMut {
     let mut buf = BytesMut::new();
     for m in messages {
         let len = 1 + m.len();
@@ -219,7 +223,7 @@ pub fn encode(messages: &[ServerMessage]) -> Vec<u8> {
         buf.extend_from_slice(&[m.code()]);
         m.write(&mut buf);
     }
-    buf.to_vec()
+    buf
 }
 
 /// Write replies (buffered), bounded by `timeout`.
@@ -284,8 +288,12 @@ mod tests {
             Err(WireError::Malformed { .. })
         ));
         assert!(matches!(
-            decode(b"Ejunk".to_vec()),
+            decode(b"Njunk".to_vec()),
             Err(WireError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode(b"Elast chunk".to_vec()),
+            Ok(Command::EndOfBody(c)) if c == b"last chunk"
         ));
     }
 
@@ -294,7 +302,7 @@ mod tests {
         let mut data: &[u8] = b"\0\0\0\x01E\0\0\0\x05B";
         assert!(matches!(
             read_command(&mut data, Duration::from_secs(1), Duration::from_secs(1)).await,
-            Ok(Some(Command::EndOfBody))
+            Ok(Some(Command::EndOfBody(c))) if c.is_empty()
         ));
         assert!(matches!(
             read_command(&mut data, Duration::from_secs(1), Duration::from_secs(1)).await,
