@@ -80,6 +80,25 @@ async fn postfix_with_the_milter() {
         }
     }
 
+    // Local submission (sendmail → pickup → cleanup) goes through non_smtpd_milters.
+    if ready {
+        let raw = text_message("ann@example.com", "pf-local", "Local hello\r\n");
+        let (p, r) = (pf.clone(), raw.clone());
+        tokio::task::spawn_blocking(move || p.sendmail("ann@example.com", "rcpt@example.net", &r))
+            .await
+            .unwrap();
+        let got = sink.wait_for(1, DELIVERY).await.remove(0);
+        let Verdict::Stamped { message, .. } = reference(&milter.app, &raw, "ann@example.com")
+        else {
+            panic!("reference not stamped")
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&strip_received(&got.data)),
+            String::from_utf8_lossy(&message),
+            "locally submitted mail is stamped too"
+        );
+    }
+
     // Unchanged cases arrive byte-identical to what was submitted (plus Received).
     let signed = b"From: Ann <ann@example.com>\r\nTo: rcpt@example.net\r\nSubject: pf-signed\r\n\
         Date: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <pf-signed@example.com>\r\n\

@@ -167,6 +167,24 @@ impl Postfix {
     }
 }
 
+impl Postfix {
+    /// Submit locally with Postfix's sendmail command (pickup → cleanup: the path that
+    /// `non_smtpd_milters` covers).
+    pub fn sendmail(&self, from: &str, to: &str, message: &[u8]) {
+        use std::io::Write as _;
+        let mut child = Command::new("sendmail")
+            .arg("-C")
+            .arg(self.dir.path())
+            .args(["-i", "-f", from, to])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sendmail");
+        child.stdin.take().unwrap().write_all(message).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "sendmail failed\n{}", self.log());
+    }
+}
+
 impl Drop for Postfix {
     fn drop(&mut self) {
         let _ = Command::new("postfix")
