@@ -7,6 +7,12 @@
 //! with no modification. Internal failures answer per `on_error`; the connection code never
 //! lets a problem stop the mail (the MTA's `milter_default_action` covers a dead milter).
 //!
+//! The connection loop is our own, on miltr-common's wire types, rather than
+//! miltr-server's `Server`: that one answers every event (so the no-reply flags, which
+//! spare Postfix a round trip per header, cannot be negotiated), has no read timeouts, ends
+//! a connection without any answer when a callback fails, and hands header values over
+//! only through a lossy UTF-8 conversion.
+//!
 //! - [`message`]: rebuild the raw message, compute the edits (pure).
 //! - [`wire`]: packets (miltr-common types, exact header bytes).
 //! - [`session`]: one connection's state machine.
