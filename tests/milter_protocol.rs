@@ -443,3 +443,40 @@ async fn unix_socket_replaces_a_stale_socket_file() {
         .unwrap();
     assert!(!path.exists(), "socket removed at shutdown");
 }
+
+#[tokio::test]
+async fn shutdown_finishes_messages_in_progress_and_closes_idle_connections() {
+    let m = start(config()).await;
+    let raw = text_message("nobody@elsewhere.test", "in-flight", "Hi\r\n");
+    // Without no-reply flags every event is answered, so we know when the server is
+    // inside the message.
+    let mut busy = Client::connect(m.addr).await;
+    busy.negotiate(6, POSTFIX_ACTIONS, 0).await;
+    for (code, payload) in [
+        (b'M', &b"<nobody@elsewhere.test>\0"[..]),
+        (b'R', b"<rcpt@example.net>\0"),
+        (b'L', b"Subject\0 in-flight\0"),
+    ] {
+        busy.send(code, payload).await;
+        assert_eq!(busy.reply().await.code, b'c');
+    }
+    let mut idle = Client::like_postfix(m.addr).await;
+    m.app.shutdown.cancel();
+    idle.expect_closed().await;
+    assert!(
+        tokio::net::TcpStream::connect(m.addr).await.is_err(),
+        "no longer accepting"
+    );
+    busy.send(b'E', b"").await;
+    assert_eq!(
+        codes(&busy.replies().await),
+        "c",
+        "the message in progress is answered"
+    );
+    busy.expect_closed().await;
+    tokio::time::timeout(Duration::from_secs(5), m.task)
+        .await
+        .expect("milter stops")
+        .unwrap()
+        .unwrap();
+}

@@ -318,6 +318,15 @@ pub async fn serve(
             }
         }
     }
+    // Stop accepting at once: the MTA then gets "connection refused" and applies its
+    // milter_default_action, instead of waiting on a listen backlog nobody serves.
+    match listener {
+        MilterListener::Inet(l) => drop(l),
+        MilterListener::Unix(l, path) => {
+            drop(l);
+            let _ = std::fs::remove_file(path);
+        }
+    }
     tracker.close();
     if tokio::time::timeout(cfg.drain_timeout, tracker.wait())
         .await
@@ -327,9 +336,6 @@ pub async fn serve(
             connections = tracker.len(),
             "milter: drain time over, closing connections in progress"
         );
-    }
-    if let MilterListener::Unix(_, path) = &listener {
-        let _ = std::fs::remove_file(path);
     }
     info!("milter stopped");
     Ok(())
