@@ -5,10 +5,10 @@
 //! part's Content-Transfer-Encoding and charset parameter), plus one trace header
 //! ([`TRACE_HEADER`]) prepended to the message. Every other byte stays identical.
 
-mod charset;
+pub mod charset;
 mod mime;
 mod place;
-mod transfer;
+pub mod transfer;
 
 use charset::Charset;
 use mime::{Field, Part, Tree};
@@ -216,12 +216,19 @@ fn parse_address(value: &[u8]) -> Option<String> {
     Some(addr.to_string())
 }
 
+/// Where the header starts: after a UTF-8 BOM and an mbox "From " line, if any.
 fn bom_len(raw: &[u8]) -> usize {
-    if raw.starts_with(b"\xEF\xBB\xBF") {
+    let mut start = if raw.starts_with(b"\xEF\xBB\xBF") {
         3
     } else {
         0
+    };
+    if raw[start..].starts_with(b"From ") {
+        if let Some(nl) = memchr::memchr(b'\n', &raw[start..]) {
+            start += nl + 1;
+        }
     }
+    start
 }
 
 fn line_ending_is_crlf(raw: &[u8]) -> bool {
@@ -316,9 +323,23 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
             })
         }
         ("multipart", "related") => {
+            // The root is named by `start`, else the first part; when that first part is not
+            // of the declared root `type`, the first part that is (MHTML-style ordering).
             let start = ct
                 .param("start")
                 .map(|p| p.value.trim().as_bytes().to_vec());
+            let by_type = || {
+                let want = ct.param("type")?.value.to_ascii_lowercase();
+                let is = |c: &usize| {
+                    let t = &tree.parts[*c].ctype;
+                    format!("{}/{}", t.mtype, t.subtype) == want
+                };
+                let first = part.children.first()?;
+                if is(first) {
+                    return Some(*first);
+                }
+                part.children.iter().copied().find(is)
+            };
             let root = start
                 .and_then(|id| {
                     part.children
@@ -326,6 +347,7 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
                         .copied()
                         .find(|&c| content_id(raw, tree, c) == Some(id.as_slice()))
                 })
+                .or_else(by_type)
                 .or_else(|| part.children.first().copied());
             root.map_or_else(Bodies::default, |r| select(raw, tree, r))
         }
@@ -429,6 +451,10 @@ fn stamp_part(
         change_bytes(&decoded, charset, kind, sig)
     };
 
+    if !part.has_separator {
+        // A header-only part: the new body needs the empty line first.
+        edits.insert(part.body.start, eol.to_vec());
+    }
     // Re-apply the transfer encoding.
     let body_eol: &[u8] =
         if body_raw.windows(2).any(|w| w == b"\r\n") || body_raw.is_empty() && eol == b"\r\n" {
