@@ -448,6 +448,14 @@ fn stamp_part(
     let (change, relabel) = if charset.needs_unicode() {
         change_unicode(&decoded, charset, kind, sig)?
     } else {
+        // HTML in a 7bit part takes the signature as ASCII with character references, so the
+        // part keeps its encoding and every existing byte.
+        let seven_bit = matches!(cte.as_str(), "" | "7bit");
+        let charset = if seven_bit && kind == Kind::Html && charset != Charset::Utf7 {
+            Charset::Ascii
+        } else {
+            charset
+        };
         change_bytes(&decoded, charset, kind, sig)
     };
 
@@ -508,11 +516,22 @@ fn stamp_part(
             }
         }
     }
+    let mut new_fields = Vec::new();
     if let Some(cte) = new_cte {
-        set_header(raw, part, "Content-Transfer-Encoding", cte, eol, edits);
+        set_header(
+            raw,
+            part,
+            "Content-Transfer-Encoding",
+            cte,
+            &mut new_fields,
+            edits,
+        );
     }
     if relabel {
-        set_charset_utf8(raw, part, eol, edits);
+        set_charset_utf8(raw, part, &mut new_fields, edits);
+    }
+    if !new_fields.is_empty() {
+        add_fields(raw, part, &new_fields, eol, edits);
     }
     Ok(())
 }
@@ -671,19 +690,35 @@ fn change_unicode(
     })
 }
 
-/// Set (or add) a header field of a part to `value`, keeping its position and name spelling.
-fn set_header(raw: &[u8], part: &Part, name: &str, value: &str, eol: &[u8], edits: &mut Edits) {
+/// Set a header field of a part to `value`, keeping its position and name spelling; a
+/// missing field is queued in `new_fields`.
+fn set_header(
+    raw: &[u8],
+    part: &Part,
+    name: &str,
+    value: &str,
+    new_fields: &mut Vec<String>,
+    edits: &mut Edits,
+) {
     if let Some(f) = mime::find_field(raw, &part.fields, name) {
         edits.replace(f.value.clone(), format!(" {value}").into_bytes());
     } else {
-        add_field(raw, part, &format!("{name}: {value}"), eol, edits);
+        new_fields.push(format!("{name}: {value}"));
     }
 }
 
-/// Append a field at the end of a part's header.
-fn add_field(raw: &[u8], part: &Part, field: &str, eol: &[u8], edits: &mut Edits) {
-    let mut bytes = field.as_bytes().to_vec();
-    bytes.extend_from_slice(eol);
+/// Append fields at the end of a part's header.
+fn add_fields(raw: &[u8], part: &Part, fields: &[String], eol: &[u8], edits: &mut Edits) {
+    let mut bytes = Vec::new();
+    // MIME fields in a message that had none need MIME-Version too.
+    if part.start == bom_len(raw) && mime::find_field(raw, &part.fields, "mime-version").is_none() {
+        bytes.extend_from_slice(b"MIME-Version: 1.0");
+        bytes.extend_from_slice(eol);
+    }
+    for f in fields {
+        bytes.extend_from_slice(f.as_bytes());
+        bytes.extend_from_slice(eol);
+    }
     match part.fields.last() {
         Some(last) => {
             // After the last field's line ending.
@@ -706,7 +741,7 @@ fn add_field(raw: &[u8], part: &Part, field: &str, eol: &[u8], edits: &mut Edits
 }
 
 /// Make the part's charset UTF-8: replace the parameter, or add one (and a Content-Type).
-fn set_charset_utf8(raw: &[u8], part: &Part, eol: &[u8], edits: &mut Edits) {
+fn set_charset_utf8(raw: &[u8], part: &Part, new_fields: &mut Vec<String>, edits: &mut Edits) {
     if let Some(p) = part.ctype.param("charset") {
         edits.replace(p.range.clone(), b"utf-8".to_vec());
         return;
@@ -722,13 +757,7 @@ fn set_charset_utf8(raw: &[u8], part: &Part, eol: &[u8], edits: &mut Edits) {
         }
         None => {
             let subtype = &part.ctype.subtype;
-            add_field(
-                raw,
-                part,
-                &format!("Content-Type: text/{subtype}; charset=utf-8"),
-                eol,
-                edits,
-            );
+            new_fields.push(format!("Content-Type: text/{subtype}; charset=utf-8"));
         }
     }
 }
