@@ -443,10 +443,11 @@ fn stamp_part(
         }
     };
     refuse_inline_pgp(&decoded)?;
+    let msg_eol = if eol == b"\r\n" { "\r\n" } else { "\n" };
     let label = part.ctype.param("charset").map(|p| p.value.as_str());
     let charset = Charset::classify(label, &decoded);
     let (change, relabel) = if charset.needs_unicode() {
-        change_unicode(&decoded, charset, kind, sig)?
+        change_unicode(&decoded, charset, kind, sig, msg_eol)?
     } else {
         // HTML in a 7bit part takes the signature as ASCII with character references, so the
         // part keeps its encoding and every existing byte.
@@ -456,7 +457,7 @@ fn stamp_part(
         } else {
             charset
         };
-        change_bytes(&decoded, charset, kind, sig)
+        change_bytes(&decoded, charset, kind, sig, msg_eol)
     };
 
     if !part.has_separator {
@@ -561,17 +562,17 @@ fn refuse_inline_pgp(decoded: &[u8]) -> Result<(), Skip> {
 }
 
 /// The line ending used inside decoded content.
-fn content_eol(decoded: &[u8]) -> &'static str {
+fn content_eol(decoded: &[u8], default: &'static str) -> &'static str {
     match memchr::memchr(b'\n', decoded) {
         Some(i) if i > 0 && decoded[i - 1] == b'\r' => "\r\n",
         Some(_) => "\n",
-        None => "\r\n",
+        None => default,
     }
 }
 
 /// The text to insert at `at` (decoded content, as UTF-8 text), with its spacing.
-fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature) -> String {
-    let le = content_eol(content);
+fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature, eol: &'static str) -> String {
+    let le = content_eol(content, eol);
     match kind {
         Kind::Html => sig.html.clone(),
         Kind::Text => {
@@ -610,9 +611,15 @@ fn position(content: &[u8], kind: Kind) -> usize {
 
 /// ASCII-compatible charsets: find the spot in the bytes and splice the encoded signature.
 /// Returns the change and whether the part must be relabelled as UTF-8.
-fn change_bytes(decoded: &[u8], charset: Charset, kind: Kind, sig: &Signature) -> (Change, bool) {
+fn change_bytes(
+    decoded: &[u8],
+    charset: Charset,
+    kind: Kind,
+    sig: &Signature,
+    eol: &'static str,
+) -> (Change, bool) {
     let at = position(decoded, kind);
-    let text = fragment(decoded, at, kind, sig);
+    let text = fragment(decoded, at, kind, sig, eol);
     let encoded = match kind {
         Kind::Html => charset.encode_html(&text),
         Kind::Text => charset.encode_exact(&text),
@@ -663,12 +670,13 @@ fn change_unicode(
     charset: Charset,
     kind: Kind,
     sig: &Signature,
+    eol: &'static str,
 ) -> Result<(Change, bool), Skip> {
     let s = charset
         .decode(decoded)
         .ok_or_else(|| Skip::Malformed("body does not match its charset".into()))?;
     let at = position(s.as_bytes(), kind);
-    let text = fragment(s.as_bytes(), at, kind, sig);
+    let text = fragment(s.as_bytes(), at, kind, sig, eol);
     if let Charset::Utf16 { be, bom } = charset {
         // Splice: the existing code units stay as they are.
         let units_before = s[..at].encode_utf16().count();
