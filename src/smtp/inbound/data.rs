@@ -77,6 +77,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(mut tx) = self.tx.take() else {
             return Err(replies::NEED_MAIL.into());
         };
+        if tx.data.len() > self.shared.cfg.max_message_size {
+            // Data that arrived in one read is only measured here.
+            self.abort_transaction().await;
+            return Err(replies::MESSAGE_TOO_BIG.into());
+        }
         if has_smuggled_dot(&tx.data) {
             self.abort_transaction().await;
             return Err(replies::SMUGGLING.into());
