@@ -88,7 +88,10 @@ fn load_message(args: &Args) -> anyhow::Result<(Vec<u8>, String)> {
             std::fs::read(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
             p.display().to_string(),
         )),
-        None => Ok((FALLBACK_MESSAGE.as_bytes().to_vec(), "built-in sample".into())),
+        None => Ok((
+            FALLBACK_MESSAGE.as_bytes().to_vec(),
+            "built-in sample".into(),
+        )),
     }
 }
 
@@ -97,13 +100,15 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let (message, message_from) = load_message(&args)?;
     // Mail clients speak CRLF; sample files in a git checkout may have plain LF.
     let message = if memchr::memmem::find(&message, b"\r\n").is_none() {
-        message.iter().fold(Vec::with_capacity(message.len() + 64), |mut v, &b| {
-            if b == b'\n' {
-                v.push(b'\r');
-            }
-            v.push(b);
-            v
-        })
+        message
+            .iter()
+            .fold(Vec::with_capacity(message.len() + 64), |mut v, &b| {
+                if b == b'\n' {
+                    v.push(b'\r');
+                }
+                v.push(b);
+                v
+            })
     } else {
         message
     };
@@ -112,7 +117,9 @@ async fn demo(args: Args) -> anyhow::Result<()> {
         None => Templates::embedded(),
     };
     let directory = Arc::new(Directory::new());
-    let first_user = users.first().and_then(|u| u.str("mail").map(str::to_string));
+    let first_user = users
+        .first()
+        .and_then(|u| u.str("mail").map(str::to_string));
     directory.replace_users(users, Source::File);
     let stamper = Arc::new(Stamper::new(directory, templates));
 
@@ -166,10 +173,11 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = serving.await;
 
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("sigstamp-demo").join("delivered.eml"));
+    let out = args.out.clone().unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join("sigstamp-demo")
+            .join("delivered.eml")
+    });
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -223,7 +231,10 @@ mod tests {
     #[test]
     fn header_addresses() {
         let m = b"From: Alice <Alice@Example.com>\r\nTo: bob@example.net\r\n\r\nbody\r\n";
-        assert_eq!(header_address(m, "from").as_deref(), Some("alice@example.com"));
+        assert_eq!(
+            header_address(m, "from").as_deref(),
+            Some("alice@example.com")
+        );
         assert_eq!(header_address(m, "to").as_deref(), Some("bob@example.net"));
         assert_eq!(header_address(m, "cc"), None);
     }

@@ -50,9 +50,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let status = Arc::new(Status::default());
     let directory = build_directory(&config, &metrics, &status)?;
     let templates = match &config.templates.dir {
-        Some(dir) => Templates::load(dir).map_err(|e| {
-            anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display())
-        })?,
+        Some(dir) => Templates::load(dir)
+            .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
         None => Templates::embedded(),
     };
     let mut stamper = Stamper::new(directory, templates);
@@ -130,9 +129,10 @@ async fn signals(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return;
         };

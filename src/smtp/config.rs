@@ -241,8 +241,12 @@ mod tests {
     fn defaults_are_loopback_only() {
         let cfg = parse("").unwrap().smtp.unwrap();
         let nets = cfg.allowed_nets().unwrap();
-        assert!(nets.iter().any(|n| n.contains(&"127.0.0.1".parse::<IpAddr>().unwrap())));
-        assert!(!nets.iter().any(|n| n.contains(&"10.0.0.1".parse::<IpAddr>().unwrap())));
+        assert!(nets
+            .iter()
+            .any(|n| n.contains(&"127.0.0.1".parse::<IpAddr>().unwrap())));
+        assert!(!nets
+            .iter()
+            .any(|n| n.contains(&"10.0.0.1".parse::<IpAddr>().unwrap())));
         assert_eq!(cfg.command_timeout, Duration::from_secs(300));
     }
 
@@ -261,14 +265,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("smtp.listen"), "{err}");
-        let err = parse("next_hop_tls = \"sometimes\"").unwrap_err().to_string();
+        let err = parse("next_hop_tls = \"sometimes\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("next_hop_tls"), "{err}");
     }
 
     #[test]
     fn host_port_split() {
         assert_eq!(split_host_port("[::1]:25"), Some(("::1", 25)));
-        assert_eq!(split_host_port("mx.example.com:25"), Some(("mx.example.com", 25)));
+        assert_eq!(
+            split_host_port("mx.example.com:25"),
+            Some(("mx.example.com", 25))
+        );
         assert_eq!(split_host_port("mx"), None);
     }
 }

@@ -32,7 +32,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MaybeTls<S> {
     /// The client's end-entity certificate (verified by the configured verifier), if any.
     pub fn peer_certificate(&self) -> Option<&[u8]> {
         match self {
-            MaybeTls::Tls(t) => t.get_ref().1.peer_certificates()?.first().map(|c| c.as_ref()),
+            MaybeTls::Tls(t) => t
+                .get_ref()
+                .1
+                .peer_certificates()?
+                .first()
+                .map(|c| c.as_ref()),
             _ => None,
         }
     }

@@ -34,7 +34,11 @@ pub const CHUNK_OK: Canned = r(250, "2.0.0", "Chunk received");
 pub const START_DATA: Canned = r(354, "", "End data with <CR><LF>.<CR><LF>");
 pub const READY_TLS: Canned = r(220, "2.0.0", "Ready to start TLS");
 pub const VRFY: Canned = r(252, "2.5.2", "Cannot VRFY user, but will accept message");
-pub const HELP: Canned = r(214, "2.0.0", "See RFC 5321; sigstamp relays mail to its next hop");
+pub const HELP: Canned = r(
+    214,
+    "2.0.0",
+    "See RFC 5321; sigstamp relays mail to its next hop",
+);
 
 // Syntax and sequence.
 pub const UNKNOWN_COMMAND: Canned = r(500, "5.5.2", "Syntax error, command unrecognized");
@@ -60,11 +64,8 @@ pub const SMUGGLING: Canned = r(
 
 // Policy.
 pub const MUST_STARTTLS: Canned = r(530, "5.7.0", "Must issue a STARTTLS command first");
-pub const CLIENT_CERT_REJECTED: Canned = r(
-    554,
-    "5.7.1",
-    "Client certificate missing or not accepted",
-);
+pub const CLIENT_CERT_REJECTED: Canned =
+    r(554, "5.7.1", "Client certificate missing or not accepted");
 pub const TLS_UNAVAILABLE: Canned = r(454, "4.7.0", "TLS not available");
 
 // Limits.

@@ -231,6 +231,9 @@ mod tests {
             path_and_params("MAIL FROM:<a@b> SIZE=5 RET=HDRS"),
             Some(("a@b".into(), "SIZE=5 RET=HDRS".into()))
         );
-        assert_eq!(path_and_params("MAIL FROM:<>"), Some((String::new(), String::new())));
+        assert_eq!(
+            path_and_params("MAIL FROM:<>"),
+            Some((String::new(), String::new()))
+        );
     }
 }

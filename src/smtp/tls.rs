@@ -25,7 +25,10 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-pub fn load_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub fn load_certs(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem_err = |message: String| TlsError::Pem {
         key,
         path: path.display().to_string(),
@@ -132,9 +135,15 @@ mod tests {
 
     #[test]
     fn wildcard_patterns_match_one_label() {
-        assert!(name_matches("mail.protection.outlook.com", "mail.protection.outlook.com"));
+        assert!(name_matches(
+            "mail.protection.outlook.com",
+            "mail.protection.outlook.com"
+        ));
         assert!(name_matches("*.outlook.com", "protection.outlook.com"));
-        assert!(!name_matches("*.outlook.com", "mail.protection.outlook.com"));
+        assert!(!name_matches(
+            "*.outlook.com",
+            "mail.protection.outlook.com"
+        ));
         assert!(!name_matches("outlook.com", "evil-outlook.com"));
     }
 }

@@ -118,7 +118,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let metrics = &self.shared.metrics;
-        metrics.stamp_seconds.observe(started.elapsed().as_secs_f64());
+        metrics
+            .stamp_seconds
+            .observe(started.elapsed().as_secs_f64());
         metrics.count_message("relay", verdict.label());
         let message = match verdict {
             Verdict::Stamped { message, .. } => message,

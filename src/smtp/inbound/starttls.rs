@@ -23,7 +23,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(config) = self.shared.tls.clone() else {
             return false;
         };
-        let handshake = tokio::time::timeout(self.shared.cfg.command_timeout, self.io.upgrade(config));
+        let handshake =
+            tokio::time::timeout(self.shared.cfg.command_timeout, self.io.upgrade(config));
         match handshake.await {
             Ok(Ok(())) => {
                 self.helo = None;

@@ -19,15 +19,9 @@ async fn harness_with(
     edit: impl FnOnce(&mut SmtpConfig),
     policy: Option<crate::smtp::sink::Policy>,
 ) -> Harness {
-    let (sink, delivered) = Sink::start(
-        "127.0.0.1:0",
-        SinkOptions {
-            tls: None,
-            policy,
-        },
-    )
-    .await
-    .unwrap();
+    let (sink, delivered) = Sink::start("127.0.0.1:0", SinkOptions { tls: None, policy })
+        .await
+        .unwrap();
     let mut cfg = SmtpConfig::new("127.0.0.1:0", sink.addr().to_string());
     cfg.hostname = "relay.test".into();
     cfg.command_timeout = Duration::from_secs(5);
@@ -88,8 +82,10 @@ fn codes(text: &str) -> Vec<u16> {
         .collect()
 }
 
-const ENVELOPE: &str = "EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\n";
-const MESSAGE: &str = "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: hi\r\n\r\nHello\r\n..dot\r\n";
+const ENVELOPE: &str =
+    "EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\n";
+const MESSAGE: &str =
+    "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: hi\r\n\r\nHello\r\n..dot\r\n";
 
 fn transaction() -> String {
     format!("{ENVELOPE}DATA\r\n{MESSAGE}.\r\n")
@@ -210,9 +206,15 @@ async fn ehlo_advertises_the_extensions() {
         "DSN",
         "CHUNKING",
     ] {
-        assert!(text.contains(&format!("250-{ext}\r\n")) || text.contains(&format!("250 {ext}\r\n")), "{ext} missing:\n{text}");
+        assert!(
+            text.contains(&format!("250-{ext}\r\n")) || text.contains(&format!("250 {ext}\r\n")),
+            "{ext} missing:\n{text}"
+        );
     }
-    assert!(!text.contains("STARTTLS"), "no certificate, no STARTTLS:\n{text}");
+    assert!(
+        !text.contains("STARTTLS"),
+        "no certificate, no STARTTLS:\n{text}"
+    );
     assert!(text.starts_with("220 relay.test ESMTP"), "{text}");
 }
 
@@ -238,7 +240,10 @@ async fn message_reaches_the_next_hop_unstuffed_with_envelope_and_dsn() {
             ("carol@example.org".to_string(), String::new()),
         ]
     );
-    assert_eq!(d.message, MESSAGE.replace("\r\n..dot", "\r\n.dot").as_bytes());
+    assert_eq!(
+        d.message,
+        MESSAGE.replace("\r\n..dot", "\r\n.dot").as_bytes()
+    );
     assert!(h.delivered.try_recv().is_err(), "delivered once");
 }
 
@@ -248,7 +253,10 @@ async fn bdat_message_is_delivered_whole() {
     let script = format!("{ENVELOPE}BDAT 10\r\n0123456789BDAT 7 LAST\r\nabcde\r\nQUIT\r\n");
     let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
     assert_eq!(got, vec![220, 250, 250, 250, 250, 250, 221], "{text}");
-    assert_eq!(h.delivered.try_recv().unwrap().message, b"0123456789abcde\r\n");
+    assert_eq!(
+        h.delivered.try_recv().unwrap().message,
+        b"0123456789abcde\r\n"
+    );
 }
 
 #[tokio::test]
@@ -277,9 +285,10 @@ async fn recipient_limit() {
 #[tokio::test]
 async fn next_hop_refusals_are_relayed_as_is() {
     let policy: crate::smtp::sink::Policy = Arc::new(|stage| match stage {
-        Stage::Rcpt(line) if line.contains("nobody@") => {
-            Some(Reply::new(550, "5.1.1 <nobody@x.example>: Recipient address rejected"))
-        }
+        Stage::Rcpt(line) if line.contains("nobody@") => Some(Reply::new(
+            550,
+            "5.1.1 <nobody@x.example>: Recipient address rejected",
+        )),
         Stage::Rcpt(line) if line.contains("later@") => Some(Reply::new(450, "4.2.0 try later")),
         Stage::Data(d) if d.message.windows(6).any(|w| w == b"REJECT") => {
             Some(Reply::new(554, "5.7.1 content refused"))
@@ -290,22 +299,42 @@ async fn next_hop_refusals_are_relayed_as_is() {
     let script = "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<nobody@x.example>\r\nRCPT TO:<later@x.example>\r\nDATA\r\nQUIT\r\n";
     let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
     assert_eq!(got, vec![220, 250, 250, 550, 450, 554, 221], "{text}");
-    assert!(text.contains("550 5.1.1 <nobody@x.example>: Recipient address rejected"), "{text}");
+    assert!(
+        text.contains("550 5.1.1 <nobody@x.example>: Recipient address rejected"),
+        "{text}"
+    );
     assert!(text.contains("450 4.2.0 try later"), "{text}");
     assert!(text.contains("554 5.5.1 No valid recipients"), "{text}");
 
-    let script = format!("{ENVELOPE}DATA\r\nSubject: REJECT\r\n\r\nx\r\n.\r\n{}QUIT\r\n", transaction().replace("EHLO client.test\r\n", ""));
+    let script = format!(
+        "{ENVELOPE}DATA\r\nSubject: REJECT\r\n\r\nx\r\n.\r\n{}QUIT\r\n",
+        transaction().replace("EHLO client.test\r\n", "")
+    );
     let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
-    assert_eq!(got, vec![220, 250, 250, 250, 354, 554, 250, 250, 354, 250, 221], "{text}");
+    assert_eq!(
+        got,
+        vec![220, 250, 250, 250, 354, 554, 250, 250, 354, 250, 221],
+        "{text}"
+    );
     assert!(text.contains("554 5.7.1 content refused"), "{text}");
-    assert_eq!(h.delivered.try_recv().unwrap().message, MESSAGE.replace("..", ".").as_bytes());
-    assert!(h.delivered.try_recv().is_err(), "the refused message was not delivered");
+    assert_eq!(
+        h.delivered.try_recv().unwrap().message,
+        MESSAGE.replace("..", ".").as_bytes()
+    );
+    assert!(
+        h.delivered.try_recv().is_err(),
+        "the refused message was not delivered"
+    );
 }
 
 #[tokio::test]
 async fn next_hop_down_is_a_temporary_failure() {
     // A port with nothing listening: bind, read the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cfg = SmtpConfig::new("127.0.0.1:0", format!("127.0.0.1:{port}"));
     cfg.next_hop_timeout = Duration::from_secs(5);
     let shared = shared_for(cfg);
@@ -314,7 +343,10 @@ async fn next_hop_down_is_a_temporary_failure() {
     assert_eq!(got, vec![220, 250, 451, 503, 503, 221], "{text}");
     assert!(text.contains("451 4.4.1"), "{text}");
     let m = shared.metrics.encode();
-    assert!(m.contains("sigstamp_next_hop_errors_total{kind=\"connect\"} 1"), "{m}");
+    assert!(
+        m.contains("sigstamp_next_hop_errors_total{kind=\"connect\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -355,7 +387,10 @@ async fn idle_client_times_out_with_421() {
         .unwrap();
     session.await.unwrap();
     let text = String::from_utf8_lossy(&out);
-    assert!(text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"), "{text}");
+    assert!(
+        text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -380,7 +415,10 @@ mod tls {
     use super::*;
     use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
-    fn server_tls() -> (Arc<rustls::ServerConfig>, rustls_pki_types::CertificateDer<'static>) {
+    fn server_tls() -> (
+        Arc<rustls::ServerConfig>,
+        rustls_pki_types::CertificateDer<'static>,
+    ) {
         let ck = rcgen::generate_simple_self_signed(vec!["relay.test".to_string()]).unwrap();
         let der = ck.cert.der().clone();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
@@ -393,7 +431,9 @@ mod tls {
         (Arc::new(cfg), der)
     }
 
-    async fn tls_harness(edit: impl FnOnce(&mut SmtpConfig)) -> (Harness, rustls_pki_types::CertificateDer<'static>) {
+    async fn tls_harness(
+        edit: impl FnOnce(&mut SmtpConfig),
+    ) -> (Harness, rustls_pki_types::CertificateDer<'static>) {
         let mut h = harness_with(edit, None).await;
         let (cfg, der) = server_tls();
         let shared = Arc::get_mut(&mut h.shared).unwrap();
@@ -420,9 +460,16 @@ mod tls {
     #[tokio::test]
     async fn require_tls_refuses_mail_in_clear() {
         let (h, _) = tls_harness(|c| c.require_tls = true).await;
-        let (got, text) = converse(h.shared.clone(), b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n").await;
+        let (got, text) = converse(
+            h.shared.clone(),
+            b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n",
+        )
+        .await;
         assert_eq!(got, vec![220, 250, 530, 221], "{text}");
-        assert!(text.contains("250-STARTTLS") || text.contains("250 STARTTLS"), "{text}");
+        assert!(
+            text.contains("250-STARTTLS") || text.contains("250 STARTTLS"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -434,7 +481,10 @@ mod tls {
         client.write_all(b"EHLO c\r\n").await.unwrap();
         read_reply(&mut client).await;
         // The injected MAIL must not survive the handshake.
-        client.write_all(b"STARTTLS\r\nMAIL FROM:<evil@x.example>\r\n").await.unwrap();
+        client
+            .write_all(b"STARTTLS\r\nMAIL FROM:<evil@x.example>\r\n")
+            .await
+            .unwrap();
         assert!(read_reply(&mut client).await.starts_with("220 2.0.0"));
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca).unwrap();
@@ -461,13 +511,21 @@ mod tls {
         session.await.unwrap();
         let d = h.delivered.try_recv().unwrap();
         assert_eq!(d.mail_from, "a@b.example");
-        assert!(h.delivered.try_recv().is_err(), "the injected MAIL started nothing");
+        assert!(
+            h.delivered.try_recv().is_err(),
+            "the injected MAIL started nothing"
+        );
     }
 
     #[tokio::test]
     async fn client_certificate_required_when_names_configured() {
-        let (h, _) = tls_harness(|c| c.client_cert_names = vec!["mail.protection.outlook.com".into()]).await;
-        let (got, text) = converse(h.shared.clone(), b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n").await;
+        let (h, _) =
+            tls_harness(|c| c.client_cert_names = vec!["mail.protection.outlook.com".into()]).await;
+        let (got, text) = converse(
+            h.shared.clone(),
+            b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n",
+        )
+        .await;
         assert_eq!(got, vec![220, 250, 554, 221], "{text}");
         assert!(text.contains("554 5.7.1"), "{text}");
     }

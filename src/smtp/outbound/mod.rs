@@ -158,8 +158,7 @@ impl NextHop {
         conn: &mut AsyncSmtpConnection,
         params: &TlsParameters,
     ) -> Result<(), HopError> {
-        match tokio::time::timeout(self.timeout, conn.starttls(params.clone(), &self.helo)).await
-        {
+        match tokio::time::timeout(self.timeout, conn.starttls(params.clone(), &self.helo)).await {
             Err(_) => Err(HopError::Timeout),
             Ok(Err(e)) => Err(HopError::Tls(error_text(&e))),
             Ok(Ok(())) => Ok(()),
