@@ -267,3 +267,57 @@ pub async fn python_async(script: String) -> String {
         .await
         .unwrap()
 }
+
+/// A raw SMTP client for fault tests: exact bytes out, whole replies in.
+pub struct RawClient {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<RawClient> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        Ok(RawClient {
+            stream: tokio::io::BufReader::new(stream),
+        })
+    }
+
+    /// Read one reply (all its lines); empty string on EOF.
+    pub async fn reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.read_line(&mut line))
+                    .await
+                    .expect("reply within 10s");
+            if read.unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stream
+            .get_mut()
+            .write_all(bytes.as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Send one command line and return its reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.send(&format!("{line}\r\n")).await;
+        self.reply().await
+    }
+
+    /// True once the server has closed the connection.
+    pub async fn closed(&mut self) -> bool {
+        self.reply().await.is_empty()
+    }
+}
