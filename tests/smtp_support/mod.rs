@@ -2,6 +2,8 @@
 //! rcgen at run time, an in-process relay in front of a sink, and the expected delivery.
 #![allow(dead_code)]
 
+pub mod postfix;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     SanType,
