@@ -450,7 +450,7 @@ pub fn retry_delay(e: &GraphError, failures: u32, interval: Duration) -> Duratio
 pub async fn sync_once(
     cfg: &GraphConfig,
     sink: &Sink,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(SyncReport, Result<(), snapshot::SnapshotError>), GraphError> {
     let client = cfg.client(sink.clock.clone(), RetryPolicy::interactive())?;
     let mut syncer = Syncer::new(client, sink.clock.clone());

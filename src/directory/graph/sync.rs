@@ -130,7 +130,7 @@ impl Syncer {
     /// server says the delta state is gone).
     pub async fn sync(
         &mut self,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<SyncReport, GraphError> {
         let started = std::time::Instant::now();
         let fresh = self.delta_at.is_some_and(|t| {
@@ -182,7 +182,7 @@ impl Syncer {
     async fn round(
         &self,
         mut url: String,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Round, GraphError> {
         let started_at = self.clock.now();
         let mut entries = Vec::new();
