@@ -467,15 +467,61 @@ async fn fake_users_endpoint_pages_and_rejects_forged_skiptokens() {
         no_sel["value"][0].get("city").is_none(),
         "not a default property"
     );
+    let (u0, u1) = (
+        "00000000-0000-4000-8000-000000000000",
+        "00000001-0000-4000-8000-000000000001",
+    );
     let err = client
-        .get_json(
-            &client.url("/users/00000000-0000-4000-8000-000000000000/manager"),
-            false,
-        )
+        .get_json(&client.url(&format!("/users/{u0}/manager")), false)
         .await
         .unwrap_err();
     assert!(
         err.to_string().contains("Request_ResourceNotFound"),
         "{err}"
+    );
+    fake.set_manager(u0, Some(u1));
+    let m = client
+        .get_json(&client.url(&format!("/users/{u0}/manager")), false)
+        .await
+        .unwrap();
+    assert_eq!(m["id"], u1);
+    let e = client
+        .get_json(&client.url(&format!("/users/{u0}?$expand=manager")), false)
+        .await
+        .unwrap();
+    assert_eq!(e["manager"]["mail"], "u0000001@contoso.test");
+    let err = client
+        .get_json(&client.url(&format!("/users/{u0}/photo")), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    fake.set_photo(u0, "image/jpeg", vec![0xff, 0xd8, 0xff]);
+    let meta = client
+        .get_json(&client.url(&format!("/users/{u0}/photo")), false)
+        .await
+        .unwrap();
+    assert_eq!(meta["@odata.mediaContentType"], "image/jpeg");
+
+    // manager@delta when manager is selected; $deltatoken=latest gives no data.
+    let d = client
+        .get_json(
+            &client.url("/users/delta?$select=displayName,manager"),
+            true,
+        )
+        .await
+        .unwrap();
+    let with_mgr = d["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == u0)
+        .unwrap();
+    assert_eq!(with_mgr["manager@delta"][0]["id"], u1);
+    let latest = client
+        .get_json(&client.url("/users/delta?$deltatoken=latest"), true)
+        .await
+        .unwrap();
+    assert!(
+        latest["value"].as_array().unwrap().is_empty() && latest["@odata.deltaLink"].is_string()
     );
 }

@@ -198,7 +198,8 @@ async fn device_code_login_stores_a_refresh_token() {
 async fn token_endpoint_errors_carry_the_aadsts_code() {
     let fake = FakeGraph::start().await;
     seed_abc(&fake);
-    let cases: Vec<(Box<dyn Fn(&FakeGraph)>, &str)> = vec![
+    type Break = Box<dyn Fn(&FakeGraph)>;
+    let cases: Vec<(Break, &str)> = vec![
         (Box::new(|f| f.set_secret("another")), "AADSTS7000215"),
         (
             Box::new(|f| f.expire_secret_at(f.clock.now())),
@@ -491,4 +492,56 @@ async fn unconfigured_without_a_graph_section() {
         .metrics
         .encode()
         .contains("sigstamp_token_state{state=\"unconfigured\"} 1"));
+}
+
+#[tokio::test]
+async fn every_refresh_token_death_is_expired_with_its_code() {
+    use sigstamp::directory::graph::state::describe;
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let rt_path = dir.path().join("rt");
+    let cfg = fake.config_toml(&format!("refresh_token_file = {rt_path:?}"));
+    for code in [700082, 70008, 50173, 70043, 50076, 50078, 50079] {
+        std::fs::write(&rt_path, fake.issue_refresh_token()).unwrap();
+        fake.revoke_refresh_tokens(code);
+        let mut sy = syncer(&cfg, fake.clock.clone());
+        let err = sy.sync(&mut |_: Progress| {}).await.unwrap_err();
+        let st = describe(&err, fake.clock.now());
+        assert_eq!(st.state, TokenState::Expired, "{code}: {err}");
+        assert_eq!(st.error_code, Some(format!("AADSTS{code}")));
+        assert!(
+            st.description.contains("sigstamp login"),
+            "{code}: {}",
+            st.description
+        );
+    }
+    // No refresh token file at all: expired, and the description says what to run.
+    std::fs::remove_file(&rt_path).unwrap();
+    let err = syncer(&cfg, fake.clock.clone())
+        .sync(&mut |_: Progress| {})
+        .await
+        .unwrap_err();
+    let st = describe(&err, fake.clock.now());
+    assert_eq!(st.state, TokenState::Expired);
+    assert!(
+        st.description.contains("sigstamp login"),
+        "{}",
+        st.description
+    );
+}
+
+#[tokio::test]
+async fn token_request_loops_are_throttled_by_the_fake() {
+    use sigstamp::directory::graph::state::describe;
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    fake.with(|s| s.loop_limit = Some(2));
+    for _ in 0..2 {
+        one_sync(&fake.config(), &fake).await.unwrap();
+    }
+    let mut sy = syncer(&fake.config(), fake.clock.clone());
+    let err = sy.sync(&mut |_: Progress| {}).await.unwrap_err();
+    assert!(err.to_string().contains("AADSTS50196"), "{err}");
+    assert_eq!(describe(&err, fake.clock.now()).state, TokenState::Failing);
 }

@@ -99,7 +99,7 @@ pub fn describe(e: &GraphError, now: time::OffsetDateTime) -> TokenStatus {
             Some(a.code.clone()).filter(|c| !c.is_empty()),
             format!("Microsoft Graph answered HTTP {}: {}; retrying", a.status, a.message),
         ),
-        GraphError::Credential(msg) => (TokenState::Expired, None, format!("{msg}")),
+        GraphError::Credential(msg) => (TokenState::Expired, None, msg.clone()),
         other => (TokenState::Failing, None, format!("{other}; retrying")),
     };
     TokenStatus {
