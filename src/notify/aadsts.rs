@@ -11,7 +11,7 @@ pub struct Explanation {
 }
 
 const NEW_SECRET: &str = "Create a new client secret in the Entra admin center (App registrations \
-→ the sigstamp app → Certificates & secrets), put its Value (not its Secret ID) in [graph] \
+> the sigstamp app > Certificates & secrets), put its Value (not its Secret ID) in [graph] \
 client_secret and reload the configuration. sigstamp keeps retrying and recovers by itself, \
 without a restart.";
 
@@ -23,7 +23,7 @@ const CERT: &str = "Check that the certificate in [graph] client_certificate is 
 app registration (Certificates & secrets), has not expired, and matches [graph] client_key.";
 
 const CONSENT: &str = "An administrator grants admin consent for the sigstamp app's Graph \
-permission (User.Read.All) in the Entra admin center (App registrations → API permissions).";
+permission (User.Read.All) in the Entra admin center (App registrations > API permissions).";
 
 /// The Admin and Reauth codes of §1.6; anything else falls back on the error class.
 const TABLE: &[(u32, &str, &str)] = &[

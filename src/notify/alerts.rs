@@ -173,6 +173,52 @@ pub struct Context {
     pub interval: Duration,
 }
 
+/// Plain-text mail reads best, and stays 7bit, with lines under 76 columns.
+const WIDTH: usize = 72;
+
+/// Greedy word wrap. Continuation lines are indented like the line's text: under the value of
+/// a `Label:   value` line, or at the line's own indentation.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / width);
+    for line in text.lines() {
+        if line.chars().count() <= width {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let lead = line.len() - line.trim_start().len();
+        let indent = label_width(line).unwrap_or(lead);
+        out.push_str(&line[..indent]);
+        let pad = " ".repeat(indent);
+        let mut col = indent;
+        for (i, word) in line[indent..].split(' ').filter(|w| !w.is_empty()).enumerate() {
+            let n = word.chars().count();
+            if i > 0 && col + 1 + n > width {
+                out.push('\n');
+                out.push_str(&pad);
+                col = indent;
+            } else if i > 0 {
+                out.push(' ');
+                col += 1;
+            }
+            out.push_str(word);
+            col += n;
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The width of a `Label:   ` prefix (no spaces in the label, at least two spaces after).
+fn label_width(line: &str) -> Option<usize> {
+    let colon = line.find(':')?;
+    if line[..colon].contains(' ') || !line[colon + 1..].starts_with("  ") {
+        return None;
+    }
+    let rest = &line[colon + 1..];
+    Some(colon + 1 + rest.len() - rest.trim_start().len())
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
@@ -222,7 +268,10 @@ fn expired_mail(token: &TokenStatus, reminder: bool, ctx: &Context) -> Mail {
         source = ctx.source,
         every = humantime::format_duration(ctx.interval),
     );
-    Mail { subject, body }
+    Mail {
+        subject,
+        body: wrap(&body, WIDTH),
+    }
 }
 
 fn recovered_mail(code: Option<&str>, expired_since: OffsetDateTime, ctx: &Context) -> Mail {
@@ -240,7 +289,10 @@ fn recovered_mail(code: Option<&str>, expired_since: OffsetDateTime, ctx: &Conte
         users = ctx.users,
         source = ctx.source,
     );
-    Mail { subject, body }
+    Mail {
+        subject,
+        body: wrap(&body, WIDTH),
+    }
 }
 
 fn cert_mail(days: i64, path: &std::path::Path, cert: &CertInfo) -> Mail {
@@ -259,15 +311,18 @@ fn cert_mail(days: i64, path: &std::path::Path, cert: &CertInfo) -> Mail {
          Not after: {not_after}\n\
          \n\
          What to do:\n  Create a new certificate and key, upload the certificate (public part) \
-         to the app registration in the Entra admin center (App registrations → the sigstamp \
-         app → Certificates & secrets), and point [graph] client_certificate and client_key at \
+         to the app registration in the Entra admin center (App registrations > the sigstamp \
+         app > Certificates & secrets), and point [graph] client_certificate and client_key at \
          the new files. After the certificate expires Entra ID refuses every token request \
          (AADSTS700027) and the directory stops syncing; mail keeps being stamped with the \
          last-known values.\n",
         path = path.display(),
         subject = cert.subject,
     );
-    Mail { subject, body }
+    Mail {
+        subject,
+        body: wrap(&body, WIDTH),
+    }
 }
 
 #[cfg(test)]
@@ -399,6 +454,20 @@ mod tests {
             days(step(&mut t, renewed - 13 * DAY, &v, cert(renewed))),
             [14]
         );
+    }
+
+    #[test]
+    fn wrapping_keeps_label_columns() {
+        let long = format!("Details:     {}", "word ".repeat(30));
+        let w = wrap(&long, 40);
+        let lines: Vec<&str> = w.lines().collect();
+        assert!(lines.len() > 3, "{w}");
+        assert!(lines.iter().all(|l| l.len() <= 40), "{w}");
+        assert!(lines[0].starts_with("Details:     word"), "{w}");
+        assert!(lines[1].starts_with("             word"), "{w}");
+        let para = format!("  {}", "abc ".repeat(30));
+        assert!(wrap(&para, 40).lines().all(|l| l.starts_with("  abc")));
+        assert_eq!(wrap("short\n\nx", 40), "short\n\nx\n");
     }
 
     #[test]
