@@ -82,7 +82,12 @@ async fn metrics_exposes_counters_and_current_gauges() {
     app.metrics.count_message("relay", "stamped");
     app.metrics.count_message("relay", "stamped");
     app.metrics.count_message("milter", "unknown_sender");
-    set_token(&app, TokenState::Expired, Some("AADSTS7000222"), OffsetDateTime::now_utc());
+    set_token(
+        &app,
+        TokenState::Expired,
+        Some("AADSTS7000222"),
+        OffsetDateTime::now_utc(),
+    );
 
     let (code, ctype, body) = get(&format!("{base}/metrics")).await;
     assert_eq!(code, 200);
@@ -97,7 +102,10 @@ async fn metrics_exposes_counters_and_current_gauges() {
         "sigstamp_token_state{state=\"valid\"} 0",
         "# TYPE sigstamp_stamp_seconds histogram",
     ] {
-        assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in\n{body}"
+        );
     }
     assert!(body.trim_end().ends_with("# EOF"));
     let loaded = body
@@ -150,7 +158,11 @@ async fn status_json_shape_in_every_state() {
         assert_eq!(s, since);
 
         let d = &v["directory"];
-        assert_eq!(keys(d), BTreeSet::from(["users", "source", "last_sync"]), "{body}");
+        assert_eq!(
+            keys(d),
+            BTreeSet::from(["users", "source", "last_sync"]),
+            "{body}"
+        );
         assert_eq!(d["users"], 2);
         assert_eq!(d["source"], "file");
         match last_sync {

@@ -191,7 +191,11 @@ fn wrap(text: &str, width: usize) -> String {
         out.push_str(&line[..indent]);
         let pad = " ".repeat(indent);
         let mut col = indent;
-        for (i, word) in line[indent..].split(' ').filter(|w| !w.is_empty()).enumerate() {
+        for (i, word) in line[indent..]
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .enumerate()
+        {
             let n = word.chars().count();
             if i > 0 && col + 1 + n > width {
                 out.push('\n');
@@ -255,8 +259,9 @@ fn expired_mail(token: &TokenStatus, reminder: bool, ctx: &Context) -> Mail {
          \n\
          What to do:\n  {action}\n\
          \n\
-         Meanwhile mail is still stamped with the last-known directory values \
-         ({users} users from {source}, last successful sync {last_sync}).\n\
+         Meanwhile mail is still stamped with the last-known directory values:\n\
+         {users} users from {source}, last successful sync: {last_sync}.\n\
+         \n\
          sigstamp keeps retrying and sends one more message when the token works again.\n\
          Until then this message repeats every {every}.\n",
         since = rfc3339(token.since),

@@ -109,8 +109,35 @@ impl Captured {
         found
     }
 
-    pub fn body(&self) -> &str {
-        self.data.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("")
+    /// The body, with quoted-printable undone (lettre picks it for long lines).
+    pub fn body(&self) -> String {
+        let raw = self.data.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        let qp = self
+            .header("Content-Transfer-Encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("quoted-printable"));
+        if !qp {
+            return raw.to_string();
+        }
+        let raw = raw.replace("=\r\n", "");
+        let b = raw.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(byte) if b[i] == b'=' => {
+                    out.push(byte);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
@@ -167,7 +194,11 @@ impl Sink {
                 return Ok(());
             }
             let cmd = line.trim_end().to_string();
-            let verb = cmd.split([' ', ':']).next().unwrap_or("").to_ascii_uppercase();
+            let verb = cmd
+                .split([' ', ':'])
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             let reply: &[u8] = match verb.as_str() {
                 "EHLO" | "HELO" => b"250 sink\r\n",
                 "MAIL" => {
