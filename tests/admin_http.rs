@@ -181,8 +181,7 @@ fn listen_defaults_to_loopback_and_must_be_an_address() {
     assert_eq!(cfg.admin.listen, "127.0.0.1:8025");
     assert!(cfg.admin.listen_addr().unwrap().ip().is_loopback());
     let err = sigstamp::config::Config::parse("[admin]\nlisten = \"localhost:8025\"\n")
-        .err()
-        .expect("a host name is refused");
+        .expect_err("a host name is refused");
     assert!(err.to_string().contains("admin.listen"), "{err}");
     assert!(sigstamp::config::Config::parse("[admin]\nlisten = \"0.0.0.0:8025\"\n").is_ok());
 }
