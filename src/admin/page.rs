@@ -130,7 +130,7 @@ fn banner(h: &mut String, doc: &StatusDoc) {
     );
     match t.state {
         TokenState::Expired => {
-            let ex = aadsts::explain(t.error_code.as_deref().unwrap_or("unknown"));
+            let ex = aadsts::explain(t.error_code.as_deref());
             let _ = write!(
                 h,
                 "<h2>Microsoft Graph token expired: {code}</h2>\n\

@@ -53,18 +53,29 @@ const TABLE: &[(u32, &str, &str)] = &[
     (50089, "The flow token expired.", SIGN_IN),
 ];
 
-/// Explain `code`, written `AADSTS7000222` or `7000222`.
-pub fn explain(code: &str) -> Explanation {
-    let digits = code
-        .trim()
-        .strip_prefix("AADSTS")
-        .unwrap_or(code.trim())
-        .trim();
+/// Explain a token error code: `AADSTS7000222` or `7000222`, a Graph error code such as
+/// `Authorization_RequestDenied`, or none at all.
+pub fn explain(code: Option<&str>) -> Explanation {
+    let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Explanation {
+            code: "no error code".into(),
+            meaning: "Microsoft Entra ID or Graph refused sigstamp's credentials.",
+            action: GENERIC,
+        };
+    };
+    let digits = code.strip_prefix("AADSTS").unwrap_or(code);
     let Ok(n) = digits.parse::<u32>() else {
+        let (meaning, action) = match code {
+            "Authorization_RequestDenied" => (
+                "Microsoft Graph refused to list users: the app lacks permission.",
+                CONSENT,
+            ),
+            _ => ("Microsoft Entra ID or Graph refused the request.", GENERIC),
+        };
         return Explanation {
             code: code.to_string(),
-            meaning: "Microsoft Entra ID refused the token request.",
-            action: GENERIC,
+            meaning,
+            action,
         };
     };
     let code = format!("AADSTS{n}");
@@ -83,8 +94,9 @@ pub fn explain(code: &str) -> Explanation {
     }
 }
 
-const GENERIC: &str = "Look the code up at https://login.microsoftonline.com/error and fix the \
-app registration or the [graph] configuration; sigstamp keeps retrying and recovers by itself.";
+const GENERIC: &str = "Read the details, look the code up at \
+https://login.microsoftonline.com/error, and fix the app registration or the [graph] \
+configuration; sigstamp keeps retrying and recovers by itself.";
 
 #[cfg(test)]
 mod tests {
@@ -92,19 +104,24 @@ mod tests {
 
     #[test]
     fn known_codes_with_or_without_prefix() {
-        let a = explain("AADSTS7000222");
+        let a = explain(Some("AADSTS7000222"));
         assert_eq!(a.code, "AADSTS7000222");
         assert!(a.meaning.contains("expired"));
         assert!(a.action.contains("client_secret"));
-        assert_eq!(explain("7000222"), a);
-        assert!(explain("AADSTS50173").action.contains("sigstamp login"));
+        assert_eq!(explain(Some("7000222")), a);
+        assert!(explain(Some("AADSTS50173"))
+            .action
+            .contains("sigstamp login"));
+        let g = explain(Some("Authorization_RequestDenied"));
+        assert!(g.action.contains("admin consent"));
     }
 
     #[test]
     fn unknown_codes_get_generic_help() {
-        let e = explain("AADSTS1234567");
+        let e = explain(Some("AADSTS1234567"));
         assert_eq!(e.code, "AADSTS1234567");
         assert_eq!(e.action, GENERIC);
-        assert_eq!(explain("weird").code, "weird");
+        assert_eq!(explain(Some("invalid_client")).code, "invalid_client");
+        assert_eq!(explain(None).action, GENERIC);
     }
 }

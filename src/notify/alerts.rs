@@ -241,13 +241,16 @@ impl Alert {
 }
 
 fn expired_mail(token: &TokenStatus, reminder: bool, ctx: &Context) -> Mail {
-    let ex = aadsts::explain(token.error_code.as_deref().unwrap_or("unknown"));
+    let ex = aadsts::explain(token.error_code.as_deref());
     let meaning = ex.meaning.trim_end_matches('.');
     let state = if reminder { "still expired" } else { "expired" };
-    let subject = format!(
-        "sigstamp: Microsoft Graph token {state}: {} ({meaning})",
-        ex.code
-    );
+    let subject = match &token.error_code {
+        Some(_) => format!(
+            "sigstamp: Microsoft Graph token {state}: {} ({meaning})",
+            ex.code
+        ),
+        None => format!("sigstamp: Microsoft Graph token {state} ({meaning})"),
+    };
     let last_sync = ctx.last_sync.map(rfc3339).unwrap_or_else(|| "never".into());
     let body = format!(
         "sigstamp can no longer read the directory from Microsoft Graph.\n\
@@ -280,7 +283,7 @@ fn expired_mail(token: &TokenStatus, reminder: bool, ctx: &Context) -> Mail {
 }
 
 fn recovered_mail(code: Option<&str>, expired_since: OffsetDateTime, ctx: &Context) -> Mail {
-    let code = code.map(|c| aadsts::explain(c).code);
+    let code = code.map(|c| aadsts::explain(Some(c)).code);
     let subject = "sigstamp: Microsoft Graph token valid again".to_string();
     let body = format!(
         "The Microsoft Graph token works again ({now}).\n\
