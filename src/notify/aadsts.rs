@@ -11,9 +11,9 @@ pub struct Explanation {
 }
 
 const NEW_SECRET: &str = "Create a new client secret in the Entra admin center (App registrations \
-> the sigstamp app > Certificates & secrets), put its Value (not its Secret ID) in [graph] \
-client_secret and reload the configuration. sigstamp keeps retrying and recovers by itself, \
-without a restart.";
+> the sigstamp app > Certificates & secrets) and put its Value (not its Secret ID) in the \
+[graph] configuration (client_secret, or the file client_secret_file names). sigstamp keeps \
+retrying and recovers by itself once the new secret is in use.";
 
 const SIGN_IN: &str = "The delegated sign-in is no longer valid. An administrator runs \
 `sigstamp login --config FILE` to sign in again; sigstamp picks up the new refresh token \
