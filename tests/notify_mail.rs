@@ -322,3 +322,66 @@ async fn without_notify_section_the_task_idles_until_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+/// What was sent is remembered in `state_file`: a restart while the token is still dead does
+/// not alert again (a crash loop must not flood the admin), but the reminder still comes.
+#[tokio::test]
+async fn a_restart_does_not_repeat_what_was_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state").join("notify.json");
+    let sink = Sink::start().await;
+    let config = notify_config(
+        sink.addr,
+        &format!("state_file = \"{}\"\n", state.display()),
+    );
+    let clock = ManualClock::new(T0);
+
+    let first = app(&config);
+    let mut n = notifier(&first, &clock);
+    set_token(&first, TokenState::Expired, Some("AADSTS7000222"), T0);
+    assert_eq!(n.tick().await.sent, ["token_expired"]);
+    assert!(state.exists(), "state saved after a send");
+    drop(n);
+
+    // Restart: the token starts `unconfigured`, then fails again with a new `since`.
+    let second = app(&config);
+    let mut n = notifier(&second, &clock);
+    clock.advance(10 * MIN);
+    assert!(n.tick().await.sent.is_empty());
+    set_token(
+        &second,
+        TokenState::Expired,
+        Some("AADSTS7000222"),
+        T0 + 10 * MIN,
+    );
+    assert!(
+        n.tick().await.sent.is_empty(),
+        "no second alert after a restart"
+    );
+    assert_eq!(sink.count(), 1);
+    clock.set(T0 + HOUR);
+    assert_eq!(
+        n.tick().await.sent,
+        ["token_expired"],
+        "the reminder still comes"
+    );
+    set_token(&second, TokenState::Valid, None, T0 + HOUR);
+    assert_eq!(n.tick().await.sent, ["token_recovered"]);
+    drop(n);
+
+    // After the recovery a new failure is news again, even across a restart.
+    let third = app(&config);
+    let mut n = notifier(&third, &clock);
+    set_token(&third, TokenState::Expired, Some("AADSTS50173"), T0 + HOUR);
+    assert_eq!(n.tick().await.sent, ["token_expired"]);
+    assert_eq!(sink.count(), 4);
+    drop(n);
+
+    // A corrupt state file is ignored: the alert goes out rather than being lost.
+    std::fs::write(&state, "{ not json").unwrap();
+    let fourth = app(&config);
+    let mut n = notifier(&fourth, &clock);
+    set_token(&fourth, TokenState::Expired, Some("AADSTS50173"), T0 + HOUR);
+    assert_eq!(n.tick().await.sent, ["token_expired"]);
+    assert_eq!(sink.count(), 5);
+}

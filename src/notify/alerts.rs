@@ -5,6 +5,7 @@ use super::aadsts;
 use super::cert::CertInfo;
 use super::mail::Mail;
 use crate::status::{TokenState, TokenStatus};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -124,12 +125,9 @@ impl Tracker {
                     expired_since: inc.since,
                 })
             }
-            // Transient trouble after `expired` does not end the episode, nor repeat it.
-            TokenState::Failing => None,
-            TokenState::Unconfigured => {
-                self.incident = None;
-                None
-            }
+            // Transient trouble after `expired` does not end the episode, nor repeat it; nor
+            // does `unconfigured`, the state before the first token request after a restart.
+            TokenState::Failing | TokenState::Unconfigured => None,
         }
     }
 
@@ -160,6 +158,59 @@ impl Tracker {
                 self.cert_warned = Some((cert.not_after, *days));
             }
         }
+    }
+}
+
+/// What was already said, kept across restarts so a restart (or a crash loop) while the
+/// token is dead does not alert again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Saved {
+    #[serde(default)]
+    pub token: Option<SavedIncident>,
+    #[serde(default)]
+    pub certificate: Option<SavedCert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedIncident {
+    pub code: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_sent: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedCert {
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub days: i64,
+}
+
+impl Tracker {
+    /// The announced episode and certificate warning, if any.
+    pub fn save(&self) -> Saved {
+        Saved {
+            token: self.incident.as_ref().and_then(|i| {
+                Some(SavedIncident {
+                    code: i.code.clone(),
+                    since: i.since,
+                    last_sent: i.last_sent?,
+                })
+            }),
+            certificate: self
+                .cert_warned
+                .map(|(not_after, days)| SavedCert { not_after, days }),
+        }
+    }
+
+    pub fn restore(&mut self, saved: Saved) {
+        self.incident = saved.token.map(|t| Incident {
+            since: t.since,
+            code: t.code,
+            last_sent: Some(t.last_sent),
+        });
+        self.cert_warned = saved.certificate.map(|c| (c.not_after, c.days));
     }
 }
 
@@ -421,6 +472,38 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn saved_state_survives_a_restart() {
+        let mut t = Tracker::new(DAY);
+        let exp = token(TokenState::Expired, Some("AADSTS7000222"));
+        step(&mut t, T0, &exp, cert(T0 + 3 * DAY));
+        let saved = t.save();
+        assert!(saved.token.is_some() && saved.certificate.is_some());
+        let json = serde_json::to_string(&saved).unwrap();
+        let back: Saved = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, saved);
+
+        let mut t2 = Tracker::new(DAY);
+        t2.restore(back);
+        // After the restart the token starts `unconfigured`, then fails again with a new since.
+        assert!(step(
+            &mut t2,
+            T0 + DAY / 2,
+            &token(TokenState::Unconfigured, None),
+            cert(T0 + 3 * DAY)
+        )
+        .is_empty());
+        let mut again = exp.clone();
+        again.since = T0 + DAY / 2;
+        assert!(step(&mut t2, T0 + DAY / 2, &again, cert(T0 + 3 * DAY)).is_empty());
+        let a = step(&mut t2, T0 + DAY, &again, None);
+        assert!(matches!(
+            a[..],
+            [Alert::TokenExpired { reminder: true, .. }]
+        ));
+        assert_eq!(Tracker::new(DAY).save(), Saved::default());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use alerts::{Alert, Context, Tracker};
 use cert::CertWatch;
 use mail::{Hop, Mailer};
 use serde::Deserialize;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -36,6 +37,9 @@ pub struct NotifyConfig {
     /// `host:port` to send alerts through; defaults to `[smtp] next_hop`. Needed when only the
     /// milter runs (there is no next hop then).
     pub smtp: Option<String>,
+    /// Where what was already sent is remembered across restarts. Default: `notify-state.json`
+    /// next to `[directory] snapshot`; without either, it is kept in memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 fn default_from() -> String {
@@ -62,6 +66,14 @@ impl NotifyConfig {
             ));
         }
         self.hop(smtp_next_hop).map(|_| ())
+    }
+
+    /// `state_file`, or its default next to the directory snapshot.
+    pub fn state_path(&self, snapshot: Option<&Path>) -> Option<PathBuf> {
+        self.state_file.clone().or_else(|| {
+            let dir = snapshot?.parent()?;
+            Some(dir.join("notify-state.json"))
+        })
     }
 
     /// Where alerts are sent: `[notify] smtp`, else the relay's next hop.
@@ -147,6 +159,7 @@ pub struct Notifier {
     cert: Option<CertWatch>,
     failures: u32,
     retry_at: Option<OffsetDateTime>,
+    state_path: Option<PathBuf>,
 }
 
 impl Notifier {
@@ -163,15 +176,21 @@ impl Notifier {
             .as_ref()
             .and_then(|g| g.client_certificate.clone())
             .map(CertWatch::new);
+        let state_path = cfg.state_path(app.config.directory.snapshot.as_deref());
+        let mut tracker = Tracker::new(cfg.notify_interval);
+        if let Some(saved) = state_path.as_deref().and_then(load_state) {
+            tracker.restore(saved);
+        }
         Ok(Some(Notifier {
             app,
             clock,
             mailer,
             interval: cfg.notify_interval,
-            tracker: Tracker::new(cfg.notify_interval),
+            tracker,
             cert,
             failures: 0,
             retry_at: None,
+            state_path,
         }))
     }
 
@@ -197,6 +216,7 @@ impl Notifier {
             match self.mailer.send(&alert.mail(&ctx)).await {
                 Ok(()) => {
                     self.tracker.sent(&alert, now);
+                    self.persist();
                     self.failures = 0;
                     self.retry_at = None;
                     self.count(&alert, "sent");
@@ -247,6 +267,49 @@ impl Notifier {
             interval: self.interval,
         }
     }
+}
+
+impl Notifier {
+    fn persist(&self) {
+        let Some(path) = &self.state_path else {
+            return;
+        };
+        if let Err(e) = save_state(path, &self.tracker.save()) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "cannot save the notification state; a restart may repeat an alert");
+        }
+    }
+}
+
+/// A missing file is a first start; a broken one is reported and ignored.
+fn load_state(path: &Path) -> Option<alerts::Saved> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the notification state");
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e,
+                "ignoring a corrupt notification state file");
+            None
+        }
+    }
+}
+
+/// Write whole or not at all: temp file, then rename.
+fn save_state(path: &Path, saved: &alerts::Saved) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(saved).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -319,5 +382,20 @@ mod tests {
             .is_err());
         let c = cfg("smtp = \"[::1]:26\"");
         assert_eq!(c.hop(Some("x:1")).unwrap().port, 26);
+    }
+
+    #[test]
+    fn state_file_defaults_next_to_the_snapshot() {
+        let snap = Path::new("state/directory.json");
+        assert_eq!(
+            cfg("").state_path(Some(snap)),
+            Some(PathBuf::from("state/notify-state.json"))
+        );
+        assert_eq!(cfg("").state_path(None), None);
+        let own = cfg("state_file = \"/var/lib/x.json\"");
+        assert_eq!(
+            own.state_path(Some(snap)),
+            Some(PathBuf::from("/var/lib/x.json"))
+        );
     }
 }
