@@ -121,6 +121,10 @@ impl Mailer {
         &self.hop
     }
 
+    pub fn to(&self) -> &Mailbox {
+        &self.to
+    }
+
     pub fn build(&self, mail: &Mail) -> Result<Message, NotifyError> {
         Message::builder()
             .from(self.from.clone())

@@ -220,7 +220,7 @@ impl Notifier {
                     self.failures = 0;
                     self.retry_at = None;
                     self.count(&alert, "sent");
-                    tracing::info!(kind = alert.kind(), to = %self.mailer_to(), "notification sent");
+                    tracing::info!(kind = alert.kind(), to = %self.mailer.to(), "notification sent");
                     tick.sent.push(alert.kind());
                 }
                 Err(e) => {
@@ -244,15 +244,6 @@ impl Notifier {
         tick
     }
 
-    fn mailer_to(&self) -> &str {
-        self.app
-            .config
-            .notify
-            .as_ref()
-            .map(|n| n.admin.as_str())
-            .unwrap_or("")
-    }
-
     fn count(&self, alert: &Alert, result: &str) {
         self.app.metrics.count_notification(alert.kind(), result);
     }
@@ -267,9 +258,7 @@ impl Notifier {
             interval: self.interval,
         }
     }
-}
 
-impl Notifier {
     fn persist(&self) {
         let Some(path) = &self.state_path else {
             return;
