@@ -4,7 +4,7 @@
 mod milter_support;
 
 use milter_support::client::{
-    apply, body_of, Client, Reply, NR_ALL, POSTFIX_ACTIONS, POSTFIX_PROTOCOL,
+    apply, apply_with, body_of, Client, Reply, NR_ALL, POSTFIX_ACTIONS, POSTFIX_PROTOCOL,
 };
 use milter_support::{assert_pipeline_stamps, config, reference, start, text_message};
 use sigstamp::milter::MilterConfig;
@@ -175,6 +175,36 @@ async fn end_of_body_may_carry_the_last_chunk() {
     };
     assert_eq!(apply(&raw, &replies), message);
 
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn header_values_without_leading_space_when_the_mta_does_not_offer_it() {
+    // An MTA without SMFIP_HDR_LEADSPC (older Sendmail, Postfix < 2.6) eats the space
+    // after the colon and puts one back in front of edited values.
+    let m = start(config()).await;
+    assert_pipeline_stamps(&m.app);
+    let mut c = Client::connect(m.addr).await;
+    let (_, _, protocol) = c
+        .negotiate(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL & !0x10_0000)
+        .await;
+    assert_eq!(protocol & 0x10_0000, 0);
+    let raw = text_message("zoe@example.com", "no-leadspc", "Bonjour,\r\n");
+    let replies = c
+        .message_nr("zoe@example.com", &["rcpt@example.net"], &raw)
+        .await;
+    let inserted = replies
+        .iter()
+        .find(|r| r.code == b'i')
+        .expect("trace header");
+    assert!(inserted.data[4..].starts_with(format!("{TRACE_HEADER}\0s").as_bytes()));
+    let Verdict::Stamped { message, .. } = reference(&m.app, &raw, "zoe@example.com") else {
+        panic!("reference not stamped");
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&apply_with(&raw, &replies, false)),
+        String::from_utf8_lossy(&message)
+    );
     m.stop().await;
 }
 

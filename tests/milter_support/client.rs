@@ -30,12 +30,18 @@ impl Reply {
 
 pub struct Client {
     pub stream: TcpStream,
+    /// SMFIP_HDR_LEADSPC negotiated: header values keep their leading space. Without it
+    /// the MTA strips one space after the colon (and adds one back to edits).
+    pub leadspc: bool,
 }
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect to milter");
-        Client { stream }
+        Client {
+            stream,
+            leadspc: false,
+        }
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
@@ -99,6 +105,7 @@ impl Client {
         assert_eq!(r.code, b'O', "expected an OPTNEG reply, got {r:?}");
         assert!(r.data.len() >= 12);
         let word = |i: usize| u32::from_be_bytes(r.data[i..i + 4].try_into().unwrap());
+        self.leadspc = word(8) & 0x10_0000 != 0;
         (word(0), word(4), word(8))
     }
 
@@ -136,7 +143,10 @@ impl Client {
     /// Headers (as Postfix sends them with SMFIP_HDR_LEADSPC: value after the colon,
     /// folded lines joined by bare LF) and the body in chunks.
     pub async fn content(&mut self, raw: &[u8], chunk: usize) {
-        for (name, value) in headers_for_milter(raw) {
+        for (name, mut value) in headers_for_milter(raw) {
+            if !self.leadspc && value.first() == Some(&b' ') {
+                value.remove(0);
+            }
             let mut p = name.clone();
             p.push(0);
             p.extend_from_slice(&value);
@@ -208,7 +218,20 @@ pub fn body_of(raw: &[u8]) -> &[u8] {
 /// Apply the milter's modifications to `raw` as an MTA would (with HDR_LEADSPC), giving
 /// the message it would deliver.
 pub fn apply(raw: &[u8], replies: &[Reply]) -> Vec<u8> {
+    apply_with(raw, replies, true)
+}
+
+/// Like [`apply`]; without `leadspc` the MTA puts one space after the colon of every
+/// header the milter adds or changes, as Postfix does.
+pub fn apply_with(raw: &[u8], replies: &[Reply], leadspc: bool) -> Vec<u8> {
     let mut headers = headers_for_milter(raw);
+    let space = |v: Vec<u8>| {
+        if leadspc {
+            v
+        } else {
+            [b" ".as_slice(), &v].concat()
+        }
+    };
     let mut body: Option<Vec<u8>> = None;
     for r in replies {
         let d = &r.data;
@@ -216,11 +239,11 @@ pub fn apply(raw: &[u8], replies: &[Reply]) -> Vec<u8> {
             b'i' => {
                 let index = u32::from_be_bytes(d[..4].try_into().unwrap()) as usize;
                 let (n, v) = two_strings(&d[4..]);
-                headers.insert(index.min(headers.len()), (n, v));
+                headers.insert(index.min(headers.len()), (n, space(v)));
             }
             b'h' => {
                 let (n, v) = two_strings(d);
-                headers.push((n, v));
+                headers.push((n, space(v)));
             }
             b'm' => {
                 let index = u32::from_be_bytes(d[..4].try_into().unwrap()).max(1) as usize;
@@ -235,8 +258,8 @@ pub fn apply(raw: &[u8], replies: &[Reply]) -> Vec<u8> {
                     (Some(i), true) => {
                         headers.remove(i);
                     }
-                    (Some(i), false) => headers[i].1 = v,
-                    (None, false) => headers.push((n, v)),
+                    (Some(i), false) => headers[i].1 = space(v),
+                    (None, false) => headers.push((n, space(v))),
                     (None, true) => {}
                 }
             }
