@@ -5,7 +5,7 @@ use super::message::{self, Edits, Header, HeaderEdit};
 use super::wire::{self, Command, WireError, BODY_CHUNK};
 use super::{OnError, Settings};
 use crate::app::App;
-use crate::pipeline::{Envelope, Verdict};
+use crate::pipeline::{Envelope, Stamper, Verdict};
 use miltr_common::actions::{Action, Continue, Tempfail};
 use miltr_common::encoding::ServerMessage;
 use miltr_common::modifications::body::ReplaceBody;
@@ -232,35 +232,22 @@ impl Session {
             return Answer::only(Continue.into());
         }
         let leadspc = self.has(Protocol::SMFIP_HDR_LEADSPC);
+        let size = msg.size;
         let stamper = self.app.stamper.clone();
         let started = Instant::now();
-        // Stamping is CPU work proportional to the message: keep it off the I/O threads.
-        // A panic in there ends up as a JoinError, answered per `on_error`.
-        let outcome = tokio::task::spawn_blocking(move || {
-            let raw = message::rebuild(&msg.headers, &msg.body, leadspc);
-            drop(msg.headers);
-            let mail_from = msg.mail_from.or(macro_addr);
-            let env = Envelope {
-                mail_from: mail_from.as_deref(),
-                rcpt_to: &msg.rcpt_to,
-            };
-            let verdict = stamper.process(&raw, &env);
-            let label = verdict.label();
-            let detail = match &verdict {
-                Verdict::Stamped { sender, .. } => sender.clone(),
-                Verdict::Unchanged(why) => why.to_string(),
-            };
-            let edits = match verdict {
-                Verdict::Stamped { message, .. } => {
-                    let e = message::edits(&raw, &message, leadspc);
-                    let body_changed = e.body != msg.body;
-                    Some((e, body_changed))
-                }
-                Verdict::Unchanged(_) => None,
-            };
-            (label, detail, edits)
-        })
-        .await;
+        let work = move || stamp_message(&stamper, msg, macro_addr, leadspc);
+        // Stamping is CPU work proportional to the message. A typical message takes well
+        // under a millisecond: do it here, as handing it to another thread costs more.
+        // Large ones go to the blocking pool so they do not hold up other connections.
+        // Either way a panic is caught and answered per `on_error`.
+        let outcome: Result<Stamping, String> = if size < INLINE_LIMIT {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .map_err(|_| "panic while stamping".to_string())
+        } else {
+            tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| e.to_string())
+        };
         metrics
             .stamp_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -292,6 +279,43 @@ impl Session {
             OnError::Tempfail => Answer::only(Tempfail.into()),
         }
     }
+}
+
+/// Messages below this size are stamped on the connection's own task.
+const INLINE_LIMIT: usize = 1 << 20;
+
+/// Outcome label, a detail for the log, and the edits (with "body changed") if stamped.
+type Stamping = (&'static str, String, Option<(Edits, bool)>);
+
+/// Rebuild the message, run the pipeline, compute what the MTA must change.
+fn stamp_message(
+    stamper: &Stamper,
+    msg: Message,
+    macro_addr: Option<String>,
+    leadspc: bool,
+) -> Stamping {
+    let raw = message::rebuild(&msg.headers, &msg.body, leadspc);
+    drop(msg.headers);
+    let mail_from = msg.mail_from.or(macro_addr);
+    let env = Envelope {
+        mail_from: mail_from.as_deref(),
+        rcpt_to: &msg.rcpt_to,
+    };
+    let verdict = stamper.process(&raw, &env);
+    let label = verdict.label();
+    let detail = match &verdict {
+        Verdict::Stamped { sender, .. } => sender.clone(),
+        Verdict::Unchanged(why) => why.to_string(),
+    };
+    let edits = match verdict {
+        Verdict::Stamped { message, .. } => {
+            let e = message::edits(&raw, &message, leadspc);
+            let body_changed = e.body != msg.body;
+            Some((e, body_changed))
+        }
+        Verdict::Unchanged(_) => None,
+    };
+    (label, detail, edits)
 }
 
 fn answer(edits: Edits, body_changed: bool) -> Answer {
