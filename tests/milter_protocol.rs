@@ -213,7 +213,7 @@ async fn big_body_is_replaced_in_chunks_of_at_most_64k() {
     let m = start(config()).await;
     assert_pipeline_stamps(&m.app);
     let line = "0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\r\n";
-    // Over 1 MiB: also takes the path that stamps on the blocking pool.
+    // Over 256 KiB: also takes the path that stamps on the blocking pool.
     let body = line.repeat(1100 * 1024 / line.len());
     let raw = text_message("ann@example.com", "big", &body);
     let mut c = Client::like_postfix(m.addr).await;

@@ -282,7 +282,7 @@ impl Session {
 }
 
 /// Messages below this size are stamped on the connection's own task.
-const INLINE_LIMIT: usize = 1 << 20;
+const INLINE_LIMIT: usize = 256 * 1024;
 
 /// Outcome label, a detail for the log, and the edits (with "body changed") if stamped.
 type Stamping = (&'static str, String, Option<(Edits, bool)>);
