@@ -294,10 +294,12 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
         rcpt_to: &rcpt,
     };
     let verdict = app.stamper.process(m.data.as_bytes(), &env);
+    // The sender is in the directory, yet the trace header keeps the relay's hands off.
     assert!(
         !matches!(verdict, Verdict::Stamped { .. }),
         "the relay must not stamp its own notification"
     );
+    assert_eq!(verdict.label(), "already_stamped");
 
     app.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
