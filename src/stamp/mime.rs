@@ -55,6 +55,12 @@ pub fn parse_header(raw: &[u8], start: usize, end: usize) -> (Vec<Field>, usize)
     (fields, end)
 }
 
+/// Whether the header region `start..end` closes with an empty line.
+fn ends_with_empty_line(raw: &[u8], start: usize, end: usize) -> bool {
+    let h = &raw[start..end];
+    h == b"\n" || h == b"\r\n" || h.ends_with(b"\n\n") || h.ends_with(b"\n\r\n")
+}
+
 /// End of the line content, before CRLF or LF.
 fn trim_eol(raw: &[u8], start: usize, line_end: usize) -> usize {
     let mut e = line_end;
@@ -251,6 +257,8 @@ pub struct Part {
     /// Where the header ends and the body begins (both header edits and body edits key on it).
     pub header_end: usize,
     pub body: Range<usize>,
+    /// False when the entity ends inside its header (no empty line): a body needs one first.
+    pub has_separator: bool,
     pub ctype: ContentType,
     /// Content-Type present but not a valid media type.
     pub ctype_invalid: bool,
@@ -283,6 +291,7 @@ impl Tree {
             return Err(Skip::Malformed("MIME nesting too deep".into()));
         }
         let (fields, body_start) = parse_header(raw, start, end);
+        let has_separator = body_start < end || ends_with_empty_line(raw, start, body_start);
         let (ctype, ctype_invalid) = match find_field(raw, &fields, "content-type") {
             Some(f) => match parse_content_type(raw, f.value.clone(), false) {
                 Some(ct) => (ct, false),
@@ -319,6 +328,7 @@ impl Tree {
             fields,
             header_end,
             body: body_start..end,
+            has_separator,
             ctype,
             ctype_invalid,
             attachment,
@@ -413,7 +423,12 @@ mod tests {
 
     #[test]
     fn content_types() {
-        let cases: &[(&str, Option<(&str, &str, &[(&str, &str)])>)] = &[
+        type Expected = Option<(
+            &'static str,
+            &'static str,
+            &'static [(&'static str, &'static str)],
+        )>;
+        let cases: &[(&str, Expected)] = &[
             ("text/plain", Some(("text", "plain", &[]))),
             (
                 " Text/HTML ; charset=\"UTF-8\"",

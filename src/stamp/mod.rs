@@ -5,10 +5,10 @@
 //! part's Content-Transfer-Encoding and charset parameter), plus one trace header
 //! ([`TRACE_HEADER`]) prepended to the message. Every other byte stays identical.
 
-mod charset;
+pub mod charset;
 mod mime;
 mod place;
-mod transfer;
+pub mod transfer;
 
 use charset::Charset;
 use mime::{Field, Part, Tree};
@@ -216,12 +216,19 @@ fn parse_address(value: &[u8]) -> Option<String> {
     Some(addr.to_string())
 }
 
+/// Where the header starts: after a UTF-8 BOM and an mbox "From " line, if any.
 fn bom_len(raw: &[u8]) -> usize {
-    if raw.starts_with(b"\xEF\xBB\xBF") {
+    let mut start = if raw.starts_with(b"\xEF\xBB\xBF") {
         3
     } else {
         0
+    };
+    if raw[start..].starts_with(b"From ") {
+        if let Some(nl) = memchr::memchr(b'\n', &raw[start..]) {
+            start += nl + 1;
+        }
     }
+    start
 }
 
 fn line_ending_is_crlf(raw: &[u8]) -> bool {
@@ -316,9 +323,23 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
             })
         }
         ("multipart", "related") => {
+            // The root is named by `start`, else the first part; when that first part is not
+            // of the declared root `type`, the first part that is (MHTML-style ordering).
             let start = ct
                 .param("start")
                 .map(|p| p.value.trim().as_bytes().to_vec());
+            let by_type = || {
+                let want = ct.param("type")?.value.to_ascii_lowercase();
+                let is = |c: &usize| {
+                    let t = &tree.parts[*c].ctype;
+                    format!("{}/{}", t.mtype, t.subtype) == want
+                };
+                let first = part.children.first()?;
+                if is(first) {
+                    return Some(*first);
+                }
+                part.children.iter().copied().find(is)
+            };
             let root = start
                 .and_then(|id| {
                     part.children
@@ -326,6 +347,7 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
                         .copied()
                         .find(|&c| content_id(raw, tree, c) == Some(id.as_slice()))
                 })
+                .or_else(by_type)
                 .or_else(|| part.children.first().copied());
             root.map_or_else(Bodies::default, |r| select(raw, tree, r))
         }
@@ -421,14 +443,27 @@ fn stamp_part(
         }
     };
     refuse_inline_pgp(&decoded)?;
+    let msg_eol = if eol == b"\r\n" { "\r\n" } else { "\n" };
     let label = part.ctype.param("charset").map(|p| p.value.as_str());
     let charset = Charset::classify(label, &decoded);
     let (change, relabel) = if charset.needs_unicode() {
-        change_unicode(&decoded, charset, kind, sig)?
+        change_unicode(&decoded, charset, kind, sig, msg_eol)?
     } else {
-        change_bytes(&decoded, charset, kind, sig)
+        // HTML in a 7bit part takes the signature as ASCII with character references, so the
+        // part keeps its encoding and every existing byte.
+        let seven_bit = matches!(cte.as_str(), "" | "7bit");
+        let charset = if seven_bit && kind == Kind::Html && charset != Charset::Utf7 {
+            Charset::Ascii
+        } else {
+            charset
+        };
+        change_bytes(&decoded, charset, kind, sig, msg_eol)
     };
 
+    if !part.has_separator {
+        // A header-only part: the new body needs the empty line first.
+        edits.insert(part.body.start, eol.to_vec());
+    }
     // Re-apply the transfer encoding.
     let body_eol: &[u8] =
         if body_raw.windows(2).any(|w| w == b"\r\n") || body_raw.is_empty() && eol == b"\r\n" {
@@ -482,11 +517,22 @@ fn stamp_part(
             }
         }
     }
+    let mut new_fields = Vec::new();
     if let Some(cte) = new_cte {
-        set_header(raw, part, "Content-Transfer-Encoding", cte, eol, edits);
+        set_header(
+            raw,
+            part,
+            "Content-Transfer-Encoding",
+            cte,
+            &mut new_fields,
+            edits,
+        );
     }
     if relabel {
-        set_charset_utf8(raw, part, eol, edits);
+        set_charset_utf8(raw, part, &mut new_fields, edits);
+    }
+    if !new_fields.is_empty() {
+        add_fields(raw, part, &new_fields, eol, edits);
     }
     Ok(())
 }
@@ -516,17 +562,17 @@ fn refuse_inline_pgp(decoded: &[u8]) -> Result<(), Skip> {
 }
 
 /// The line ending used inside decoded content.
-fn content_eol(decoded: &[u8]) -> &'static str {
+fn content_eol(decoded: &[u8], default: &'static str) -> &'static str {
     match memchr::memchr(b'\n', decoded) {
         Some(i) if i > 0 && decoded[i - 1] == b'\r' => "\r\n",
         Some(_) => "\n",
-        None => "\r\n",
+        None => default,
     }
 }
 
 /// The text to insert at `at` (decoded content, as UTF-8 text), with its spacing.
-fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature) -> String {
-    let le = content_eol(content);
+fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature, eol: &'static str) -> String {
+    let le = content_eol(content, eol);
     match kind {
         Kind::Html => sig.html.clone(),
         Kind::Text => {
@@ -565,9 +611,15 @@ fn position(content: &[u8], kind: Kind) -> usize {
 
 /// ASCII-compatible charsets: find the spot in the bytes and splice the encoded signature.
 /// Returns the change and whether the part must be relabelled as UTF-8.
-fn change_bytes(decoded: &[u8], charset: Charset, kind: Kind, sig: &Signature) -> (Change, bool) {
+fn change_bytes(
+    decoded: &[u8],
+    charset: Charset,
+    kind: Kind,
+    sig: &Signature,
+    eol: &'static str,
+) -> (Change, bool) {
     let at = position(decoded, kind);
-    let text = fragment(decoded, at, kind, sig);
+    let text = fragment(decoded, at, kind, sig, eol);
     let encoded = match kind {
         Kind::Html => charset.encode_html(&text),
         Kind::Text => charset.encode_exact(&text),
@@ -618,12 +670,13 @@ fn change_unicode(
     charset: Charset,
     kind: Kind,
     sig: &Signature,
+    eol: &'static str,
 ) -> Result<(Change, bool), Skip> {
     let s = charset
         .decode(decoded)
         .ok_or_else(|| Skip::Malformed("body does not match its charset".into()))?;
     let at = position(s.as_bytes(), kind);
-    let text = fragment(s.as_bytes(), at, kind, sig);
+    let text = fragment(s.as_bytes(), at, kind, sig, eol);
     if let Charset::Utf16 { be, bom } = charset {
         // Splice: the existing code units stay as they are.
         let units_before = s[..at].encode_utf16().count();
@@ -645,19 +698,35 @@ fn change_unicode(
     })
 }
 
-/// Set (or add) a header field of a part to `value`, keeping its position and name spelling.
-fn set_header(raw: &[u8], part: &Part, name: &str, value: &str, eol: &[u8], edits: &mut Edits) {
+/// Set a header field of a part to `value`, keeping its position and name spelling; a
+/// missing field is queued in `new_fields`.
+fn set_header(
+    raw: &[u8],
+    part: &Part,
+    name: &str,
+    value: &str,
+    new_fields: &mut Vec<String>,
+    edits: &mut Edits,
+) {
     if let Some(f) = mime::find_field(raw, &part.fields, name) {
         edits.replace(f.value.clone(), format!(" {value}").into_bytes());
     } else {
-        add_field(raw, part, &format!("{name}: {value}"), eol, edits);
+        new_fields.push(format!("{name}: {value}"));
     }
 }
 
-/// Append a field at the end of a part's header.
-fn add_field(raw: &[u8], part: &Part, field: &str, eol: &[u8], edits: &mut Edits) {
-    let mut bytes = field.as_bytes().to_vec();
-    bytes.extend_from_slice(eol);
+/// Append fields at the end of a part's header.
+fn add_fields(raw: &[u8], part: &Part, fields: &[String], eol: &[u8], edits: &mut Edits) {
+    let mut bytes = Vec::new();
+    // MIME fields in a message that had none need MIME-Version too.
+    if part.start == bom_len(raw) && mime::find_field(raw, &part.fields, "mime-version").is_none() {
+        bytes.extend_from_slice(b"MIME-Version: 1.0");
+        bytes.extend_from_slice(eol);
+    }
+    for f in fields {
+        bytes.extend_from_slice(f.as_bytes());
+        bytes.extend_from_slice(eol);
+    }
     match part.fields.last() {
         Some(last) => {
             // After the last field's line ending.
@@ -680,7 +749,7 @@ fn add_field(raw: &[u8], part: &Part, field: &str, eol: &[u8], edits: &mut Edits
 }
 
 /// Make the part's charset UTF-8: replace the parameter, or add one (and a Content-Type).
-fn set_charset_utf8(raw: &[u8], part: &Part, eol: &[u8], edits: &mut Edits) {
+fn set_charset_utf8(raw: &[u8], part: &Part, new_fields: &mut Vec<String>, edits: &mut Edits) {
     if let Some(p) = part.ctype.param("charset") {
         edits.replace(p.range.clone(), b"utf-8".to_vec());
         return;
@@ -696,13 +765,7 @@ fn set_charset_utf8(raw: &[u8], part: &Part, eol: &[u8], edits: &mut Edits) {
         }
         None => {
             let subtype = &part.ctype.subtype;
-            add_field(
-                raw,
-                part,
-                &format!("Content-Type: text/{subtype}; charset=utf-8"),
-                eol,
-                edits,
-            );
+            new_fields.push(format!("Content-Type: text/{subtype}; charset=utf-8"));
         }
     }
 }

@@ -248,10 +248,9 @@ fn is_separator(line: &[u8]) -> bool {
     if !line.starts_with(b"--") {
         return false;
     }
-    let core = trim(
-        &line[line.iter().position(|b| *b != b'-').unwrap_or(line.len())
-            ..line.iter().rposition(|b| *b != b'-').map_or(0, |p| p + 1)],
-    );
+    let s = line.iter().position(|b| *b != b'-').unwrap_or(line.len());
+    let e = line.iter().rposition(|b| *b != b'-').map_or(s, |p| p + 1);
+    let core = trim(&line[s..e.max(s)]);
     const NAMES: &[&[u8]] = &[
         b"original message",
         b"forwarded message",

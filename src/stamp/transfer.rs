@@ -137,7 +137,7 @@ pub fn base64_decode(enc: &[u8]) -> Option<Vec<u8>> {
         .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
         .collect();
     let mut padded = clean;
-    while padded.len() % 4 != 0 {
+    while !padded.len().is_multiple_of(4) {
         padded.push(b'=');
     }
     STANDARD.decode(&padded).ok()
@@ -147,7 +147,7 @@ pub fn base64_decode(enc: &[u8]) -> Option<Vec<u8>> {
 pub fn base64_line_len(enc: &[u8]) -> usize {
     let first = enc.split(|b| *b == b'\n').next().unwrap_or_default();
     let len = first.strip_suffix(b"\r").unwrap_or(first).len();
-    if (4..=MAX_LINE).contains(&len) && len % 4 == 0 && enc.len() > len + 2 {
+    if (4..=MAX_LINE).contains(&len) && len.is_multiple_of(4) && enc.len() > len + 2 {
         len
     } else {
         MAX_LINE
