@@ -74,6 +74,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     edges.spawn(named("smtp", crate::smtp::run(app.clone())));
     edges.spawn(named("milter", crate::milter::run(app.clone())));
     edges.spawn(named("admin", crate::admin::run(app.clone())));
+    edges.spawn(named("notify", crate::notify::run(app.clone())));
 
     let mut failure = None;
     loop {
