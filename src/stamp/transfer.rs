@@ -74,7 +74,6 @@ pub fn qp_encoded_offset(enc: &[u8], target: usize) -> (usize, bool) {
         let run = memchr::memchr(b'=', &enc[i..]).unwrap_or(enc.len() - i);
         if count + run > target {
             i += target - count;
-            count = target;
             break;
         }
         count += run;
