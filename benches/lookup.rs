@@ -1,0 +1,50 @@
+//! Directory lookup on a 100,000-user tenant (target: < 1 µs). It runs once per message.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+use sigstamp::directory::{Directory, Source, User};
+use std::hint::black_box;
+
+fn tenant(n: usize) -> Directory {
+    let users = (0..n)
+        .map(|i| {
+            let v = json!({
+                "id": format!("00000000-0000-0000-0000-{i:012}"),
+                "displayName": format!("User {i}"),
+                "jobTitle": "Engineer",
+                "businessPhones": ["+1 555 0100"],
+                "mail": format!("user{i}@contoso.example"),
+                "userPrincipalName": format!("u{i}@contoso.onmicrosoft.com"),
+                "proxyAddresses": [
+                    format!("SMTP:user{i}@contoso.example"),
+                    format!("smtp:alias{i}@contoso.example"),
+                ],
+            });
+            User::new(v.as_object().unwrap().clone())
+        })
+        .collect();
+    let d = Directory::new();
+    d.replace_users(users, Source::Graph);
+    d
+}
+
+fn lookup(c: &mut Criterion) {
+    let d = tenant(100_000);
+    let mut g = c.benchmark_group("lookup_100k");
+    g.bench_function("lowercase_hit", |b| {
+        b.iter(|| d.lookup(black_box("user54321@contoso.example")))
+    });
+    g.bench_function("alias_hit", |b| {
+        b.iter(|| d.lookup(black_box("alias99999@contoso.example")))
+    });
+    g.bench_function("mixed_case_hit", |b| {
+        b.iter(|| d.lookup(black_box("User54321@Contoso.Example")))
+    });
+    g.bench_function("miss", |b| {
+        b.iter(|| d.lookup(black_box("stranger@elsewhere.example")))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lookup);
+criterion_main!(benches);
