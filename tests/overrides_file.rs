@@ -353,3 +353,26 @@ async fn watcher_applies_changes_live_and_keeps_the_last_good_file() {
         .expect("watcher stops when cancelled")
         .unwrap();
 }
+
+#[test]
+fn custom_attributes_reach_the_templates() {
+    let d = directory();
+    let mut ov = Overrides::default();
+    ov.set("j.m@contoso.example", "pronouns", "he/him").unwrap();
+    ov.set("j.m@contoso.example", "jobTitle", "Sales & Marketing")
+        .unwrap();
+    d.set_overrides(ov);
+    let tpl = tempfile::tempdir().unwrap();
+    let body = "{{displayName}}{{#if pronouns}} ({{pronouns}}){{/if}}, {{jobTitle}}";
+    std::fs::write(tpl.path().join("default.html.hbs"), body).unwrap();
+    std::fs::write(tpl.path().join("default.txt.hbs"), body).unwrap();
+    let t = sigstamp::render::Templates::load(tpl.path()).unwrap();
+    let sig = t
+        .render(
+            "default",
+            &d.lookup("jose.mueller@contoso.example").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(sig.html, "José Müller (he/him), Sales &amp; Marketing");
+    assert_eq!(sig.text, "José Müller (he/him), Sales & Marketing\n");
+}
