@@ -52,8 +52,23 @@ fn render(c: &mut Criterion) {
     let templates = Templates::embedded();
     let users = sigstamp::directory::file::parse(include_bytes!("../examples/directory.json"))
         .expect("sample directory");
+    // A repeat sender: served from the render cache.
     c.bench_function("render_default", |b| {
         b.iter(|| templates.render("default", black_box(&users[0])))
+    });
+    // A sender's first message (or first after a change): a full handlebars render.
+    let mut n = 0u64;
+    c.bench_function("render_default_uncached", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let mut u = users[0].clone();
+                u.attrs.insert("seq".into(), n.into());
+                u
+            },
+            |u| templates.render("default", black_box(&u)),
+            criterion::BatchSize::SmallInput,
+        )
     });
 }
 
