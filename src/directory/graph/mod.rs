@@ -307,23 +307,28 @@ impl Sink {
         // A quiet incremental round changes nothing: skip rebuilding the index.
         let unchanged =
             !report.full && report.entries == 0 && self.directory.source() == Source::Graph;
-        let users = syncer.users();
         if !unchanged {
-            self.directory.replace_users(users.clone(), Source::Graph);
+            self.directory.replace_users(syncer.users(), Source::Graph);
         }
-        self.loaded(users.len());
+        self.loaded(syncer.len());
         let Some(path) = self.snapshot.clone() else {
             return Ok(());
         };
-        let snap = snapshot::Snapshot::new(
-            &users,
-            syncer.delta_link().map(str::to_string),
-            syncer.delta_at(),
-            now,
-        );
-        tokio::task::spawn_blocking(move || snapshot::write(&path, &snap))
-            .await
-            .unwrap_or_else(|e| panic!("snapshot writer panicked: {e}"))
+        // Written from the directory's own base users: no further copy of the tenant.
+        let users = self.directory.base_users();
+        let link = syncer.delta_link().map(str::to_string);
+        let delta_at = syncer.delta_at();
+        tokio::task::spawn_blocking(move || {
+            let snap = snapshot::SnapshotRef {
+                written_at: now,
+                delta_link: link.as_deref(),
+                delta_at,
+                users: &users,
+            };
+            snapshot::write(&path, &snap)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("snapshot writer panicked: {e}"))
     }
 }
 
