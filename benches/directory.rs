@@ -32,7 +32,9 @@ fn lookups(c: &mut Criterion) {
     let d = Directory::new();
     d.replace_users(users(), Source::Graph);
     // Addresses spread over the tenant, built up front so only the lookup is measured.
-    let addrs: Vec<String> = (0..1024).map(|k| format!("u{:07}@contoso.test", k * 97 % USERS)).collect();
+    let addrs: Vec<String> = (0..1024)
+        .map(|k| format!("u{:07}@contoso.test", k * 97 % USERS))
+        .collect();
     let mut i = 0usize;
     c.bench_function("lookup exact (100k users)", |b| {
         b.iter(|| {
@@ -54,7 +56,11 @@ fn rebuild(c: &mut Criterion) {
     let mut g = c.benchmark_group("replace_users");
     g.sample_size(10);
     g.bench_function("100k users", |b| {
-        b.iter_batched(users, |u| d.replace_users(u, Source::Graph), BatchSize::PerIteration)
+        b.iter_batched(
+            users,
+            |u| d.replace_users(u, Source::Graph),
+            BatchSize::PerIteration,
+        )
     });
     g.finish();
 }

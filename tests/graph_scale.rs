@@ -30,7 +30,8 @@ async fn hundred_thousand_users() {
     let timed = std::path::Path::new("/usr/bin/time").exists();
     let mut cmd = if timed {
         let mut c = tokio::process::Command::new("/usr/bin/time");
-        c.args(["-f", "wall=%es maxrss=%MkB"]).arg(env!("CARGO_BIN_EXE_sigstamp"));
+        c.args(["-f", "wall=%es maxrss=%MkB"])
+            .arg(env!("CARGO_BIN_EXE_sigstamp"));
         c
     } else {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstamp"))
