@@ -151,8 +151,11 @@ pub struct Script {
     pub duplicate_entries: bool,
     pub require_consistency_level: bool,
     requests: Vec<Recorded>,
-    delta_cache: Option<((u64, u64, Vec<String>, u64), Arc<Vec<String>>)>,
+    delta_cache: Option<(RoundKey, Arc<Vec<String>>)>,
 }
+
+/// since, upto, select, directory version: what a delta round's id list depends on.
+type RoundKey = (u64, u64, Vec<String>, u64);
 
 struct Inner {
     base: String,
