@@ -1,8 +1,21 @@
 //! `sigstamp serve --config FILE`: the relay, the milter, the admin HTTP and the directory
-//! refresher in one process. (TODO: wiring)
+//! refresher in one process. SIGTERM or SIGINT stops accepting, lets sessions in flight
+//! finish within `[smtp] drain_time`, and exits 0.
 
 use super::CliResult;
+use crate::app::App;
+use crate::config::Config;
+use crate::directory::{self, Directory, Source};
+use crate::metrics::Metrics;
+use crate::pipeline::Stamper;
+use crate::render::Templates;
+use crate::status::Status;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -11,7 +24,186 @@ pub struct Args {
     pub config: PathBuf,
 }
 
+/// Extra time, beyond the drain time, that the edges get to return after shutdown.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
 pub fn run(args: Args) -> CliResult {
-    let _ = args;
-    Err("sigstamp serve: not implemented yet".into())
+    super::init_tracing();
+    let config = Config::load(&args.config)?;
+    if config.smtp.is_none() && config.milter.is_none() {
+        return Err(format!(
+            "config {}: nothing to serve, add an [smtp] or a [milter] section",
+            args.config.display()
+        )
+        .into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Build the shared state and run every configured edge until shutdown.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let status = Arc::new(Status::default());
+    let directory = build_directory(&config, &metrics, &status)?;
+    let templates = match &config.templates.dir {
+        Some(dir) => Templates::load(dir)
+            .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
+        None => Templates::embedded(),
+    };
+    let mut stamper = Stamper::new(directory, templates);
+    stamper.template = config.templates.default.clone();
+    let drain_time = config
+        .smtp
+        .as_ref()
+        .map_or(Duration::from_secs(30), |s| s.drain_time);
+    let shutdown = CancellationToken::new();
+    let app = Arc::new(App {
+        config,
+        stamper: Arc::new(stamper),
+        metrics,
+        status,
+        shutdown: shutdown.clone(),
+    });
+
+    tokio::spawn(signals(shutdown.clone()));
+    let mut edges = tokio::task::JoinSet::new();
+    if app.config.smtp.is_some() {
+        edges.spawn(named("smtp", crate::smtp::run(app.clone())));
+    }
+    if app.config.milter.is_some() {
+        edges.spawn(named("milter", crate::milter::run(app.clone())));
+    }
+    edges.spawn(named("admin", crate::admin::run(app.clone())));
+    edges.spawn(named("notify", crate::notify::run(app.clone())));
+    // The Graph refresher sets the token state (`unconfigured` without [graph]).
+    edges.spawn(named("graph", crate::directory::graph::run(app.clone())));
+    if let Some(path) = app.config.directory.overrides.clone() {
+        let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
+        edges.spawn(async move {
+            crate::directory::overrides::watch(path, dir, cancel).await;
+            Ok(())
+        });
+    }
+
+    let mut failure = None;
+    loop {
+        let next = tokio::select! {
+            n = edges.join_next() => n,
+            _ = shutdown.cancelled() => break,
+        };
+        match next {
+            None => break,
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => {
+                failure = Some(e);
+                shutdown.cancel();
+                break;
+            }
+            Some(Err(e)) => {
+                failure = Some(anyhow::anyhow!("edge task failed: {e}"));
+                shutdown.cancel();
+                break;
+            }
+        }
+    }
+    // Shutting down: every edge drains; none may hold the process past the drain time.
+    let drained = tokio::time::timeout(drain_time + EXIT_GRACE, async {
+        while let Some(r) = edges.join_next().await {
+            if let Ok(Err(e)) = r {
+                failure.get_or_insert(e);
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("edges did not stop in time; exiting anyway");
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn named(
+    name: &'static str,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    fut.await.map_err(|e| e.context(name))
+}
+
+/// SIGTERM or SIGINT → shutdown.
+async fn signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}
+
+/// The directory every edge looks senders up in, loaded before any edge starts:
+/// local overrides first, then the file source, then the last good Graph snapshot (so a
+/// restart with dead tokens still stamps with last-known values). Graph syncs replace it later.
+pub fn build_directory(
+    config: &Config,
+    metrics: &Metrics,
+    status: &Status,
+) -> anyhow::Result<Arc<Directory>> {
+    let dir = Arc::new(Directory::new());
+    if let Some(path) = &config.directory.overrides {
+        let ov = directory::overrides::load(path)
+            .map_err(|e| anyhow::anyhow!("config key `directory.overrides`: {e}"))?;
+        dir.set_overrides(ov);
+    }
+    if let Some(path) = &config.directory.file {
+        let users = directory::file::load(path)
+            .map_err(|e| anyhow::anyhow!("config key `directory.file`: {e}"))?;
+        dir.replace_users(users, Source::File);
+        loaded(&dir, metrics, status, time::OffsetDateTime::now_utc());
+    }
+    if let (Some(path), Some(_)) = (&config.directory.snapshot, &config.graph) {
+        // A corrupt or unreadable snapshot is reported and ignored, never fatal.
+        match directory::snapshot::load(path, &dir) {
+            Ok(Some(snap)) => {
+                tracing::info!(users = snap.users, path = %path.display(), "directory loaded from snapshot");
+                loaded(&dir, metrics, status, snap.written_at);
+            }
+            Ok(None) => {
+                tracing::info!(path = %path.display(), "no snapshot yet; waiting for the first Graph sync")
+            }
+            Err(e) => {
+                tracing::warn!("{e}; ignoring the snapshot, waiting for the first Graph sync")
+            }
+        }
+    }
+    Ok(dir)
+}
+
+fn loaded(dir: &Directory, metrics: &Metrics, status: &Status, at: time::OffsetDateTime) {
+    status.directory_loaded.store(true, Ordering::Relaxed);
+    metrics.directory_users.set(dir.snapshot().len() as i64);
+    metrics
+        .directory_loaded_timestamp
+        .set(at.unix_timestamp() as f64);
 }

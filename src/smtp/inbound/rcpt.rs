@@ -1,0 +1,35 @@
+//! RCPT TO: relayed one by one; the next hop's answer is the client's answer.
+
+use super::Session;
+use crate::smtp::outbound::commands;
+use crate::smtp::replies::{self, Reply, SmtpError};
+use smtp_proto::RcptTo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(super) async fn on_rcpt(&mut self, to: RcptTo<String>) -> Result<Option<Reply>, SmtpError> {
+        let max = self.shared.cfg.max_recipients;
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(replies::NEED_MAIL.into());
+        };
+        if tx.attempted >= max {
+            return Err(replies::TOO_MANY_RECIPIENTS.into());
+        }
+        let line = commands::rcpt_line(&to)?;
+        tx.attempted += 1;
+        let Some(hop) = self.hop.as_mut() else {
+            unreachable!("a transaction implies a next-hop session")
+        };
+        match hop.add_rcpt(&line).await {
+            Ok(reply) => {
+                if reply.is_positive() {
+                    if let Some(tx) = self.tx.as_mut() {
+                        tx.rcpts.push(to.address);
+                    }
+                }
+                Ok(Some(reply))
+            }
+            Err(e) => Err(self.hop_failed(e)),
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! In-memory session tests: a scripted client on one end of a duplex pipe, the session on
+//! the other, a sink on loopback as the next hop. The pipe's buffer is small so commands and
+//! data arrive split at arbitrary points.
+
+use super::*;
+use crate::directory::Directory;
+use crate::render::Templates;
+use crate::smtp::sink::{Delivered, Sink, SinkOptions, Stage};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+struct Harness {
+    shared: Arc<Shared>,
+    _sink: Sink,
+    delivered: UnboundedReceiver<Delivered>,
+}
+
+async fn harness_with(
+    edit: impl FnOnce(&mut SmtpConfig),
+    policy: Option<crate::smtp::sink::Policy>,
+) -> Harness {
+    let (sink, delivered) = Sink::start("127.0.0.1:0", SinkOptions { tls: None, policy })
+        .await
+        .unwrap();
+    let mut cfg = SmtpConfig::new("127.0.0.1:0", sink.addr().to_string());
+    cfg.hostname = "relay.test".into();
+    cfg.command_timeout = Duration::from_secs(5);
+    cfg.data_timeout = Duration::from_secs(5);
+    cfg.next_hop_timeout = Duration::from_secs(5);
+    edit(&mut cfg);
+    Harness {
+        shared: shared_for(cfg),
+        _sink: sink,
+        delivered,
+    }
+}
+
+fn shared_for(cfg: SmtpConfig) -> Arc<Shared> {
+    let stamper = Arc::new(Stamper::new(
+        Arc::new(Directory::new()),
+        Templates::embedded(),
+    ));
+    Arc::new(Shared {
+        next_hop: NextHop::from_config(&cfg).unwrap(),
+        tls: None,
+        cfg,
+        stamper,
+        metrics: Arc::new(Metrics::new()),
+        shutdown: CancellationToken::new(),
+    })
+}
+
+async fn harness() -> Harness {
+    harness_with(|_| {}, None).await
+}
+
+/// Write `script` (all at once: pipelined), read until the session closes, return the
+/// reply codes in order and the raw transcript.
+async fn converse(shared: Arc<Shared>, script: &[u8]) -> (Vec<u16>, String) {
+    let (mut client, server) = tokio::io::duplex(700);
+    let session = tokio::spawn(Session::new(server, shared, None).run());
+    let script = script.to_vec();
+    let writer = async move {
+        client.write_all(&script).await.unwrap();
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out).await;
+        out
+    };
+    let out = tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .expect("session did not finish");
+    session.await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    (codes(&text), text)
+}
+
+/// The code of each final reply line (`250 x`, not `250-x`).
+fn codes(text: &str) -> Vec<u16> {
+    text.lines()
+        .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
+        .map(|l| l[..3].parse().unwrap())
+        .collect()
+}
+
+const ENVELOPE: &str =
+    "EHLO client.test\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\n";
+const MESSAGE: &str =
+    "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: hi\r\n\r\nHello\r\n..dot\r\n";
+
+fn transaction() -> String {
+    format!("{ENVELOPE}DATA\r\n{MESSAGE}.\r\n")
+}
+
+#[tokio::test]
+async fn table_of_command_sequences() {
+    let long = format!("NOOP {}\r\n", "x".repeat(MAX_COMMAND_LINE + 10));
+    let cases: Vec<(&str, String, Vec<u16>)> = vec![
+        (
+            "whole transaction, pipelined",
+            format!("{}QUIT\r\n", transaction()),
+            vec![220, 250, 250, 250, 354, 250, 221],
+        ),
+        (
+            "HELO works too",
+            format!("HELO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n"),
+            vec![220, 250, 250, 221],
+        ),
+        (
+            "MAIL before EHLO",
+            "MAIL FROM:<a@b.example>\r\nQUIT\r\n".into(),
+            vec![220, 503, 221],
+        ),
+        (
+            "RCPT before MAIL",
+            "EHLO c\r\nRCPT TO:<a@b.example>\r\nQUIT\r\n".into(),
+            vec![220, 250, 503, 221],
+        ),
+        (
+            "DATA before RCPT",
+            "EHLO c\r\nMAIL FROM:<a@b.example>\r\nDATA\r\nQUIT\r\n".into(),
+            vec![220, 250, 250, 503, 221],
+        ),
+        (
+            "DATA before MAIL",
+            "EHLO c\r\nDATA\r\nQUIT\r\n".into(),
+            vec![220, 250, 503, 221],
+        ),
+        (
+            "nested MAIL",
+            "EHLO c\r\nMAIL FROM:<a@b.example>\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n".into(),
+            vec![220, 250, 250, 503, 221],
+        ),
+        (
+            "unknown verb and bad syntax",
+            "EHLO c\r\nFOO\r\nMAIL FROM:nobrackets\r\nRCPT\r\nQUIT\r\n".into(),
+            vec![220, 250, 500, 501, 501, 221],
+        ),
+        (
+            "unadvertised and unknown parameters",
+            "EHLO c\r\nMAIL FROM:<a@b.example> REQUIRETLS\r\nMAIL FROM:<a@b.example> X-FOO=1\r\nQUIT\r\n".into(),
+            vec![220, 250, 555, 555, 221],
+        ),
+        (
+            "over-long command line, then the session goes on",
+            format!("EHLO c\r\n{long}NOOP\r\nQUIT\r\n"),
+            vec![220, 250, 500, 250, 221],
+        ),
+        (
+            "misc verbs",
+            "EHLO c\r\nNOOP\r\nVRFY bob\r\nHELP\r\nRSET\r\nEXPN list\r\nAUTH PLAIN AAAA\r\nSTARTTLS\r\nQUIT\r\n".into(),
+            vec![220, 250, 250, 252, 214, 250, 502, 502, 502, 221],
+        ),
+        (
+            "declared SIZE over the limit",
+            "EHLO c\r\nMAIL FROM:<a@b.example> SIZE=999999999999\r\nQUIT\r\n".into(),
+            vec![220, 250, 552, 221],
+        ),
+        (
+            "BDAT in two chunks",
+            format!("{ENVELOPE}BDAT 10\r\n0123456789BDAT 5 LAST\r\nabcdeQUIT\r\n"),
+            vec![220, 250, 250, 250, 250, 250, 221],
+        ),
+        (
+            "BDAT 0 LAST ends the message",
+            format!("{ENVELOPE}BDAT 3\r\nabcBDAT 0 LAST\r\nQUIT\r\n"),
+            vec![220, 250, 250, 250, 250, 250, 221],
+        ),
+        (
+            "BDAT without a transaction: chunk swallowed, 503",
+            "EHLO c\r\nBDAT 4 LAST\r\nNOOPNOOP\r\nQUIT\r\n".into(),
+            vec![220, 250, 503, 250, 221],
+        ),
+        (
+            "DATA after BDAT",
+            format!("{ENVELOPE}BDAT 2\r\nabDATA\r\nQUIT\r\n"),
+            vec![220, 250, 250, 250, 250, 503, 221],
+        ),
+        (
+            "bare LF before a dot is refused",
+            format!("{ENVELOPE}DATA\r\nSubject: x\r\n\r\na\n.\r\nMAIL FROM:<x@y.example>\r\n.\r\nQUIT\r\n"),
+            vec![220, 250, 250, 250, 354, 550, 221],
+        ),
+        (
+            "two transactions on one session, RSET between",
+            format!("{}MAIL FROM:<c@d.example>\r\nRSET\r\n{}QUIT\r\n", transaction(), transaction().replace("EHLO client.test\r\n", "")),
+            vec![220, 250, 250, 250, 354, 250, 250, 250, 250, 250, 354, 250, 221],
+        ),
+    ];
+    for (name, script, want) in cases {
+        let h = harness().await;
+        let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+        assert_eq!(got, want, "{name}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn ehlo_advertises_the_extensions() {
+    let h = harness().await;
+    let (_, text) = converse(h.shared.clone(), b"EHLO c\r\nQUIT\r\n").await;
+    for ext in [
+        "PIPELINING",
+        "SIZE 52428800",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "DSN",
+        "CHUNKING",
+    ] {
+        assert!(
+            text.contains(&format!("250-{ext}\r\n")) || text.contains(&format!("250 {ext}\r\n")),
+            "{ext} missing:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("STARTTLS"),
+        "no certificate, no STARTTLS:\n{text}"
+    );
+    assert!(text.starts_with("220 relay.test ESMTP"), "{text}");
+}
+
+#[tokio::test]
+async fn message_reaches_the_next_hop_unstuffed_with_envelope_and_dsn() {
+    let mut h = harness().await;
+    let script = "EHLO c\r\nMAIL FROM:<alice@example.com> RET=HDRS ENVID=id+2B1 SIZE=100\r\n\
+                  RCPT TO:<bob@example.org> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;bob@example.org\r\n\
+                  RCPT TO:<carol@example.org>\r\nDATA\r\n";
+    let script = format!("{script}{MESSAGE}.\r\nQUIT\r\n");
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 250, 354, 250, 221], "{text}");
+    let d = h.delivered.try_recv().expect("one message delivered");
+    assert_eq!(d.mail_from, "alice@example.com");
+    assert_eq!(d.mail_params, "SIZE=100 RET=HDRS ENVID=id+2B1");
+    assert_eq!(
+        d.rcpts,
+        vec![
+            (
+                "bob@example.org".to_string(),
+                "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;bob@example.org".to_string()
+            ),
+            ("carol@example.org".to_string(), String::new()),
+        ]
+    );
+    assert_eq!(
+        d.message,
+        MESSAGE.replace("\r\n..dot", "\r\n.dot").as_bytes()
+    );
+    assert!(h.delivered.try_recv().is_err(), "delivered once");
+}
+
+#[tokio::test]
+async fn bdat_message_is_delivered_whole() {
+    let mut h = harness().await;
+    let script = format!("{ENVELOPE}BDAT 10\r\n0123456789BDAT 7 LAST\r\nabcde\r\nQUIT\r\n");
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 250, 250, 221], "{text}");
+    assert_eq!(
+        h.delivered.try_recv().unwrap().message,
+        b"0123456789abcde\r\n"
+    );
+}
+
+#[tokio::test]
+async fn oversize_data_is_refused_and_nothing_delivered() {
+    let mut h = harness_with(|c| c.max_message_size = 100, None).await;
+    let body = "x".repeat(300);
+    let script = format!("{ENVELOPE}DATA\r\n{body}\r\n.\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n");
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 354, 552, 250, 221], "{text}");
+    assert!(text.contains("552 5.3.4"), "{text}");
+    let script = format!("{ENVELOPE}BDAT 300\r\n{body}QUIT\r\n");
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 552, 221], "{text}");
+    assert!(h.delivered.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn recipient_limit() {
+    let h = harness_with(|c| c.max_recipients = 2, None).await;
+    let script = "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<1@x.example>\r\nRCPT TO:<2@x.example>\r\nRCPT TO:<3@x.example>\r\nQUIT\r\n";
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 250, 452, 221], "{text}");
+    assert!(text.contains("452 4.5.3"), "{text}");
+}
+
+#[tokio::test]
+async fn next_hop_refusals_are_relayed_as_is() {
+    let policy: crate::smtp::sink::Policy = Arc::new(|stage| match stage {
+        Stage::Rcpt(line) if line.contains("nobody@") => Some(Reply::new(
+            550,
+            "5.1.1 <nobody@x.example>: Recipient address rejected",
+        )),
+        Stage::Rcpt(line) if line.contains("later@") => Some(Reply::new(450, "4.2.0 try later")),
+        Stage::Data(d) if d.message.windows(6).any(|w| w == b"REJECT") => {
+            Some(Reply::new(554, "5.7.1 content refused"))
+        }
+        _ => None,
+    });
+    let mut h = harness_with(|_| {}, Some(policy)).await;
+    let script = "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<nobody@x.example>\r\nRCPT TO:<later@x.example>\r\nDATA\r\nQUIT\r\n";
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 550, 450, 554, 221], "{text}");
+    assert!(
+        text.contains("550 5.1.1 <nobody@x.example>: Recipient address rejected"),
+        "{text}"
+    );
+    assert!(text.contains("450 4.2.0 try later"), "{text}");
+    assert!(text.contains("554 5.5.1 No valid recipients"), "{text}");
+
+    let script = format!(
+        "{ENVELOPE}DATA\r\nSubject: REJECT\r\n\r\nx\r\n.\r\n{}QUIT\r\n",
+        transaction().replace("EHLO client.test\r\n", "")
+    );
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(
+        got,
+        vec![220, 250, 250, 250, 354, 554, 250, 250, 354, 250, 221],
+        "{text}"
+    );
+    assert!(text.contains("554 5.7.1 content refused"), "{text}");
+    assert_eq!(
+        h.delivered.try_recv().unwrap().message,
+        MESSAGE.replace("..", ".").as_bytes()
+    );
+    assert!(
+        h.delivered.try_recv().is_err(),
+        "the refused message was not delivered"
+    );
+}
+
+#[tokio::test]
+async fn next_hop_down_is_a_temporary_failure() {
+    // A port with nothing listening: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = SmtpConfig::new("127.0.0.1:0", format!("127.0.0.1:{port}"));
+    cfg.next_hop_timeout = Duration::from_secs(5);
+    let shared = shared_for(cfg);
+    let script = format!("{ENVELOPE}DATA\r\nQUIT\r\n");
+    let (got, text) = converse(shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 451, 503, 503, 221], "{text}");
+    assert!(text.contains("451 4.4.1"), "{text}");
+    let m = shared.metrics.encode();
+    assert!(
+        m.contains("sigstamp_next_hop_errors_total{kind=\"connect\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn client_gone_mid_data_forwards_nothing() {
+    let mut h = harness().await;
+    let (mut client, server) = tokio::io::duplex(700);
+    let session = tokio::spawn(Session::new(server, h.shared.clone(), None).run());
+    client
+        .write_all(format!("{ENVELOPE}DATA\r\nSubject: half\r\n\r\nhalf a mess").as_bytes())
+        .await
+        .unwrap();
+    // Wait for the 354, then vanish.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("354 ") {
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(5), session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(h.delivered.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn idle_client_times_out_with_421() {
+    let h = harness_with(|c| c.command_timeout = Duration::from_millis(200), None).await;
+    let (mut client, server) = tokio::io::duplex(700);
+    let session = tokio::spawn(Session::new(server, h.shared.clone(), None).run());
+    client.write_all(b"EHLO c\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    session.await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn too_many_errors_close_the_session() {
+    let h = harness().await;
+    let script = "BOGUS\r\n".repeat(MAX_ERRORS + 5);
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got.len(), 1 + MAX_ERRORS + 1, "{text}");
+    assert_eq!(*got.last().unwrap(), 421);
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_sessions_and_refuses_new_mail() {
+    let h = harness().await;
+    h.shared.shutdown.cancel();
+    let (got, text) = converse(h.shared.clone(), b"").await;
+    assert_eq!(got, vec![220, 421], "{text}");
+    assert!(text.contains("421 4.3.2"), "{text}");
+}
+
+mod tls {
+    use super::*;
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    fn server_tls() -> (
+        Arc<rustls::ServerConfig>,
+        rustls_pki_types::CertificateDer<'static>,
+    ) {
+        let ck = rcgen::generate_simple_self_signed(vec!["relay.test".to_string()]).unwrap();
+        let der = ck.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let cfg = rustls::ServerConfig::builder_with_provider(crate::smtp::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        (Arc::new(cfg), der)
+    }
+
+    async fn tls_harness(
+        edit: impl FnOnce(&mut SmtpConfig),
+    ) -> (Harness, rustls_pki_types::CertificateDer<'static>) {
+        let mut h = harness_with(edit, None).await;
+        let (cfg, der) = server_tls();
+        let shared = Arc::get_mut(&mut h.shared).unwrap();
+        shared.tls = Some(cfg);
+        (h, der)
+    }
+
+    async fn read_reply(s: &mut (impl AsyncRead + Unpin)) -> String {
+        let mut out = Vec::new();
+        let mut b = [0u8; 1];
+        loop {
+            s.read_exact(&mut b).await.unwrap();
+            out.push(b[0]);
+            if out.ends_with(b"\r\n") {
+                let text = String::from_utf8_lossy(&out).into_owned();
+                let last = text.trim_end().rsplit("\r\n").next().unwrap().to_string();
+                if last.as_bytes().get(3) == Some(&b' ') {
+                    return text;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn require_tls_refuses_mail_in_clear() {
+        let (h, _) = tls_harness(|c| c.require_tls = true).await;
+        let (got, text) = converse(
+            h.shared.clone(),
+            b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n",
+        )
+        .await;
+        assert_eq!(got, vec![220, 250, 530, 221], "{text}");
+        assert!(
+            text.contains("250-STARTTLS") || text.contains("250 STARTTLS"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn starttls_discards_injected_commands_and_restarts_the_session() {
+        let (mut h, ca) = tls_harness(|c| c.require_tls = true).await;
+        let (mut client, server) = tokio::io::duplex(4096);
+        let session = tokio::spawn(Session::new(server, h.shared.clone(), None).run());
+        assert!(read_reply(&mut client).await.starts_with("220"));
+        client.write_all(b"EHLO c\r\n").await.unwrap();
+        read_reply(&mut client).await;
+        // The injected MAIL must not survive the handshake.
+        client
+            .write_all(b"STARTTLS\r\nMAIL FROM:<evil@x.example>\r\n")
+            .await
+            .unwrap();
+        assert!(read_reply(&mut client).await.starts_with("220 2.0.0"));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(crate::smtp::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from("relay.test").unwrap(), client)
+            .await
+            .unwrap();
+        tls.write_all(b"MAIL FROM:<a@b.example>\r\n").await.unwrap();
+        let r = read_reply(&mut tls).await;
+        assert!(r.starts_with("503 5.5.1 Send HELO/EHLO first"), "{r}");
+        tls.write_all(b"EHLO c\r\n").await.unwrap();
+        let r = read_reply(&mut tls).await;
+        assert!(!r.contains("STARTTLS"), "{r}");
+        tls.write_all(format!("MAIL FROM:<a@b.example>\r\nRCPT TO:<b@c.example>\r\nDATA\r\n{MESSAGE}.\r\nQUIT\r\n").as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest).await;
+        let rest = String::from_utf8_lossy(&rest);
+        assert_eq!(codes(&rest), vec![250, 250, 354, 250, 221], "{rest}");
+        session.await.unwrap();
+        let d = h.delivered.try_recv().unwrap();
+        assert_eq!(d.mail_from, "a@b.example");
+        assert!(
+            h.delivered.try_recv().is_err(),
+            "the injected MAIL started nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn client_certificate_required_when_names_configured() {
+        let (h, _) =
+            tls_harness(|c| c.client_cert_names = vec!["mail.protection.outlook.com".into()]).await;
+        let (got, text) = converse(
+            h.shared.clone(),
+            b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n",
+        )
+        .await;
+        assert_eq!(got, vec![220, 250, 554, 221], "{text}");
+        assert!(text.contains("554 5.7.1"), "{text}");
+    }
+}

@@ -1,0 +1,149 @@
+//! Server-side TLS for STARTTLS (rustls, aws-lc-rs) and the client-certificate name check
+//! used for Exchange Online's connector certificate.
+
+use super::SmtpConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{key}: cannot read {path}: {message}")]
+    Pem {
+        key: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("TLS setup: {0}")]
+    Rustls(String),
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+pub fn load_certs(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_err = |message: String| TlsError::Pem {
+        key,
+        path: path.display().to_string(),
+        message,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem_err("no PEM certificate found".into()));
+    }
+    Ok(certs)
+}
+
+/// A root store from a PEM bundle, or the system roots.
+pub fn roots(key: &'static str, ca: Option<&Path>) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for c in load_certs(key, path)? {
+                store
+                    .add(c)
+                    .map_err(|e| TlsError::Rustls(format!("{key}: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            store.add_parsable_certificates(found.certs);
+        }
+    }
+    Ok(store)
+}
+
+/// The STARTTLS server configuration, when a certificate is configured.
+pub fn server_config(cfg: &SmtpConfig) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) else {
+        return Ok(None);
+    };
+    let chain = load_certs("smtp.tls_cert", cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
+        key: "smtp.tls_key",
+        path: key.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = if cfg.client_cert_names.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        // Ask for a certificate but let the handshake finish without one: the policy check
+        // at MAIL gives the client a proper SMTP reply instead of a TLS alert.
+        let roots = Arc::new(roots("smtp.client_ca", cfg.client_ca.as_deref())?);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let config = builder
+        .with_single_cert(chain, key_der)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    Ok(Some(Arc::new(config)))
+}
+
+/// Does the (already chain-verified) end-entity certificate carry one of `names` as its
+/// subject CN or a DNS SAN? A configured `*.example.com` matches exactly one extra label.
+pub fn cert_matches(der: &[u8], names: &[String]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    let mut presented: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for gn in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = gn {
+                presented.push(d.to_ascii_lowercase());
+            }
+        }
+    }
+    names.iter().any(|want| {
+        let want = want.to_ascii_lowercase();
+        presented.iter().any(|have| name_matches(&want, have))
+    })
+}
+
+fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => pattern == name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_patterns_match_one_label() {
+        assert!(name_matches(
+            "mail.protection.outlook.com",
+            "mail.protection.outlook.com"
+        ));
+        assert!(name_matches("*.outlook.com", "protection.outlook.com"));
+        assert!(!name_matches(
+            "*.outlook.com",
+            "mail.protection.outlook.com"
+        ));
+        assert!(!name_matches("outlook.com", "evil-outlook.com"));
+    }
+}

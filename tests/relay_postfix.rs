@@ -1,0 +1,145 @@
+//! A real Postfix on loopback in front of and behind sigstamp, as in the README recipes:
+//! Postfix `relayhost` → sigstamp → sink, and Postfix `smtpd_proxy_filter` → sigstamp →
+//! Postfix (after-filter smtpd) → sink.
+
+mod smtp_support;
+
+use sigstamp::smtp::sink::{Sink, SinkOptions};
+use smtp_support::postfix::{free_port, Postfix};
+use smtp_support::*;
+use std::time::Duration;
+
+fn inject(port: u16) -> String {
+    format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+print("refused", s.sendmail("alice@example.com", ["bob@example.org"], {msg:?}.encode(),
+    mail_options=["RET=HDRS", "ENVID=pf-env-1"], rcpt_options=["NOTIFY=SUCCESS,FAILURE"]))
+s.quit()
+"#,
+        msg = MESSAGE
+    )
+}
+
+/// The message went through the pipeline: stamped when the pipeline stamps `MESSAGE`,
+/// otherwise its body unchanged.
+fn assert_stamped_as_pipeline_would(stamper: &sigstamp::pipeline::Stamper, got: &[u8]) {
+    let want = expected_delivery(
+        stamper,
+        MESSAGE.as_bytes(),
+        "alice@example.com",
+        &["bob@example.org".into()],
+    );
+    let got = String::from_utf8_lossy(got);
+    let trace = format!("{}:", sigstamp::stamp::TRACE_HEADER);
+    if want != MESSAGE.as_bytes() {
+        assert!(got.contains(&trace), "stamped:\n{got}");
+    } else {
+        assert!(!got.contains(&trace), "{got}");
+        assert!(
+            got.ends_with("Hello Bob,\r\n.leading dot\r\nbye\r\n"),
+            "{got}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_relayhost_through_sigstamp() {
+    if !have("postfix") || !have("python3") {
+        return;
+    }
+    let mut relay = relay(|_| {}, SinkOptions::default()).await;
+    let port = free_port();
+    let pf = Postfix::start(
+        &format!("127.0.0.1:{port} inet n - n - - smtpd"),
+        &format!("[127.0.0.1]:{}", relay.addr.port()),
+        port,
+    );
+    let out = python_async(inject(pf.port)).await;
+    assert!(out.contains("refused {}"), "{out}");
+    let d = tokio::time::timeout(Duration::from_secs(30), relay.delivered.recv())
+        .await
+        .unwrap_or_else(|_| panic!("nothing delivered; postfix log:\n{}", pf.log()))
+        .unwrap();
+    assert_eq!(d.mail_from, "alice@example.com");
+    assert!(
+        d.mail_params.contains("RET=HDRS") && d.mail_params.contains("ENVID=pf-env-1"),
+        "{}",
+        d.mail_params
+    );
+    assert_eq!(d.rcpts[0].0, "bob@example.org");
+    assert!(
+        d.rcpts[0].1.contains("NOTIFY=SUCCESS,FAILURE"),
+        "{:?}",
+        d.rcpts
+    );
+    assert_stamped_as_pipeline_would(&relay.stamper, &d.message);
+    assert!(relay.none_left());
+    // Postfix logs the delivery once it has read sigstamp's 250.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pf.log().contains("status=sent") {
+        assert!(std::time::Instant::now() < deadline, "{}", pf.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_proxy_filter_through_sigstamp() {
+    if !have("postfix") || !have("python3") {
+        return;
+    }
+    let (sink, mut delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
+        .await
+        .unwrap();
+    let (front, back) = (free_port(), free_port());
+    // sigstamp's next hop is Postfix's after-filter smtpd.
+    let mut relay = relay(
+        |c| c.next_hop = format!("127.0.0.1:{back}"),
+        SinkOptions::default(),
+    )
+    .await;
+    let services = format!(
+        "127.0.0.1:{front} inet n - n - 20 smtpd
+  -o smtpd_proxy_filter=127.0.0.1:{sig}
+  -o smtpd_client_connection_count_limit=100
+127.0.0.1:{back} inet n - n - - smtpd
+  -o smtpd_proxy_filter=
+  -o smtpd_client_restrictions=
+  -o smtpd_helo_restrictions=
+  -o smtpd_sender_restrictions=
+  -o smtpd_relay_restrictions=permit_mynetworks,reject
+  -o smtpd_recipient_restrictions=
+  -o mynetworks=127.0.0.0/8
+  -o receive_override_options=no_unknown_recipient_checks",
+        sig = relay.addr.port()
+    );
+    let pf = Postfix::start(
+        &services,
+        &format!("[127.0.0.1]:{}", sink.addr().port()),
+        front,
+    );
+    let out = python_async(inject(pf.port)).await;
+    assert!(out.contains("refused {}"), "{out}\n{}", pf.log());
+    let d = tokio::time::timeout(Duration::from_secs(30), delivered.recv())
+        .await
+        .unwrap_or_else(|_| panic!("nothing delivered; postfix log:\n{}", pf.log()))
+        .unwrap();
+    assert_eq!(d.mail_from, "alice@example.com");
+    assert!(
+        d.mail_params.contains("ENVID=pf-env-1"),
+        "{}",
+        d.mail_params
+    );
+    assert!(
+        d.rcpts[0].1.contains("NOTIFY=SUCCESS,FAILURE"),
+        "{:?}",
+        d.rcpts
+    );
+    assert_stamped_as_pipeline_would(&relay.stamper, &d.message);
+    assert!(delivered.try_recv().is_err());
+    assert!(
+        relay.none_left(),
+        "sigstamp's own sink is unused in this layout"
+    );
+}

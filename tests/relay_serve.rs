@@ -1,0 +1,183 @@
+//! The real binary: `sigstamp serve` with a bad config, and SIGTERM with sessions in flight.
+
+mod smtp_support;
+
+use sigstamp::smtp::sink::SinkOptions;
+use smtp_support::*;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sigstamp() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sigstamp"))
+}
+
+/// Kills the child if the test fails before it exits.
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Start `sigstamp serve` and read the relay's address from its log.
+fn serve(config: &str) -> (Guard, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigstamp.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = sigstamp()
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _keep = dir;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(strip_ansi(&line));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("sigstamp serve logs its listening address");
+        if line.contains("SMTP relay listening") {
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("listen="))
+                .expect("listen= in the log line");
+            return (Guard(child), addr.parse().unwrap(), rx);
+        }
+    }
+}
+
+#[test]
+fn bad_config_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"127.0.0.1:25\"\nallowed_clients = [\"everyone\"]\n",
+    )
+    .unwrap();
+    let out = sigstamp()
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("smtp.allowed_clients"), "{err}");
+
+    std::fs::write(
+        &path,
+        "[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"127.0.0.1:25\"\nmax_sesions = 3\n",
+    )
+    .unwrap();
+    let out = sigstamp()
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_sesions"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_sessions_in_flight_and_exits_0() {
+    let (sink, mut delivered) =
+        sigstamp::smtp::sink::Sink::start("127.0.0.1:0", SinkOptions::default())
+            .await
+            .unwrap();
+    let config = format!(
+        "[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"{}\"\ndrain_time = \"20s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        sink.addr()
+    );
+    let (mut guard, addr, _log) = tokio::task::spawn_blocking(move || serve(&config))
+        .await
+        .unwrap();
+
+    // A session in the middle of DATA, and an idle one.
+    let mut busy = RawClient::connect(addr).await.unwrap();
+    assert!(busy.reply().await.starts_with("220 "));
+    for line in [
+        "EHLO c.test",
+        "MAIL FROM:<alice@example.com>",
+        "RCPT TO:<bob@example.org>",
+    ] {
+        assert!(busy.cmd(line).await.starts_with("250"), "{line}");
+    }
+    assert!(busy.cmd("DATA").await.starts_with("354"));
+    busy.send("Subject: in flight\r\n\r\nfirst half\r\n").await;
+    let mut idle = RawClient::connect(addr).await.unwrap();
+    assert!(idle.reply().await.starts_with("220 "));
+    assert!(idle.cmd("EHLO c.test").await.starts_with("250"));
+
+    let pid = guard.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    // The idle session is told to come back later.
+    let bye = idle.reply().await;
+    assert!(bye.starts_with("421 4.3.2"), "{bye}");
+    // The listener stops accepting.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while RawClient::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The busy session finishes its message.
+    busy.send("second half\r\n").await;
+    let done = busy.cmd(".").await;
+    assert!(done.starts_with("250"), "{done}");
+    let next = busy.cmd("MAIL FROM:<alice@example.com>").await;
+    assert!(next.starts_with("421 4.3.2"), "{next}");
+
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = guard.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sigstamp did not exit after draining"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let d = delivered.recv().await.unwrap();
+    assert!(String::from_utf8_lossy(&d.message).ends_with("first half\r\nsecond half\r\n"));
+    assert!(delivered.try_recv().is_err(), "delivered exactly once");
+}

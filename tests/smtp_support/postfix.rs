@@ -1,0 +1,113 @@
+//! A private Postfix instance on loopback, started from its own configuration directory in a
+//! temporary directory and stopped on drop.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+pub struct Postfix {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+/// A port that was free a moment ago (Postfix needs a fixed port in master.cf).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const MASTER_BASE: &str = "\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+";
+
+impl Postfix {
+    /// Start Postfix with `services` (master.cf lines for its smtpd listeners) and mail for
+    /// every domain relayed to `relayhost` (`[127.0.0.1]:port`).
+    pub fn start(services: &str, relayhost: &str, port: u16) -> Postfix {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Postfix's daemons run as the postfix user and must reach into the directory.
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(d.join("queue")).unwrap();
+        std::fs::create_dir(d.join("data")).unwrap();
+        let ok = Command::new("chown")
+            .args(["postfix", d.join("data").to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chown postfix (the tests run Postfix as root)");
+        let main_cf = format!(
+            "compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = postfix.test
+mydomain = postfix.test
+myorigin = postfix.test
+mydestination =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = {relayhost}
+alias_maps =
+alias_database =
+local_transport = error:local delivery disabled
+maillog_file_prefixes = {d}
+maillog_file = {d}/maillog
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+smtpd_proxy_timeout = 30s
+",
+            d = d.display()
+        );
+        std::fs::write(d.join("main.cf"), main_cf).unwrap();
+        std::fs::write(d.join("master.cf"), format!("{services}\n{MASTER_BASE}")).unwrap();
+        let out = postfix(d, "start");
+        assert!(
+            out.status.success(),
+            "postfix start failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(d.join("maillog")).unwrap_or_default()
+        );
+        Postfix { dir, port }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+}
+
+fn postfix(dir: &Path, verb: &str) -> std::process::Output {
+    Command::new("postfix")
+        .args(["-c", dir.to_str().unwrap(), verb])
+        .output()
+        .expect("postfix runs")
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = postfix(self.dir.path(), "stop");
+    }
+}
