@@ -241,6 +241,23 @@ struct Running {
 
 impl Running {
     fn start(cfg: GraphConfig, snapshot: Option<PathBuf>, clock: Arc<ManualClock>) -> Running {
+        Self::start_with(cfg, snapshot, clock, false)
+    }
+
+    /// `preload`: load the snapshot before the refresher starts, as `sigstamp serve` does.
+    fn start_with(
+        cfg: GraphConfig,
+        snapshot: Option<PathBuf>,
+        clock: Arc<ManualClock>,
+        preload: bool,
+    ) -> Running {
+        let directory = Arc::new(Directory::new());
+        if preload {
+            let path = snapshot.as_deref().unwrap();
+            sigstamp::directory::snapshot::load(path, &directory)
+                .unwrap()
+                .unwrap();
+        }
         let config = Config {
             graph: Some(cfg),
             directory: DirectoryConfig {
@@ -249,7 +266,6 @@ impl Running {
             },
             ..Default::default()
         };
-        let directory = Arc::new(Directory::new());
         let app = Arc::new(App {
             config,
             stamper: Arc::new(Stamper::new(directory, Templates::embedded())),
@@ -431,6 +447,19 @@ async fn restart_with_dead_tokens_serves_the_snapshot() {
         Some("AADSTS7000222")
     );
     r2.stop().await;
+
+    // The same with the snapshot already loaded by `serve`; a fixed secret then syncs.
+    let r3 = Running::start_with(fake.config(), Some(snap.clone()), fake.clock.clone(), true);
+    assert_eq!(r3.directory().source(), Source::Snapshot);
+    eventually("expired", || r3.state() == TokenState::Expired).await;
+    assert_eq!(r3.directory().source(), Source::Snapshot);
+    fake.set_secret(SECRET);
+    advancing(&fake, Duration::from_secs(60), "recovered", || {
+        r3.state() == TokenState::Valid
+    })
+    .await;
+    eventually("graph data", || r3.directory().source() == Source::Graph).await;
+    r3.stop().await;
 }
 
 #[tokio::test]

@@ -273,10 +273,11 @@ impl Sink {
                 let users = snap.users.len();
                 let (link, at, written) = (snap.delta_link.clone(), snap.delta_at, snap.written_at);
                 let users_vec = snap.into_users();
-                if matches!(self.directory.source(), Source::Empty | Source::Snapshot) {
+                // `sigstamp serve` may have loaded it already (before the edges start).
+                if self.directory.source() == Source::Empty {
                     self.directory
                         .replace_users(users_vec.clone(), Source::Snapshot);
-                    self.loaded(users);
+                    self.loaded(users, written);
                 }
                 syncer.seed(users_vec, link, at);
                 tracing::info!(path = %path.display(), users, written_at = %written, "directory loaded from snapshot");
@@ -285,11 +286,11 @@ impl Sink {
         }
     }
 
-    fn loaded(&self, users: usize) {
+    fn loaded(&self, users: usize, at: time::OffsetDateTime) {
         self.metrics.directory_users.set(users as i64);
         self.metrics
             .directory_loaded_timestamp
-            .set(self.clock.now().unix_timestamp() as f64);
+            .set(at.unix_timestamp() as f64);
         self.status.directory_loaded.store(true, Ordering::Relaxed);
     }
 
@@ -310,7 +311,7 @@ impl Sink {
         if !unchanged {
             self.directory.replace_users(syncer.users(), Source::Graph);
         }
-        self.loaded(syncer.len());
+        self.loaded(syncer.len(), now);
         let Some(path) = self.snapshot.clone() else {
             return Ok(());
         };
