@@ -6,6 +6,7 @@ use super::{Attributes, Directory, Source, User};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 const VERSION: u32 = 1;
@@ -55,13 +56,13 @@ pub struct SnapshotRef<'a> {
     pub written_at: OffsetDateTime,
     pub delta_link: Option<&'a str>,
     pub delta_at: Option<OffsetDateTime>,
-    pub users: &'a [User],
+    pub users: &'a [Arc<User>],
 }
 
 impl Serialize for SnapshotRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        struct Users<'a>(&'a [User]);
+        struct Users<'a>(&'a [Arc<User>]);
         impl Serialize for Users<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_seq(self.0.iter().map(|u| &u.attrs))
@@ -209,7 +210,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("snap.json");
         let now = OffsetDateTime::now_utc();
-        let users = [user("1", "a@x.test")];
+        let users = [Arc::new(user("1", "a@x.test"))];
         let snap = SnapshotRef {
             written_at: now,
             delta_link: Some("dl"),
