@@ -26,7 +26,10 @@ pub struct User {
 }
 
 impl User {
-    pub fn new(attrs: Attributes) -> Self {
+    /// Attributes that are `null` (Graph sends every selected property) are dropped: templates
+    /// treat missing and null alike, and a 100k-user tenant is much smaller without them.
+    pub fn new(mut attrs: Attributes) -> Self {
+        attrs.retain(|_, v| !v.is_null());
         User { attrs }
     }
 
@@ -112,7 +115,9 @@ impl Index {
 
     /// The user found by `address` (any case, surrounding blanks and `<>` ignored).
     pub fn lookup(&self, address: &str) -> Option<Arc<User>> {
-        self.by_address.get(normalize_address(address).as_ref()).cloned()
+        self.by_address
+            .get(normalize_address(address).as_ref())
+            .cloned()
     }
 }
 
@@ -134,7 +139,7 @@ pub fn normalize_address(address: &str) -> Cow<'_, str> {
 /// Base users plus the metadata the status endpoint shows.
 #[derive(Debug, Clone)]
 struct Base {
-    users: Arc<Vec<User>>,
+    users: Arc<Vec<Arc<User>>>,
     source: Source,
     loaded_at: Option<OffsetDateTime>,
 }
@@ -188,7 +193,7 @@ impl Directory {
     }
 
     /// The base users as the source gave them, without overrides.
-    pub fn base_users(&self) -> Arc<Vec<User>> {
+    pub fn base_users(&self) -> Arc<Vec<Arc<User>>> {
         self.state.lock().unwrap().0.users.clone()
     }
 
@@ -196,7 +201,7 @@ impl Directory {
     pub fn replace_users(&self, users: Vec<User>, source: Source) {
         let mut st = self.state.lock().unwrap();
         st.0 = Base {
-            users: Arc::new(users),
+            users: Arc::new(users.into_iter().map(Arc::new).collect()),
             source,
             loaded_at: Some(OffsetDateTime::now_utc()),
         };
@@ -218,8 +223,16 @@ impl Directory {
         let mut by_address = HashMap::with_capacity(base.users.len() * 2);
         let mut users = Vec::with_capacity(base.users.len());
         for u in base.users.iter() {
-            let merged = Arc::new(ov.apply(u));
-            for a in merged.addresses() {
+            let addresses = u.addresses();
+            // Users no override names share the base copy: one copy of the tenant in memory.
+            let touched = !ov.is_empty() && addresses.iter().any(|a| ov.by_address.contains_key(a));
+            let merged = if touched {
+                Arc::new(ov.apply(u))
+            } else {
+                u.clone()
+            };
+            // Overrides cannot change the addresses (they are protected attributes).
+            for a in addresses {
                 by_address.entry(a).or_insert_with(|| merged.clone());
             }
             users.push(merged);
@@ -277,7 +290,9 @@ mod tests {
             assert_eq!(u.str("displayName"), Some("José Müller"), "{a}");
         }
         assert_eq!(
-            d.lookup("nomail@contoso.example").unwrap().str("displayName"),
+            d.lookup("nomail@contoso.example")
+                .unwrap()
+                .str("displayName"),
             Some("No Mail")
         );
         assert!(d.lookup("sip-only@contoso.example").is_none());
@@ -294,7 +309,10 @@ mod tests {
             normalize_address("a.b@example.com"),
             Cow::Borrowed("a.b@example.com")
         ));
-        assert!(matches!(normalize_address("<a@b.example>"), Cow::Borrowed("a@b.example")));
+        assert!(matches!(
+            normalize_address("<a@b.example>"),
+            Cow::Borrowed("a@b.example")
+        ));
         assert_eq!(normalize_address(" A@B.example "), "a@b.example");
     }
 
