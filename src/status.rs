@@ -41,6 +41,7 @@ pub struct Status {
     pub token: ArcSwap<TokenStatus>,
     pub last_sync: ArcSwap<Option<OffsetDateTime>>,
     pub smtp_listening: AtomicBool,
+    pub milter_listening: AtomicBool,
     pub directory_loaded: AtomicBool,
 }
 
@@ -50,13 +51,25 @@ impl Default for Status {
             token: ArcSwap::from_pointee(TokenStatus::unconfigured()),
             last_sync: ArcSwap::from_pointee(None),
             smtp_listening: AtomicBool::new(false),
+            milter_listening: AtomicBool::new(false),
             directory_loaded: AtomicBool::new(false),
         }
     }
 }
 
 impl Status {
-    pub fn ready(&self) -> bool {
-        self.smtp_listening.load(Ordering::Relaxed) && self.directory_loaded.load(Ordering::Relaxed)
+    /// What keeps the service from being ready: the directory, and each configured listener.
+    pub fn not_ready(&self, smtp: bool, milter: bool) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if !self.directory_loaded.load(Ordering::Relaxed) {
+            missing.push("directory not loaded");
+        }
+        if smtp && !self.smtp_listening.load(Ordering::Relaxed) {
+            missing.push("smtp not listening");
+        }
+        if milter && !self.milter_listening.load(Ordering::Relaxed) {
+            missing.push("milter not listening");
+        }
+        missing
     }
 }

@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
-const CONFIG: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+const CONFIG: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"127.0.0.1:25\"\n";
 
 async fn get(url: &str) -> (u16, String, String) {
     let r = reqwest::get(url).await.expect("admin HTTP answers");
@@ -208,4 +208,18 @@ async fn run_binds_the_configured_address() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn readyz_with_only_the_milter_waits_for_the_milter() {
+    let app = app("[admin]\nlisten = \"127.0.0.1:0\"\n[milter]\nlisten = \"127.0.0.1:0\"\n");
+    let (base, _task) = start_admin(app.clone()).await;
+    let url = format!("{base}/readyz");
+    app.status.directory_loaded.store(true, Ordering::Relaxed);
+    let (code, _, body) = get(&url).await;
+    assert_eq!(code, 503);
+    assert!(body.contains("milter not listening"), "{body}");
+    assert!(!body.contains("smtp"), "no [smtp] section: {body}");
+    app.status.milter_listening.store(true, Ordering::Relaxed);
+    assert_eq!(get(&url).await.0, 200);
 }

@@ -150,22 +150,19 @@ proptest! {
     fn stamps_only_what_it_reports(node in tree(), crlf in any::<bool>()) {
         let raw = message(&node, crlf);
         let sig = test_signature();
-        match stamp::stamp(&raw, &sig, &Options::default()) {
-            Ok(s) => {
-                let n = s.text_parts + s.html_parts;
-                prop_assert!(n >= 1);
-                if let Err(e) = check_stamped(&raw, &s.message, n) {
-                    prop_assert!(false, "{e}\n{}", String::from_utf8_lossy(&raw));
-                }
-                prop_assert_eq!(stamp::stamp(&s.message, &sig, &Options::default()), Err(Skip::AlreadyStamped));
-                // The line ending of every line stays the message's.
-                if crlf {
-                    prop_assert!(!s.message.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "bare LF in CRLF message");
-                } else {
-                    prop_assert!(!s.message.contains(&b'\r'), "CR in LF message");
-                }
+        if let Ok(s) = stamp::stamp(&raw, &sig, &Options::default()) {
+            let n = s.text_parts + s.html_parts;
+            prop_assert!(n >= 1);
+            if let Err(e) = check_stamped(&raw, &s.message, n) {
+                prop_assert!(false, "{e}\n{}", String::from_utf8_lossy(&raw));
             }
-            Err(_) => {}
+            prop_assert_eq!(stamp::stamp(&s.message, &sig, &Options::default()), Err(Skip::AlreadyStamped));
+            // The line ending of every line stays the message's.
+            if crlf {
+                prop_assert!(!s.message.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "bare LF in CRLF message");
+            } else {
+                prop_assert!(!s.message.contains(&b'\r'), "CR in LF message");
+            }
         }
     }
 

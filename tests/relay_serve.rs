@@ -52,6 +52,8 @@ fn serve(config: &str) -> (Guard, SocketAddr, std::sync::mpsc::Receiver<String>)
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    // Owned by the guard at once, so every path (a panic included) kills and reaps it.
+    let guard = Guard(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _keep = dir;
@@ -72,7 +74,7 @@ fn serve(config: &str) -> (Guard, SocketAddr, std::sync::mpsc::Receiver<String>)
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("listen="))
                 .expect("listen= in the log line");
-            return (Guard(child), addr.parse().unwrap(), rx);
+            return (guard, addr.parse().unwrap(), rx);
         }
     }
 }

@@ -14,7 +14,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -101,15 +100,11 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.status.ready() {
+    let missing = app
+        .status
+        .not_ready(app.config.smtp.is_some(), app.config.milter.is_some());
+    if missing.is_empty() {
         return (StatusCode::OK, "ready\n").into_response();
-    }
-    let mut missing = Vec::new();
-    if !app.status.directory_loaded.load(Ordering::Relaxed) {
-        missing.push("directory not loaded");
-    }
-    if !app.status.smtp_listening.load(Ordering::Relaxed) {
-        missing.push("smtp not listening");
     }
     let body = format!("not ready: {}\n", missing.join(", "));
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()

@@ -27,6 +27,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
@@ -291,6 +292,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
     let shutdown = app.shutdown.clone();
     info!(listen = %cfg.listen, "milter listening");
+    app.status.milter_listening.store(true, Ordering::Relaxed);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
