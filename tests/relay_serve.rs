@@ -44,14 +44,16 @@ fn serve(config: &str) -> (Guard, SocketAddr, std::sync::mpsc::Receiver<String>)
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sigstamp.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = sigstamp()
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let mut guard = Guard(
+        sigstamp()
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = guard.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _keep = dir;
@@ -72,7 +74,7 @@ fn serve(config: &str) -> (Guard, SocketAddr, std::sync::mpsc::Receiver<String>)
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("listen="))
                 .expect("listen= in the log line");
-            return (Guard(child), addr.parse().unwrap(), rx);
+            return (guard, addr.parse().unwrap(), rx);
         }
     }
 }
