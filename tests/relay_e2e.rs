@@ -389,3 +389,79 @@ async fn smtplib_starttls_and_client_certificate() {
     assert_eq!(d.message, want);
     assert!(r.none_left());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_hop_client_certificate_is_presented() {
+    if !have("python3") {
+        return;
+    }
+    let pki = Pki::new("sigstamp.example.com");
+    // A next hop that insists on a client certificate from the test CA (as an Exchange
+    // Online inbound connector matched by certificate does).
+    let roots = std::sync::Arc::new(sigstamp::smtp::tls::roots("test", Some(&pki.ca)).unwrap());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots,
+        sigstamp::smtp::tls::provider(),
+    )
+    .build()
+    .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(sigstamp::smtp::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            sigstamp::smtp::tls::load_certs("test", &pki.server_cert).unwrap(),
+            rustls_pki_types::pem::PemObject::from_pem_file(&pki.server_key).unwrap(),
+        )
+        .unwrap();
+    let sink = SinkOptions {
+        tls: Some(std::sync::Arc::new(server)),
+        policy: None,
+    };
+    let send = |port: u16| {
+        format!(
+            r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+try:
+    print("refused", s.sendmail("alice@example.com", ["bob@example.org"], {msg:?}.encode()))
+except smtplib.SMTPException as e:
+    print("error", e)
+"#,
+            msg = MESSAGE
+        )
+    };
+    let (ca, cert, key) = (
+        pki.ca.clone(),
+        pki.client_cert.clone(),
+        pki.client_key.clone(),
+    );
+    let mut with_cert = relay(
+        move |c| {
+            c.next_hop_tls = NextHopTls::Required;
+            c.next_hop_ca = Some(ca);
+            c.next_hop_tls_name = Some("localhost".into());
+            c.next_hop_cert = Some(cert);
+            c.next_hop_key = Some(key);
+        },
+        sink.clone(),
+    )
+    .await;
+    let out = python_async(send(with_cert.addr.port())).await;
+    assert!(out.contains("refused {}"), "{out}");
+    assert!(with_cert.next().await.unwrap().tls);
+
+    let ca = pki.ca.clone();
+    let mut without = relay(
+        move |c| {
+            c.next_hop_tls = NextHopTls::Required;
+            c.next_hop_ca = Some(ca);
+            c.next_hop_tls_name = Some("localhost".into());
+        },
+        sink,
+    )
+    .await;
+    let out = python_async(send(without.addr.port())).await;
+    assert!(out.contains("error") && out.contains("451"), "{out}");
+    assert!(without.none_left());
+}
