@@ -110,6 +110,9 @@ impl Config {
             g.validate()?;
         }
         self.admin.validate()?;
+        if let Some(n) = &self.notify {
+            n.validate(self.smtp.as_ref().map(|s| s.next_hop.as_str()))?;
+        }
         Ok(())
     }
 }

@@ -22,6 +22,14 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `token_expired`, `token_recovered` or `certificate_expiry`.
+    pub kind: String,
+    /// `sent` or `failed`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub state: String,
 }
@@ -39,6 +47,7 @@ pub struct Metrics {
     pub token_state: Family<StateLabels, Gauge>,
     pub sync_seconds: Histogram,
     pub sync_failures: Family<KindLabels, Counter>,
+    pub notifications: Family<NotificationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -104,6 +113,12 @@ impl Metrics {
             "Failed Graph syncs by kind",
             sync_failures.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Admin notification emails, by kind and result",
+            notifications.clone(),
+        );
         Metrics {
             registry,
             messages,
@@ -115,6 +130,7 @@ impl Metrics {
             token_state,
             sync_seconds,
             sync_failures,
+            notifications,
         }
     }
 
@@ -123,6 +139,15 @@ impl Metrics {
             .get_or_create(&OutcomeLabels {
                 edge: edge.into(),
                 outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn count_notification(&self, kind: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                kind: kind.into(),
+                result: result.into(),
             })
             .inc();
     }

@@ -93,6 +93,16 @@ impl Stamper {
 
     /// Process one message. Never fails: anything that goes wrong leaves it unchanged.
     pub fn process(&self, raw: &[u8], env: &Envelope<'_>) -> Verdict {
+        self.process_inner(raw, env, None)
+    }
+
+    /// Like [`Stamper::process`], with the sender given instead of chosen from the From
+    /// header and the envelope (`sigstamp stamp --sender`).
+    pub fn process_as(&self, raw: &[u8], env: &Envelope<'_>, sender: &str) -> Verdict {
+        self.process_inner(raw, env, Some(sender))
+    }
+
+    fn process_inner(&self, raw: &[u8], env: &Envelope<'_>, forced: Option<&str>) -> Verdict {
         if env.mail_from == Some("") {
             return Verdict::Unchanged(Unchanged::Skip(Skip::NullSender));
         }
@@ -101,8 +111,13 @@ impl Stamper {
         }
         // The signature should match the sender the recipient sees (From); the envelope
         // sender is the fallback (e.g. a From outside the directory on a shared mailbox).
-        let from = stamp::from_address(raw);
-        let candidates = [from.as_deref(), env.mail_from];
+        let from = forced
+            .map(str::to_string)
+            .or_else(|| stamp::from_address(raw));
+        let candidates = match forced {
+            Some(_) => [from.as_deref(), None],
+            None => [from.as_deref(), env.mail_from],
+        };
         let Some((sender, user)) = candidates.into_iter().flatten().find_map(|a| {
             self.directory
                 .lookup(a)

@@ -1,10 +1,148 @@
-//! `sigstamp attributes` (not yet implemented).
+//! `sigstamp attributes set|unset|list|import`: edit the local overrides file.
+//!
+//! The file is named by `--overrides FILE`, or by `[directory] overrides` in `--config FILE`.
+//! Every change is written atomically; a running `sigstamp serve` picks it up within 2 s.
 
 use super::CliResult;
+use crate::config::Config;
+use crate::directory::overrides::{self, Overrides};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// sigstamp config file; its `[directory] overrides` names the overrides file
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// The overrides file itself (instead of --config)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub overrides: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Action,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err("sigstamp attributes: not implemented yet".into())
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Set an attribute of one user (overrides the directory's value, or adds a custom one)
+    Set {
+        #[arg(value_name = "ADDR")]
+        address: String,
+        #[arg(value_name = "ATTR")]
+        attribute: String,
+        #[arg(value_name = "VALUE", allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Remove an override: the directory's value applies again
+    Unset {
+        #[arg(value_name = "ADDR")]
+        address: String,
+        #[arg(value_name = "ATTR")]
+        attribute: String,
+    },
+    /// Print the overrides (of one address) as CSV: address,attribute,value
+    List {
+        #[arg(value_name = "ADDR")]
+        address: Option<String>,
+    },
+    /// Apply a CSV file of address,attribute,value rows (blank value = unset), all or nothing
+    Import {
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+    },
+}
+
+pub fn run(args: Args) -> CliResult {
+    let path = overrides_path(args.config.as_deref(), args.overrides.as_deref())?;
+    let mut ov = overrides::load(&path)?;
+    match args.action {
+        Action::Set {
+            address,
+            attribute,
+            value,
+        } => {
+            ov.set(&address, &attribute, &value)?;
+            overrides::save(&path, &ov)?;
+            eprintln!("sigstamp: {address} {attribute} set in {}", path.display());
+        }
+        Action::Unset { address, attribute } => {
+            let had = ov.unset(&address, &attribute)?;
+            if had {
+                overrides::save(&path, &ov)?;
+                eprintln!("sigstamp: {address} {attribute} unset in {}", path.display());
+            } else {
+                eprintln!("sigstamp: {address} has no override of {attribute}; nothing to do");
+            }
+        }
+        Action::List { address } => list(&ov, address.as_deref()),
+        Action::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let rows =
+                overrides::parse_csv(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            let summary = ov
+                .import(&rows)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            overrides::save(&path, &ov)?;
+            eprintln!(
+                "sigstamp: imported {} rows from {} ({} set, {} unset) into {}",
+                rows.len(),
+                file.display(),
+                summary.set,
+                summary.unset,
+                path.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The overrides file from `--overrides`, else from the config's `[directory] overrides`.
+fn overrides_path(config: Option<&Path>, direct: Option<&Path>) -> Result<PathBuf, String> {
+    match (config, direct) {
+        (Some(_), Some(_)) => Err("give either --config or --overrides, not both".into()),
+        (None, Some(p)) => Ok(p.to_path_buf()),
+        (Some(c), None) => {
+            let cfg = Config::load(c).map_err(|e| e.to_string())?;
+            cfg.directory.overrides.ok_or_else(|| {
+                format!(
+                    "{} has no `overrides` key in [directory]; add one \
+                     (e.g. overrides = \"state/overrides.json\") or pass --overrides FILE",
+                    c.display()
+                )
+            })
+        }
+        (None, None) => Err(
+            "no overrides file: pass --overrides FILE, or --config FILE whose [directory] \
+             section sets `overrides`"
+                .into(),
+        ),
+    }
+}
+
+/// CSV out, so a listing can be edited and imported again.
+fn list(ov: &Overrides, address: Option<&str>) {
+    let wanted = address.map(crate::directory::normalize_address);
+    println!("address,attribute,value");
+    for (a, k, v) in ov.entries() {
+        if wanted.as_deref().is_some_and(|w| w != a) {
+            continue;
+        }
+        let value = match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) if items.len() == 1 && items[0].is_string() => {
+                items[0].as_str().unwrap_or_default().to_string()
+            }
+            other => other.to_string(),
+        };
+        println!("{},{},{}", csv_field(a), csv_field(k), csv_field(&value));
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }

@@ -1,10 +1,41 @@
-//! `sigstamp preview` (not yet implemented).
+//! `sigstamp preview ADDR [--directory FILE] [--templates DIR]`: the rendered HTML and text
+//! signature of one user, as `sigstamp stamp` would insert them.
 
+use super::stamp::{load_directory, load_templates};
 use super::CliResult;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The user's address (mail, userPrincipalName or any smtp: proxy address)
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+    /// JSON file of users in Microsoft Graph's user shape
+    /// [default: examples/directory.json]
+    #[arg(long, value_name = "FILE")]
+    pub directory: Option<PathBuf>,
+    /// Folder of <name>.html.hbs + <name>.txt.hbs templates [default: the built-in ones]
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err("sigstamp preview: not implemented yet".into())
+pub fn run(args: Args) -> CliResult {
+    let (directory, shown) = load_directory(args.directory.as_deref())?;
+    let templates = load_templates(args.templates.as_deref())?;
+    let Some(user) = directory.lookup(&args.address) else {
+        return Err(format!(
+            "{} is not in the directory {shown} ({} users)",
+            args.address,
+            directory.snapshot().len()
+        )
+        .into());
+    };
+    let sig = templates.render("default", &user)?;
+    println!("==> HTML (template default)");
+    println!("{}", sig.html);
+    println!();
+    println!("==> Text (template default)");
+    print!("{}", sig.text);
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,128 @@
-//! `sigstamp stamp` (not yet implemented).
+//! `sigstamp stamp [--directory FILE] [--templates DIR] [--sender ADDR] [FILE]`
+//!
+//! Stamps one stored message through the same [`Stamper`] the relay and milter use. The
+//! message goes to stdout byte-exact, stamped or unchanged; the outcome goes to stderr. Both
+//! outcomes exit 0: only usage and configuration errors are failures.
 
 use super::CliResult;
+use crate::directory::{file, Directory, Source};
+use crate::pipeline::{Envelope, Stamper, Verdict};
+use crate::render::Templates;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The sample directory, used when `--directory` is absent.
+pub const DEFAULT_DIRECTORY: &str = "examples/directory.json";
+/// A copy compiled in, so the defaults also work outside a checkout.
+const EMBEDDED_DIRECTORY: &[u8] = include_bytes!("../../examples/directory.json");
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// JSON file of users in Microsoft Graph's user shape
+    /// [default: examples/directory.json]
+    #[arg(long, value_name = "FILE")]
+    pub directory: Option<PathBuf>,
+    /// Folder of <name>.html.hbs + <name>.txt.hbs templates [default: the built-in ones]
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Stamp as this sender instead of the From header's address
+    #[arg(long, value_name = "ADDR")]
+    pub sender: Option<String>,
+    /// The message to stamp (RFC 5322, as on the wire) [default: stdin]
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> CliResult {
-    Err("sigstamp stamp: not implemented yet".into())
+pub fn run(args: Args) -> CliResult {
+    if let Some(s) = &args.sender {
+        if !s.contains('@') {
+            return Err(format!("--sender {s:?} is not an email address").into());
+        }
+    }
+    let (directory, _) = load_directory(args.directory.as_deref())?;
+    let templates = load_templates(args.templates.as_deref())?;
+    let raw = read_message(args.file.as_deref())?;
+
+    let stamper = Stamper::new(directory, templates);
+    let env = Envelope::default();
+    let verdict = match &args.sender {
+        Some(s) => stamper.process_as(&raw, &env, s),
+        None => stamper.process(&raw, &env),
+    };
+    let (out, outcome) = match &verdict {
+        Verdict::Stamped {
+            message,
+            sender,
+            template,
+        } => (
+            message.as_slice(),
+            format!("stamped: sender {sender}, template {template}"),
+        ),
+        Verdict::Unchanged(why) => (raw.as_slice(), format!("unchanged ({}): {why}", why.label())),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write the message to stdout: {e}"))?;
+    eprintln!("sigstamp: {outcome}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_message(path: Option<&Path>) -> Result<Vec<u8>, String> {
+    let mut raw = Vec::new();
+    match path {
+        Some(p) if p != Path::new("-") => {
+            raw = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+        }
+        _ => {
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut raw)
+                .map_err(|e| format!("cannot read the message from stdin: {e}"))?;
+        }
+    }
+    Ok(raw)
+}
+
+/// The directory from `path`, else `examples/directory.json` (from the working directory if
+/// there, else the copy built in). Returns it with a name to show in messages.
+pub(super) fn load_directory(path: Option<&Path>) -> Result<(Arc<Directory>, String), String> {
+    let default = Path::new(DEFAULT_DIRECTORY);
+    let (users, shown) = match path {
+        Some(p) => (
+            file::load(p).map_err(|e| e.to_string())?,
+            p.display().to_string(),
+        ),
+        None if default.is_file() => (
+            file::load(default).map_err(|e| e.to_string())?,
+            DEFAULT_DIRECTORY.to_string(),
+        ),
+        None => (
+            file::parse(EMBEDDED_DIRECTORY).expect("the built-in sample directory is valid"),
+            format!("{DEFAULT_DIRECTORY} (built in)"),
+        ),
+    };
+    let directory = Directory::new();
+    directory.replace_users(users, Source::File);
+    Ok((Arc::new(directory), shown))
+}
+
+/// Templates from `dir` (which must hold the `default` pair), else the built-in ones.
+pub(super) fn load_templates(dir: Option<&Path>) -> Result<Templates, String> {
+    let Some(dir) = dir else {
+        return Ok(Templates::embedded());
+    };
+    let t = Templates::load(dir).map_err(|e| e.to_string())?;
+    if !t.has("default") {
+        let found: Vec<&str> = t.names().collect();
+        return Err(format!(
+            "no default template in {}: add default.html.hbs and default.txt.hbs (found: {})",
+            dir.display(),
+            found.join(", ")
+        ));
+    }
+    Ok(t)
 }

@@ -7,9 +7,11 @@
 pub mod file;
 pub mod graph;
 pub mod overrides;
+pub mod snapshot;
 
 use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
@@ -38,13 +40,15 @@ impl User {
     }
 
     /// Every address this user is found by: `mail`, `userPrincipalName` and each `smtp:`
-    /// entry of `proxyAddresses`, lowercased, without duplicates.
+    /// entry (primary `SMTP:` or alias `smtp:`) of `proxyAddresses`, normalised as by
+    /// [`normalize_address`], without duplicates. Other proxy types (`SIP:`, `X500:`) are not
+    /// mail addresses and are skipped.
     pub fn addresses(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut push = |a: &str| {
-            let a = a.trim().to_ascii_lowercase();
-            if !a.is_empty() && a.contains('@') && !out.contains(&a) {
-                out.push(a);
+            let a = normalize_address(a);
+            if a.contains('@') && !out.iter().any(|o| *o == a) {
+                out.push(a.into_owned());
             }
         };
         if let Some(m) = self.str("mail") {
@@ -56,7 +60,7 @@ impl User {
         if let Some(list) = self.attrs.get("proxyAddresses").and_then(Value::as_array) {
             for p in list.iter().filter_map(Value::as_str) {
                 if let Some((scheme, addr)) = p.split_once(':') {
-                    if scheme.eq_ignore_ascii_case("smtp") {
+                    if scheme.trim().eq_ignore_ascii_case("smtp") {
                         push(addr);
                     }
                 }
@@ -105,6 +109,26 @@ impl Index {
     pub fn users(&self) -> &[Arc<User>] {
         &self.users
     }
+
+    /// The user found by `address` (any case, surrounding blanks and `<>` ignored).
+    pub fn lookup(&self, address: &str) -> Option<Arc<User>> {
+        self.by_address.get(normalize_address(address).as_ref()).cloned()
+    }
+}
+
+/// The form addresses are indexed under: trimmed, without `<>`, ASCII-lowercased. Borrows
+/// when nothing needs changing (the usual case: the core already lowercases From).
+pub fn normalize_address(address: &str) -> Cow<'_, str> {
+    let a = address.trim();
+    let a = a
+        .strip_prefix('<')
+        .and_then(|a| a.strip_suffix('>'))
+        .map_or(a, str::trim);
+    if a.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(a.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(a)
+    }
 }
 
 /// Base users plus the metadata the status endpoint shows.
@@ -143,16 +167,10 @@ impl Directory {
         }
     }
 
-    /// Lock-free lookup by any address, case-insensitive.
+    /// Lock-free lookup by any address, case-insensitive. On the hot path (once per
+    /// message): an address that is already lowercase is looked up without allocating.
     pub fn lookup(&self, address: &str) -> Option<Arc<User>> {
-        let index = self.index.load();
-        if let Some(u) = index.by_address.get(address) {
-            return Some(u.clone());
-        }
-        index
-            .by_address
-            .get(&address.trim().to_ascii_lowercase())
-            .cloned()
+        self.index.load().lookup(address)
     }
 
     /// The current index (for listing, status, preview).
@@ -207,5 +225,91 @@ impl Directory {
             users.push(merged);
         }
         self.index.store(Arc::new(Index { by_address, users }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(v: Value) -> User {
+        User::new(v.as_object().unwrap().clone())
+    }
+
+    fn sample() -> Directory {
+        let d = Directory::new();
+        d.replace_users(
+            vec![
+                user(json!({
+                    "displayName": "José Müller",
+                    "mail": "Jose.Mueller@Contoso.example",
+                    "userPrincipalName": "jmueller@contoso.example",
+                    "proxyAddresses": [
+                        "SMTP:jose.mueller@contoso.example",
+                        "smtp:j.mueller@contoso.example",
+                        "SMTP: spaced@contoso.example",
+                        "SIP:sip-only@contoso.example",
+                        "X500:/o=Org/cn=x"
+                    ]
+                })),
+                user(json!({"displayName": "No Mail", "mail": null,
+                            "userPrincipalName": "nomail@contoso.example"})),
+            ],
+            Source::File,
+        );
+        d
+    }
+
+    #[test]
+    fn lookup_by_every_address_kind_and_case() {
+        let d = sample();
+        for a in [
+            "jose.mueller@contoso.example",
+            "JOSE.MUELLER@CONTOSO.EXAMPLE",
+            "jmueller@contoso.example",
+            "JMueller@Contoso.Example",
+            "j.mueller@contoso.example",
+            "spaced@contoso.example",
+            " <J.Mueller@contoso.example> ",
+        ] {
+            let u = d.lookup(a).unwrap_or_else(|| panic!("{a} not found"));
+            assert_eq!(u.str("displayName"), Some("José Müller"), "{a}");
+        }
+        assert_eq!(
+            d.lookup("nomail@contoso.example").unwrap().str("displayName"),
+            Some("No Mail")
+        );
+        assert!(d.lookup("sip-only@contoso.example").is_none());
+        assert!(d.lookup("stranger@contoso.example").is_none());
+        assert!(d.lookup("").is_none());
+        assert_eq!(d.snapshot().len(), 2);
+        assert_eq!(d.source(), Source::File);
+        assert!(d.loaded_at().is_some());
+    }
+
+    #[test]
+    fn lowercase_addresses_are_not_copied() {
+        assert!(matches!(
+            normalize_address("a.b@example.com"),
+            Cow::Borrowed("a.b@example.com")
+        ));
+        assert!(matches!(normalize_address("<a@b.example>"), Cow::Borrowed("a@b.example")));
+        assert_eq!(normalize_address(" A@B.example "), "a@b.example");
+    }
+
+    #[test]
+    fn addresses_are_unique_and_lowercase() {
+        let d = sample();
+        let u = d.lookup("jmueller@contoso.example").unwrap();
+        assert_eq!(
+            u.addresses(),
+            [
+                "jose.mueller@contoso.example",
+                "jmueller@contoso.example",
+                "j.mueller@contoso.example",
+                "spaced@contoso.example"
+            ]
+        );
     }
 }

@@ -5,7 +5,16 @@
 //! part's Content-Transfer-Encoding and charset parameter), plus one trace header
 //! ([`TRACE_HEADER`]) prepended to the message. Every other byte stays identical.
 
+pub mod charset;
+mod mime;
+mod place;
+pub mod transfer;
+
+use charset::Charset;
+use mime::{Field, Part, Tree};
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 /// The trace header that marks a message as stamped. A message carrying it is never stamped
 /// again, which makes stamping idempotent and loop-safe.
@@ -111,19 +120,652 @@ impl fmt::Display for Skip {
 
 /// Stamp `raw` with `sig`. Returns the stamped message, or why it stays unchanged.
 pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Skip> {
-    let _ = (raw, sig, opts);
-    Err(Skip::NoTextBody)
+    let start = bom_len(raw);
+    let (fields, _) = mime::parse_header(raw, start, raw.len());
+    precheck_fields(raw, &fields)?;
+    let tree = Tree::parse(raw, start)?;
+    if tree.parts[0].ctype_invalid {
+        return Err(Skip::InvalidContentType);
+    }
+    refuse_protected(&tree, 0)?;
+    let bodies = select(raw, &tree, 0);
+    if bodies.text.is_none() && bodies.html.is_none() {
+        return Err(Skip::NoTextBody);
+    }
+    let eol: &[u8] = if line_ending_is_crlf(raw) {
+        b"\r\n"
+    } else {
+        b"\n"
+    };
+    let mut edits = Edits::default();
+    let (mut html_parts, mut text_parts) = (0, 0);
+    let mut first_refusal = None;
+    for (idx, kind) in [(bodies.text, Kind::Text), (bodies.html, Kind::Html)] {
+        let Some(idx) = idx else { continue };
+        let part = &tree.parts[idx];
+        match stamp_part(raw, part, kind, sig, eol, &mut edits) {
+            Ok(()) => match kind {
+                Kind::Text => text_parts += 1,
+                Kind::Html => html_parts += 1,
+            },
+            // A signed or encrypted body anywhere means the whole message is left alone.
+            Err(s @ (Skip::Signed | Skip::Encrypted)) => return Err(s),
+            Err(s) => first_refusal = first_refusal.or(Some(s)),
+        }
+    }
+    if html_parts + text_parts == 0 {
+        return Err(first_refusal.unwrap_or(Skip::NoTextBody));
+    }
+    let mut trace = Vec::with_capacity(TRACE_HEADER.len() + opts.trace_value.len() + 4);
+    trace.extend_from_slice(TRACE_HEADER.as_bytes());
+    trace.extend_from_slice(b": ");
+    trace.extend_from_slice(opts.trace_value.as_bytes());
+    trace.extend_from_slice(eol);
+    edits.insert(start, trace);
+    Ok(Stamped {
+        message: edits.apply(raw),
+        html_parts,
+        text_parts,
+    })
 }
 
 /// Cheap checks that need no signature: trace header, null sender, Auto-Submitted.
 /// The pipeline runs these before the directory lookup; [`stamp`] runs them too.
 pub fn precheck(raw: &[u8]) -> Result<(), Skip> {
-    let _ = raw;
+    let start = bom_len(raw);
+    let (fields, _) = mime::parse_header(raw, start, raw.len());
+    precheck_fields(raw, &fields)
+}
+
+/// The address of the From header (without display name), if any.
+pub fn from_address(raw: &[u8]) -> Option<String> {
+    let start = bom_len(raw);
+    let (fields, _) = mime::parse_header(raw, start, raw.len());
+    let f = mime::find_field(raw, &fields, "from")?;
+    parse_address(&raw[f.value.clone()])
+}
+
+/// The first address of an address-list header value: `Name <a@b>`, `a@b (Name)`, `a@b`.
+fn parse_address(value: &[u8]) -> Option<String> {
+    let v = String::from_utf8_lossy(value);
+    let mut in_quote = false;
+    let mut depth = 0usize;
+    let mut plain = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if in_quote || depth > 0 => {
+                chars.next();
+            }
+            '"' if depth == 0 => in_quote = !in_quote,
+            '(' if !in_quote => depth += 1,
+            ')' if !in_quote && depth > 0 => depth -= 1,
+            '<' if !in_quote && depth == 0 => {
+                let inner: String = chars.by_ref().take_while(|c| *c != '>').collect();
+                let addr = inner.trim();
+                // Drop an obsolete source route "@a,@b:".
+                let addr = addr.rsplit_once(':').map_or(addr, |(_, a)| a).trim();
+                return (!addr.is_empty()).then(|| addr.to_string());
+            }
+            ',' if !in_quote && depth == 0 => break,
+            _ if !in_quote && depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    let addr = plain.split_whitespace().find(|w| w.contains('@'))?;
+    Some(addr.to_string())
+}
+
+/// Where the header starts: after a UTF-8 BOM and an mbox "From " line, if any.
+fn bom_len(raw: &[u8]) -> usize {
+    let mut start = if raw.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
+    if raw[start..].starts_with(b"From ") {
+        if let Some(nl) = memchr::memchr(b'\n', &raw[start..]) {
+            start += nl + 1;
+        }
+    }
+    start
+}
+
+fn line_ending_is_crlf(raw: &[u8]) -> bool {
+    memchr::memchr(b'\n', raw).is_some_and(|i| i > 0 && raw[i - 1] == b'\r')
+}
+
+fn precheck_fields(raw: &[u8], fields: &[Field]) -> Result<(), Skip> {
+    let value = |f: &Field| mime::simple_value(raw, f.value.clone());
+    for f in fields {
+        let name = &raw[f.name.clone()];
+        if name.eq_ignore_ascii_case(TRACE_HEADER.as_bytes()) {
+            return Err(Skip::AlreadyStamped);
+        }
+        if name.eq_ignore_ascii_case(b"return-path") {
+            let v = &raw[f.value.clone()];
+            if v.iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .eq(b"<>".iter())
+            {
+                return Err(Skip::NullSender);
+            }
+        }
+        if name.eq_ignore_ascii_case(b"auto-submitted") && value(f) != "no" {
+            return Err(Skip::AutoSubmitted);
+        }
+    }
     Ok(())
 }
 
-/// The address of the From header (lowercased as written, without display name), if any.
-pub fn from_address(raw: &[u8]) -> Option<String> {
-    let _ = raw;
-    None
+/// Refuse messages whose content must not change: signatures, encryption, reports,
+/// invitations, TNEF-only. Attached messages (message/*) are not looked into.
+fn refuse_protected(tree: &Tree, idx: usize) -> Result<(), Skip> {
+    let part = &tree.parts[idx];
+    let ct = &part.ctype;
+    match (ct.mtype.as_str(), ct.subtype.as_str()) {
+        ("multipart", "signed") => return Err(Skip::Signed),
+        ("multipart", "encrypted") => return Err(Skip::Encrypted),
+        ("multipart", "report") => return Err(Skip::Report),
+        ("application", "pkcs7-mime" | "x-pkcs7-mime") => {
+            let kind = ct.param("smime-type").map(|p| p.value.to_ascii_lowercase());
+            return Err(match kind.as_deref() {
+                Some("signed-data" | "certs-only") => Skip::Signed,
+                _ => Skip::Encrypted,
+            });
+        }
+        ("application", "pgp-encrypted") => return Err(Skip::Encrypted),
+        ("text", "calendar") | ("application", "ics") => return Err(Skip::Calendar),
+        ("application", "ms-tnef" | "vnd.ms-tnef") if idx == 0 => return Err(Skip::Tnef),
+        _ => {}
+    }
+    part.children
+        .iter()
+        .try_for_each(|&c| refuse_protected(tree, c))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Html,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Bodies {
+    text: Option<usize>,
+    html: Option<usize>,
+}
+
+/// The main text/plain and text/html bodies under `idx`.
+fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
+    let part = &tree.parts[idx];
+    if part.attachment {
+        return Bodies::default();
+    }
+    let ct = &part.ctype;
+    match (ct.mtype.as_str(), ct.subtype.as_str()) {
+        ("text", "plain") => Bodies {
+            text: Some(idx),
+            html: None,
+        },
+        ("text", "html") => Bodies {
+            text: None,
+            html: Some(idx),
+        },
+        ("multipart", "alternative") => {
+            // Alternatives go from least to most preferred: keep the last of each kind.
+            part.children.iter().fold(Bodies::default(), |acc, &c| {
+                let b = select(raw, tree, c);
+                Bodies {
+                    text: b.text.or(acc.text),
+                    html: b.html.or(acc.html),
+                }
+            })
+        }
+        ("multipart", "related") => {
+            // The root is named by `start`, else the first part; when that first part is not
+            // of the declared root `type`, the first part that is (MHTML-style ordering).
+            let start = ct
+                .param("start")
+                .map(|p| p.value.trim().as_bytes().to_vec());
+            let by_type = || {
+                let want = ct.param("type")?.value.to_ascii_lowercase();
+                let is = |c: &usize| {
+                    let t = &tree.parts[*c].ctype;
+                    format!("{}/{}", t.mtype, t.subtype) == want
+                };
+                let first = part.children.first()?;
+                if is(first) {
+                    return Some(*first);
+                }
+                part.children.iter().copied().find(is)
+            };
+            let root = start
+                .and_then(|id| {
+                    part.children
+                        .iter()
+                        .copied()
+                        .find(|&c| content_id(raw, tree, c) == Some(id.as_slice()))
+                })
+                .or_else(by_type)
+                .or_else(|| part.children.first().copied());
+            root.map_or_else(Bodies::default, |r| select(raw, tree, r))
+        }
+        ("multipart", "digest") => Bodies::default(),
+        ("multipart", _) => {
+            // mixed and unknown multiparts: the body is the first part; the rest are attached.
+            part.children
+                .first()
+                .map_or_else(Bodies::default, |&c| select(raw, tree, c))
+        }
+        _ => Bodies::default(),
+    }
+}
+
+fn content_id<'r>(raw: &'r [u8], tree: &Tree, idx: usize) -> Option<&'r [u8]> {
+    let f = mime::find_field(raw, &tree.parts[idx].fields, "content-id")?;
+    Some(trim_ascii(&raw[f.value.clone()]))
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let s = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |p| p + 1);
+    &b[s..e]
+}
+
+/// Byte edits of the raw message, applied in one pass. Edits never overlap: header edits sit
+/// in a part's header, body edits in its body.
+#[derive(Default)]
+struct Edits(Vec<(Range<usize>, Vec<u8>)>);
+
+impl Edits {
+    fn insert(&mut self, at: usize, bytes: Vec<u8>) {
+        self.0.push((at..at, bytes));
+    }
+
+    fn replace(&mut self, range: Range<usize>, bytes: Vec<u8>) {
+        self.0.push((range, bytes));
+    }
+
+    fn apply(mut self, raw: &[u8]) -> Vec<u8> {
+        // Stable sort: insertions at the same offset keep their order.
+        self.0.sort_by_key(|(r, _)| (r.start, r.end));
+        let extra: usize = self.0.iter().map(|(_, b)| b.len()).sum();
+        let mut out = Vec::with_capacity(raw.len() + extra);
+        let mut pos = 0;
+        for (r, bytes) in &self.0 {
+            out.extend_from_slice(&raw[pos..r.start]);
+            out.extend_from_slice(bytes);
+            pos = r.end;
+        }
+        out.extend_from_slice(&raw[pos..]);
+        out
+    }
+}
+
+/// What the stamping of one part's decoded content produced.
+enum Change {
+    /// Insert these bytes (in the part's charset) at this offset of the decoded content.
+    Insert { at: usize, bytes: Vec<u8> },
+    /// The whole decoded content, re-encoded (stateful charsets, or a switch to UTF-8).
+    Replace(Vec<u8>),
+}
+
+fn stamp_part(
+    raw: &[u8],
+    part: &Part,
+    kind: Kind,
+    sig: &Signature,
+    eol: &[u8],
+    edits: &mut Edits,
+) -> Result<(), Skip> {
+    let body_raw = &raw[part.body.clone()];
+    let cte = mime::find_field(raw, &part.fields, "content-transfer-encoding")
+        .map(|f| mime::simple_value(raw, f.value.clone()))
+        .unwrap_or_default();
+    let decoded: Cow<[u8]> = match cte.as_str() {
+        "" | "7bit" | "8bit" | "binary" => Cow::Borrowed(body_raw),
+        "quoted-printable" => Cow::Owned(transfer::qp_decode(body_raw)),
+        "base64" => Cow::Owned(
+            transfer::base64_decode(body_raw)
+                .ok_or_else(|| Skip::Malformed("invalid base64 body".into()))?,
+        ),
+        other => {
+            return Err(Skip::Malformed(format!(
+                "unsupported Content-Transfer-Encoding {other}"
+            )))
+        }
+    };
+    refuse_inline_pgp(&decoded)?;
+    let msg_eol = if eol == b"\r\n" { "\r\n" } else { "\n" };
+    let label = part.ctype.param("charset").map(|p| p.value.as_str());
+    let charset = Charset::classify(label, &decoded);
+    let (change, relabel) = if charset.needs_unicode() {
+        change_unicode(&decoded, charset, kind, sig, msg_eol)?
+    } else {
+        // HTML in a 7bit part takes the signature as ASCII with character references, so the
+        // part keeps its encoding and every existing byte.
+        let seven_bit = matches!(cte.as_str(), "" | "7bit");
+        let charset = if seven_bit && kind == Kind::Html && charset != Charset::Utf7 {
+            Charset::Ascii
+        } else {
+            charset
+        };
+        change_bytes(&decoded, charset, kind, sig, msg_eol)
+    };
+
+    if !part.has_separator {
+        // A header-only part: the new body needs the empty line first.
+        edits.insert(part.body.start, eol.to_vec());
+    }
+    // Re-apply the transfer encoding.
+    let body_eol: &[u8] =
+        if body_raw.windows(2).any(|w| w == b"\r\n") || body_raw.is_empty() && eol == b"\r\n" {
+            b"\r\n"
+        } else if body_raw.contains(&b'\n') {
+            b"\n"
+        } else {
+            eol
+        };
+    let mut new_cte = None;
+    match (cte.as_str(), change) {
+        ("quoted-printable", Change::Insert { at, bytes }) => {
+            let (off, line_start) = transfer::qp_encoded_offset(body_raw, at);
+            let mut enc = Vec::with_capacity(bytes.len() * 2);
+            if !line_start {
+                enc.extend_from_slice(b"=");
+                enc.extend_from_slice(body_eol);
+            }
+            enc.extend_from_slice(&transfer::qp_encode(&bytes, body_eol));
+            edits.insert(part.body.start + off, enc);
+        }
+        ("quoted-printable", Change::Replace(new)) => {
+            edits.replace(part.body.clone(), transfer::qp_encode(&new, body_eol));
+        }
+        ("base64", change) => {
+            let new = apply_change(&decoded, change);
+            let line_len = transfer::base64_line_len(body_raw);
+            let final_eol = body_raw.ends_with(b"\n");
+            edits.replace(
+                part.body.clone(),
+                transfer::base64_encode(&new, line_len, body_eol, final_eol),
+            );
+        }
+        (cte, change) => {
+            // 7bit, 8bit, binary: the decoded content is the raw body.
+            let seven_bit = !matches!(cte, "8bit" | "binary");
+            let adds_8bit = match &change {
+                Change::Insert { bytes, .. } => !bytes.is_ascii(),
+                Change::Replace(new) => !new.is_ascii(),
+            };
+            if seven_bit && adds_8bit {
+                // A 7bit part that must now carry non-ASCII becomes quoted-printable.
+                let new = apply_change(&decoded, change);
+                edits.replace(part.body.clone(), transfer::qp_encode(&new, body_eol));
+                new_cte = Some("quoted-printable");
+            } else {
+                match change {
+                    Change::Insert { at, bytes } => edits.insert(part.body.start + at, bytes),
+                    Change::Replace(new) => edits.replace(part.body.clone(), new),
+                }
+            }
+        }
+    }
+    let mut new_fields = Vec::new();
+    if let Some(cte) = new_cte {
+        set_header(
+            raw,
+            part,
+            "Content-Transfer-Encoding",
+            cte,
+            &mut new_fields,
+            edits,
+        );
+    }
+    if relabel {
+        set_charset_utf8(raw, part, &mut new_fields, edits);
+    }
+    if !new_fields.is_empty() {
+        add_fields(raw, part, &new_fields, eol, edits);
+    }
+    Ok(())
+}
+
+fn apply_change(decoded: &[u8], change: Change) -> Vec<u8> {
+    match change {
+        Change::Insert { at, bytes } => {
+            let mut v = Vec::with_capacity(decoded.len() + bytes.len());
+            v.extend_from_slice(&decoded[..at]);
+            v.extend_from_slice(&bytes);
+            v.extend_from_slice(&decoded[at..]);
+            v
+        }
+        Change::Replace(v) => v,
+    }
+}
+
+/// Inline PGP in a body we would stamp: changing it would break the signature or the armor.
+fn refuse_inline_pgp(decoded: &[u8]) -> Result<(), Skip> {
+    if place::find_ci(decoded, b"-----BEGIN PGP SIGNED MESSAGE-----", 0).is_some() {
+        return Err(Skip::Signed);
+    }
+    if place::find_ci(decoded, b"-----BEGIN PGP MESSAGE-----", 0).is_some() {
+        return Err(Skip::Encrypted);
+    }
+    Ok(())
+}
+
+/// The line ending used inside decoded content.
+fn content_eol(decoded: &[u8], default: &'static str) -> &'static str {
+    match memchr::memchr(b'\n', decoded) {
+        Some(i) if i > 0 && decoded[i - 1] == b'\r' => "\r\n",
+        Some(_) => "\n",
+        None => default,
+    }
+}
+
+/// The text to insert at `at` (decoded content, as UTF-8 text), with its spacing.
+fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature, eol: &'static str) -> String {
+    let le = content_eol(content, eol);
+    match kind {
+        Kind::Html => sig.html.clone(),
+        Kind::Text => {
+            let mut body = String::new();
+            for line in sig.text.trim_end_matches(['\r', '\n']).lines() {
+                body.push_str(line);
+                body.push_str(le);
+            }
+            let before = &content[..at];
+            let mut out = String::new();
+            // The signature starts after a blank line, whatever the text before ends with.
+            if !before.is_empty() {
+                if !before.ends_with(b"\n") {
+                    out.push_str(le);
+                    out.push_str(le);
+                } else if !(before.ends_with(b"\n\n") || before.ends_with(b"\n\r\n")) {
+                    out.push_str(le);
+                }
+            }
+            out.push_str(&body);
+            if at < content.len() {
+                // Keep the quote apart from the signature.
+                out.push_str(le);
+            }
+            out
+        }
+    }
+}
+
+fn position(content: &[u8], kind: Kind) -> usize {
+    match kind {
+        Kind::Html => place::html_position(content),
+        Kind::Text => place::text_position(content).unwrap_or(content.len()),
+    }
+}
+
+/// ASCII-compatible charsets: find the spot in the bytes and splice the encoded signature.
+/// Returns the change and whether the part must be relabelled as UTF-8.
+fn change_bytes(
+    decoded: &[u8],
+    charset: Charset,
+    kind: Kind,
+    sig: &Signature,
+    eol: &'static str,
+) -> (Change, bool) {
+    let at = position(decoded, kind);
+    let text = fragment(decoded, at, kind, sig, eol);
+    let encoded = match kind {
+        Kind::Html => charset.encode_html(&text),
+        Kind::Text => charset.encode_exact(&text),
+    };
+    if let Some(bytes) = encoded {
+        return (Change::Insert { at, bytes }, false);
+    }
+    // Text the charset cannot carry: move the part to UTF-8 when its bytes allow it.
+    match charset {
+        Charset::Ascii if std::str::from_utf8(decoded).is_ok() => (
+            Change::Insert {
+                at,
+                bytes: text.into_bytes(),
+            },
+            true,
+        ),
+        Charset::Compatible(_) => match charset.decode(decoded) {
+            Some(s) => {
+                // Recompute the offset in the UTF-8 text: decode the prefix alone.
+                let prefix = charset.decode(&decoded[..at]).unwrap_or_default();
+                let mut v = Vec::with_capacity(s.len() + text.len());
+                v.extend_from_slice(prefix.as_bytes());
+                v.extend_from_slice(text.as_bytes());
+                v.extend_from_slice(&s.as_bytes()[prefix.len().min(s.len())..]);
+                (Change::Replace(v), true)
+            }
+            None => (
+                Change::Insert {
+                    at,
+                    bytes: charset.encode_lossy(&text),
+                },
+                false,
+            ),
+        },
+        _ => (
+            Change::Insert {
+                at,
+                bytes: charset.encode_lossy(&text),
+            },
+            false,
+        ),
+    }
+}
+
+/// UTF-16, ISO-2022-JP, UTF-7: decode, insert, re-encode.
+fn change_unicode(
+    decoded: &[u8],
+    charset: Charset,
+    kind: Kind,
+    sig: &Signature,
+    eol: &'static str,
+) -> Result<(Change, bool), Skip> {
+    let s = charset
+        .decode(decoded)
+        .ok_or_else(|| Skip::Malformed("body does not match its charset".into()))?;
+    let at = position(s.as_bytes(), kind);
+    let text = fragment(s.as_bytes(), at, kind, sig, eol);
+    if let Charset::Utf16 { be, bom } = charset {
+        // Splice: the existing code units stay as they are.
+        let units_before = s[..at].encode_utf16().count();
+        let offset = usize::from(bom) * 2 + units_before * 2;
+        let bytes = charset::encode_utf16(&text, be, bom);
+        return Ok((Change::Insert { at: offset, bytes }, false));
+    }
+    let mut new = String::with_capacity(s.len() + text.len());
+    new.push_str(&s[..at]);
+    new.push_str(&text);
+    new.push_str(&s[at..]);
+    let encoded = match kind {
+        Kind::Html => charset.encode_html(&new),
+        Kind::Text => charset.encode_exact(&new),
+    };
+    Ok(match encoded {
+        Some(bytes) => (Change::Replace(bytes), false),
+        None => (Change::Replace(new.into_bytes()), true),
+    })
+}
+
+/// Set a header field of a part to `value`, keeping its position and name spelling; a
+/// missing field is queued in `new_fields`.
+fn set_header(
+    raw: &[u8],
+    part: &Part,
+    name: &str,
+    value: &str,
+    new_fields: &mut Vec<String>,
+    edits: &mut Edits,
+) {
+    if let Some(f) = mime::find_field(raw, &part.fields, name) {
+        edits.replace(f.value.clone(), format!(" {value}").into_bytes());
+    } else {
+        new_fields.push(format!("{name}: {value}"));
+    }
+}
+
+/// Append fields at the end of a part's header.
+fn add_fields(raw: &[u8], part: &Part, fields: &[String], eol: &[u8], edits: &mut Edits) {
+    let mut bytes = Vec::new();
+    // MIME fields in a message that had none need MIME-Version too.
+    if part.start == bom_len(raw) && mime::find_field(raw, &part.fields, "mime-version").is_none() {
+        bytes.extend_from_slice(b"MIME-Version: 1.0");
+        bytes.extend_from_slice(eol);
+    }
+    for f in fields {
+        bytes.extend_from_slice(f.as_bytes());
+        bytes.extend_from_slice(eol);
+    }
+    match part.fields.last() {
+        Some(last) => {
+            // After the last field's line ending.
+            let end = last.value.end;
+            let le = if raw[end..].starts_with(b"\r\n") {
+                2
+            } else {
+                usize::from(raw[end..].starts_with(b"\n"))
+            };
+            edits.insert(end + le, bytes);
+        }
+        None => {
+            // A part with no header at all: give it one, then the separator line.
+            if part.header_end == part.start {
+                bytes.extend_from_slice(eol);
+            }
+            edits.insert(part.start, bytes);
+        }
+    }
+}
+
+/// Make the part's charset UTF-8: replace the parameter, or add one (and a Content-Type).
+fn set_charset_utf8(raw: &[u8], part: &Part, new_fields: &mut Vec<String>, edits: &mut Edits) {
+    if let Some(p) = part.ctype.param("charset") {
+        edits.replace(p.range.clone(), b"utf-8".to_vec());
+        return;
+    }
+    match mime::find_field(raw, &part.fields, "content-type") {
+        Some(f) => {
+            let v = &raw[f.value.clone()];
+            let end = f.value.start
+                + v.iter()
+                    .rposition(|b| !b.is_ascii_whitespace() && *b != b';')
+                    .map_or(0, |p| p + 1);
+            edits.insert(end, b"; charset=utf-8".to_vec());
+        }
+        None => {
+            let subtype = &part.ctype.subtype;
+            new_fields.push(format!("Content-Type: text/{subtype}; charset=utf-8"));
+        }
+    }
 }

@@ -1,9 +1,32 @@
-//! The Microsoft Graph source: token providers, delta sync, snapshot, token state. (TODO)
+//! The Microsoft Graph source (issue 4, `shared/graph-contract.md`): token providers, delta
+//! sync of `/users/delta`, the on-disk snapshot and the token state shown by `/status`.
+//!
+//! [`run`] is the background refresher of `sigstamp serve`: it seeds the directory from the
+//! snapshot before any Graph call, then syncs every `sync_interval`, backing off while the
+//! token endpoint or Graph fail, and keeps the last-known users the whole time.
+
+pub mod client;
+pub mod clock;
+pub mod error;
+pub mod state;
+pub mod sync;
+pub mod token;
 
 use crate::config::ConfigError;
+use crate::directory::{snapshot, Directory, Source};
+use crate::metrics::Metrics;
+use crate::status::Status;
+use client::{GraphClient, RetryPolicy};
+use clock::{Clock, SystemClock};
+use error::GraphError;
 use serde::Deserialize;
+use state::TokenTracker;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
+use sync::{Progress, SyncReport, Syncer};
+use token::{ClientAuth, Grant, Secret, TokenProvider};
 
 /// `[graph]`. Key names are a contract (README, sigstamp.example.toml).
 #[derive(Debug, Clone, Deserialize)]
@@ -13,9 +36,14 @@ pub struct GraphConfig {
     pub client_id: String,
     /// Client credentials with a secret (§1.1 of the Graph contract).
     pub client_secret: Option<String>,
+    /// The secret in a file instead, re-read on every token request (rotate without restart).
+    pub client_secret_file: Option<PathBuf>,
     /// Client credentials with a certificate: PEM certificate and key paths (§1.2).
     pub client_certificate: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// The client-assertion form: `RS256` + `x5t` (SHA-1, default) or `PS256` + `x5t#S256`.
+    #[serde(default)]
+    pub assertion_algorithm: AssertionAlgorithm,
     /// Delegated refresh token written by `sigstamp login` (§1.3), mode 0600.
     pub refresh_token_file: Option<PathBuf>,
     #[serde(default = "default_authority")]
@@ -24,6 +52,18 @@ pub struct GraphConfig {
     pub endpoint: String,
     #[serde(default = "default_sync_interval", with = "crate::config::duration")]
     pub sync_interval: Duration,
+    /// Timeout of one HTTP request to the token endpoint or Graph.
+    #[serde(default = "default_request_timeout", with = "crate::config::duration")]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum AssertionAlgorithm {
+    #[default]
+    #[serde(rename = "RS256")]
+    Rs256,
+    #[serde(rename = "PS256")]
+    Ps256,
 }
 
 fn default_authority() -> String {
@@ -38,8 +78,386 @@ fn default_sync_interval() -> Duration {
     Duration::from_secs(300)
 }
 
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
 impl GraphConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tenant_id.trim().is_empty() {
+            return Err(ConfigError::invalid("graph.tenant_id", "must not be empty"));
+        }
+        let cert_or_secret = self.client_secret.is_some()
+            || self.client_secret_file.is_some()
+            || self.client_certificate.is_some();
+        if cert_or_secret
+            && ["common", "organizations", "consumers"].contains(&self.tenant_id.as_str())
+        {
+            return Err(ConfigError::invalid(
+                "graph.tenant_id",
+                "client credentials need the tenant itself (GUID or domain), not common/organizations",
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(ConfigError::invalid("graph.client_id", "must not be empty"));
+        }
+        check_url("graph.authority", &self.authority)?;
+        check_url("graph.endpoint", &self.endpoint)?;
+        if self.client_secret.as_deref().is_some_and(|s| s.is_empty()) {
+            return Err(ConfigError::invalid(
+                "graph.client_secret",
+                "must not be empty",
+            ));
+        }
+        if self.client_secret.is_some() && self.client_secret_file.is_some() {
+            return Err(ConfigError::invalid(
+                "graph.client_secret_file",
+                "set either client_secret or client_secret_file, not both",
+            ));
+        }
+        match (&self.client_certificate, &self.client_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "graph.client_key",
+                    "client_certificate needs client_key (the PEM private key)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "graph.client_certificate",
+                    "client_key needs client_certificate (the PEM certificate)",
+                ))
+            }
+            _ => {}
+        }
+        let has_secret = self.client_secret.is_some() || self.client_secret_file.is_some();
+        if has_secret && self.client_certificate.is_some() {
+            return Err(ConfigError::invalid(
+                "graph.client_certificate",
+                "set either a client secret or a certificate, not both",
+            ));
+        }
+        if !has_secret && self.client_certificate.is_none() && self.refresh_token_file.is_none() {
+            return Err(ConfigError::invalid(
+                "graph.client_secret",
+                "a credential is required: client_secret (or client_secret_file), client_certificate + client_key, or refresh_token_file",
+            ));
+        }
+        if self.sync_interval < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "graph.sync_interval",
+                "must be at least 1s",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "graph.request_timeout",
+                "must not be zero",
+            ));
+        }
         Ok(())
     }
+
+    /// The token provider's client authentication, from the configured credential.
+    pub fn client_auth(&self) -> ClientAuth {
+        if let Some(s) = &self.client_secret {
+            ClientAuth::Secret(Secret::Inline(s.clone()))
+        } else if let Some(p) = &self.client_secret_file {
+            ClientAuth::Secret(Secret::File(p.clone()))
+        } else if let (Some(cert), Some(key)) = (&self.client_certificate, &self.client_key) {
+            ClientAuth::Certificate {
+                cert: cert.clone(),
+                key: key.clone(),
+                algorithm: self.assertion_algorithm,
+            }
+        } else {
+            ClientAuth::None
+        }
+    }
+
+    /// Delegated when a refresh-token file is configured, app-only otherwise.
+    pub fn grant(&self) -> Grant {
+        match &self.refresh_token_file {
+            Some(p) => Grant::RefreshToken(p.clone()),
+            None => Grant::ClientCredentials,
+        }
+    }
+
+    pub fn http_client(&self) -> Result<reqwest::Client, GraphError> {
+        reqwest::Client::builder()
+            .timeout(self.request_timeout)
+            .user_agent(concat!("sigstamp/", env!("CARGO_PKG_VERSION")))
+            // Only loopback may be plain http (validate()); never follow a redirect off-host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|source| GraphError::Transport {
+                what: "the HTTP client",
+                source,
+            })
+    }
+
+    pub fn token_provider(&self, http: reqwest::Client, clock: Arc<dyn Clock>) -> TokenProvider {
+        TokenProvider::new(
+            http,
+            &self.authority,
+            &self.tenant_id,
+            &self.client_id,
+            self.client_auth(),
+            self.grant(),
+            clock,
+        )
+    }
+
+    /// The Graph client with its token provider.
+    pub fn client(
+        &self,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+    ) -> Result<GraphClient, GraphError> {
+        let http = self.http_client()?;
+        let tokens = self.token_provider(http.clone(), clock.clone());
+        Ok(GraphClient::new(http, &self.endpoint, tokens, clock, retry))
+    }
 }
+
+/// https everywhere, plain http only towards loopback (the tests' fake).
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::invalid(key, format!("{url:?} is not a URL: {e}")))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = parsed.host_str().unwrap_or("");
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "{url:?}: http:// is accepted only for loopback addresses; use https://"
+                    ),
+                ))
+            }
+        }
+        other => Err(ConfigError::invalid(
+            key,
+            format!("{url:?}: unsupported scheme {other}"),
+        )),
+    }
+}
+
+/// Where a sync's results go: the shared cache, the snapshot, `/status` and metrics.
+#[derive(Clone)]
+pub struct Sink {
+    pub directory: Arc<Directory>,
+    pub status: Arc<Status>,
+    pub metrics: Arc<Metrics>,
+    pub snapshot: Option<PathBuf>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Sink {
+    /// Seed the directory (if nothing else loaded it yet) and the syncer from the snapshot.
+    /// A missing, corrupt or unreadable snapshot is reported and ignored.
+    pub fn seed(&self, syncer: &mut Syncer) {
+        let Some(path) = &self.snapshot else { return };
+        match snapshot::read(path) {
+            Ok(None) => tracing::info!(path = %path.display(), "no directory snapshot yet"),
+            Ok(Some(snap)) => {
+                let users = snap.users.len();
+                let (link, at, written) = (snap.delta_link.clone(), snap.delta_at, snap.written_at);
+                let users_vec = snap.into_users();
+                if matches!(self.directory.source(), Source::Empty | Source::Snapshot) {
+                    self.directory
+                        .replace_users(users_vec.clone(), Source::Snapshot);
+                    self.loaded(users);
+                }
+                syncer.seed(users_vec, link, at);
+                tracing::info!(path = %path.display(), users, written_at = %written, "directory loaded from snapshot");
+            }
+            Err(e) => tracing::warn!(error = %e, "ignoring the directory snapshot"),
+        }
+    }
+
+    fn loaded(&self, users: usize) {
+        self.metrics.directory_users.set(users as i64);
+        self.metrics
+            .directory_loaded_timestamp
+            .set(self.clock.now().unix_timestamp() as f64);
+        self.status.directory_loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// Publish a successful round: cache, snapshot, status, metrics.
+    pub async fn publish(
+        &self,
+        syncer: &Syncer,
+        report: &SyncReport,
+    ) -> Result<(), snapshot::SnapshotError> {
+        self.metrics
+            .sync_seconds
+            .observe(report.duration.as_secs_f64());
+        let now = self.clock.now();
+        self.status.last_sync.store(Arc::new(Some(now)));
+        // A quiet incremental round changes nothing: skip rebuilding the index.
+        let unchanged =
+            !report.full && report.entries == 0 && self.directory.source() == Source::Graph;
+        let users = syncer.users();
+        if !unchanged {
+            self.directory.replace_users(users.clone(), Source::Graph);
+        }
+        self.loaded(users.len());
+        let Some(path) = self.snapshot.clone() else {
+            return Ok(());
+        };
+        let snap = snapshot::Snapshot::new(
+            &users,
+            syncer.delta_link().map(str::to_string),
+            syncer.delta_at(),
+            now,
+        );
+        tokio::task::spawn_blocking(move || snapshot::write(&path, &snap))
+            .await
+            .unwrap_or_else(|e| panic!("snapshot writer panicked: {e}"))
+    }
+}
+
+/// The background refresher of `sigstamp serve`. Returns when `app.shutdown` fires.
+pub async fn run(app: Arc<crate::app::App>) -> anyhow::Result<()> {
+    run_with_clock(app, Arc::new(SystemClock)).await
+}
+
+/// [`run`] on an injectable clock (tests drive time with [`clock::ManualClock`]).
+pub async fn run_with_clock(
+    app: Arc<crate::app::App>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let tracker = TokenTracker::new(app.status.clone(), app.metrics.clone(), clock.clone());
+    let Some(cfg) = app.config.graph.clone() else {
+        tracker.set(crate::status::TokenStatus::unconfigured());
+        return Ok(());
+    };
+    let sink = Sink {
+        directory: app.stamper.directory.clone(),
+        status: app.status.clone(),
+        metrics: app.metrics.clone(),
+        snapshot: app.config.directory.snapshot.clone(),
+        clock: clock.clone(),
+    };
+    let client = cfg.client(clock.clone(), RetryPolicy::background())?;
+    let mut syncer = Syncer::new(client, clock.clone());
+    sink.seed(&mut syncer);
+    let mut refresher = Refresher {
+        sink,
+        tracker,
+        interval: cfg.sync_interval,
+        failures: 0,
+        snapshot_ok: true,
+    };
+    loop {
+        let wait = tokio::select! {
+            _ = app.shutdown.cancelled() => return Ok(()),
+            wait = refresher.step(&mut syncer) => wait,
+        };
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return Ok(()),
+            _ = clock.sleep(wait) => {}
+        }
+    }
+}
+
+struct Refresher {
+    sink: Sink,
+    tracker: TokenTracker,
+    interval: Duration,
+    failures: u32,
+    snapshot_ok: bool,
+}
+
+impl Refresher {
+    /// One sync; returns how long to wait before the next one.
+    async fn step(&mut self, syncer: &mut Syncer) -> Duration {
+        match syncer.sync(&mut |_| {}).await {
+            Ok(report) => {
+                self.failures = 0;
+                self.tracker.valid();
+                tracing::debug!(
+                    full = report.full,
+                    pages = report.pages,
+                    entries = report.entries,
+                    users = report.users,
+                    "Graph sync done"
+                );
+                let written = self.sink.publish(syncer, &report).await;
+                self.snapshot_result(written);
+                self.interval
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.sink
+                    .metrics
+                    .sync_failures
+                    .get_or_create(&crate::metrics::KindLabels {
+                        kind: e.kind().into(),
+                    })
+                    .inc();
+                self.tracker.failed(&e);
+                retry_delay(&e, self.failures, self.interval)
+            }
+        }
+    }
+
+    /// Report an unwritable snapshot once per change, not every sync.
+    fn snapshot_result(&mut self, r: Result<(), snapshot::SnapshotError>) {
+        match r {
+            Ok(()) if !self.snapshot_ok => {
+                self.snapshot_ok = true;
+                tracing::info!("directory snapshot written again");
+            }
+            Err(e) if self.snapshot_ok => {
+                self.snapshot_ok = false;
+                tracing::warn!(error = %e, "cannot write the directory snapshot; mail still flows, but a restart without Graph would start empty");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Exponential backoff with jitter from 3 s, capped at the sync interval (at least a
+/// minute), and never shorter than a server's `Retry-After`. Retries go on while `expired`,
+/// so a fixed credential recovers without a restart.
+pub fn retry_delay(e: &GraphError, failures: u32, interval: Duration) -> Duration {
+    let cap = interval.max(Duration::from_secs(60));
+    let base = client::jittered(client::exponential(
+        Duration::from_secs(3),
+        cap,
+        failures.saturating_sub(1),
+    ));
+    let server = match e {
+        GraphError::Auth(a) => a.retry_after,
+        GraphError::Api(a) => a.retry_after,
+        _ => None,
+    };
+    base.max(server.unwrap_or_default())
+}
+
+/// `sigstamp sync --once`: one full round, published to `sink`.
+pub async fn sync_once(
+    cfg: &GraphConfig,
+    sink: &Sink,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(SyncReport, Result<(), snapshot::SnapshotError>), GraphError> {
+    let client = cfg.client(sink.clock.clone(), RetryPolicy::interactive())?;
+    let mut syncer = Syncer::new(client, sink.clock.clone());
+    let report = syncer.sync(progress).await?;
+    let written = sink.publish(&syncer, &report).await;
+    Ok((report, written))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+//! The Graph HTTP client: bearer tokens, one refresh-and-retry on 401 (§4.3), and the retry
+//! policy for 429/503/504 (§4.2): honour `Retry-After`, else exponential backoff with jitter.
+
+use super::clock::Clock;
+use super::error::{parse_retry_after, ApiError, GraphError};
+use super::token::{new_uuid, TokenProvider};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The Graph SDK's defaults with a total cap (§4.2 [ours]).
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max_delay: Duration,
+    pub max_attempts: u32,
+    /// Give up once the waits of one request would exceed this.
+    pub total_cap: Duration,
+}
+
+impl RetryPolicy {
+    /// Background sync: up to 10 attempts, 30 minutes in all.
+    pub fn background() -> Self {
+        RetryPolicy {
+            initial: Duration::from_secs(3),
+            max_delay: Duration::from_secs(180),
+            max_attempts: 10,
+            total_cap: Duration::from_secs(30 * 60),
+        }
+    }
+
+    /// Interactive paths (`sigstamp sync --once`, `login`): 5 attempts.
+    pub fn interactive() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            ..Self::background()
+        }
+    }
+
+    /// Delay before retry number `attempt` (0-based) when no `Retry-After` was given.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        jittered(exponential(self.initial, self.max_delay, attempt))
+    }
+}
+
+pub fn exponential(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    initial
+        .checked_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
+        .unwrap_or(max)
+        .min(max)
+}
+
+/// ±20 %, so many instances restarted together do not retry in lockstep.
+pub fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.8..1.2))
+}
+
+pub struct GraphClient {
+    http: reqwest::Client,
+    endpoint: String,
+    tokens: TokenProvider,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+}
+
+impl GraphClient {
+    pub fn new(
+        http: reqwest::Client,
+        endpoint: &str,
+        tokens: TokenProvider,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+    ) -> Self {
+        GraphClient {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            tokens,
+            clock,
+            retry,
+        }
+    }
+
+    /// `https://graph.microsoft.com/v1.0` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/v1.0{}", self.endpoint, path)
+    }
+
+    pub fn tokens(&self) -> &TokenProvider {
+        &self.tokens
+    }
+
+    /// GET a JSON document. `minimal` sends `Prefer: return=minimal` (delta requests, §2.2).
+    pub async fn get_json(&self, url: &str, minimal: bool) -> Result<Value, GraphError> {
+        let mut attempt = 0u32;
+        let mut waited = Duration::ZERO;
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.access_token().await?;
+            let rid = new_uuid();
+            let mut req = self
+                .http
+                .get(url)
+                .bearer_auth(&token)
+                .header("client-request-id", &rid);
+            if minimal {
+                req = req.header("Prefer", "return=minimal");
+            }
+            if attempt > 0 {
+                req = req.header("retry-attempt", attempt.to_string());
+            }
+            let resp = req.send().await.map_err(|source| GraphError::Transport {
+                what: "Microsoft Graph",
+                source,
+            })?;
+            let status = resp.status().as_u16();
+            if (200..300).contains(&status) {
+                let body = resp.bytes().await.map_err(|source| GraphError::Transport {
+                    what: "Microsoft Graph",
+                    source,
+                })?;
+                return serde_json::from_slice(&body)
+                    .map_err(|e| GraphError::protocol("Microsoft Graph", e.to_string()));
+            }
+            let err = self.api_error(resp, rid).await;
+            tracing::debug!(status, code = %err.code, request_id = ?err.request_id, "Graph error");
+            if err.is_invalid_token() && !refreshed {
+                // One refresh and one retry; a second 401 is a hard error (§4.3).
+                refreshed = true;
+                self.tokens.invalidate(&token).await;
+                continue;
+            }
+            if err.is_throttle() && attempt + 1 < self.retry.max_attempts {
+                let delay = err
+                    .retry_after
+                    .unwrap_or_else(|| self.retry.backoff(attempt));
+                if waited + delay <= self.retry.total_cap {
+                    tracing::debug!(status, ?delay, attempt, "Graph throttled; waiting");
+                    self.clock.sleep(delay).await;
+                    waited += delay;
+                    attempt += 1;
+                    continue;
+                }
+            }
+            return Err(GraphError::Api(err));
+        }
+    }
+
+    async fn api_error(&self, resp: reqwest::Response, client_rid: String) -> ApiError {
+        let status = resp.status().as_u16();
+        let h = resp.headers();
+        let retry_after = h
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, self.clock.now()));
+        let request_id = h
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or(Some(client_rid));
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let e = body.get("error");
+        let code = e
+            .and_then(|e| e.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let message = e
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        ApiError {
+            status,
+            code,
+            inner_codes: e.map(inner_codes).unwrap_or_default(),
+            message,
+            retry_after,
+            request_id,
+        }
+    }
+}
+
+/// Codes of nested `innerError`/`innererror` objects (both spellings, §4.1).
+fn inner_codes(e: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = e;
+    while let Some(inner) = cur.get("innerError").or_else(|| cur.get("innererror")) {
+        if let Some(c) = inner.get("code").and_then(Value::as_str) {
+            out.push(c.to_string());
+        }
+        cur = inner;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy::background();
+        assert_eq!(
+            exponential(p.initial, p.max_delay, 0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            exponential(p.initial, p.max_delay, 2),
+            Duration::from_secs(12)
+        );
+        assert_eq!(
+            exponential(p.initial, p.max_delay, 40),
+            Duration::from_secs(180)
+        );
+        let j = p.backoff(1);
+        assert!(j >= Duration::from_millis(4800) && j <= Duration::from_millis(7200));
+    }
+
+    #[test]
+    fn nested_inner_codes() {
+        let v: Value =
+            serde_json::json!({"code":"a","innerError":{"code":"b","innererror":{"code":"c"}}});
+        assert_eq!(inner_codes(&v), vec!["b", "c"]);
+    }
+}

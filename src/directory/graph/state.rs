@@ -1,0 +1,119 @@
+//! The token state shown by `/status` and the `token_state` metric: changed (and logged)
+//! only when the state or the error code changes, never once per retry.
+
+use super::clock::Clock;
+use super::error::{code_info, AuthClass, GraphError};
+use crate::metrics::{Metrics, StateLabels};
+use crate::status::{Status, TokenState, TokenStatus};
+use std::sync::Arc;
+
+pub struct TokenTracker {
+    status: Arc<Status>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+const STATES: [(TokenState, &str); 4] = [
+    (TokenState::Valid, "valid"),
+    (TokenState::Expired, "expired"),
+    (TokenState::Failing, "failing"),
+    (TokenState::Unconfigured, "unconfigured"),
+];
+
+impl TokenTracker {
+    pub fn new(status: Arc<Status>, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+        TokenTracker {
+            status,
+            metrics,
+            clock,
+        }
+    }
+
+    pub fn valid(&self) {
+        self.set(TokenStatus {
+            state: TokenState::Valid,
+            error_code: None,
+            description: "Microsoft Graph sync is working".into(),
+            since: self.clock.now(),
+        });
+    }
+
+    pub fn failed(&self, e: &GraphError) {
+        self.set(describe(e, self.clock.now()));
+    }
+
+    /// Store `new` if the state or code changed (keeping the first `since` otherwise).
+    pub fn set(&self, new: TokenStatus) {
+        let old = self.status.token.load();
+        for (state, label) in STATES {
+            self.metrics
+                .token_state
+                .get_or_create(&StateLabels {
+                    state: label.into(),
+                })
+                .set(i64::from(state == new.state));
+        }
+        if old.state == new.state && old.error_code == new.error_code {
+            return;
+        }
+        match new.state {
+            TokenState::Valid => tracing::info!(previous = ?old.state, "Graph token state: valid"),
+            TokenState::Unconfigured => tracing::info!("Graph token state: unconfigured"),
+            TokenState::Expired => tracing::error!(
+                code = new.error_code.as_deref().unwrap_or("-"),
+                "Graph token state: expired: {}; sigstamp keeps stamping with the last-known directory",
+                new.description
+            ),
+            TokenState::Failing => tracing::warn!(
+                code = new.error_code.as_deref().unwrap_or("-"),
+                "Graph token state: failing (transient, retrying): {}",
+                new.description
+            ),
+        }
+        self.status.token.store(Arc::new(new));
+    }
+}
+
+/// The `/status` view of an error: state, code, and a description saying what it means and
+/// what to do.
+pub fn describe(e: &GraphError, now: time::OffsetDateTime) -> TokenStatus {
+    let (state, code, description) = match e {
+        GraphError::Auth(a) => {
+            let state = match a.class() {
+                AuthClass::Admin | AuthClass::Reauth => TokenState::Expired,
+                AuthClass::Retry => TokenState::Failing,
+            };
+            let text = match a.codes.first().and_then(|c| code_info(*c)) {
+                Some(i) => format!("{}. What to do: {}. (Entra ID said: {})", capital(i.meaning), i.action, a.summary()),
+                None => format!("the token endpoint refused: {} ({})", a.summary(), a.error),
+            };
+            (state, a.code().or_else(|| Some(a.error.clone())), text)
+        }
+        GraphError::Api(a) if a.status == 403 => (
+            TokenState::Expired,
+            Some(a.code.clone()),
+            "Microsoft Graph refused to list users: the app lacks permission. What to do: grant admin consent for the User.Read.All application permission in Entra ID (API permissions)".into(),
+        ),
+        GraphError::Api(a) => (
+            TokenState::Failing,
+            Some(a.code.clone()).filter(|c| !c.is_empty()),
+            format!("Microsoft Graph answered HTTP {}: {}; retrying", a.status, a.message),
+        ),
+        GraphError::Credential(msg) => (TokenState::Expired, None, msg.clone()),
+        other => (TokenState::Failing, None, format!("{other}; retrying")),
+    };
+    TokenStatus {
+        state,
+        error_code: code,
+        description,
+        since: now,
+    }
+}
+
+fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,277 @@
+//! Delta sync of `/users/delta` (contract §2.2, §2.3): a full round follows `@odata.nextLink`
+//! to the `@odata.deltaLink`; later rounds start from the deltaLink and merge changes into an
+//! id-keyed map. A gone delta state (410, syncStateNotFound, resyncRequired) means a full round.
+
+use super::client::GraphClient;
+use super::clock::Clock;
+use super::error::GraphError;
+use crate::directory::{Attributes, User};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Every property of §3.1 a template may use. `id` is always returned anyway.
+pub const SELECT: &[&str] = &[
+    "id",
+    "displayName",
+    "givenName",
+    "surname",
+    "jobTitle",
+    "department",
+    "companyName",
+    "officeLocation",
+    "businessPhones",
+    "mobilePhone",
+    "faxNumber",
+    "mail",
+    "userPrincipalName",
+    "proxyAddresses",
+    "streetAddress",
+    "city",
+    "state",
+    "country",
+    "postalCode",
+    "employeeId",
+    "onPremisesExtensionAttributes",
+    "accountEnabled",
+    "userType",
+];
+
+/// Delta tokens live 7 days; resync a day early (§2.3 [ours]).
+pub const DELTA_MAX_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
+
+/// Progress of one round, for the CLI's progress bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub pages: usize,
+    pub entries: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// A full round (first sync, expired/missing deltaLink, or the server asked for it).
+    pub full: bool,
+    pub pages: usize,
+    /// Entries received (changed or removed users).
+    pub entries: usize,
+    /// Users in the merged set afterwards.
+    pub users: usize,
+    pub duration: Duration,
+}
+
+pub struct Syncer {
+    client: GraphClient,
+    clock: Arc<dyn Clock>,
+    users: BTreeMap<String, Attributes>,
+    delta_link: Option<String>,
+    delta_at: Option<OffsetDateTime>,
+}
+
+impl Syncer {
+    pub fn new(client: GraphClient, clock: Arc<dyn Clock>) -> Self {
+        Syncer {
+            client,
+            clock,
+            users: BTreeMap::new(),
+            delta_link: None,
+            delta_at: None,
+        }
+    }
+
+    /// Start from a snapshot: its users and deltaLink (so a restart syncs incrementally).
+    pub fn seed(
+        &mut self,
+        users: Vec<User>,
+        delta_link: Option<String>,
+        delta_at: Option<OffsetDateTime>,
+    ) {
+        self.users = users
+            .into_iter()
+            .filter_map(|u| Some((u.id()?.to_string(), u.attrs)))
+            .collect();
+        self.delta_link = delta_link;
+        self.delta_at = delta_at;
+    }
+
+    pub fn delta_link(&self) -> Option<&str> {
+        self.delta_link.as_deref()
+    }
+
+    pub fn delta_at(&self) -> Option<OffsetDateTime> {
+        self.delta_at
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// The merged users, in id order.
+    pub fn users(&self) -> Vec<User> {
+        self.users.values().cloned().map(User::new).collect()
+    }
+
+    pub fn client(&self) -> &GraphClient {
+        &self.client
+    }
+
+    /// Drop the deltaLink: the next sync is a full round.
+    pub fn reset(&mut self) {
+        self.delta_link = None;
+        self.delta_at = None;
+    }
+
+    /// One round: incremental when a fresh deltaLink is held, full otherwise (or when the
+    /// server says the delta state is gone).
+    pub async fn sync(
+        &mut self,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<SyncReport, GraphError> {
+        let started = std::time::Instant::now();
+        let fresh = self.delta_at.is_some_and(|t| {
+            self.clock.now() - t
+                < time::Duration::try_from(DELTA_MAX_AGE).unwrap_or(time::Duration::MAX)
+        });
+        let link = self.delta_link.clone().filter(|_| fresh);
+        let round = match link {
+            Some(link) => match self.round(link, progress).await {
+                Err(GraphError::Api(e)) if e.needs_resync() => {
+                    tracing::info!(status = e.status, code = %e.code, "Graph delta state gone; running a full sync");
+                    self.reset();
+                    None
+                }
+                other => Some((false, other?)),
+            },
+            None => None,
+        };
+        let (full, round) = match round {
+            Some(r) => r,
+            None => (true, self.round(self.first_url(), progress).await?),
+        };
+        let entries = round.entries.len();
+        if full {
+            // Users missing from a full set count as removed (§2.3).
+            self.users.clear();
+        }
+        for e in round.entries {
+            merge(&mut self.users, e);
+        }
+        self.delta_link = Some(round.delta_link);
+        self.delta_at = Some(round.started_at);
+        Ok(SyncReport {
+            full,
+            pages: round.pages,
+            entries,
+            users: self.users.len(),
+            duration: started.elapsed(),
+        })
+    }
+
+    fn first_url(&self) -> String {
+        self.client
+            .url(&format!("/users/delta?$select={}", SELECT.join(",")))
+    }
+
+    /// Follow nextLinks from `url` to the deltaLink. Entries are applied only once the round
+    /// is complete, so a failure half-way leaves the merged set untouched.
+    async fn round(
+        &self,
+        mut url: String,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Round, GraphError> {
+        let started_at = self.clock.now();
+        let mut entries = Vec::new();
+        let mut pages = 0;
+        loop {
+            let mut page = self.client.get_json(&url, true).await?;
+            pages += 1;
+            if let Some(Value::Array(v)) = page.get_mut("value").map(Value::take) {
+                entries.extend(v);
+            }
+            progress(Progress {
+                pages,
+                entries: entries.len(),
+            });
+            if let Some(next) = page.get("@odata.nextLink").and_then(Value::as_str) {
+                url = next.to_string();
+            } else if let Some(delta) = page.get("@odata.deltaLink").and_then(Value::as_str) {
+                return Ok(Round {
+                    entries,
+                    pages,
+                    delta_link: delta.to_string(),
+                    started_at,
+                });
+            } else {
+                return Err(GraphError::protocol(
+                    "Microsoft Graph",
+                    "a users/delta page had neither @odata.nextLink nor @odata.deltaLink",
+                ));
+            }
+        }
+    }
+}
+
+struct Round {
+    entries: Vec<Value>,
+    pages: usize,
+    delta_link: String,
+    started_at: OffsetDateTime,
+}
+
+/// Apply one delta entry: `@removed` drops the user; otherwise an absent key is unchanged, a
+/// `null` clears it and a value sets it (§2.2 [ours]). Idempotent, so replays are harmless.
+pub fn merge(users: &mut BTreeMap<String, Attributes>, entry: Value) {
+    let Value::Object(obj) = entry else { return };
+    let Some(id) = obj.get("id").and_then(Value::as_str).map(str::to_string) else {
+        return;
+    };
+    if obj.contains_key("@removed") {
+        users.remove(&id);
+        return;
+    }
+    let user = users.entry(id).or_default();
+    for (k, v) in obj {
+        // Annotations (`@odata.type`, `manager@delta`, …) are not attributes.
+        if k.contains('@') {
+            continue;
+        }
+        if v.is_null() {
+            user.remove(&k);
+        } else {
+            user.insert(k, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_rules() {
+        let mut m = BTreeMap::new();
+        merge(
+            &mut m,
+            json!({"id":"1","displayName":"A","jobTitle":"X","@odata.type":"#u"}),
+        );
+        merge(&mut m, json!({"id":"1","jobTitle":null,"mail":"a@x"}));
+        let u = &m["1"];
+        assert_eq!(u["displayName"], "A");
+        assert_eq!(u["mail"], "a@x");
+        assert!(!u.contains_key("jobTitle") && !u.contains_key("@odata.type"));
+        merge(&mut m, json!({"id":"1","manager@delta":[{"id":"2"}]}));
+        assert!(!m["1"].contains_key("manager@delta"));
+        merge(&mut m, json!({"id":"1","@removed":{"reason":"changed"}}));
+        assert!(m.is_empty());
+        merge(&mut m, json!({"id":"1","@removed":{"reason":"deleted"}}));
+        assert!(m.is_empty());
+        merge(&mut m, json!({"displayName":"no id"}));
+        assert!(m.is_empty());
+    }
+}

@@ -1,0 +1,211 @@
+//! The on-disk snapshot of the last good Graph sync (`[directory] snapshot`): users, the
+//! deltaLink and the time. Written atomically after every successful sync and loaded at
+//! start before any Graph call, so a restart with dead tokens still stamps.
+
+use super::{Attributes, Directory, Source, User};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+
+const VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub written_at: OffsetDateTime,
+    pub delta_link: Option<String>,
+    /// When the deltaLink was obtained (delta tokens expire, §2.3).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub delta_at: Option<OffsetDateTime>,
+    pub users: Vec<Attributes>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot read snapshot {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("snapshot {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("snapshot {path} has version {found}, expected {VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write snapshot {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Snapshot {
+    pub fn new(
+        users: &[User],
+        delta_link: Option<String>,
+        delta_at: Option<OffsetDateTime>,
+        written_at: OffsetDateTime,
+    ) -> Self {
+        Snapshot {
+            version: VERSION,
+            written_at,
+            delta_link,
+            delta_at,
+            users: users.iter().map(|u| u.attrs.clone()).collect(),
+        }
+    }
+
+    pub fn into_users(self) -> Vec<User> {
+        self.users.into_iter().map(User::new).collect()
+    }
+}
+
+/// Read a snapshot. `Ok(None)` when the file does not exist (first start).
+pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SnapshotError::Read {
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    let snap: Snapshot =
+        serde_json::from_slice(&bytes).map_err(|source| SnapshotError::Corrupt {
+            path: path.into(),
+            source,
+        })?;
+    if snap.version != VERSION {
+        return Err(SnapshotError::Version {
+            path: path.into(),
+            found: snap.version,
+        });
+    }
+    Ok(Some(snap))
+}
+
+/// What [`load`] put into the directory.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub users: usize,
+    pub written_at: OffsetDateTime,
+    pub delta_link: Option<String>,
+    pub delta_at: Option<OffsetDateTime>,
+}
+
+/// Load the snapshot into `directory` (`Source::Snapshot`). `Ok(None)` when there is none.
+/// The caller reports an error and goes on without it: a bad snapshot is never fatal.
+pub fn load(path: &Path, directory: &Directory) -> Result<Option<Loaded>, SnapshotError> {
+    let Some(snap) = read(path)? else {
+        return Ok(None);
+    };
+    let loaded = Loaded {
+        users: snap.users.len(),
+        written_at: snap.written_at,
+        delta_link: snap.delta_link.clone(),
+        delta_at: snap.delta_at,
+    };
+    directory.replace_users(snap.into_users(), Source::Snapshot);
+    Ok(Some(loaded))
+}
+
+/// Write the snapshot atomically (temp file, fsync, rename), mode 0600: it holds directory
+/// data and a deltaLink.
+pub fn write(path: &Path, snap: &Snapshot) -> Result<(), SnapshotError> {
+    let bytes = serde_json::to_vec(snap).expect("a snapshot always serialises");
+    write_atomic(path, &bytes, 0o600).map_err(|source| SnapshotError::Write {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Replace `path` with `bytes` so that readers see the old or the new file, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the directory is synced.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(id: &str, mail: &str) -> User {
+        User::new(json!({"id": id, "mail": mail}).as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn round_trip_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("snap.json");
+        let now = OffsetDateTime::now_utc();
+        let snap = Snapshot::new(&[user("1", "a@x.test")], Some("dl".into()), Some(now), now);
+        write(&p, &snap).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let d = Directory::new();
+        let l = load(&p, &d).unwrap().unwrap();
+        assert_eq!(l.users, 1);
+        assert_eq!(l.delta_link.as_deref(), Some("dl"));
+        assert_eq!(d.source(), Source::Snapshot);
+        assert!(d.lookup("A@x.test").is_some());
+        // No stray temp files.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn missing_is_none_corrupt_is_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("snap.json");
+        let d = Directory::new();
+        assert!(load(&p, &d).unwrap().is_none());
+        std::fs::write(&p, b"{\"version\":1,\"users\":[").unwrap();
+        assert!(matches!(load(&p, &d), Err(SnapshotError::Corrupt { .. })));
+        assert_eq!(d.source(), Source::Empty);
+    }
+}

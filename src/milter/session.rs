@@ -1,0 +1,505 @@
+//! One milter connection: option negotiation, collecting the envelope, headers and body,
+//! and the end-of-message answer.
+
+use super::message::{self, Edits, Header, HeaderEdit};
+use super::wire::{self, Command, WireError, BODY_CHUNK};
+use super::{OnError, Settings};
+use crate::app::App;
+use crate::pipeline::{Envelope, Verdict};
+use miltr_common::actions::{Action, Continue, Tempfail};
+use miltr_common::encoding::ServerMessage;
+use miltr_common::modifications::body::ReplaceBody;
+use miltr_common::modifications::headers::{AddHeader, ChangeHeader, InsertHeader};
+use miltr_common::modifications::ModificationAction;
+use miltr_common::optneg::{Capability, OptNeg, Protocol};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tracing::{debug, warn};
+
+/// The only modifications we ever send.
+const ACTIONS: Capability = Capability::SMFIF_ADDHDRS
+    .union(Capability::SMFIF_CHGBODY)
+    .union(Capability::SMFIF_CHGHDRS);
+
+/// Events we do not need, replies we do not send, and exact header values. Intersected with
+/// what the MTA offers. RCPT stays on: the envelope carries the recipients.
+const WANTED_PROTOCOL: Protocol = Protocol::NO_CONNECT
+    .union(Protocol::NO_HELO)
+    .union(Protocol::NO_UNKNOWN)
+    .union(Protocol::NO_DATA)
+    .union(Protocol::NO_END_OF_HEADER)
+    .union(Protocol::NR_CONNECT)
+    .union(Protocol::NR_HELO)
+    .union(Protocol::NR_MAIL)
+    .union(Protocol::NR_RECIPIENT)
+    .union(Protocol::NR_DATA)
+    .union(Protocol::NR_UNKNOWN)
+    .union(Protocol::NR_HEADER)
+    .union(Protocol::NR_END_OF_HEADER)
+    .union(Protocol::NR_BODY)
+    .union(Protocol::SMFIP_HDR_LEADSPC);
+
+const MAX_VERSION: u32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("{0} before option negotiation")]
+    NotNegotiated(&'static str),
+    #[error("MTA speaks milter protocol version {0}; 2 or later is needed")]
+    Version(u32),
+    #[error("MTA does not allow the modifications we need ({0:?})")]
+    Actions(Capability),
+}
+
+/// What to do after a command.
+enum Step {
+    Silent,
+    Reply(ServerMessage),
+    EndOfMessage(Answer),
+    Close,
+}
+
+/// The end-of-message answer.
+struct Answer {
+    headers: Vec<ServerMessage>,
+    body: Option<Vec<u8>>,
+    last: ServerMessage,
+}
+
+impl Answer {
+    fn only(last: Action) -> Self {
+        Answer {
+            headers: Vec::new(),
+            body: None,
+            last: ServerMessage::Action(last),
+        }
+    }
+}
+
+/// One message in progress. Dropped whole on abort, end of message or disconnect.
+#[derive(Default)]
+struct Message {
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+    headers: Vec<Header>,
+    body: Vec<u8>,
+    size: usize,
+    too_large: bool,
+    /// Headers or body have started: the MTA sends the rest without pause.
+    in_content: bool,
+}
+
+pub struct Session {
+    app: Arc<App>,
+    settings: Arc<Settings>,
+    protocol: Option<Protocol>,
+    /// `{mail_addr}` from the MAIL macros: a fallback if MAIL itself is not sent.
+    macro_mail_addr: Option<String>,
+    msg: Message,
+}
+
+impl Session {
+    pub fn new(app: Arc<App>, settings: Arc<Settings>) -> Self {
+        Session {
+            app,
+            settings,
+            protocol: None,
+            macro_mail_addr: None,
+            msg: Message::default(),
+        }
+    }
+
+    /// Between commands of the SMTP client's pace (not inside message content).
+    fn idle(&self) -> bool {
+        !self.msg.in_content
+    }
+
+    fn has(&self, flag: Protocol) -> bool {
+        self.protocol.is_some_and(|p| p.contains(flag))
+    }
+
+    fn reply_unless(&self, flag: Protocol) -> Step {
+        if self.has(flag) {
+            Step::Silent
+        } else {
+            Step::Reply(ServerMessage::Action(Continue.into()))
+        }
+    }
+
+    async fn handle(&mut self, cmd: Command) -> Result<Step, SessionError> {
+        if self.protocol.is_none() && !matches!(cmd, Command::OptNeg(_) | Command::Quit) {
+            return Err(SessionError::NotNegotiated(cmd.name()));
+        }
+        Ok(match cmd {
+            Command::OptNeg(theirs) => {
+                let ours = negotiate(&theirs)?;
+                debug!(version = ours.version, protocol = ?ours.protocol, "milter negotiated");
+                self.protocol = Some(ours.protocol);
+                self.reset();
+                Step::Reply(ServerMessage::Optneg(ours))
+            }
+            Command::Macro { stage, pairs } => {
+                if stage == b'M' {
+                    self.macro_mail_addr = pairs
+                        .iter()
+                        .find(|(k, _)| k == b"{mail_addr}" || k == b"mail_addr")
+                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+                }
+                Step::Silent
+            }
+            Command::Connect => self.reply_unless(Protocol::NR_CONNECT),
+            Command::Helo => self.reply_unless(Protocol::NR_HELO),
+            Command::Data => self.reply_unless(Protocol::NR_DATA),
+            Command::Unknown => self.reply_unless(Protocol::NR_UNKNOWN),
+            Command::EndOfHeaders => self.reply_unless(Protocol::NR_END_OF_HEADER),
+            Command::Mail(sender) => {
+                self.msg = Message {
+                    mail_from: Some(strip_brackets(&sender).to_string()),
+                    ..Message::default()
+                };
+                self.reply_unless(Protocol::NR_MAIL)
+            }
+            Command::Rcpt(rcpt) => {
+                self.msg.rcpt_to.push(strip_brackets(&rcpt).to_string());
+                self.reply_unless(Protocol::NR_RECIPIENT)
+            }
+            Command::Header(h) => {
+                self.msg.in_content = true;
+                if self.account(h.name.len() + h.value.len() + 4) {
+                    self.msg.headers.push(h);
+                }
+                self.reply_unless(Protocol::NR_HEADER)
+            }
+            Command::Body(chunk) => {
+                self.msg.in_content = true;
+                if self.account(chunk.len()) {
+                    self.msg.body.extend_from_slice(&chunk);
+                }
+                self.reply_unless(Protocol::NR_BODY)
+            }
+            Command::EndOfBody(last) => {
+                if !last.is_empty() && self.account(last.len()) {
+                    self.msg.body.extend_from_slice(&last);
+                }
+                Step::EndOfMessage(self.end_of_message().await)
+            }
+            Command::Abort => {
+                self.reset();
+                Step::Silent
+            }
+            Command::QuitNc => {
+                // The MTA reuses this connection for another SMTP session.
+                self.reset();
+                Step::Silent
+            }
+            Command::Quit => Step::Close,
+        })
+    }
+
+    fn reset(&mut self) {
+        self.msg = Message::default();
+        self.macro_mail_addr = None;
+    }
+
+    /// Count `n` more bytes; past the limit, stop buffering (the message passes unchanged).
+    fn account(&mut self, n: usize) -> bool {
+        if self.msg.too_large {
+            return false;
+        }
+        self.msg.size += n;
+        if self.msg.size as u64 > self.settings.max_message_size {
+            self.msg.too_large = true;
+            self.msg.headers = Vec::new();
+            self.msg.body = Vec::new();
+            return false;
+        }
+        true
+    }
+
+    async fn end_of_message(&mut self) -> Answer {
+        let msg = std::mem::take(&mut self.msg);
+        let macro_addr = self.macro_mail_addr.take();
+        let metrics = &self.app.metrics;
+        if msg.too_large {
+            debug!(
+                size = msg.size,
+                "message over max_message_size, left unchanged"
+            );
+            metrics.count_message("milter", "too_large");
+            return Answer::only(Continue.into());
+        }
+        let leadspc = self.has(Protocol::SMFIP_HDR_LEADSPC);
+        let stamper = self.app.stamper.clone();
+        let started = Instant::now();
+        // Stamping is CPU work proportional to the message: keep it off the I/O threads.
+        // A panic in there ends up as a JoinError, answered per `on_error`.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let raw = message::rebuild(&msg.headers, &msg.body, leadspc);
+            drop(msg.headers);
+            let mail_from = msg.mail_from.or(macro_addr);
+            let env = Envelope {
+                mail_from: mail_from.as_deref(),
+                rcpt_to: &msg.rcpt_to,
+            };
+            let verdict = stamper.process(&raw, &env);
+            let label = verdict.label();
+            let detail = match &verdict {
+                Verdict::Stamped { sender, .. } => sender.clone(),
+                Verdict::Unchanged(why) => why.to_string(),
+            };
+            let edits = match verdict {
+                Verdict::Stamped { message, .. } => {
+                    let e = message::edits(&raw, &message, leadspc);
+                    let body_changed = e.body != msg.body;
+                    Some((e, body_changed))
+                }
+                Verdict::Unchanged(_) => None,
+            };
+            (label, detail, edits)
+        })
+        .await;
+        metrics
+            .stamp_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok((label, detail, edits)) => {
+                metrics.count_message("milter", label);
+                match edits {
+                    Some((edits, body_changed)) => {
+                        debug!(sender = %detail, "milter: stamped");
+                        answer(edits, body_changed)
+                    }
+                    None => {
+                        debug!(outcome = label, reason = %detail, "milter: left unchanged");
+                        Answer::only(Continue.into())
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, on_error = ?self.settings.on_error, "milter: stamping failed");
+                metrics.count_message("milter", "error");
+                self.on_error()
+            }
+        }
+    }
+
+    fn on_error(&self) -> Answer {
+        match self.settings.on_error {
+            OnError::Accept => Answer::only(Continue.into()),
+            OnError::Tempfail => Answer::only(Tempfail.into()),
+        }
+    }
+}
+
+fn answer(edits: Edits, body_changed: bool) -> Answer {
+    let headers = edits
+        .headers
+        .into_iter()
+        .map(|e| {
+            let m: ModificationAction = match e {
+                HeaderEdit::Insert { index, name, value } => {
+                    InsertHeader::new(index, &name, &value).into()
+                }
+                HeaderEdit::Change { index, name, value } => {
+                    ChangeHeader::new(index, &name, &value).into()
+                }
+                HeaderEdit::Add { name, value } => AddHeader::new(&name, &value).into(),
+            };
+            ServerMessage::ModificationAction(m)
+        })
+        .collect();
+    Answer {
+        headers,
+        body: body_changed.then_some(edits.body),
+        last: ServerMessage::Action(Continue.into()),
+    }
+}
+
+fn negotiate(theirs: &OptNeg) -> Result<OptNeg, SessionError> {
+    if theirs.version < 2 {
+        return Err(SessionError::Version(theirs.version));
+    }
+    if !theirs.capabilities.contains(ACTIONS) {
+        return Err(SessionError::Actions(theirs.capabilities));
+    }
+    Ok(OptNeg {
+        version: theirs.version.min(MAX_VERSION),
+        capabilities: ACTIONS,
+        protocol: WANTED_PROTOCOL.intersection(theirs.protocol),
+        ..OptNeg::default()
+    })
+}
+
+fn strip_brackets(addr: &str) -> &str {
+    let a = addr.trim();
+    a.strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(a)
+}
+
+/// Drive one connection until QUIT, end of stream, an error, or shutdown while idle.
+pub async fn serve<S>(stream: S, peer: String, app: Arc<App>, settings: Arc<Settings>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (r, w) = tokio::io::split(stream);
+    let mut r = BufReader::with_capacity(64 * 1024, r);
+    let mut w = BufWriter::new(w);
+    let shutdown = app.shutdown.clone();
+    let timeout = settings.read_timeout;
+    let mut session = Session::new(app, settings.clone());
+    loop {
+        let idle = session.idle();
+        let wait = if idle { settings.idle_timeout } else { timeout };
+        let cmd = tokio::select! {
+            // Between messages we may leave; inside one we finish it first.
+            _ = shutdown.cancelled(), if idle => {
+                debug!(%peer, "milter: shutting down, closing idle connection");
+                break;
+            }
+            c = wire::read_command(&mut r, wait, timeout) => c,
+        };
+        let cmd = match cmd {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                if !idle || session.msg.mail_from.is_some() {
+                    debug!(%peer, "milter: MTA closed the connection mid-message");
+                }
+                break;
+            }
+            Err(e) => {
+                warn!(%peer, error = %e, "milter: closing connection");
+                break;
+            }
+        };
+        let step = match session.handle(cmd).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%peer, error = %e, "milter: closing connection");
+                break;
+            }
+        };
+        let sent = match step {
+            Step::Silent => Ok(()),
+            Step::Close => break,
+            Step::Reply(m) => wire::send(&mut w, &[m], timeout).await,
+            Step::EndOfMessage(a) => send_answer(&mut w, a, timeout).await,
+        };
+        if let Err(e) = sent {
+            warn!(%peer, error = %e, "milter: cannot answer the MTA, closing connection");
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+    debug!(%peer, "milter: connection closed");
+}
+
+async fn send_answer<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    a: Answer,
+    timeout: std::time::Duration,
+) -> Result<(), WireError> {
+    // Headers first, then the body in one uninterrupted run of chunks (Postfix ends a body
+    // replacement at the first other reply), then the verdict.
+    let mut batch = a.headers;
+    if let Some(body) = &a.body {
+        for chunk in body.chunks(BODY_CHUNK) {
+            batch.push(ServerMessage::ModificationAction(
+                ReplaceBody::new(chunk).into(),
+            ));
+            if batch.len() >= 16 {
+                wire::write(w, &batch, timeout).await?;
+                batch.clear();
+            }
+        }
+    }
+    batch.push(a.last);
+    wire::send(w, &batch, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_keeps_only_what_is_needed_and_offered() {
+        let theirs = OptNeg {
+            version: 6,
+            capabilities: Capability::all(),
+            protocol: Protocol::all(),
+            ..OptNeg::default()
+        };
+        let ours = negotiate(&theirs).unwrap();
+        assert_eq!(ours.version, 6);
+        assert_eq!(ours.capabilities, ACTIONS);
+        assert_eq!(ours.protocol, WANTED_PROTOCOL);
+        assert!(!ours.protocol.contains(Protocol::NO_RECIPIENT));
+        assert!(!ours.protocol.contains(Protocol::NO_MAIL));
+
+        let old = OptNeg {
+            version: 2,
+            capabilities: Capability::all(),
+            protocol: Protocol::NO_CONNECT | Protocol::NO_HELO,
+            ..OptNeg::default()
+        };
+        let ours = negotiate(&old).unwrap();
+        assert_eq!(ours.version, 2);
+        assert_eq!(ours.protocol, Protocol::NO_CONNECT | Protocol::NO_HELO);
+
+        let weak = OptNeg {
+            capabilities: Capability::SMFIF_ADDHDRS,
+            ..theirs
+        };
+        assert!(matches!(negotiate(&weak), Err(SessionError::Actions(_))));
+    }
+
+    fn session(on_error: OnError) -> Session {
+        use crate::directory::Directory;
+        use crate::render::Templates;
+        let app = App {
+            config: crate::config::Config::default(),
+            stamper: Arc::new(crate::pipeline::Stamper::new(
+                Arc::new(Directory::new()),
+                Templates::embedded(),
+            )),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            status: Arc::new(crate::status::Status::default()),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        let settings = Settings {
+            on_error,
+            ..Settings::from(&super::super::MilterConfig::default())
+        };
+        Session::new(Arc::new(app), Arc::new(settings))
+    }
+
+    #[test]
+    fn internal_errors_answer_per_on_error() {
+        let code = |a: Answer| match a.last {
+            ServerMessage::Action(Action::Continue(_)) => 'c',
+            ServerMessage::Action(Action::Tempfail(_)) => 't',
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(session(OnError::Accept).on_error()), 'c');
+        assert_eq!(code(session(OnError::Tempfail).on_error()), 't');
+    }
+
+    #[tokio::test]
+    async fn commands_before_negotiation_are_refused() {
+        let mut s = session(OnError::Accept);
+        assert!(matches!(
+            s.handle(Command::Mail("<a@b>".into())).await,
+            Err(SessionError::NotNegotiated("MAIL"))
+        ));
+    }
+
+    #[test]
+    fn brackets() {
+        assert_eq!(strip_brackets("<a@b>"), "a@b");
+        assert_eq!(strip_brackets("<>"), "");
+        assert_eq!(strip_brackets("a@b"), "a@b");
+    }
+}

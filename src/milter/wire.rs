@@ -1,0 +1,322 @@
+//! Milter packets on the wire: a 4-byte big-endian length, a command byte, the payload.
+//!
+//! Structured commands (option negotiation, macros, MAIL, RCPT) are decoded with
+//! miltr-common; headers are split here so their bytes stay exact (miltr-common only
+//! exposes them through a lossy UTF-8 conversion). Replies are encoded with miltr-common.
+
+use super::message::Header;
+use bytes::BytesMut;
+use miltr_common::decoding::ClientCommand;
+use miltr_common::encoding::{ServerMessage, Writable};
+use miltr_common::optneg::OptNeg;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest packet we accept. Postfix sends body chunks of at most 65535 bytes, but a
+/// single header may be up to `header_size_limit` (100 KiB by default).
+pub const MAX_PACKET: usize = 1 << 20;
+
+/// Body replacement chunks, like libmilter's MILTER_CHUNK_SIZE.
+pub const BODY_CHUNK: usize = 65535;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("connection closed in the middle of a packet")]
+    Truncated,
+    #[error("timed out after {0:?} waiting for the MTA")]
+    Timeout(Duration),
+    #[error("empty packet (length 0)")]
+    Empty,
+    #[error("packet of {0} bytes exceeds the limit of {MAX_PACKET}")]
+    TooLarge(usize),
+    #[error("unknown command {0:?}")]
+    UnknownCommand(char),
+    #[error("malformed {command} packet: {detail}")]
+    Malformed {
+        command: &'static str,
+        detail: String,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A command from the MTA.
+#[derive(Debug)]
+pub enum Command {
+    OptNeg(OptNeg),
+    /// Macros for the command with this code.
+    Macro {
+        stage: u8,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    Connect,
+    Helo,
+    /// MAIL FROM: the address as sent (with angle brackets).
+    Mail(String),
+    Rcpt(String),
+    Data,
+    Header(Header),
+    EndOfHeaders,
+    Body(Vec<u8>),
+    /// End of message; the protocol allows a last body chunk to ride along.
+    EndOfBody(Vec<u8>),
+    Unknown,
+    Abort,
+    Quit,
+    QuitNc,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::OptNeg(_) => "OPTNEG",
+            Command::Macro { .. } => "MACRO",
+            Command::Connect => "CONNECT",
+            Command::Helo => "HELO",
+            Command::Mail(_) => "MAIL",
+            Command::Rcpt(_) => "RCPT",
+            Command::Data => "DATA",
+            Command::Header(_) => "HEADER",
+            Command::EndOfHeaders => "EOH",
+            Command::Body(_) => "BODY",
+            Command::EndOfBody(_) => "BODYEOB",
+            Command::Unknown => "UNKNOWN",
+            Command::Abort => "ABORT",
+            Command::Quit => "QUIT",
+            Command::QuitNc => "QUIT_NC",
+        }
+    }
+}
+
+/// Read one packet. `Ok(None)` is a clean end of stream between packets. `wait` bounds the
+/// wait for the packet to start, `timeout` every read after that.
+pub async fn read_command<R: AsyncRead + Unpin>(
+    r: &mut R,
+    wait: Duration,
+    timeout: Duration,
+) -> Result<Option<Command>, WireError> {
+    let mut len = [0u8; 4];
+    let first = tokio::time::timeout(wait, r.read(&mut len))
+        .await
+        .map_err(|_| WireError::Timeout(wait))??;
+    if first == 0 {
+        return Ok(None);
+    }
+    if first < 4 {
+        read_exact(r, &mut len[first..], timeout).await?;
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 {
+        return Err(WireError::Empty);
+    }
+    if len > MAX_PACKET {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    read_exact(r, &mut buf, timeout).await?;
+    decode(buf).map(Some)
+}
+
+async fn read_exact<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<(), WireError> {
+    match tokio::time::timeout(timeout, r.read_exact(buf)).await {
+        Err(_) => Err(WireError::Timeout(timeout)),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(WireError::Truncated),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// Decode one packet (command byte + payload).
+pub fn decode(mut packet: Vec<u8>) -> Result<Command, WireError> {
+    let code = packet[0];
+    let payload = &packet[1..];
+    let empty = |cmd: Command| -> Result<Command, WireError> {
+        // Commands without arguments must come without; anything else is a framing error.
+        if payload.is_empty() || matches!(cmd, Command::Connect | Command::Helo | Command::Data) {
+            Ok(cmd)
+        } else {
+            Err(WireError::Malformed {
+                command: cmd.name(),
+                detail: format!("{} unexpected bytes", payload.len()),
+            })
+        }
+    };
+    match code {
+        b'L' => split_header(payload).map(Command::Header),
+        b'B' => {
+            packet.remove(0);
+            Ok(Command::Body(packet))
+        }
+        b'O' | b'D' | b'M' | b'R' => decode_structured(BytesMut::from(&packet[..])),
+        // We ask for no CONNECT, HELO, DATA or UNKNOWN events; if an MTA sends them anyway
+        // their content is not needed.
+        b'C' => empty(Command::Connect),
+        b'H' => empty(Command::Helo),
+        b'T' => empty(Command::Data),
+        b'U' => Ok(Command::Unknown),
+        b'N' => empty(Command::EndOfHeaders),
+        b'E' => {
+            packet.remove(0);
+            Ok(Command::EndOfBody(packet))
+        }
+        b'A' => empty(Command::Abort),
+        b'Q' => empty(Command::Quit),
+        b'K' => empty(Command::QuitNc),
+        other => Err(WireError::UnknownCommand(other as char)),
+    }
+}
+
+fn decode_structured(packet: BytesMut) -> Result<Command, WireError> {
+    let name = match packet[0] {
+        b'O' => "OPTNEG",
+        b'D' => "MACRO",
+        b'M' => "MAIL",
+        _ => "RCPT",
+    };
+    let parsed = ClientCommand::parse(packet).map_err(|e| WireError::Malformed {
+        command: name,
+        detail: e.to_string(),
+    })?;
+    Ok(match parsed {
+        ClientCommand::OptNeg(o) => Command::OptNeg(o),
+        ClientCommand::Macro(m) => Command::Macro {
+            stage: m.code,
+            pairs: m.macros().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+        },
+        ClientCommand::Mail(m) => Command::Mail(m.sender().into_owned()),
+        ClientCommand::Recipient(r) => Command::Rcpt(r.recipient().into_owned()),
+        other => unreachable!("decode_structured called for {other:?}"),
+    })
+}
+
+/// `name\0value\0`, kept byte for byte.
+fn split_header(payload: &[u8]) -> Result<Header, WireError> {
+    let bad = |detail: &str| WireError::Malformed {
+        command: "HEADER",
+        detail: detail.into(),
+    };
+    let n = memchr::memchr(0, payload).ok_or_else(|| bad("name not NUL-terminated"))?;
+    let rest = &payload[n + 1..];
+    let v = memchr::memchr(0, rest).ok_or_else(|| bad("value not NUL-terminated"))?;
+    if v + 1 != rest.len() {
+        return Err(bad("bytes after the value"));
+    }
+    if n == 0 {
+        return Err(bad("empty header name"));
+    }
+    Ok(Header {
+        name: payload[..n].to_vec(),
+        value: rest[..v].to_vec(),
+    })
+}
+
+/// Encode replies into one buffer (one write, one flush).
+pub fn encode(messages: &[ServerMessage]) -> BytesMut {
+    let mut buf = BytesMut::new();
+    for m in messages {
+        let len = 1 + m.len();
+        buf.extend_from_slice(&(len as u32).to_be_bytes());
+        buf.extend_from_slice(&[m.code()]);
+        m.write(&mut buf);
+    }
+    buf
+}
+
+/// Write replies (buffered), bounded by `timeout`.
+pub async fn write<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    messages: &[ServerMessage],
+    timeout: Duration,
+) -> Result<(), WireError> {
+    let bytes = encode(messages);
+    tokio::time::timeout(timeout, w.write_all(&bytes))
+        .await
+        .map_err(|_| WireError::Timeout(timeout))??;
+    Ok(())
+}
+
+/// Write replies and flush them to the MTA.
+pub async fn send<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    messages: &[ServerMessage],
+    timeout: Duration,
+) -> Result<(), WireError> {
+    write(w, messages, timeout).await?;
+    tokio::time::timeout(timeout, w.flush())
+        .await
+        .map_err(|_| WireError::Timeout(timeout))??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_stay_exact() {
+        let mut p = b"L".to_vec();
+        p.extend_from_slice(b"Subject\0 caf\xe9\n\tnext\0");
+        match decode(p).unwrap() {
+            Command::Header(h) => {
+                assert_eq!(h.name, b"Subject");
+                assert_eq!(h.value, b" caf\xe9\n\tnext");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_packets_are_errors() {
+        assert!(matches!(
+            decode(b"Lname-only".to_vec()),
+            Err(WireError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode(b"Z".to_vec()),
+            Err(WireError::UnknownCommand('Z'))
+        ));
+        assert!(matches!(
+            decode(b"O\0\0".to_vec()),
+            Err(WireError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode(b"Mno-nul".to_vec()),
+            Err(WireError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode(b"Njunk".to_vec()),
+            Err(WireError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode(b"Elast chunk".to_vec()),
+            Ok(Command::EndOfBody(c)) if c == b"last chunk"
+        ));
+    }
+
+    #[tokio::test]
+    async fn reads_frames_and_detects_truncation() {
+        let mut data: &[u8] = b"\0\0\0\x01E\0\0\0\x05B";
+        assert!(matches!(
+            read_command(&mut data, Duration::from_secs(1), Duration::from_secs(1)).await,
+            Ok(Some(Command::EndOfBody(c))) if c.is_empty()
+        ));
+        assert!(matches!(
+            read_command(&mut data, Duration::from_secs(1), Duration::from_secs(1)).await,
+            Err(WireError::Truncated)
+        ));
+        let mut empty: &[u8] = b"";
+        assert!(matches!(
+            read_command(&mut empty, Duration::from_secs(1), Duration::from_secs(1)).await,
+            Ok(None)
+        ));
+        let mut huge: &[u8] = b"\xff\xff\xff\xff";
+        assert!(matches!(
+            read_command(&mut huge, Duration::from_secs(1), Duration::from_secs(1)).await,
+            Err(WireError::TooLarge(_))
+        ));
+    }
+}

@@ -1,0 +1,352 @@
+//! Where the signature goes: above the quoted earlier message of a reply or forward, else at
+//! the end of the author's text. Works on decoded bytes of any ASCII-compatible charset.
+
+/// Case-insensitive search of an ASCII `needle` in `hay` from `from`.
+pub fn find_ci(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    let first = needle.first()?;
+    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let mut i = from;
+    while i + needle.len() <= hay.len() {
+        let rel = memchr::memchr2(lo, up, &hay[i..=hay.len() - needle.len()])?;
+        let at = i + rel;
+        if hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// The last case-insensitive occurrence of `needle`.
+fn rfind_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = needle.first()?;
+    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    let mut end = hay.len().checked_sub(needle.len())? + 1;
+    while let Some(at) = memchr::memrchr2(lo, up, &hay[..end]) {
+        if hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(at);
+        }
+        end = at;
+    }
+    None
+}
+
+/// The `<` that opens the tag containing `pos`.
+fn tag_start(html: &[u8], pos: usize) -> usize {
+    memchr::memrchr(b'<', &html[..pos]).unwrap_or(pos)
+}
+
+/// Attribute-style markers of a quoted message, found inside the tag that carries them.
+/// The signature goes before that tag.
+const HTML_TAG_MARKERS: &[&[u8]] = &[
+    b"divRplyFwdMsg",           // Outlook on the web / new Outlook
+    b"class=\"gmail_quote",     // Gmail
+    b"class=gmail_quote",       //
+    b"class=\"moz-cite-prefix", // Thunderbird
+    b"class=moz-cite-prefix",
+    b"type=\"cite\"", // Apple Mail, Open-Xchange, Thunderbird
+    b"type=cite",
+    b"border-top:solid #E1E1E1", // Outlook desktop reply header block
+    b"border-top:solid #B5C4DF",
+    b"border-top: solid #E1E1E1",
+    b"id=\"zwchr\"",                 // Zimbra
+    b"class=\"yahoo_quoted",         // Yahoo
+    b"id=\"AOLMsgPart",              // AOL
+    b"id=\"stopSpelling\"",          // Hotmail
+    b"class=\"OutlookMessageHeader", // Outlook 2003
+];
+
+/// Where in an HTML body the signature goes (a byte offset).
+pub fn html_position(html: &[u8]) -> usize {
+    let mut best: Option<usize> = None;
+    let mut consider = |pos: usize| {
+        if best.is_none_or(|b| pos < b) {
+            best = Some(pos);
+        }
+    };
+    for m in HTML_TAG_MARKERS {
+        if let Some(at) = find_ci(html, m, 0) {
+            let mut start = tag_start(html, at);
+            if m.eq_ignore_ascii_case(b"divRplyFwdMsg") {
+                start = include_preceding_hr(html, start);
+            }
+            consider(start);
+        }
+    }
+    if let Some(at) = outlook_bold_header(html) {
+        consider(at);
+    }
+    if let Some(at) = best {
+        return at;
+    }
+    if let Some(at) = closing_tag(html, b"body").or_else(|| closing_tag(html, b"html")) {
+        return at;
+    }
+    html.len()
+}
+
+/// OWA puts `<hr …>` right before the reply header: the signature goes above the rule.
+fn include_preceding_hr(html: &[u8], start: usize) -> usize {
+    let before = &html[..start];
+    let trimmed = before
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |p| p + 1);
+    if trimmed > 0 && before[trimmed - 1] == b'>' {
+        let open = tag_start(html, trimmed - 1);
+        if html[open..].len() > 3 && html[open + 1..open + 3].eq_ignore_ascii_case(b"hr") {
+            return open;
+        }
+    }
+    start
+}
+
+/// Outlook desktop without the border block: `<b>From:</b> … <b>Sent:</b>` (possibly with a
+/// `<span>` inside the bold). The signature goes before the paragraph holding "From:".
+fn outlook_bold_header(html: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = find_ci(html, b"From:</", from) {
+        from = at + 1;
+        let after = &html[at + 5..html.len().min(at + 20)];
+        let bold = after.starts_with(b"</b>")
+            || after.starts_with(b"</B>")
+            || after.to_ascii_lowercase().starts_with(b"</span></b>");
+        if !bold {
+            continue;
+        }
+        let window = &html[at..html.len().min(at + 2000)];
+        let has_next = [
+            b"Sent:</".as_slice(),
+            b"Date:</",
+            b"Gesendet:</",
+            b"Envoy\xc3\xa9:</",
+        ]
+        .iter()
+        .any(|n| find_ci(window, n, 0).is_some());
+        if !has_next {
+            continue;
+        }
+        let p = rfind_ci(&html[..at], b"<p");
+        let d = rfind_ci(&html[..at], b"<div");
+        return p.max(d).or(Some(tag_start(html, at)));
+    }
+    None
+}
+
+/// The last `</name` followed by `>` or whitespace.
+fn closing_tag(html: &[u8], name: &[u8]) -> Option<usize> {
+    let mut end = html.len();
+    loop {
+        let at = rfind_ci(&html[..end], b"</")?;
+        let rest = &html[at + 2..];
+        let rest = &rest[rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(rest.len())..];
+        if rest.len() >= name.len()
+            && rest[..name.len()].eq_ignore_ascii_case(name)
+            && rest
+                .get(name.len())
+                .is_none_or(|b| *b == b'>' || b.is_ascii_whitespace())
+        {
+            return Some(at);
+        }
+        end = at;
+    }
+}
+
+/// Where in a text body the signature goes: the start of the line that opens the quoted
+/// message, or `None` for the end of the body.
+pub fn text_position(text: &[u8]) -> Option<usize> {
+    let lines: Vec<(usize, &[u8])> = lines(text).collect();
+    for (i, &(start, line)) in lines.iter().enumerate() {
+        let t = trim(line);
+        if t.starts_with(b">") {
+            // An attribution line ("X wrote:") right above the quote belongs to it.
+            let prev = lines[..i].iter().rev().find(|(_, l)| !trim(l).is_empty());
+            return Some(match prev {
+                Some(&(ps, pl)) if trim(pl).ends_with(b":") => ps,
+                _ => start,
+            });
+        }
+        if is_attribution(t, lines.get(i + 1).map(|l| trim(l.1)))
+            || is_separator(t)
+            || is_header_block(t, &lines[i + 1..])
+        {
+            return Some(start);
+        }
+        if t.len() >= 20 && t.iter().all(|b| *b == b'_') {
+            let next = lines[i + 1..]
+                .iter()
+                .map(|l| trim(l.1))
+                .find(|l| !l.is_empty());
+            if next.is_some_and(|n| starts_ci(n, b"from:") || starts_ci(n, b"*from:*")) {
+                return Some(start);
+            }
+        }
+    }
+    None
+}
+
+fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos >= text.len() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', &text[pos..]).map_or(text.len(), |i| pos + i + 1);
+        let item = (pos, &text[pos..end]);
+        pos = end;
+        Some(item)
+    })
+}
+
+fn trim(line: &[u8]) -> &[u8] {
+    let s = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let e = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(s, |p| p + 1);
+    &line[s..e]
+}
+
+fn starts_ci(s: &[u8], p: &[u8]) -> bool {
+    s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p)
+}
+
+fn ends_ci(s: &[u8], p: &[u8]) -> bool {
+    s.len() >= p.len() && s[s.len() - p.len()..].eq_ignore_ascii_case(p)
+}
+
+/// "On <date>, <name> wrote:" (possibly wrapped onto the next line), and its translations.
+fn is_attribution(line: &[u8], next: Option<&[u8]>) -> bool {
+    const FORMS: &[(&[u8], &[u8])] = &[
+        (b"on ", b"wrote:"),
+        (b"am ", b"schrieb:"),
+        (b"am ", b"geschrieben:"),
+        (b"le ", b"crit :"),
+        (b"le ", b"crit:"),
+        (b"el ", b"escribi\xc3\xb3:"),
+        (b"op ", b"geschreven:"),
+        (b"il ", b"scritto:"),
+        (b"em ", b"escreveu:"),
+    ];
+    FORMS.iter().any(|(start, end)| {
+        starts_ci(line, start)
+            && (ends_ci(line, end) || next.is_some_and(|n| ends_ci(n, end) && n.len() < 200))
+    })
+}
+
+/// "-----Original Message-----" and friends.
+fn is_separator(line: &[u8]) -> bool {
+    if starts_ci(line, b"begin forwarded message:") {
+        return true;
+    }
+    if !line.starts_with(b"--") {
+        return false;
+    }
+    let s = line.iter().position(|b| *b != b'-').unwrap_or(line.len());
+    let e = line.iter().rposition(|b| *b != b'-').map_or(s, |p| p + 1);
+    let core = trim(&line[s..e.max(s)]);
+    const NAMES: &[&[u8]] = &[
+        b"original message",
+        b"forwarded message",
+        b"urspr\xc3\xbcngliche nachricht",
+        b"message d'origine",
+        b"mensaje original",
+        b"messaggio originale",
+        b"oorspronkelijk bericht",
+    ];
+    NAMES.iter().any(|n| core.eq_ignore_ascii_case(n))
+}
+
+/// Outlook's plain-text reply header: "From: …" then "Sent: …" / "Date: …" within a few lines.
+fn is_header_block(line: &[u8], rest: &[(usize, &[u8])]) -> bool {
+    let from = starts_ci(line, b"from:") || starts_ci(line, b"*from:*") || starts_ci(line, b"von:");
+    from && rest.iter().take(4).any(|(_, l)| {
+        let t = trim(l);
+        [
+            b"sent:".as_slice(),
+            b"*sent:*",
+            b"date:",
+            b"*date:*",
+            b"gesendet:",
+        ]
+        .iter()
+        .any(|p| starts_ci(t, p))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_table() {
+        let cases: &[(&str, &str)] = &[
+            // (html with | where the signature must go)
+            ("<html><body>Hi|</body></html>", "Gmail-less, before </body>"),
+            ("<html><BODY>Hi|</BODY ></html>", "upper case"),
+            ("<p>Hi</p>|", "no body, no html: at the end"),
+            ("<div>Hi</div>|</html>", "before </html>"),
+            ("<div>Hi</div>|<div class=\"gmail_quote\">On x wrote:<blockquote>q</blockquote></div></body>", "gmail"),
+            ("<div>Hi</div>|<div class=\"gmail_quote gmail_quote_container\"><div dir=ltr class=\"gmail_attr\">On</div></div>", "gmail container"),
+            ("<div>Hi</div>|<hr style=\"display:inline-block\" tabindex=\"-1\">\n<div id=\"divRplyFwdMsg\" dir=\"ltr\"><b>From:</b></div>", "owa"),
+            ("<div>Hi</div>|<blockquote type=\"cite\">q</blockquote></body>", "apple"),
+            ("<p>Hi</p>|<div class=\"moz-cite-prefix\">On x wrote:</div><blockquote type=\"cite\">q</blockquote>", "thunderbird"),
+            ("<p>Hi</p>|<div style=\"border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0in 0in 0in\"><p><b>From:</b> x</p></div>", "outlook border"),
+            ("<p>Hi</p>|<p class=MsoNormal><b><span lang=EN-US>From:</span></b><span> x<br><b>Sent:</b> y</span></p></body>", "outlook bold"),
+        ];
+        for (marked, what) in cases {
+            let want = marked.find('|').unwrap();
+            let html = marked.replace('|', "");
+            assert_eq!(html_position(html.as_bytes()), want, "{what}: {marked}");
+        }
+    }
+
+    #[test]
+    fn text_table() {
+        let cases: &[(&str, &str)] = &[
+            ("Hello\nBye\n", "no quote: at the end"),
+            (
+                "Hi\n\n|On Mon, 1 Jan 2024, Bob <b@x> wrote:\n> quoted\n",
+                "gmail",
+            ),
+            (
+                "Hi\n\n|On Mon, 1 Jan 2024 at 10:00, Bob Smith <\nbob@example.com> wrote:\n> q\n",
+                "wrapped attribution",
+            ),
+            (
+                "Hi\n|-----Original Message-----\nFrom: x\n",
+                "outlook separator",
+            ),
+            (
+                "Hi\n|----- Original Message -----\nFrom: x\n",
+                "spaced separator",
+            ),
+            (
+                "Hi\n\n|From: Bob [mailto:b@x]\nSent: Monday\nTo: me\n",
+                "outlook header block",
+            ),
+            (
+                "Hi\n\n|________________________________\nFrom: Bob\nSent: Monday\n",
+                "underscores",
+            ),
+            ("Hi\n|Bob wrote:\n> q\n", "> run with attribution"),
+            ("Hi\n|> q\n> r\n", "> run"),
+            ("Hi\n|Am 01.01.2024 um 10:00 schrieb Bob:\n> q\n", "german"),
+            (
+                "Hi\nFrom: the team\nregards\n",
+                "From: without Sent: is not a quote",
+            ),
+        ];
+        for (marked, what) in cases {
+            let text = marked.replace('|', "");
+            let want = marked.find('|');
+            assert_eq!(text_position(text.as_bytes()), want, "{what}: {marked:?}");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The status page at `/` over real HTTP: token banner, directory facts, search and preview.
+
+mod admin_support;
+
+use admin_support::{app, set_token, start_admin};
+use sigstamp::status::TokenState;
+use std::sync::Arc;
+use time::macros::datetime;
+
+const CONFIG: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+async fn page(base: &str, query: &str) -> String {
+    let r = reqwest::get(format!("{base}/{query}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    let csp = h["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let body = r.text().await.unwrap();
+    // Works offline: no scripts, stylesheets or fonts from anywhere.
+    for bad in ["<script", "<link", "src=\"http", "@import", "url("] {
+        assert!(!body.contains(bad), "page must not load {bad}: {body}");
+    }
+    body
+}
+
+#[tokio::test]
+async fn banner_follows_the_token_state() {
+    let app = app(CONFIG);
+    let (base, _task) = start_admin(app.clone()).await;
+
+    let body = page(&base, "").await;
+    assert!(body.contains("data-state=\"unconfigured\""), "{body}");
+    assert!(!body.contains("banner expired"));
+
+    let since = datetime!(2026-11-25 22:15:00 UTC);
+    set_token(&app, TokenState::Expired, Some("AADSTS7000222"), since);
+    let body = page(&base, "").await;
+    assert!(body.contains("class=\"banner expired\""), "{body}");
+    assert!(
+        body.contains("Microsoft Graph token expired: AADSTS7000222"),
+        "{body}"
+    );
+    assert!(body.contains("2026-11-25T22:15:00Z"), "{body}");
+    assert!(body.contains("What to do:"), "{body}");
+    assert!(body.contains("new client secret"), "{body}");
+    assert!(
+        body.contains(".expired { background: #b00020"),
+        "the expired banner is red"
+    );
+
+    set_token(&app, TokenState::Failing, None, since);
+    let body = page(&base, "").await;
+    assert!(body.contains("class=\"banner failing\""), "{body}");
+
+    set_token(&app, TokenState::Valid, None, since);
+    let body = page(&base, "").await;
+    assert!(body.contains("class=\"banner valid\""), "{body}");
+    assert!(!body.contains("AADSTS"), "{body}");
+}
+
+#[tokio::test]
+async fn directory_facts() {
+    let app = app(CONFIG);
+    let (base, _task) = start_admin(app.clone()).await;
+    let body = page(&base, "").await;
+    assert!(body.contains("<dd id=\"users\">2</dd>"), "{body}");
+    assert!(body.contains("<dd id=\"source\">file</dd>"), "{body}");
+    assert!(body.contains("<dd id=\"last-sync\">never</dd>"), "{body}");
+    assert!(
+        body.contains("http-equiv=\"refresh\""),
+        "the bare page refreshes itself"
+    );
+
+    app.status
+        .last_sync
+        .store(Arc::new(Some(datetime!(2026-11-26 07:00:00 UTC))));
+    let body = page(&base, "").await;
+    assert!(
+        body.contains("<dd id=\"last-sync\">2026-11-26T07:00:00Z</dd>"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn search_previews_one_user_or_lists_matches() {
+    let app = app(CONFIG);
+    let (base, _task) = start_admin(app.clone()).await;
+
+    // An exact address, any case, including a proxy address.
+    let body = page(&base, "?q=ADA%40example.com").await;
+    assert!(
+        body.contains("id=\"preview-user\">Ada Lovelace &lt;ada@example.com&gt;"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("http-equiv=\"refresh\""),
+        "no refresh while previewing"
+    );
+    let body = page(&base, "?q=a.turing%40example.com").await;
+    // Directory values are escaped.
+    assert!(
+        body.contains("Alan &lt;b&gt;Turing&lt;/b&gt; &lt;alan@example.com&gt;"),
+        "{body}"
+    );
+    assert!(!body.contains("<b>Turing"), "{body}");
+
+    // A unique partial match previews directly.
+    let body = page(&base, "?q=lovelace").await;
+    assert!(body.contains("id=\"preview-user\""), "{body}");
+    // The preview is the rendered signature, or the render error, never nothing.
+    assert!(
+        body.contains("id=\"preview-html\"") || body.contains("id=\"preview-error\""),
+        "{body}"
+    );
+    if body.contains("id=\"preview-html\"") {
+        // The signature sits escaped in the sandboxed frame's srcdoc, with the user's values.
+        let srcdoc = body
+            .split("srcdoc=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(srcdoc.contains("Ada Lovelace"), "{srcdoc}");
+        assert!(!srcdoc.contains('<'), "{srcdoc}");
+    }
+
+    // Several matches: a list of links to each.
+    let body = page(&base, "?q=example.com").await;
+    assert!(body.contains("<ul id=\"matches\">"), "{body}");
+    assert!(body.contains("href=\"/?q=ada@example.com\""), "{body}");
+    assert!(body.contains("href=\"/?q=alan@example.com\""), "{body}");
+
+    let body = page(&base, "?q=%3Cscript%3Ealert(1)").await;
+    assert!(body.contains("id=\"no-match\""), "{body}");
+    assert!(body.contains("value=\"&lt;script&gt;alert(1)\""), "{body}");
+}

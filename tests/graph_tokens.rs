@@ -1,0 +1,547 @@
+//! Credentials and token state against the fake Entra ID: client secret, certificate
+//! (RS256 + x5t and PS256 + x5t#S256), delegated refresh token with rotation; tokens going
+//! dead while the directory keeps its last-known users; recovery without restart; restart
+//! with dead tokens from the snapshot.
+
+mod fake_graph;
+
+use base64::Engine;
+use fake_graph::*;
+use serde_json::{json, Value};
+use sigstamp::app::App;
+use sigstamp::config::{Config, DirectoryConfig};
+use sigstamp::directory::graph::clock::{Clock, ManualClock};
+use sigstamp::directory::graph::sync::Progress;
+use sigstamp::directory::graph::GraphConfig;
+use sigstamp::directory::{Directory, Source};
+use sigstamp::metrics::Metrics;
+use sigstamp::pipeline::Stamper;
+use sigstamp::render::Templates;
+use sigstamp::status::{Status, TokenState};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A throwaway RSA certificate and key, written as PEM into `dir`.
+fn make_cert(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["sigstamp-test".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (dir.join("client.crt"), dir.join("client.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k, cert.der().to_vec())
+}
+
+fn jwt_part(jwt: &str, i: usize) -> Value {
+    let part = jwt.split('.').nth(i).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn one_sync(cfg: &GraphConfig, fake: &FakeGraph) -> Result<usize, String> {
+    let mut sy = syncer(cfg, fake.clock.clone());
+    sy.sync(&mut |_: Progress| {})
+        .await
+        .map(|r| r.users)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn certificate_credentials_in_both_header_forms() {
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = make_cert(dir.path());
+    let cred = format!("client_certificate = {cert:?}\nclient_key = {key:?}");
+
+    // Not registered yet: AADSTS700027.
+    let err = one_sync(&fake.config_toml(&cred), &fake).await.unwrap_err();
+    assert!(err.contains("AADSTS700027"), "{err}");
+
+    fake.register_cert(der.clone());
+    assert_eq!(one_sync(&fake.config_toml(&cred), &fake).await.unwrap(), 3);
+    let (x5t, x5t256) = thumbs(&der);
+    let tok = fake.requests_of(Kind::Token);
+    let last = tok.last().unwrap();
+    assert_eq!(last.status, 200);
+    assert_eq!(
+        last.field("client_assertion_type"),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert!(last.field("client_secret").is_none());
+    let jwt = last.field("client_assertion").unwrap();
+    let h = jwt_part(jwt, 0);
+    assert_eq!(
+        (h["alg"].as_str(), h["typ"].as_str(), h["x5t"].as_str()),
+        (Some("RS256"), Some("JWT"), Some(x5t.as_str()))
+    );
+    let c = jwt_part(jwt, 1);
+    assert_eq!(
+        c["aud"],
+        json!(format!("{}/{TENANT}/oauth2/v2.0/token", fake.base))
+    );
+    assert_eq!(
+        (c["iss"].as_str(), c["sub"].as_str()),
+        (Some(CLIENT_ID), Some(CLIENT_ID))
+    );
+    let (nbf, exp) = (c["nbf"].as_i64().unwrap(), c["exp"].as_i64().unwrap());
+    assert!(exp - nbf > 0 && exp - nbf <= 600);
+
+    let ps = fake.config_toml(&format!("{cred}\nassertion_algorithm = \"PS256\""));
+    assert_eq!(one_sync(&ps, &fake).await.unwrap(), 3);
+    let jwt2 = fake
+        .requests_of(Kind::Token)
+        .last()
+        .unwrap()
+        .field("client_assertion")
+        .unwrap()
+        .to_string();
+    let h2 = jwt_part(&jwt2, 0);
+    assert_eq!(
+        (h2["alg"].as_str(), h2["x5t#S256"].as_str()),
+        (Some("PS256"), Some(x5t256.as_str()))
+    );
+    assert!(h2.get("x5t").is_none());
+    assert_ne!(
+        jwt_part(&jwt2, 1)["jti"],
+        c["jti"],
+        "a fresh assertion every time"
+    );
+
+    // A host clock far off: the fake rejects the assertion as out of its time range.
+    fake.clock.advance(Duration::from_secs(3600));
+    let skewed = Arc::new(ManualClock::new(
+        fake.clock.now() - Duration::from_secs(7200),
+    ));
+    let mut sy = syncer(&ps, skewed);
+    let err = sy
+        .sync(&mut |_: Progress| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("AADSTS700024"), "{err}");
+}
+
+#[tokio::test]
+async fn refresh_token_is_used_and_rotated_in_a_0600_file() {
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let rt_path = dir.path().join("refresh_token");
+    let rt0 = fake.issue_refresh_token();
+    std::fs::write(&rt_path, format!("{rt0}\n")).unwrap();
+    let cfg = fake.config_toml(&format!("refresh_token_file = {rt_path:?}"));
+    assert_eq!(one_sync(&cfg, &fake).await.unwrap(), 3);
+
+    let tok = fake.requests_of(Kind::Token);
+    assert_eq!(tok[0].field("grant_type"), Some("refresh_token"));
+    assert_eq!(tok[0].field("refresh_token"), Some(rt0.as_str()));
+    assert_eq!(
+        tok[0].field("scope"),
+        Some("https://graph.microsoft.com/User.Read.All offline_access")
+    );
+    let rt1 = std::fs::read_to_string(&rt_path)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(rt1, rt0, "rotated");
+    assert!(fake.refresh_token_alive(&rt1));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&rt_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // The next token request uses the rotated token.
+    assert_eq!(one_sync(&cfg, &fake).await.unwrap(), 3);
+    assert_eq!(
+        fake.requests_of(Kind::Token)
+            .last()
+            .unwrap()
+            .field("refresh_token"),
+        Some(rt1.as_str())
+    );
+}
+
+#[tokio::test]
+async fn device_code_login_stores_a_refresh_token() {
+    let fake = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt_path = dir.path().join("rt");
+    let cfg = fake.config_toml(&format!("refresh_token_file = {rt_path:?}"));
+    let tp = cfg.token_provider(cfg.http_client().unwrap(), fake.clock.clone());
+    let dc = tp
+        .device_code_start(&cfg.authority, &cfg.tenant_id)
+        .await
+        .unwrap();
+    assert_eq!(dc.user_code, "FAKE-CODE");
+    tp.device_code_finish(&dc, &rt_path).await.unwrap();
+    let rt = std::fs::read_to_string(&rt_path).unwrap();
+    assert!(fake.refresh_token_alive(rt.trim()));
+    let polls = fake.requests_of(Kind::Token);
+    assert_eq!(polls.len(), 2, "pending once, then granted");
+    assert_eq!(
+        polls[0].field("grant_type"),
+        Some("urn:ietf:params:oauth:grant-type:device_code")
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_carry_the_aadsts_code() {
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    type Break = Box<dyn Fn(&FakeGraph)>;
+    let cases: Vec<(Break, &str)> = vec![
+        (Box::new(|f| f.set_secret("another")), "AADSTS7000215"),
+        (
+            Box::new(|f| f.expire_secret_at(f.clock.now())),
+            "AADSTS7000222",
+        ),
+        (
+            Box::new(|f| f.with(|s| s.consent_revoked = true)),
+            "AADSTS65001",
+        ),
+    ];
+    for (break_it, code) in cases {
+        let fake = FakeGraph::start().await;
+        break_it(&fake);
+        let err = one_sync(&fake.config(), &fake).await.unwrap_err();
+        assert!(err.contains(code), "{code}: {err}");
+        let e = &fake.requests_of(Kind::Token)[0];
+        assert!(e.status == 401 || e.status == 400);
+    }
+    let mut wrong_tenant = fake.config();
+    wrong_tenant.tenant_id = "nope.onmicrosoft.com".into();
+    assert!(one_sync(&wrong_tenant, &fake)
+        .await
+        .unwrap_err()
+        .contains("AADSTS90002"));
+    let mut wrong_app = fake.config();
+    wrong_app.client_id = "00000000-0000-0000-0000-000000000000".into();
+    assert!(one_sync(&wrong_app, &fake)
+        .await
+        .unwrap_err()
+        .contains("AADSTS700016"));
+}
+
+// ---- the refresher (`run`) -------------------------------------------------------------
+
+struct Running {
+    app: Arc<App>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn start(cfg: GraphConfig, snapshot: Option<PathBuf>, clock: Arc<ManualClock>) -> Running {
+        let config = Config {
+            graph: Some(cfg),
+            directory: DirectoryConfig {
+                snapshot,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let directory = Arc::new(Directory::new());
+        let app = Arc::new(App {
+            config,
+            stamper: Arc::new(Stamper::new(directory, Templates::embedded())),
+            metrics: Arc::new(Metrics::new()),
+            status: Arc::new(Status::default()),
+            shutdown: CancellationToken::new(),
+        });
+        let task = tokio::spawn(sigstamp::directory::graph::run_with_clock(
+            app.clone(),
+            clock,
+        ));
+        Running { app, task }
+    }
+
+    fn state(&self) -> TokenState {
+        self.app.status.token.load().state
+    }
+
+    fn directory(&self) -> &Directory {
+        &self.app.stamper.directory
+    }
+
+    fn title_of(&self, addr: &str) -> Option<String> {
+        self.directory()
+            .lookup(addr)
+            .and_then(|u| u.str("jobTitle").map(str::to_string))
+    }
+
+    async fn stop(self) {
+        self.app.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// A fake on a clock that only moves when the test says so.
+async fn manual_fake() -> FakeGraph {
+    FakeGraph::start_with_clock(Arc::new(ManualClock::starting_now())).await
+}
+
+/// Wait for `cond` while moving the fake clock by `step` every few milliseconds, so the
+/// refresher's sleeps end whatever it was doing when the clock moved.
+async fn advancing(fake: &FakeGraph, step: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        fake.clock.advance(step);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn dead_tokens_keep_last_known_users_and_recover_without_restart() {
+    type Break = fn(&FakeGraph);
+    type Fix = fn(&FakeGraph, &Path);
+    let scenarios: [(&str, &str, Break, Fix); 3] = [
+        (
+            "secret expired",
+            "AADSTS7000222",
+            |f| f.expire_secret_at(f.clock.now()),
+            |f, _| f.set_secret(SECRET),
+        ),
+        (
+            "secret invalid",
+            "AADSTS7000215",
+            |f| f.set_secret("rotated-by-someone"),
+            |f, _| f.set_secret(SECRET),
+        ),
+        (
+            "refresh token revoked",
+            "AADSTS50173",
+            |f| f.revoke_refresh_tokens(50173),
+            // `sigstamp login` writes a new refresh token; no restart needed.
+            |f, rt| std::fs::write(rt, f.issue_refresh_token()).unwrap(),
+        ),
+    ];
+    for (name, code, break_it, fix_it) in scenarios {
+        let fake = manual_fake().await;
+        seed_abc(&fake);
+        let dir = tempfile::tempdir().unwrap();
+        let rt_path = dir.path().join("rt");
+        let cfg = if name.starts_with("refresh") {
+            std::fs::write(&rt_path, fake.issue_refresh_token()).unwrap();
+            fake.config_toml(&format!("refresh_token_file = {rt_path:?}"))
+        } else {
+            fake.config()
+        };
+        let r = Running::start(cfg, Some(dir.path().join("snap.json")), fake.clock.clone());
+        eventually("first sync", || r.state() == TokenState::Valid).await;
+        assert_eq!(
+            r.title_of("adele@contoso.test").as_deref(),
+            Some("Engineer")
+        );
+        assert!(r.app.status.last_sync.load().is_some());
+
+        // Tokens die; the cached access token must expire too before it matters.
+        break_it(&fake);
+        advancing(&fake, Duration::from_secs(120), name, || {
+            r.state() == TokenState::Expired
+        })
+        .await;
+        fake.update_user("id-a", json!({"jobTitle": "Changed while dead"}));
+        let st = r.app.status.token.load_full();
+        assert_eq!(st.error_code.as_deref(), Some(code), "{name}");
+        assert!(st.description.contains("What to do"), "{}", st.description);
+        assert_eq!(
+            r.title_of("adele@contoso.test").as_deref(),
+            Some("Engineer"),
+            "last-known users kept"
+        );
+        assert_eq!(r.directory().source(), Source::Graph);
+        let metrics = r.app.metrics.encode();
+        assert!(
+            metrics.contains("sigstamp_token_state{state=\"expired\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("sigstamp_sync_failures_total"),
+            "{metrics}"
+        );
+
+        // Retries go on with backoff, but the state (and its `since`) is set once.
+        let tokens_before = fake.requests_of(Kind::Token).len();
+        advancing(&fake, Duration::from_secs(60), "retries continue", || {
+            fake.requests_of(Kind::Token).len() > tokens_before + 3
+        })
+        .await;
+        assert_eq!(
+            r.app.status.token.load().since,
+            st.since,
+            "{name}: not re-set per retry"
+        );
+
+        fix_it(&fake, &rt_path);
+        advancing(&fake, Duration::from_secs(60), "recovered", || {
+            r.state() == TokenState::Valid
+        })
+        .await;
+        eventually("changed values appear", || {
+            r.title_of("adele@contoso.test").as_deref() == Some("Changed while dead")
+        })
+        .await;
+        r.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn restart_with_dead_tokens_serves_the_snapshot() {
+    let fake = manual_fake().await;
+    seed_abc(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("directory.json");
+    let r = Running::start(fake.config(), Some(snap.clone()), fake.clock.clone());
+    eventually("first sync", || r.state() == TokenState::Valid).await;
+    eventually("snapshot written", || snap.exists()).await;
+    r.stop().await;
+
+    fake.expire_secret_at(fake.clock.now());
+    let r2 = Running::start(fake.config(), Some(snap.clone()), fake.clock.clone());
+    eventually("expired", || r2.state() == TokenState::Expired).await;
+    assert_eq!(r2.directory().source(), Source::Snapshot);
+    assert_eq!(
+        r2.title_of("bob.alias@contoso.test").as_deref(),
+        Some("Engineer")
+    );
+    assert!(r2
+        .app
+        .status
+        .directory_loaded
+        .load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(
+        r2.app.status.token.load().error_code.as_deref(),
+        Some("AADSTS7000222")
+    );
+    r2.stop().await;
+}
+
+#[tokio::test]
+async fn transient_failures_are_failing_not_expired() {
+    let fake = manual_fake().await;
+    seed_abc(&fake);
+    fake.with(|s| {
+        s.token_faults.push_back(Fault::new(503, None));
+        s.token_faults.push_back(Fault::new(429, Some("30")));
+    });
+    let r = Running::start(fake.config(), None, fake.clock.clone());
+    eventually("failing", || r.state() == TokenState::Failing).await;
+    assert_eq!(
+        r.app.status.token.load().error_code.as_deref(),
+        Some("AADSTS90033")
+    );
+    advancing(&fake, Duration::from_secs(5), "valid after backoff", || {
+        r.state() == TokenState::Valid
+    })
+    .await;
+    // The 429's Retry-After was honoured by the refresher's backoff.
+    let tok = fake.requests_of(Kind::Token);
+    let gap = Duration::try_from(tok[2].at - tok[1].at).unwrap();
+    assert!(gap >= Duration::from_secs(30), "{gap:?}");
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn missing_permission_is_expired_with_the_graph_code() {
+    let fake = manual_fake().await;
+    seed_abc(&fake);
+    fake.with(|s| s.permission_granted = false);
+    let r = Running::start(fake.config(), None, fake.clock.clone());
+    eventually("expired", || r.state() == TokenState::Expired).await;
+    let st = r.app.status.token.load_full();
+    assert_eq!(
+        st.error_code.as_deref(),
+        Some("Authorization_RequestDenied")
+    );
+    assert!(st.description.contains("User.Read.All"));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn unconfigured_without_a_graph_section() {
+    let app = Arc::new(App {
+        config: Config::default(),
+        stamper: Arc::new(Stamper::new(
+            Arc::new(Directory::new()),
+            Templates::embedded(),
+        )),
+        metrics: Arc::new(Metrics::new()),
+        status: Arc::new(Status::default()),
+        shutdown: CancellationToken::new(),
+    });
+    sigstamp::directory::graph::run(app.clone()).await.unwrap();
+    assert_eq!(app.status.token.load().state, TokenState::Unconfigured);
+    assert!(app
+        .metrics
+        .encode()
+        .contains("sigstamp_token_state{state=\"unconfigured\"} 1"));
+}
+
+#[tokio::test]
+async fn every_refresh_token_death_is_expired_with_its_code() {
+    use sigstamp::directory::graph::state::describe;
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let rt_path = dir.path().join("rt");
+    let cfg = fake.config_toml(&format!("refresh_token_file = {rt_path:?}"));
+    for code in [700082, 70008, 50173, 70043, 50076, 50078, 50079] {
+        std::fs::write(&rt_path, fake.issue_refresh_token()).unwrap();
+        fake.revoke_refresh_tokens(code);
+        let mut sy = syncer(&cfg, fake.clock.clone());
+        let err = sy.sync(&mut |_: Progress| {}).await.unwrap_err();
+        let st = describe(&err, fake.clock.now());
+        assert_eq!(st.state, TokenState::Expired, "{code}: {err}");
+        assert_eq!(st.error_code, Some(format!("AADSTS{code}")));
+        assert!(
+            st.description.contains("sigstamp login"),
+            "{code}: {}",
+            st.description
+        );
+    }
+    // No refresh token file at all: expired, and the description says what to run.
+    std::fs::remove_file(&rt_path).unwrap();
+    let err = syncer(&cfg, fake.clock.clone())
+        .sync(&mut |_: Progress| {})
+        .await
+        .unwrap_err();
+    let st = describe(&err, fake.clock.now());
+    assert_eq!(st.state, TokenState::Expired);
+    assert!(
+        st.description.contains("sigstamp login"),
+        "{}",
+        st.description
+    );
+}
+
+#[tokio::test]
+async fn token_request_loops_are_throttled_by_the_fake() {
+    use sigstamp::directory::graph::state::describe;
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    fake.with(|s| s.loop_limit = Some(2));
+    for _ in 0..2 {
+        one_sync(&fake.config(), &fake).await.unwrap();
+    }
+    let mut sy = syncer(&fake.config(), fake.clock.clone());
+    let err = sy.sync(&mut |_: Progress| {}).await.unwrap_err();
+    assert!(err.to_string().contains("AADSTS50196"), "{err}");
+    assert_eq!(describe(&err, fake.clock.now()).state, TokenState::Failing);
+}
