@@ -7,9 +7,18 @@ use std::process::{Command, Output, Stdio};
 
 const EXAMPLES: &[(&str, &str)] = &[
     ("examples/plain.eml", "jose.mueller@lumen-optics.example"),
-    ("examples/reply-gmail.eml", "jose.mueller@lumen-optics.example"),
-    ("examples/reply-outlook.eml", "zoe.obrien@lumen-optics.example"),
-    ("examples/attachment.eml", "soren.akesson@lumen-optics.example"),
+    (
+        "examples/reply-gmail.eml",
+        "jose.mueller@lumen-optics.example",
+    ),
+    (
+        "examples/reply-outlook.eml",
+        "zoe.obrien@lumen-optics.example",
+    ),
+    (
+        "examples/attachment.eml",
+        "soren.akesson@lumen-optics.example",
+    ),
 ];
 
 fn sigstamp(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -75,7 +84,10 @@ fn stamps_examples_from_file_and_stdin() {
         for out in [&by_file, &by_stdin, &by_dash] {
             assert!(out.status.success(), "{file}: {}", stderr(out));
         }
-        assert_eq!(by_file.stdout, by_stdin.stdout, "{file}: file and stdin differ");
+        assert_eq!(
+            by_file.stdout, by_stdin.stdout,
+            "{file}: file and stdin differ"
+        );
         assert_eq!(by_file.stdout, by_dash.stdout, "{file}: file and - differ");
         let err = stderr(&by_file);
         if !core {
@@ -88,12 +100,19 @@ fn stamps_examples_from_file_and_stdin() {
             "{file}: {err}"
         );
         assert_ne!(by_file.stdout, input, "{file}");
-        assert!(contains(&by_file.stdout, &format!("{TRACE_HEADER}:")), "{file}");
+        assert!(
+            contains(&by_file.stdout, &format!("{TRACE_HEADER}:")),
+            "{file}"
+        );
         // Stamping is idempotent: the stamped message comes back byte for byte.
         let again = sigstamp(&["stamp"], Some(&by_file.stdout));
         assert!(again.status.success());
         assert_eq!(again.stdout, by_file.stdout, "{file}: stamped twice");
-        assert!(stderr(&again).contains("already_stamped"), "{}", stderr(&again));
+        assert!(
+            stderr(&again).contains("already_stamped"),
+            "{}",
+            stderr(&again)
+        );
     }
     if core {
         // The text signature of a 7bit us-ascii message is readable in the output.
@@ -131,7 +150,12 @@ fn sender_flag_chooses_the_sender() {
     let core = core_works();
     // A sender that is not in the directory, even though From is.
     let out = sigstamp(
-        &["stamp", "--sender", "Nobody@Nowhere.example", "examples/plain.eml"],
+        &[
+            "stamp",
+            "--sender",
+            "Nobody@Nowhere.example",
+            "examples/plain.eml",
+        ],
         None,
     );
     assert!(out.status.success());
@@ -147,7 +171,10 @@ fn sender_flag_chooses_the_sender() {
 
     // A known sender (by alias, any case) for a From outside the directory.
     let input = b"From: someone@elsewhere.example\r\nSubject: x\r\n\r\nHello\r\n";
-    let out = sigstamp(&["stamp", "--sender", "J.Mueller@lumen-optics.example"], Some(input));
+    let out = sigstamp(
+        &["stamp", "--sender", "J.Mueller@lumen-optics.example"],
+        Some(input),
+    );
     assert!(out.status.success());
     if core {
         assert!(
@@ -168,7 +195,11 @@ fn templates_and_directory_flags() {
         "<p>HTMLMARK {{displayName}}</p>",
     )
     .unwrap();
-    std::fs::write(tpl.path().join("default.txt.hbs"), "-- \nTEXTMARK {{jobTitle}}\n").unwrap();
+    std::fs::write(
+        tpl.path().join("default.txt.hbs"),
+        "-- \nTEXTMARK {{jobTitle}}\n",
+    )
+    .unwrap();
     let users = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         users.path(),
@@ -176,10 +207,7 @@ fn templates_and_directory_flags() {
                         "mail": "ann@example.com"}]}"#,
     )
     .unwrap();
-    let (tpl_s, users_s) = (
-        tpl.path().to_str().unwrap(),
-        users.path().to_str().unwrap(),
-    );
+    let (tpl_s, users_s) = (tpl.path().to_str().unwrap(), users.path().to_str().unwrap());
     let input = b"From: Ann <ANN@example.com>\r\nSubject: x\r\n\r\nHello\r\n";
     let out = sigstamp(
         &["stamp", "--templates", tpl_s, "--directory", users_s],
@@ -187,11 +215,22 @@ fn templates_and_directory_flags() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     if core {
-        assert!(contains(&out.stdout, "TEXTMARK Chief Tester"), "{}", stderr(&out));
+        assert!(
+            contains(&out.stdout, "TEXTMARK Chief Tester"),
+            "{}",
+            stderr(&out)
+        );
     }
 
     let out = sigstamp(
-        &["preview", "ann@example.com", "--templates", tpl_s, "--directory", users_s],
+        &[
+            "preview",
+            "ann@example.com",
+            "--templates",
+            tpl_s,
+            "--directory",
+            users_s,
+        ],
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));

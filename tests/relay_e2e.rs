@@ -465,3 +465,43 @@ except smtplib.SMTPException as e:
     assert!(out.contains("error") && out.contains("451"), "{out}");
     assert!(without.none_left());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loops_and_unstampable_messages_pass_unchanged_and_are_counted() {
+    if !have("python3") {
+        return;
+    }
+    let mut r = relay(|_| {}, SinkOptions::default()).await;
+    let already = format!("{}: stamped\r\n{MESSAGE}", sigstamp::stamp::TRACE_HEADER);
+    let stranger = MESSAGE.replace("alice@example.com", "stranger@example.net");
+    let signed = "From: alice@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n--b\r\nContent-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n--b--\r\n";
+    for (from, msg) in [
+        ("alice@example.com", already.as_str()),
+        ("stranger@example.net", stranger.as_str()),
+        ("alice@example.com", signed),
+    ] {
+        let script = format!(
+            r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+print("refused", s.sendmail({from:?}, ["bob@example.org"], {msg:?}.encode()))
+s.quit()
+"#,
+            port = r.addr.port()
+        );
+        let out = python_async(script).await;
+        assert!(out.contains("refused {}"), "{out}");
+        let d = r.next().await.expect("delivered");
+        assert_eq!(
+            String::from_utf8_lossy(&d.message),
+            msg,
+            "passed on byte for byte"
+        );
+    }
+    assert!(r.none_left());
+    let m = r.metrics.encode();
+    for outcome in ["already_stamped", "unknown_sender", "signed"] {
+        let line = format!("sigstamp_messages_total{{edge=\"relay\",outcome=\"{outcome}\"}} 1");
+        assert!(m.contains(&line), "{line} missing:\n{m}");
+    }
+}

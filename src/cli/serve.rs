@@ -40,7 +40,10 @@ pub fn run(args: Args) -> CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config))?;
+    // `{:#}` keeps anyhow's context chain ("smtp: smtp.listen …: address in use").
+    runtime
+        .block_on(serve(config))
+        .map_err(|e| format!("{e:#}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -71,8 +74,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(signals(shutdown.clone()));
     let mut edges = tokio::task::JoinSet::new();
-    edges.spawn(named("smtp", crate::smtp::run(app.clone())));
-    edges.spawn(named("milter", crate::milter::run(app.clone())));
+    if app.config.smtp.is_some() {
+        edges.spawn(named("smtp", crate::smtp::run(app.clone())));
+    }
+    if app.config.milter.is_some() {
+        edges.spawn(named("milter", crate::milter::run(app.clone())));
+    }
     edges.spawn(named("admin", crate::admin::run(app.clone())));
 
     let mut failure = None;
