@@ -183,3 +183,20 @@ async fn sigterm_drains_sessions_in_flight_and_exits_0() {
     assert!(String::from_utf8_lossy(&d.message).ends_with("first half\r\nsecond half\r\n"));
     assert!(delivered.try_recv().is_err(), "delivered exactly once");
 }
+
+#[test]
+fn example_config_smtp_section_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sigstamp.example.toml"
+    ))
+    .unwrap();
+    let value: toml::Table = toml::from_str(&text).unwrap();
+    let smtp: sigstamp::smtp::SmtpConfig = value["smtp"].clone().try_into().unwrap();
+    smtp.validate().unwrap();
+    assert_eq!(smtp.listen, "127.0.0.1:2525");
+    let dir = value["directory"]["file"].as_str().unwrap();
+    assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(dir)
+        .is_file());
+}
