@@ -505,3 +505,36 @@ s.quit()
         assert!(m.contains(&line), "{line} missing:\n{m}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_unchanged_puts_the_trace_header_on_every_relayed_message() {
+    if !have("python3") {
+        return;
+    }
+    let mut r = relay(|c| c.mark_unchanged = true, SinkOptions::default()).await;
+    let stranger = MESSAGE.replace("alice@example.com", "stranger@example.net");
+    let send = |msg: String, port: u16| {
+        format!(
+            r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+print("refused", s.sendmail("stranger@example.net", ["bob@example.org"], {msg:?}.encode()))
+s.quit()
+"#
+        )
+    };
+    let out = python_async(send(stranger.clone(), r.addr.port())).await;
+    assert!(out.contains("refused {}"), "{out}");
+    let first = r.next().await.unwrap();
+    let marked = format!("X-Sigstamp: unchanged (unknown_sender)\r\n{stranger}");
+    assert_eq!(String::from_utf8_lossy(&first.message), marked);
+    // Back through sigstamp (a loop): recognised, not marked twice.
+    let out = python_async(send(marked.clone(), r.addr.port())).await;
+    assert!(out.contains("refused {}"), "{out}");
+    assert_eq!(
+        String::from_utf8_lossy(&r.next().await.unwrap().message),
+        marked
+    );
+    let m = r.metrics.encode();
+    assert!(m.contains("outcome=\"already_stamped\"} 1"), "{m}");
+}

@@ -62,6 +62,11 @@ pub struct SmtpConfig {
     /// Exchange Online inbound connector identifies sigstamp by.
     pub next_hop_cert: Option<PathBuf>,
     pub next_hop_key: Option<PathBuf>,
+    /// Add `X-Sigstamp: unchanged (<reason>)` on top of messages passed on without a
+    /// signature, so that every message that went through sigstamp carries the trace header
+    /// (an Exchange Online transport rule excepting it then cannot loop them back).
+    #[serde(default)]
+    pub mark_unchanged: bool,
     /// Connect and per-command timeout towards the next hop.
     #[serde(default = "default_next_hop_timeout", with = "crate::config::duration")]
     pub next_hop_timeout: Duration,
@@ -131,6 +136,7 @@ impl SmtpConfig {
             next_hop_ca: None,
             next_hop_cert: None,
             next_hop_key: None,
+            mark_unchanged: false,
             next_hop_timeout: default_next_hop_timeout(),
             next_hop_data_timeout: default_data_timeout(),
         }
