@@ -200,3 +200,26 @@ fn example_config_smtp_section_is_valid() {
         .join(dir)
         .is_file());
 }
+
+#[test]
+fn demo_runs_with_no_setup_and_writes_a_stamped_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("delivered.eml");
+    let out = sigstamp()
+        .args(["demo", "--out", out_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&out_file.display().to_string()), "{stdout}");
+    assert!(stdout.contains("stamped for"), "{stdout}");
+    let delivered = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        delivered.starts_with("X-Sigstamp: stamped\r\n"),
+        "{delivered}"
+    );
+}
