@@ -88,13 +88,16 @@ struct Transaction {
     bdat: bool,
 }
 
+/// Most the declared SIZE may reserve up front (a declared size is only a promise).
+const MAX_PRESIZE: usize = 1024 * 1024;
+
 impl Transaction {
-    fn new(mail_from: String) -> Self {
+    fn new(mail_from: String, declared_size: usize) -> Self {
         Transaction {
             mail_from,
             rcpts: Vec::new(),
             attempted: 0,
-            data: Vec::new(),
+            data: Vec::with_capacity(declared_size.min(MAX_PRESIZE)),
             bdat: false,
         }
     }
