@@ -241,6 +241,23 @@ struct Running {
 
 impl Running {
     fn start(cfg: GraphConfig, snapshot: Option<PathBuf>, clock: Arc<ManualClock>) -> Running {
+        Self::start_with(cfg, snapshot, clock, false)
+    }
+
+    /// `preload`: load the snapshot before the refresher starts, as `sigstamp serve` does.
+    fn start_with(
+        cfg: GraphConfig,
+        snapshot: Option<PathBuf>,
+        clock: Arc<ManualClock>,
+        preload: bool,
+    ) -> Running {
+        let directory = Arc::new(Directory::new());
+        if preload {
+            let path = snapshot.as_deref().unwrap();
+            sigstamp::directory::snapshot::load(path, &directory)
+                .unwrap()
+                .unwrap();
+        }
         let config = Config {
             graph: Some(cfg),
             directory: DirectoryConfig {
@@ -249,7 +266,6 @@ impl Running {
             },
             ..Default::default()
         };
-        let directory = Arc::new(Directory::new());
         let app = Arc::new(App {
             config,
             stamper: Arc::new(Stamper::new(directory, Templates::embedded())),
@@ -431,6 +447,19 @@ async fn restart_with_dead_tokens_serves_the_snapshot() {
         Some("AADSTS7000222")
     );
     r2.stop().await;
+
+    // The same with the snapshot already loaded by `serve`; a fixed secret then syncs.
+    let r3 = Running::start_with(fake.config(), Some(snap.clone()), fake.clock.clone(), true);
+    assert_eq!(r3.directory().source(), Source::Snapshot);
+    eventually("expired", || r3.state() == TokenState::Expired).await;
+    assert_eq!(r3.directory().source(), Source::Snapshot);
+    fake.set_secret(SECRET);
+    advancing(&fake, Duration::from_secs(60), "recovered", || {
+        r3.state() == TokenState::Valid
+    })
+    .await;
+    eventually("graph data", || r3.directory().source() == Source::Graph).await;
+    r3.stop().await;
 }
 
 #[tokio::test]
@@ -544,4 +573,91 @@ async fn token_request_loops_are_throttled_by_the_fake() {
     let err = sy.sync(&mut |_: Progress| {}).await.unwrap_err();
     assert!(err.to_string().contains("AADSTS50196"), "{err}");
     assert_eq!(describe(&err, fake.clock.now()).state, TokenState::Failing);
+}
+
+#[tokio::test]
+async fn fake_token_endpoint_validates_requests_and_error_shape() {
+    let fake = FakeGraph::start().await;
+    let url = format!("{}/{TENANT}/oauth2/v2.0/token", fake.base);
+    let http = reqwest::Client::new();
+    let post = |form: Vec<(&'static str, &'static str)>| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http.post(&url).form(&form).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let base = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", CLIENT_ID),
+        ("client_secret", SECRET),
+    ];
+    let with = |extra: Vec<(&'static str, &'static str)>| {
+        base.iter().cloned().chain(extra).collect::<Vec<_>>()
+    };
+
+    let (st, body) = post(with(vec![("resource", "https://graph.microsoft.com")])).await;
+    assert_eq!((st, body["error_codes"][0].as_u64()), (400, Some(901002)));
+    let (st, body) = post(base.clone()).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "missing scope"
+    );
+    let (st, body) = post(with(vec![(
+        "scope",
+        "https://graph.microsoft.com/.default https://vault.azure.net/.default",
+    )]))
+    .await;
+    assert_eq!((st, body["error"].as_str()), (400, Some("invalid_scope")));
+    let (st, body) = post(with(vec![(
+        "scope",
+        "https://graph.microsoft.com/.default",
+    )]))
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["expires_in"], 3599);
+    assert!(body["access_token"].is_string() && body.get("refresh_token").is_none());
+
+    // HTTP Basic client authentication: form-urlencoded id and secret (RFC 6749 §2.3.1).
+    let mut enc = reqwest::Url::parse("http://x/").unwrap();
+    enc.query_pairs_mut().append_pair("s", SECRET);
+    let secret_enc = enc.query().unwrap().trim_start_matches("s=").to_string();
+    let r = http
+        .post(&url)
+        .basic_auth(CLIENT_ID, Some(secret_enc))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // §1.5 error shape, 401 for invalid_client.
+    let (st, e) = post(vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", CLIENT_ID),
+        ("client_secret", "nope"),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ])
+    .await;
+    assert_eq!(st, 401);
+    assert_eq!(e["error"], "invalid_client");
+    let desc = e["error_description"].as_str().unwrap();
+    assert!(desc.starts_with("AADSTS7000215: "), "{desc}");
+    assert!(
+        desc.contains("\r\nTrace ID: ")
+            && desc.contains("\r\nCorrelation ID: ")
+            && desc.contains("\r\nTimestamp: ")
+    );
+    let ts = e["timestamp"].as_str().unwrap();
+    assert!(
+        ts.len() == 20 && ts.ends_with('Z') && &ts[10..11] == " ",
+        "{ts}"
+    );
+    for k in ["trace_id", "correlation_id", "error_uri"] {
+        assert!(e[k].is_string(), "{k}");
+    }
 }

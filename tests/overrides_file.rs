@@ -182,7 +182,10 @@ fn save_and_load_round_trip_atomically() {
     );
 }
 
-fn csv(text: &str) -> Result<Vec<(usize, String, String, Option<String>)>, String> {
+/// (line, address, attribute, value)
+type Row = (usize, String, String, Option<String>);
+
+fn csv(text: &str) -> Result<Vec<Row>, String> {
     overrides::parse_csv(text)
         .map(|rows| {
             rows.into_iter()
@@ -199,7 +202,7 @@ fn csv(text: &str) -> Result<Vec<(usize, String, String, Option<String>)>, Strin
         .map_err(|e| e.to_string())
 }
 
-fn row(line: usize, a: &str, k: &str, v: Option<&str>) -> (usize, String, String, Option<String>) {
+fn row(line: usize, a: &str, k: &str, v: Option<&str>) -> Row {
     (line, a.into(), k.into(), v.map(Into::into))
 }
 
@@ -224,6 +227,14 @@ fn csv_quoting_header_bom_and_blank_values() {
             row(8, "c@x.example", "mobilePhone", None),
             row(9, "c@x.example", "faxNumber", None),
             row(10, "d@x.example", "note", Some("\"quoted\", plain")),
+        ]
+    );
+    // Blank lines (LF and CRLF) keep the line numbers right.
+    assert_eq!(
+        csv("\n\na@x.example,jobTitle,x\n\n\r\nb@x.example,team,\n").unwrap(),
+        [
+            row(3, "a@x.example", "jobTitle", Some("x")),
+            row(6, "b@x.example", "team", None),
         ]
     );
     // No header is fine too, and so is an empty file.
@@ -341,4 +352,27 @@ async fn watcher_applies_changes_live_and_keeps_the_last_good_file() {
         .await
         .expect("watcher stops when cancelled")
         .unwrap();
+}
+
+#[test]
+fn custom_attributes_reach_the_templates() {
+    let d = directory();
+    let mut ov = Overrides::default();
+    ov.set("j.m@contoso.example", "pronouns", "he/him").unwrap();
+    ov.set("j.m@contoso.example", "jobTitle", "Sales & Marketing")
+        .unwrap();
+    d.set_overrides(ov);
+    let tpl = tempfile::tempdir().unwrap();
+    let body = "{{displayName}}{{#if pronouns}} ({{pronouns}}){{/if}}, {{jobTitle}}";
+    std::fs::write(tpl.path().join("default.html.hbs"), body).unwrap();
+    std::fs::write(tpl.path().join("default.txt.hbs"), body).unwrap();
+    let t = sigstamp::render::Templates::load(tpl.path()).unwrap();
+    let sig = t
+        .render(
+            "default",
+            &d.lookup("jose.mueller@contoso.example").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(sig.html, "José Müller (he/him), Sales &amp; Marketing");
+    assert_eq!(sig.text, "José Müller (he/him), Sales & Marketing\n");
 }

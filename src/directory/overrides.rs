@@ -381,11 +381,8 @@ fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, OverridesError> 
             fields.push(field);
             match chars.next() {
                 Some(',') => continue,
-                Some('\r') => {
-                    if chars.peek() == Some(&'\n') {
-                        chars.next();
-                    }
-                }
+                // End of record: "\n", "\r\n" or the end of the text.
+                Some('\r') => _ = chars.next_if_eq(&'\n'),
                 _ => {}
             }
             line += 1;

@@ -44,23 +44,40 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
-    pub fn new(
-        users: &[User],
-        delta_link: Option<String>,
-        delta_at: Option<OffsetDateTime>,
-        written_at: OffsetDateTime,
-    ) -> Self {
-        Snapshot {
-            version: VERSION,
-            written_at,
-            delta_link,
-            delta_at,
-            users: users.iter().map(|u| u.attrs.clone()).collect(),
-        }
-    }
-
     pub fn into_users(self) -> Vec<User> {
         self.users.into_iter().map(User::new).collect()
+    }
+}
+
+/// What [`write`] serialises: the same shape as [`Snapshot`], borrowing the users so a
+/// large directory is not copied again just to be written.
+pub struct SnapshotRef<'a> {
+    pub written_at: OffsetDateTime,
+    pub delta_link: Option<&'a str>,
+    pub delta_at: Option<OffsetDateTime>,
+    pub users: &'a [User],
+}
+
+impl Serialize for SnapshotRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Users<'a>(&'a [User]);
+        impl Serialize for Users<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|u| &u.attrs))
+            }
+        }
+        let rfc = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .map_err(serde::ser::Error::custom)
+        };
+        let mut st = s.serialize_struct("Snapshot", 5)?;
+        st.serialize_field("version", &VERSION)?;
+        st.serialize_field("written_at", &rfc(self.written_at)?)?;
+        st.serialize_field("delta_link", &self.delta_link)?;
+        st.serialize_field("delta_at", &self.delta_at.map(rfc).transpose()?)?;
+        st.serialize_field("users", &Users(self.users))?;
+        st.end()
     }
 }
 
@@ -116,10 +133,12 @@ pub fn load(path: &Path, directory: &Directory) -> Result<Option<Loaded>, Snapsh
 }
 
 /// Write the snapshot atomically (temp file, fsync, rename), mode 0600: it holds directory
-/// data and a deltaLink.
-pub fn write(path: &Path, snap: &Snapshot) -> Result<(), SnapshotError> {
-    let bytes = serde_json::to_vec(snap).expect("a snapshot always serialises");
-    write_atomic(path, &bytes, 0o600).map_err(|source| SnapshotError::Write {
+/// data and a deltaLink. Streamed, so a large directory is not buffered whole.
+pub fn write(path: &Path, snap: &SnapshotRef<'_>) -> Result<(), SnapshotError> {
+    write_atomic_with(path, 0o600, |w| {
+        serde_json::to_writer(w, snap).map_err(std::io::Error::other)
+    })
+    .map_err(|source| SnapshotError::Write {
         path: path.into(),
         source,
     })
@@ -127,6 +146,15 @@ pub fn write(path: &Path, snap: &Snapshot) -> Result<(), SnapshotError> {
 
 /// Replace `path` with `bytes` so that readers see the old or the new file, never half of one.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_with(path, mode, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content produced by `fill`.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -147,8 +175,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(mode);
         }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
+        let mut w = std::io::BufWriter::new(opts.open(&tmp)?);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
@@ -180,7 +209,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("snap.json");
         let now = OffsetDateTime::now_utc();
-        let snap = Snapshot::new(&[user("1", "a@x.test")], Some("dl".into()), Some(now), now);
+        let users = [user("1", "a@x.test")];
+        let snap = SnapshotRef {
+            written_at: now,
+            delta_link: Some("dl"),
+            delta_at: Some(now),
+            users: &users,
+        };
         write(&p, &snap).unwrap();
         #[cfg(unix)]
         {

@@ -56,28 +56,38 @@ const HTML_TAG_MARKERS: &[&[u8]] = &[
     b"class=\"OutlookMessageHeader", // Outlook 2003
 ];
 
+/// Outlook desktop's bold reply header starts with this; it is checked further on a match.
+const BOLD_FROM: &[u8] = b"From:</";
+
+/// One case-insensitive DFA over every marker (and [`BOLD_FROM`]): a single pass over the
+/// HTML finds the earliest quote, whatever the client.
+fn html_markers() -> &'static aho_corasick::AhoCorasick {
+    static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    AC.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(HTML_TAG_MARKERS.iter().chain([&BOLD_FROM]))
+            .expect("static markers")
+    })
+}
+
 /// Where in an HTML body the signature goes (a byte offset).
 pub fn html_position(html: &[u8]) -> usize {
-    let mut best: Option<usize> = None;
-    let mut consider = |pos: usize| {
-        if best.is_none_or(|b| pos < b) {
-            best = Some(pos);
-        }
-    };
-    for m in HTML_TAG_MARKERS {
-        if let Some(at) = find_ci(html, m, 0) {
-            let mut start = tag_start(html, at);
-            if m.eq_ignore_ascii_case(b"divRplyFwdMsg") {
-                start = include_preceding_hr(html, start);
+    for m in html_markers().find_iter(html) {
+        let Some(marker) = HTML_TAG_MARKERS.get(m.pattern().as_usize()) else {
+            match outlook_bold_header(html, m.start()) {
+                Some(at) => return at,
+                None => continue,
             }
-            consider(start);
-        }
-    }
-    if let Some(at) = outlook_bold_header(html) {
-        consider(at);
-    }
-    if let Some(at) = best {
-        return at;
+        };
+        let start = tag_start(html, m.start());
+        return if marker.eq_ignore_ascii_case(b"divRplyFwdMsg") {
+            include_preceding_hr(html, start)
+        } else {
+            start
+        };
     }
     if let Some(at) = closing_tag(html, b"body").or_else(|| closing_tag(html, b"html")) {
         return at;
@@ -102,35 +112,31 @@ fn include_preceding_hr(html: &[u8], start: usize) -> usize {
 }
 
 /// Outlook desktop without the border block: `<b>From:</b> … <b>Sent:</b>` (possibly with a
-/// `<span>` inside the bold). The signature goes before the paragraph holding "From:".
-fn outlook_bold_header(html: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = find_ci(html, b"From:</", from) {
-        from = at + 1;
-        let after = &html[at + 5..html.len().min(at + 20)];
-        let bold = after.starts_with(b"</b>")
-            || after.starts_with(b"</B>")
-            || after.to_ascii_lowercase().starts_with(b"</span></b>");
-        if !bold {
-            continue;
-        }
-        let window = &html[at..html.len().min(at + 2000)];
-        let has_next = [
-            b"Sent:</".as_slice(),
-            b"Date:</",
-            b"Gesendet:</",
-            b"Envoy\xc3\xa9:</",
-        ]
-        .iter()
-        .any(|n| find_ci(window, n, 0).is_some());
-        if !has_next {
-            continue;
-        }
-        let p = rfind_ci(&html[..at], b"<p");
-        let d = rfind_ci(&html[..at], b"<div");
-        return p.max(d).or(Some(tag_start(html, at)));
+/// `<span>` inside the bold). `at` is where "From:</" was found; the signature goes before the
+/// paragraph holding it.
+fn outlook_bold_header(html: &[u8], at: usize) -> Option<usize> {
+    let after = &html[at + 5..html.len().min(at + 20)];
+    let bold = after.starts_with(b"</b>")
+        || after.starts_with(b"</B>")
+        || after.to_ascii_lowercase().starts_with(b"</span></b>");
+    if !bold {
+        return None;
     }
-    None
+    let window = &html[at..html.len().min(at + 2000)];
+    let has_next = [
+        b"Sent:</".as_slice(),
+        b"Date:</",
+        b"Gesendet:</",
+        b"Envoy\xc3\xa9:</",
+    ]
+    .iter()
+    .any(|n| find_ci(window, n, 0).is_some());
+    if !has_next {
+        return None;
+    }
+    let p = rfind_ci(&html[..at], b"<p");
+    let d = rfind_ci(&html[..at], b"<div");
+    p.max(d).or(Some(tag_start(html, at)))
 }
 
 /// The last `</name` followed by `>` or whitespace.

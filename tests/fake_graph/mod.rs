@@ -151,7 +151,11 @@ pub struct Script {
     pub duplicate_entries: bool,
     pub require_consistency_level: bool,
     requests: Vec<Recorded>,
+    delta_cache: Option<(RoundKey, Arc<Vec<String>>)>,
 }
+
+/// since, upto, select, directory version: what a delta round's id list depends on.
+type RoundKey = (u64, u64, Vec<String>, u64);
 
 struct Inner {
     base: String,
@@ -218,6 +222,7 @@ impl FakeGraph {
                 duplicate_entries: false,
                 require_consistency_level: true,
                 requests: Vec::new(),
+                delta_cache: None,
             }),
         });
         let app = axum::Router::new()
@@ -1257,25 +1262,36 @@ impl Inner {
         let props = props_of(&st.select);
         let with_manager = st.select.iter().any(|p| p == "manager");
         let in_range = |v: u64| v > st.since && v <= st.upto;
-        let matching: Vec<(&String, &FakeUser)> = s
-            .users
-            .iter()
-            .filter(|(_, u)| match &u.removed {
-                Some((_, v)) => in_range(*v),
-                None => {
-                    props
+        // The ids of one round are computed once and reused for its pages (large tenants).
+        let key = (st.since, st.upto, st.select.clone(), s.version);
+        let ids = match &s.delta_cache {
+            Some((k, ids)) if *k == key => ids.clone(),
+            _ => {
+                let ids: Arc<Vec<String>> = Arc::new(
+                    s.users
                         .iter()
-                        .any(|p| u.versions.get(*p).is_some_and(|v| in_range(*v)))
-                        || (with_manager && in_range(u.manager_version))
-                }
-            })
-            .collect();
+                        .filter(|(_, u)| match &u.removed {
+                            Some((_, v)) => in_range(*v),
+                            None => {
+                                props
+                                    .iter()
+                                    .any(|p| u.versions.get(*p).is_some_and(|v| in_range(*v)))
+                                    || (with_manager && in_range(u.manager_version))
+                            }
+                        })
+                        .map(|(id, _)| id.clone())
+                        .collect(),
+                );
+                s.delta_cache = Some((key, ids.clone()));
+                ids
+            }
+        };
         let n = s.delta_page_size.max(1);
-        let mut page: Vec<Value> = matching
+        let mut page: Vec<Value> = ids
             .iter()
             .skip(st.offset)
             .take(n)
-            .map(|(id, u)| delta_entry(id, u, &props, with_manager, minimal, &in_range))
+            .map(|id| delta_entry(id, &s.users[id], &props, with_manager, minimal, &in_range))
             .collect();
         if s.duplicate_entries {
             if let Some(first) = page.first().cloned() {
@@ -1286,7 +1302,7 @@ impl Inner {
             "@odata.context": format!("{}/v1.0/$metadata#users({})", self.base, props.join(",")),
             "value": page,
         });
-        if st.offset + n < matching.len() {
+        if st.offset + n < ids.len() {
             let next = StateToken {
                 offset: st.offset + n,
                 ..st.clone()

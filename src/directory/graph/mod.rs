@@ -273,10 +273,11 @@ impl Sink {
                 let users = snap.users.len();
                 let (link, at, written) = (snap.delta_link.clone(), snap.delta_at, snap.written_at);
                 let users_vec = snap.into_users();
-                if matches!(self.directory.source(), Source::Empty | Source::Snapshot) {
+                // `sigstamp serve` may have loaded it already (before the edges start).
+                if self.directory.source() == Source::Empty {
                     self.directory
                         .replace_users(users_vec.clone(), Source::Snapshot);
-                    self.loaded(users);
+                    self.loaded(users, written);
                 }
                 syncer.seed(users_vec, link, at);
                 tracing::info!(path = %path.display(), users, written_at = %written, "directory loaded from snapshot");
@@ -285,11 +286,11 @@ impl Sink {
         }
     }
 
-    fn loaded(&self, users: usize) {
+    fn loaded(&self, users: usize, at: time::OffsetDateTime) {
         self.metrics.directory_users.set(users as i64);
         self.metrics
             .directory_loaded_timestamp
-            .set(self.clock.now().unix_timestamp() as f64);
+            .set(at.unix_timestamp() as f64);
         self.status.directory_loaded.store(true, Ordering::Relaxed);
     }
 
@@ -307,23 +308,28 @@ impl Sink {
         // A quiet incremental round changes nothing: skip rebuilding the index.
         let unchanged =
             !report.full && report.entries == 0 && self.directory.source() == Source::Graph;
-        let users = syncer.users();
         if !unchanged {
-            self.directory.replace_users(users.clone(), Source::Graph);
+            self.directory.replace_users(syncer.users(), Source::Graph);
         }
-        self.loaded(users.len());
+        self.loaded(syncer.len(), now);
         let Some(path) = self.snapshot.clone() else {
             return Ok(());
         };
-        let snap = snapshot::Snapshot::new(
-            &users,
-            syncer.delta_link().map(str::to_string),
-            syncer.delta_at(),
-            now,
-        );
-        tokio::task::spawn_blocking(move || snapshot::write(&path, &snap))
-            .await
-            .unwrap_or_else(|e| panic!("snapshot writer panicked: {e}"))
+        // Written from the directory's own base users: no further copy of the tenant.
+        let users = self.directory.base_users();
+        let link = syncer.delta_link().map(str::to_string);
+        let delta_at = syncer.delta_at();
+        tokio::task::spawn_blocking(move || {
+            let snap = snapshot::SnapshotRef {
+                written_at: now,
+                delta_link: link.as_deref(),
+                delta_at,
+                users: &users,
+            };
+            snapshot::write(&path, &snap)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("snapshot writer panicked: {e}"))
     }
 }
 
