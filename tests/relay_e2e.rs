@@ -389,3 +389,152 @@ async fn smtplib_starttls_and_client_certificate() {
     assert_eq!(d.message, want);
     assert!(r.none_left());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_hop_client_certificate_is_presented() {
+    if !have("python3") {
+        return;
+    }
+    let pki = Pki::new("sigstamp.example.com");
+    // A next hop that insists on a client certificate from the test CA (as an Exchange
+    // Online inbound connector matched by certificate does).
+    let roots = std::sync::Arc::new(sigstamp::smtp::tls::roots("test", Some(&pki.ca)).unwrap());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots,
+        sigstamp::smtp::tls::provider(),
+    )
+    .build()
+    .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(sigstamp::smtp::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            sigstamp::smtp::tls::load_certs("test", &pki.server_cert).unwrap(),
+            rustls_pki_types::pem::PemObject::from_pem_file(&pki.server_key).unwrap(),
+        )
+        .unwrap();
+    let sink = SinkOptions {
+        tls: Some(std::sync::Arc::new(server)),
+        policy: None,
+    };
+    let send = |port: u16| {
+        format!(
+            r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+try:
+    print("refused", s.sendmail("alice@example.com", ["bob@example.org"], {msg:?}.encode()))
+except smtplib.SMTPException as e:
+    print("error", e)
+"#,
+            msg = MESSAGE
+        )
+    };
+    let (ca, cert, key) = (
+        pki.ca.clone(),
+        pki.client_cert.clone(),
+        pki.client_key.clone(),
+    );
+    let mut with_cert = relay(
+        move |c| {
+            c.next_hop_tls = NextHopTls::Required;
+            c.next_hop_ca = Some(ca);
+            c.next_hop_tls_name = Some("localhost".into());
+            c.next_hop_cert = Some(cert);
+            c.next_hop_key = Some(key);
+        },
+        sink.clone(),
+    )
+    .await;
+    let out = python_async(send(with_cert.addr.port())).await;
+    assert!(out.contains("refused {}"), "{out}");
+    assert!(with_cert.next().await.unwrap().tls);
+
+    let ca = pki.ca.clone();
+    let mut without = relay(
+        move |c| {
+            c.next_hop_tls = NextHopTls::Required;
+            c.next_hop_ca = Some(ca);
+            c.next_hop_tls_name = Some("localhost".into());
+        },
+        sink,
+    )
+    .await;
+    let out = python_async(send(without.addr.port())).await;
+    assert!(out.contains("error") && out.contains("451"), "{out}");
+    assert!(without.none_left());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loops_and_unstampable_messages_pass_unchanged_and_are_counted() {
+    if !have("python3") {
+        return;
+    }
+    let mut r = relay(|_| {}, SinkOptions::default()).await;
+    let already = format!("{}: stamped\r\n{MESSAGE}", sigstamp::stamp::TRACE_HEADER);
+    let stranger = MESSAGE.replace("alice@example.com", "stranger@example.net");
+    let signed = "From: alice@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n--b\r\nContent-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n--b--\r\n";
+    for (from, msg) in [
+        ("alice@example.com", already.as_str()),
+        ("stranger@example.net", stranger.as_str()),
+        ("alice@example.com", signed),
+    ] {
+        let script = format!(
+            r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+print("refused", s.sendmail({from:?}, ["bob@example.org"], {msg:?}.encode()))
+s.quit()
+"#,
+            port = r.addr.port()
+        );
+        let out = python_async(script).await;
+        assert!(out.contains("refused {}"), "{out}");
+        let d = r.next().await.expect("delivered");
+        assert_eq!(
+            String::from_utf8_lossy(&d.message),
+            msg,
+            "passed on byte for byte"
+        );
+    }
+    assert!(r.none_left());
+    let m = r.metrics.encode();
+    for outcome in ["already_stamped", "unknown_sender", "signed"] {
+        let line = format!("sigstamp_messages_total{{edge=\"relay\",outcome=\"{outcome}\"}} 1");
+        assert!(m.contains(&line), "{line} missing:\n{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mark_unchanged_puts_the_trace_header_on_every_relayed_message() {
+    if !have("python3") {
+        return;
+    }
+    let mut r = relay(|c| c.mark_unchanged = true, SinkOptions::default()).await;
+    let stranger = MESSAGE.replace("alice@example.com", "stranger@example.net");
+    let send = |msg: String, port: u16| {
+        format!(
+            r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+print("refused", s.sendmail("stranger@example.net", ["bob@example.org"], {msg:?}.encode()))
+s.quit()
+"#
+        )
+    };
+    let out = python_async(send(stranger.clone(), r.addr.port())).await;
+    assert!(out.contains("refused {}"), "{out}");
+    let first = r.next().await.unwrap();
+    let marked = format!("X-Sigstamp: unchanged (unknown_sender)\r\n{stranger}");
+    assert_eq!(String::from_utf8_lossy(&first.message), marked);
+    // Back through sigstamp (a loop): recognised, not marked twice.
+    let out = python_async(send(marked.clone(), r.addr.port())).await;
+    assert!(out.contains("refused {}"), "{out}");
+    assert_eq!(
+        String::from_utf8_lossy(&r.next().await.unwrap().message),
+        marked
+    );
+    let m = r.metrics.encode();
+    assert!(m.contains("outcome=\"already_stamped\"} 1"), "{m}");
+}

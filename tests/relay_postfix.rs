@@ -22,26 +22,12 @@ s.quit()
     )
 }
 
-/// The message went through the pipeline: stamped when the pipeline stamps `MESSAGE`,
-/// otherwise its body unchanged.
-fn assert_stamped_as_pipeline_would(stamper: &sigstamp::pipeline::Stamper, got: &[u8]) {
-    let want = expected_delivery(
-        stamper,
-        MESSAGE.as_bytes(),
-        "alice@example.com",
-        &["bob@example.org".into()],
-    );
-    let got = String::from_utf8_lossy(got);
-    let trace = format!("{}:", sigstamp::stamp::TRACE_HEADER);
-    if want != MESSAGE.as_bytes() {
-        assert!(got.contains(&trace), "stamped:\n{got}");
-    } else {
-        assert!(!got.contains(&trace), "{got}");
-        assert!(
-            got.ends_with("Hello Bob,\r\n.leading dot\r\nbye\r\n"),
-            "{got}"
-        );
-    }
+/// Postfix adds its Received header, so the exact bytes are not predictable: check the
+/// stamp, and that the original body is still there.
+fn assert_stamped_through_postfix(got: &[u8]) {
+    assert_stamped(got);
+    let text = String::from_utf8_lossy(got);
+    assert!(text.contains("Hello Bob,\r\n.leading dot\r\n"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +60,7 @@ async fn postfix_relayhost_through_sigstamp() {
         "{:?}",
         d.rcpts
     );
-    assert_stamped_as_pipeline_would(&relay.stamper, &d.message);
+    assert_stamped_through_postfix(&d.message);
     assert!(relay.none_left());
     // Postfix logs the delivery once it has read sigstamp's 250.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -136,7 +122,7 @@ async fn postfix_proxy_filter_through_sigstamp() {
         "{:?}",
         d.rcpts
     );
-    assert_stamped_as_pipeline_would(&relay.stamper, &d.message);
+    assert_stamped_through_postfix(&d.message);
     assert!(delivered.try_recv().is_err());
     assert!(
         relay.none_left(),

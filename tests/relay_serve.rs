@@ -44,16 +44,16 @@ fn serve(config: &str) -> (Guard, SocketAddr, std::sync::mpsc::Receiver<String>)
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sigstamp.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = sigstamp()
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    // Owned by the guard at once, so every path (a panic included) kills and reaps it.
-    let guard = Guard(child);
+    let mut guard = Guard(
+        sigstamp()
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = guard.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _keep = dir;
@@ -182,4 +182,44 @@ async fn sigterm_drains_sessions_in_flight_and_exits_0() {
     let d = delivered.recv().await.unwrap();
     assert!(String::from_utf8_lossy(&d.message).ends_with("first half\r\nsecond half\r\n"));
     assert!(delivered.try_recv().is_err(), "delivered exactly once");
+}
+
+#[test]
+fn example_config_smtp_section_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sigstamp.example.toml"
+    ))
+    .unwrap();
+    let value: toml::Table = toml::from_str(&text).unwrap();
+    let smtp: sigstamp::smtp::SmtpConfig = value["smtp"].clone().try_into().unwrap();
+    smtp.validate().unwrap();
+    assert_eq!(smtp.listen, "127.0.0.1:2525");
+    let dir = value["directory"]["file"].as_str().unwrap();
+    assert!(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(dir)
+        .is_file());
+}
+
+#[test]
+fn demo_runs_with_no_setup_and_writes_a_stamped_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("delivered.eml");
+    let out = sigstamp()
+        .args(["demo", "--out", out_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&out_file.display().to_string()), "{stdout}");
+    assert!(stdout.contains("stamped for"), "{stdout}");
+    let delivered = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        delivered.starts_with("X-Sigstamp: stamped\r\n"),
+        "{delivered}"
+    );
 }

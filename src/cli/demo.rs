@@ -24,7 +24,7 @@ pub struct Args {
     /// Templates directory (default: the embedded templates).
     #[arg(long)]
     pub templates: Option<PathBuf>,
-    /// Message to send (default: the first examples/*.eml).
+    /// Message to send (default: examples/reply-gmail.eml).
     #[arg(long)]
     pub message: Option<PathBuf>,
     /// Where to write the delivered message (default: sigstamp-demo/delivered.eml in the
@@ -61,7 +61,13 @@ fn example(name: &str) -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// Message to send by default: a reply shows the placement above the quote best.
+const PREFERRED_MESSAGES: [&str; 2] = ["reply-gmail.eml", "plain.eml"];
+
 fn first_example_message() -> Option<PathBuf> {
+    if let Some(p) = PREFERRED_MESSAGES.iter().find_map(|m| example(m)) {
+        return Some(p);
+    }
     let dir = example("")?;
     let mut emls: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?

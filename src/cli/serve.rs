@@ -40,7 +40,10 @@ pub fn run(args: Args) -> CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config))?;
+    // `{:#}` keeps anyhow's context chain ("smtp: smtp.listen …: address in use").
+    runtime
+        .block_on(serve(config))
+        .map_err(|e| format!("{e:#}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

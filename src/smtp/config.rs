@@ -58,6 +58,15 @@ pub struct SmtpConfig {
     pub next_hop_tls_name: Option<String>,
     /// CA bundle for verifying the next hop; default: the system roots.
     pub next_hop_ca: Option<PathBuf>,
+    /// Client certificate (PEM chain and key) presented to the next hop, e.g. the one an
+    /// Exchange Online inbound connector identifies sigstamp by.
+    pub next_hop_cert: Option<PathBuf>,
+    pub next_hop_key: Option<PathBuf>,
+    /// Add `X-Sigstamp: unchanged (<reason>)` on top of messages passed on without a
+    /// signature, so that every message that went through sigstamp carries the trace header
+    /// (an Exchange Online transport rule excepting it then cannot loop them back).
+    #[serde(default)]
+    pub mark_unchanged: bool,
     /// Connect and per-command timeout towards the next hop.
     #[serde(default = "default_next_hop_timeout", with = "crate::config::duration")]
     pub next_hop_timeout: Duration,
@@ -125,6 +134,9 @@ impl SmtpConfig {
             next_hop_tls: NextHopTls::default(),
             next_hop_tls_name: None,
             next_hop_ca: None,
+            next_hop_cert: None,
+            next_hop_key: None,
+            mark_unchanged: false,
             next_hop_timeout: default_next_hop_timeout(),
             next_hop_data_timeout: default_data_timeout(),
         }
@@ -156,16 +168,39 @@ impl SmtpConfig {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
         }
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(_), None) => return Err(ConfigError::invalid("smtp.tls_key", "missing")),
-            (None, Some(_)) => return Err(ConfigError::invalid("smtp.tls_cert", "missing")),
-            _ => {}
+        for (cert, key, cert_key, key_key) in [
+            (
+                &self.tls_cert,
+                &self.tls_key,
+                "smtp.tls_cert",
+                "smtp.tls_key",
+            ),
+            (
+                &self.next_hop_cert,
+                &self.next_hop_key,
+                "smtp.next_hop_cert",
+                "smtp.next_hop_key",
+            ),
+        ] {
+            match (cert, key) {
+                (Some(_), None) => return Err(ConfigError::invalid(key_key, "missing")),
+                (None, Some(_)) => return Err(ConfigError::invalid(cert_key, "missing")),
+                _ => {}
+            }
+        }
+        if self.next_hop_cert.is_some() && self.next_hop_tls == NextHopTls::None {
+            return Err(ConfigError::invalid(
+                "smtp.next_hop_cert",
+                "needs next_hop_tls = \"required\" or \"opportunistic\"",
+            ));
         }
         for (key, path) in [
             ("smtp.tls_cert", &self.tls_cert),
             ("smtp.tls_key", &self.tls_key),
             ("smtp.client_ca", &self.client_ca),
             ("smtp.next_hop_ca", &self.next_hop_ca),
+            ("smtp.next_hop_cert", &self.next_hop_cert),
+            ("smtp.next_hop_key", &self.next_hop_key),
         ] {
             if let Some(p) = path {
                 if !p.is_file() {

@@ -66,8 +66,8 @@ pub fn stamper() -> Arc<Stamper> {
     Arc::new(Stamper::new(dir, Templates::embedded()))
 }
 
-/// What the next hop must receive for `original`: the pipeline's output (stamped, or the
-/// original bytes when the pipeline leaves it unchanged).
+/// What the next hop must receive for `original` from a directory user: the pipeline's
+/// stamped message (asserted to be stamped: trace header and the user's job title).
 pub fn expected_delivery(
     stamper: &Stamper,
     original: &[u8],
@@ -82,14 +82,22 @@ pub fn expected_delivery(
         },
     ) {
         Verdict::Stamped { message, .. } => {
-            assert!(
-                String::from_utf8_lossy(&message).contains(sigstamp::stamp::TRACE_HEADER),
-                "a stamped message carries the trace header"
-            );
+            assert_stamped(&message);
             message
         }
-        Verdict::Unchanged(_) => original.to_vec(),
+        Verdict::Unchanged(why) => panic!("the test message should be stamped, got: {why}"),
     }
+}
+
+/// A message stamped for the test directory's user.
+pub fn assert_stamped(message: &[u8]) {
+    let text = String::from_utf8_lossy(message);
+    assert!(
+        text.starts_with(&format!("{}:", sigstamp::stamp::TRACE_HEADER))
+            || text.contains(&format!("\r\n{}:", sigstamp::stamp::TRACE_HEADER)),
+        "trace header missing:\n{text}"
+    );
+    assert!(text.contains("Engineer"), "signature missing:\n{text}");
 }
 
 pub struct TestRelay {

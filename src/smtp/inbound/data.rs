@@ -2,8 +2,9 @@
 //! final reply. 250 reaches the client only after the next hop said 250.
 
 use super::{Session, State, INLINE_STAMP_LIMIT};
-use crate::pipeline::{Envelope, Verdict};
+use crate::pipeline::{Envelope, Unchanged, Verdict};
 use crate::smtp::replies::{self, Reply, SmtpError};
+use crate::stamp::{Skip, TRACE_HEADER};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -126,7 +127,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Verdict::Stamped { message, .. } => message,
             Verdict::Unchanged(reason) => {
                 tracing::debug!(%reason, "message passed on unchanged");
-                data
+                let already = matches!(reason, Unchanged::Skip(Skip::AlreadyStamped));
+                if self.shared.cfg.mark_unchanged && !already {
+                    mark_unchanged(data, reason.label())
+                } else {
+                    data
+                }
             }
         };
         let Some(hop) = self.hop.as_mut() else {
@@ -158,6 +164,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 }
 
+/// The message with `X-Sigstamp: unchanged (<label>)` on top; nothing else changes.
+fn mark_unchanged(data: Vec<u8>, label: &str) -> Vec<u8> {
+    let header = format!("{TRACE_HEADER}: unchanged ({label})\r\n");
+    let mut out = Vec::with_capacity(header.len() + data.len());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
 /// A `.` right after a bare CR or bare LF: harmless to us, but a next hop that ends lines
 /// on bare LF could read it as the end of data (SMTP smuggling), so such data is refused.
 fn has_smuggled_dot(data: &[u8]) -> bool {
@@ -167,7 +182,15 @@ fn has_smuggled_dot(data: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::has_smuggled_dot;
+    use super::{has_smuggled_dot, mark_unchanged};
+
+    #[test]
+    fn marking_prepends_one_header() {
+        assert_eq!(
+            mark_unchanged(b"Subject: x\r\n\r\nbody\r\n".to_vec(), "signed"),
+            b"X-Sigstamp: unchanged (signed)\r\nSubject: x\r\n\r\nbody\r\n"
+        );
+    }
 
     #[test]
     fn smuggling_patterns() {

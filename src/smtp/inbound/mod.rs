@@ -88,13 +88,16 @@ struct Transaction {
     bdat: bool,
 }
 
+/// Most the declared SIZE may reserve up front (a declared size is only a promise).
+const MAX_PRESIZE: usize = 1024 * 1024;
+
 impl Transaction {
-    fn new(mail_from: String) -> Self {
+    fn new(mail_from: String, declared_size: usize) -> Self {
         Transaction {
             mail_from,
             rcpts: Vec::new(),
             attempted: 0,
-            data: Vec::new(),
+            data: Vec::with_capacity(declared_size.min(MAX_PRESIZE)),
             bdat: false,
         }
     }
@@ -149,7 +152,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Serve the client until QUIT, disconnect, timeout or shutdown.
     pub async fn run(mut self) {
         self.greet();
-        let mut buf = vec![0u8; 64 * 1024];
+        // Filled through `read_buf`: its spare capacity is used without zeroing it first.
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         while !self.done {
             if self.flush().await.is_err() {
                 break;
@@ -169,7 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let idle = self.tx.is_none() && matches!(self.state, State::Command(_));
             let shutdown = self.shared.shutdown.clone();
             let read = tokio::select! {
-                r = tokio::time::timeout(timeout, self.io.read(&mut buf)) => r,
+                r = tokio::time::timeout(timeout, self.io.read_buf(&mut buf)) => r,
                 _ = shutdown.cancelled(), if idle => {
                     self.reply(replies::SHUTTING_DOWN);
                     break;
@@ -182,7 +186,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 // Client gone: a transaction in progress is dropped, nothing is forwarded.
                 Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(n)) => self.ingest(&buf[..n]).await,
+                Ok(Ok(_)) => {
+                    let input = std::mem::take(&mut buf);
+                    self.ingest(&input).await;
+                    buf = input;
+                    buf.clear();
+                }
             }
         }
         let _ = self.flush().await;

@@ -18,7 +18,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let line = commands::rcpt_line(&to)?;
         tx.attempted += 1;
         let Some(hop) = self.hop.as_mut() else {
-            unreachable!("a transaction implies a next-hop session")
+            // A transaction implies a next-hop session; should it be gone, say so.
+            self.tx = None;
+            return Err(replies::NEXT_HOP_BROKEN.into());
         };
         match hop.add_rcpt(&line).await {
             Ok(reply) => {

@@ -102,7 +102,7 @@ async fn table_of_command_sequences() {
         ),
         (
             "HELO works too",
-            "HELO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n".to_string(),
+            "HELO c\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n".into(),
             vec![220, 250, 250, 221],
         ),
         (

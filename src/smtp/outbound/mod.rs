@@ -12,7 +12,9 @@ pub mod commands;
 use super::config::{NextHopTls, SmtpConfig};
 use super::replies::{self, Canned, Reply};
 use super::tls::{self, TlsError};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, CertificateStore};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, Certificate, CertificateStore, Identity,
+};
 use lettre::transport::smtp::client::{TlsParameters, TlsParametersBuilder};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
@@ -72,18 +74,42 @@ impl NextHop {
             .next_hop_tls_name
             .clone()
             .unwrap_or_else(|| cfg.next_hop_host());
+        let identity = match (&cfg.next_hop_cert, &cfg.next_hop_key) {
+            (Some(cert), Some(key)) => {
+                let key = std::fs::read(key).map_err(|e| TlsError::Pem {
+                    key: "smtp.next_hop_key",
+                    path: key.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                // lettre 0.11's rustls `Identity::from_pem` takes its first argument as the
+                // DER of one certificate (not PEM), so hand it the leaf's DER.
+                let leaf = tls::load_certs("smtp.next_hop_cert", cert)?.remove(0);
+                Some(
+                    Identity::from_pem(leaf.as_ref(), &key)
+                        .map_err(|e| TlsError::Rustls(format!("smtp.next_hop_cert: {e}")))?,
+                )
+            }
+            _ => None,
+        };
+        let builder = |name: String| {
+            let b = TlsParametersBuilder::new(name);
+            match identity.clone() {
+                Some(id) => b.identify_with(id),
+                None => b,
+            }
+        };
         let tls = match cfg.next_hop_tls {
             NextHopTls::None => None,
             NextHopTls::Opportunistic => Some(
                 // Postfix's `may` level: encrypt when offered, do not authenticate.
-                TlsParametersBuilder::new(name)
+                builder(name)
                     .certificate_store(CertificateStore::None)
                     .dangerous_accept_invalid_certs(true)
                     .build_rustls()
                     .map_err(|e| TlsError::Rustls(e.to_string()))?,
             ),
             NextHopTls::Required => {
-                let mut b = TlsParametersBuilder::new(name);
+                let mut b = builder(name);
                 if let Some(ca) = &cfg.next_hop_ca {
                     b = b.certificate_store(CertificateStore::None);
                     for der in tls::load_certs("smtp.next_hop_ca", ca)? {
@@ -138,18 +164,21 @@ impl NextHop {
     }
 
     async fn connect_plain(&self) -> Result<AsyncSmtpConnection, HopError> {
-        let fut = AsyncSmtpConnection::connect_tokio1(
-            self.addr.as_str(),
-            Some(self.timeout),
-            &self.helo,
-            None,
-            None,
-        );
-        match tokio::time::timeout(self.timeout, fut).await {
+        // Our own socket rather than lettre's `connect_tokio1`, which leaves Nagle on: with
+        // it, each message's final "." waits for a delayed ACK (about 10 ms per message on
+        // loopback).
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect(self.addr.as_str())
+                .await
+                .map_err(|e| HopError::Connect(e.to_string()))?;
+            let _ = tcp.set_nodelay(true);
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.helo)
+                .await
+                .map_err(|e| HopError::Connect(error_text(&e)))
+        };
+        match tokio::time::timeout(self.timeout, connect).await {
             Err(_) => Err(HopError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => Err(HopError::Timeout),
-            Ok(Err(e)) => Err(HopError::Connect(error_text(&e))),
-            Ok(Ok(c)) => Ok(c),
+            Ok(result) => result,
         }
     }
 
