@@ -27,7 +27,12 @@ pub struct Args {
     #[arg(long)]
     pub rate: Option<f64>,
     /// The rows to run, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "direct,relay,postfix,milter")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "direct,relay,postfix,milter"
+    )]
     pub rows: Vec<RowKind>,
     /// The sink at the end of every path.
     #[arg(long, value_enum, default_value_t = SinkKind::Auto)]

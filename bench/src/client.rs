@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(parse_reply(b"250 ok\r\n").unwrap().1.code, 250);
         let ehlo = b"250-sink\r\n250-PIPELINING\r\n250 SIZE 10\r\n354 go\r\n";
         let (used, r) = parse_reply(ehlo).unwrap();
-        assert_eq!((used, r.code, r.text.as_str()), (38, 250, "250 SIZE 10"));
+        assert_eq!((used, r.code, r.text.as_str()), (39, 250, "250 SIZE 10"));
         assert_eq!(parse_reply(&ehlo[used..]).unwrap().1.code, 354);
         assert_eq!(parse_reply(b"250-partial\r\n250 no end"), None);
         assert_eq!(parse_reply(b"221\n").unwrap().1.code, 221);

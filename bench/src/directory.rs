@@ -32,7 +32,9 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
         "fake tenant: {users} users generated in {:.1?}",
         seeded.elapsed()
     );
-    let dir = tempfile::Builder::new().prefix("sigstamp-bench-dir").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("sigstamp-bench-dir")
+        .tempdir()?;
     let snap = dir.path().join("directory.json");
     let cfg = dir.path().join("sigstamp.toml");
     std::fs::write(
@@ -80,7 +82,11 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
     let line = |what: &str, value: String, target: &str| {
         println!("{what:<34} {value:>12}  {target}");
     };
-    line("users synced", loaded.users.to_string(), &format!("{users}"));
+    line(
+        "users synced",
+        loaded.users.to_string(),
+        &format!("{users}"),
+    );
     line(
         "sync --once, wall time",
         format!("{:.2} s", took.as_secs_f64()),

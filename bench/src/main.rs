@@ -104,7 +104,8 @@ async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
             Load::Count(n) => format!("{n} messages per row"),
             Load::For(d) => format!("{} per row", humantime::format_duration(d)),
         },
-        args.rate.map_or(String::new(), |r| format!(" at {r} msgs/s")),
+        args.rate
+            .map_or(String::new(), |r| format!(" at {r} msgs/s")),
         sink.name(),
         sigstamp
             .as_ref()
@@ -156,7 +157,13 @@ async fn half_rate_rows(ctx: &mut Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()
         return Ok(());
     };
     let rate = (relay.measured.msgs_per_sec() / 2.0).round().max(1.0);
-    let straight = run_row(ctx, RowKind::Direct, Some(rate), format!("straight @ {rate}/s")).await?;
+    let straight = run_row(
+        ctx,
+        RowKind::Direct,
+        Some(rate),
+        format!("straight @ {rate}/s"),
+    )
+    .await?;
     let through = run_row(
         ctx,
         RowKind::Relay,
@@ -226,7 +233,10 @@ async fn run_row(
     if ctx.args.warmup > 0 {
         let warm = client::run(&plan, Arc::default()).await;
         if warm.ok == 0 {
-            anyhow::bail!("{label}: no message got through the warm-up: {:?}", warm.errors);
+            anyhow::bail!(
+                "{label}: no message got through the warm-up: {:?}",
+                warm.errors
+            );
         }
         ctx.accepted += warm.ok;
     }
@@ -249,7 +259,11 @@ async fn run_row(
     settle(ctx).await;
     let mut row = Row {
         label: label.clone(),
-        peak_rss: sigstamp.as_ref().map(|s| s.memory()).transpose()?.map(|m| m.peak),
+        peak_rss: sigstamp
+            .as_ref()
+            .map(|s| s.memory())
+            .transpose()?
+            .map(|m| m.peak),
         stamped: None,
         measured,
     };
@@ -315,8 +329,14 @@ async fn drain(ctx: &mut Ctx, pf: &Postfix, label: &str, after: &str) {
 /// Run `plan` with a progress bar on stderr (hidden when stderr is not a terminal).
 async fn with_progress(label: &str, plan: &Plan, quiet: bool) -> Measured {
     let (len, template) = match plan.load {
-        Load::Count(n) => (n, "{prefix:>24} {bar:30} {pos}/{len} msgs {per_sec} {elapsed}"),
-        Load::For(d) => (d.as_secs().max(1), "{prefix:>24} {bar:30} {elapsed}/{len}s {msg}"),
+        Load::Count(n) => (
+            n,
+            "{prefix:>24} {bar:30} {pos}/{len} msgs {per_sec} {elapsed}",
+        ),
+        Load::For(d) => (
+            d.as_secs().max(1),
+            "{prefix:>24} {bar:30} {elapsed}/{len}s {msg}",
+        ),
     };
     let bar = if quiet {
         ProgressBar::hidden()

@@ -136,7 +136,10 @@ mod tests {
         assert!(dir.contains(&format!("\"mail\": \"{SAMPLE_SENDER}\"")));
         // Already CRLF with no leading dots: only the end marker is added.
         assert_eq!(p.wire.len(), SAMPLE.len() + 3);
-        assert_eq!(prepare(b"Subject: x\r\n\r\nhi\r\n", None).from, SAMPLE_SENDER);
+        assert_eq!(
+            prepare(b"Subject: x\r\n\r\nhi\r\n", None).from,
+            SAMPLE_SENDER
+        );
         assert_eq!(prepare(SAMPLE, Some("a@b.example")).from, "a@b.example");
     }
 
@@ -146,8 +149,14 @@ mod tests {
         std::fs::write(dir.path().join("b.eml"), b"B").unwrap();
         std::fs::write(dir.path().join("a.EML"), b"A").unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"N").unwrap();
-        assert_eq!(load(Some(dir.path())).unwrap(), [b"A".to_vec(), b"B".to_vec()]);
-        assert_eq!(load(Some(&dir.path().join("b.eml"))).unwrap(), [b"B".to_vec()]);
+        assert_eq!(
+            load(Some(dir.path())).unwrap(),
+            [b"A".to_vec(), b"B".to_vec()]
+        );
+        assert_eq!(
+            load(Some(&dir.path().join("b.eml"))).unwrap(),
+            [b"B".to_vec()]
+        );
         assert_eq!(load(None).unwrap(), [SAMPLE.to_vec()]);
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(load(Some(empty.path())), Err(LoadError::Empty(_))));

@@ -59,7 +59,9 @@ impl Postfix {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
         std::fs::create_dir_all(d.join("queue"))?;
         std::fs::create_dir_all(d.join("data"))?;
-        run(Command::new("chown").arg("postfix:postfix").arg(d.join("data")))?;
+        run(Command::new("chown")
+            .arg("postfix:postfix")
+            .arg(d.join("data")))?;
         let smtpd = loopback(free_port()?);
         let milter = milter.map_or(String::new(), |m| format!("inet:{m}"));
         let main_cf = format!(
@@ -104,7 +106,10 @@ milter_default_action = tempfail
     }
 
     fn postfix(&self, verb: &str) -> anyhow::Result<()> {
-        run(Command::new("postfix").arg("-c").arg(self.dir.path()).arg(verb))
+        run(Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path())
+            .arg(verb))
     }
 
     pub fn log(&self) -> String {

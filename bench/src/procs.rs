@@ -60,7 +60,9 @@ pub fn sigstamp_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 #[derive(Debug, Clone, Copy)]
 pub enum Edge {
     /// The SMTP relay, relaying to this next hop.
-    Relay { next_hop: SocketAddr },
+    Relay {
+        next_hop: SocketAddr,
+    },
     Milter,
 }
 
@@ -75,7 +77,9 @@ pub struct Sigstamp {
 
 impl Sigstamp {
     pub async fn start(bin: &Path, edge: Edge) -> anyhow::Result<Sigstamp> {
-        let dir = tempfile::Builder::new().prefix("sigstamp-bench").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("sigstamp-bench")
+            .tempdir()?;
         let users = dir.path().join("directory.json");
         std::fs::write(&users, DIRECTORY_JSON)?;
         let addr = loopback(free_port()?);
@@ -164,11 +168,7 @@ pub fn count_messages(metrics: &str) -> (u64, u64) {
         if !line.starts_with("sigstamp_messages_total") {
             continue;
         }
-        let Some(n) = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-        else {
+        let Some(n) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
             continue;
         };
         all += n as u64;
@@ -189,7 +189,8 @@ async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await??;
     let text = String::from_utf8_lossy(&out);
     let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
-    if !head.starts_with("HTTP/1.") || !head.split(' ').nth(1).is_some_and(|c| c == "200") {
+    let code = head.split(' ').nth(1);
+    if !head.starts_with("HTTP/1.") || code != Some("200") {
         bail!("GET {path}: {}", head.lines().next().unwrap_or(""));
     }
     Ok(body.to_string())
@@ -213,7 +214,13 @@ impl Memory {
 pub fn parse_status(status: &str) -> Option<Memory> {
     let kb = |key: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(key))?;
-        line[key.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|k| k * 1024)
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|k| k * 1024)
     };
     Some(Memory {
         rss: kb("VmRSS:")?,
@@ -253,7 +260,10 @@ impl RunningSink {
     pub fn smtp_sink_binary() -> Option<PathBuf> {
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
-            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/libexec/postfix")])
+            .chain([
+                PathBuf::from("/usr/sbin"),
+                PathBuf::from("/usr/libexec/postfix"),
+            ])
             .map(|d| d.join("smtp-sink"))
             .find(|p| p.is_file())
     }
@@ -304,7 +314,10 @@ impl RunningSink {
         match self {
             RunningSink::Builtin {
                 received, stamped, ..
-            } => Some((received.load(Ordering::Relaxed), stamped.load(Ordering::Relaxed))),
+            } => Some((
+                received.load(Ordering::Relaxed),
+                stamped.load(Ordering::Relaxed),
+            )),
             RunningSink::Postfix { .. } => None,
         }
     }
@@ -323,9 +336,9 @@ impl Drop for RunningSink {
 pub fn has_trace_header(msg: &[u8]) -> bool {
     let name = sigstamp::stamp::TRACE_HEADER.as_bytes();
     let end = memchr::memmem::find(msg, b"\r\n\r\n").unwrap_or(msg.len());
-    msg[..end]
-        .split(|&b| b == b'\n')
-        .any(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name) && l[name.len()] == b':')
+    msg[..end].split(|&b| b == b'\n').any(|l| {
+        l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name) && l[name.len()] == b':'
+    })
 }
 
 #[cfg(test)]
@@ -359,9 +372,13 @@ mod tests {
 
     #[test]
     fn trace_header() {
-        assert!(has_trace_header(b"From: a\r\nX-Sigstamp: stamped\r\n\r\nbody"));
+        assert!(has_trace_header(
+            b"From: a\r\nX-Sigstamp: stamped\r\n\r\nbody"
+        ));
         assert!(has_trace_header(b"x-sigstamp: stamped\r\n\r\n"));
-        assert!(!has_trace_header(b"From: a\r\n\r\nX-Sigstamp: in the body\r\n"));
+        assert!(!has_trace_header(
+            b"From: a\r\n\r\nX-Sigstamp: in the body\r\n"
+        ));
         assert!(!has_trace_header(b"X-Sigstamped: no\r\n\r\n"));
     }
 }

@@ -40,7 +40,7 @@ pub struct Percentiles {
 
 impl Percentiles {
     pub fn of(h: &Histogram<u64>) -> Option<Percentiles> {
-        (h.len() > 0).then(|| Percentiles {
+        (!h.is_empty()).then(|| Percentiles {
             p50: h.value_at_quantile(0.50),
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
@@ -122,12 +122,17 @@ pub fn table(rows: &[Row]) -> String {
             lat(|p| p.p999),
             base.map_or("-".into(), |b| format!("{:.2}", m.msgs_per_sec() / b)),
             r.peak_rss.map_or("-".into(), fmt_mb),
-            r.stamped
-                .map_or("-".into(), |(s, of)| format!("{s}/{of}")),
+            r.stamped.map_or("-".into(), |(s, of)| format!("{s}/{of}")),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for (i, row) in cells.iter().enumerate() {
