@@ -245,7 +245,7 @@ async fn run_row(
     }
     settle(ctx).await;
     let before = match &sigstamp {
-        Some(s) => Some(s.stamped().await?),
+        Some(s) => Some(s.counters().await?),
         None => None,
     };
     let sink_before = ctx.sink.counts();
@@ -267,17 +267,31 @@ async fn run_row(
         stamped: None,
         measured,
     };
-    if let (Some(s), Some((s0, a0))) = (&sigstamp, before) {
-        let (s1, a1) = s.stamped().await?;
-        row.stamped = Some((s1 - s0, a1 - a0));
-        if s1 - s0 < row.measured.ok {
+    if let (Some(s), Some(before)) = (&sigstamp, before) {
+        let c = s.counters().await?.since(&before);
+        row.stamped = Some((c.stamped, c.all));
+        if c.stamped < row.measured.ok {
             ctx.failed = true;
             ctx.notes.push(format!(
                 "{label}: only {} of {} accepted messages were stamped (sigstamp log:\n{})",
-                s1 - s0,
+                c.stamped,
                 row.measured.ok,
                 tail(&s.log(), 20)
             ));
+        }
+        // Where sigstamp's time goes, from its own histograms.
+        let us = |s: f64| fmt_latency((s * 1e6).round() as u64);
+        match c.means() {
+            (Some(st), Some(hop)) => ctx.notes.push(format!(
+                "{label}: sigstamp's metrics: stamping {} per message (mean), end of DATA to the next hop's 250 {} (mean)",
+                us(st),
+                us(hop)
+            )),
+            (Some(st), None) => ctx.notes.push(format!(
+                "{label}: sigstamp's metrics: stamping {} per message (mean)",
+                us(st)
+            )),
+            _ => {}
         }
     }
     // The built-in sink checks delivery itself: everything accepted arrived, stamped when
@@ -388,10 +402,14 @@ async fn idle_sessions(ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     let mut conns = Vec::with_capacity(n as usize);
     let mut errors = 0;
+    let mut first_error = None;
     while let Some(c) = opening.join_next().await {
         match c.expect("open task") {
             Ok(c) => conns.push(c),
-            Err(_) => errors += 1,
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e.to_string());
+            }
         }
     }
     // Let the sessions settle into their idle wait.
@@ -400,8 +418,8 @@ async fn idle_sessions(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.notes.push(format!(
         "{} idle sessions{}: sigstamp RSS {} (peak {}), {} before they opened, ≈{:.1} KB each",
         conns.len(),
-        if errors > 0 {
-            format!(" ({errors} could not open)")
+        if let Some(e) = &first_error {
+            format!(" ({errors} could not open: {e})")
         } else {
             String::new()
         },

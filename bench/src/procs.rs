@@ -134,10 +134,8 @@ impl Sigstamp {
         std::fs::read_to_string(self.dir.path().join("sigstamp.log")).unwrap_or_default()
     }
 
-    /// (stamped, all) messages from sigstamp's /metrics.
-    pub async fn stamped(&self) -> anyhow::Result<(u64, u64)> {
-        let body = http_get(self.admin, "/metrics").await?;
-        Ok(count_messages(&body))
+    pub async fn counters(&self) -> anyhow::Result<Counters> {
+        Ok(Counters::parse(&http_get(self.admin, "/metrics").await?))
     }
 
     pub fn memory(&self) -> anyhow::Result<Memory> {
@@ -161,22 +159,67 @@ impl Drop for Sigstamp {
     }
 }
 
-/// Sum `sigstamp_messages_total` lines: (outcome="stamped", every outcome).
-pub fn count_messages(metrics: &str) -> (u64, u64) {
-    let (mut stamped, mut all) = (0, 0);
-    for line in metrics.lines() {
-        if !line.starts_with("sigstamp_messages_total") {
-            continue;
+/// Counters read from sigstamp's /metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Counters {
+    /// `sigstamp_messages_total` with outcome="stamped", and over every outcome.
+    pub stamped: u64,
+    pub all: u64,
+    /// `sigstamp_stamp_seconds` sum and count (time in the stamping pipeline).
+    pub stamp_secs: f64,
+    pub stamp_count: u64,
+    /// `sigstamp_relay_seconds` sum and count (end of DATA to the next hop's final reply).
+    pub relay_secs: f64,
+    pub relay_count: u64,
+}
+
+impl Counters {
+    pub fn parse(metrics: &str) -> Counters {
+        let mut c = Counters::default();
+        for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+            let (Some(name), Some(v)) = (
+                line.split(['{', ' ']).next(),
+                line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            match name {
+                "sigstamp_messages_total" => {
+                    c.all += v as u64;
+                    if line.contains("outcome=\"stamped\"") {
+                        c.stamped += v as u64;
+                    }
+                }
+                "sigstamp_stamp_seconds_sum" => c.stamp_secs = v,
+                "sigstamp_stamp_seconds_count" => c.stamp_count = v as u64,
+                "sigstamp_relay_seconds_sum" => c.relay_secs = v,
+                "sigstamp_relay_seconds_count" => c.relay_count = v as u64,
+                _ => {}
+            }
         }
-        let Some(n) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        all += n as u64;
-        if line.contains("outcome=\"stamped\"") {
-            stamped += n as u64;
+        c
+    }
+
+    /// What happened between `before` and `self`.
+    pub fn since(&self, before: &Counters) -> Counters {
+        Counters {
+            stamped: self.stamped - before.stamped,
+            all: self.all - before.all,
+            stamp_secs: self.stamp_secs - before.stamp_secs,
+            stamp_count: self.stamp_count - before.stamp_count,
+            relay_secs: self.relay_secs - before.relay_secs,
+            relay_count: self.relay_count - before.relay_count,
         }
     }
-    (stamped, all)
+
+    /// Mean seconds per stamping, and per next-hop data exchange, when counted.
+    pub fn means(&self) -> (Option<f64>, Option<f64>) {
+        let mean = |s: f64, n: u64| (n > 0).then(|| s / n as f64);
+        (
+            mean(self.stamp_secs, self.stamp_count),
+            mean(self.relay_secs, self.relay_count),
+        )
+    }
 }
 
 /// A minimal HTTP/1.0 GET (the admin endpoint is on loopback; no client library needed).
@@ -346,13 +389,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_counts() {
+    fn metrics_counters() {
         let m = "# HELP sigstamp_messages Messages\n\
                  sigstamp_messages_total{edge=\"smtp\",outcome=\"stamped\"} 1990\n\
                  sigstamp_messages_total{edge=\"smtp\",outcome=\"unknown_sender\"} 10\n\
-                 sigstamp_stamp_seconds_count 1990\n";
-        assert_eq!(count_messages(m), (1990, 2000));
-        assert_eq!(count_messages(""), (0, 0));
+                 sigstamp_stamp_seconds_sum 0.5\n\
+                 sigstamp_stamp_seconds_count 2000\n\
+                 sigstamp_stamp_seconds_bucket{le=\"0.001\"} 2000\n\
+                 sigstamp_relay_seconds_sum 80.0\n\
+                 sigstamp_relay_seconds_count 2000\n";
+        let c = Counters::parse(m);
+        assert_eq!(
+            (c.stamped, c.all, c.stamp_count, c.relay_count),
+            (1990, 2000, 2000, 2000)
+        );
+        let d = c.since(&Counters {
+            stamped: 990,
+            all: 1000,
+            stamp_secs: 0.25,
+            stamp_count: 1000,
+            relay_secs: 40.0,
+            relay_count: 1000,
+        });
+        assert_eq!((d.stamped, d.all), (1000, 1000));
+        assert_eq!(d.means(), (Some(0.00025), Some(0.04)));
+        assert_eq!(Counters::parse("").means(), (None, None));
     }
 
     #[test]
