@@ -395,10 +395,16 @@ async fn idle_sessions(ctx: &mut Ctx) -> anyhow::Result<()> {
     .await?;
     let before = s.memory()?;
     let n = ctx.args.idle_sessions;
+    // Opened a few dozen at a time: idle clients trickle in; a burst of a thousand SYNs
+    // would measure the kernel's accept queue instead.
+    let gate = Arc::new(tokio::sync::Semaphore::new(32));
     let mut opening = tokio::task::JoinSet::new();
     for _ in 0..n {
-        let addr = s.addr;
-        opening.spawn(async move { Conn::open(addr).await });
+        let (addr, gate) = (s.addr, gate.clone());
+        opening.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            Conn::open(addr).await
+        });
     }
     let mut conns = Vec::with_capacity(n as usize);
     let mut errors = 0;
