@@ -72,8 +72,8 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
     let loading = Instant::now();
     let loaded = snapshot::load(&snap, &d)?.context("no snapshot written")?;
     let load_time = loading.elapsed();
-    let hits = lookup_times(&d, users, true);
-    let misses = lookup_times(&d, users, false);
+    let hits = lookup_times(&d, users, true)?;
+    let misses = lookup_times(&d, users, false)?;
     let size = std::fs::metadata(&snap)?.len();
 
     println!();
@@ -140,7 +140,7 @@ fn fmt_ns(ns: u64) -> String {
 
 /// Time `BATCHES` × `BATCH` lookups of existing (`hit`) or unknown addresses, in a
 /// scattered order and with mixed case, as mail would ask; ns per lookup per batch.
-fn lookup_times(d: &Directory, users: usize, hit: bool) -> Histogram<u64> {
+fn lookup_times(d: &Directory, users: usize, hit: bool) -> anyhow::Result<Histogram<u64>> {
     let n = users.max(1);
     let addrs: Vec<String> = (0..4096)
         .map(|k| {
@@ -165,8 +165,10 @@ fn lookup_times(d: &Directory, users: usize, hit: bool) -> Histogram<u64> {
         let _ = h.record(per.min(h.high()));
     }
     let want = if hit && users > 0 { BATCH * BATCHES } else { 0 };
-    assert_eq!(found, want, "lookups found the wrong users");
-    h
+    if found != want {
+        bail!("lookups found {found} users, expected {want}");
+    }
+    Ok(h)
 }
 
 /// Wait for `pid`: exit code, peak RSS in bytes and CPU time, from the kernel's rusage.
