@@ -38,14 +38,44 @@ fn set_list_unset_with_overrides_flag() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("state/overrides.json");
     let f = s(&file);
-    ok(&["attributes", "set", "Jose.Mueller@Contoso.example", "pronouns", "he/him", "--overrides", f]);
+    ok(&[
+        "attributes",
+        "set",
+        "Jose.Mueller@Contoso.example",
+        "pronouns",
+        "he/him",
+        "--overrides",
+        f,
+    ]);
     // Global flag before the action, a value with a comma and quotes, a leading dash.
-    ok(&["attributes", "--overrides", f, "set", "zoe@contoso.example", "jobTitle", "CSM, \"EMEA\""]);
-    ok(&["attributes", "set", "zoe@contoso.example", "mobilePhone", "-", "--overrides", f]);
+    ok(&[
+        "attributes",
+        "--overrides",
+        f,
+        "set",
+        "zoe@contoso.example",
+        "jobTitle",
+        "CSM, \"EMEA\"",
+    ]);
+    ok(&[
+        "attributes",
+        "set",
+        "zoe@contoso.example",
+        "mobilePhone",
+        "-",
+        "--overrides",
+        f,
+    ]);
 
     let ov = overrides::load(&file).unwrap();
-    assert_eq!(ov.by_address["jose.mueller@contoso.example"]["pronouns"], json!("he/him"));
-    assert_eq!(ov.by_address["zoe@contoso.example"]["jobTitle"], json!("CSM, \"EMEA\""));
+    assert_eq!(
+        ov.by_address["jose.mueller@contoso.example"]["pronouns"],
+        json!("he/him")
+    );
+    assert_eq!(
+        ov.by_address["zoe@contoso.example"]["jobTitle"],
+        json!("CSM, \"EMEA\"")
+    );
 
     let list = String::from_utf8(ok(&["attributes", "list", "--overrides", f]).stdout).unwrap();
     assert_eq!(
@@ -55,8 +85,17 @@ fn set_list_unset_with_overrides_flag() {
          zoe@contoso.example,jobTitle,\"CSM, \"\"EMEA\"\"\"\n\
          zoe@contoso.example,mobilePhone,-\n"
     );
-    let one = String::from_utf8(ok(&["attributes", "list", "ZOE@contoso.example", "--overrides", f]).stdout)
-        .unwrap();
+    let one = String::from_utf8(
+        ok(&[
+            "attributes",
+            "list",
+            "ZOE@contoso.example",
+            "--overrides",
+            f,
+        ])
+        .stdout,
+    )
+    .unwrap();
     assert_eq!(one.lines().count(), 3, "{one}");
 
     // The listing is valid import input: re-importing it changes nothing.
@@ -65,8 +104,22 @@ fn set_list_unset_with_overrides_flag() {
     ok(&["attributes", "import", s(&csv), "--overrides", f]);
     assert_eq!(overrides::load(&file).unwrap(), ov);
 
-    ok(&["attributes", "unset", "zoe@contoso.example", "jobTitle", "--overrides", f]);
-    ok(&["attributes", "unset", "zoe@contoso.example", "jobTitle", "--overrides", f]);
+    ok(&[
+        "attributes",
+        "unset",
+        "zoe@contoso.example",
+        "jobTitle",
+        "--overrides",
+        f,
+    ]);
+    ok(&[
+        "attributes",
+        "unset",
+        "zoe@contoso.example",
+        "jobTitle",
+        "--overrides",
+        f,
+    ]);
     let ov = overrides::load(&file).unwrap();
     assert!(!ov.by_address["zoe@contoso.example"].contains_key("jobTitle"));
 }
@@ -81,7 +134,15 @@ fn config_flag_names_the_file() {
         format!("[directory]\noverrides = {:?}\n", file.to_str().unwrap()),
     )
     .unwrap();
-    ok(&["attributes", "--config", s(&config), "set", "a@contoso.example", "team", "Blue"]);
+    ok(&[
+        "attributes",
+        "--config",
+        s(&config),
+        "set",
+        "a@contoso.example",
+        "team",
+        "Blue",
+    ]);
     assert_eq!(
         overrides::load(&file).unwrap().by_address["a@contoso.example"]["team"],
         json!("Blue")
@@ -89,10 +150,20 @@ fn config_flag_names_the_file() {
 
     let bare = dir.path().join("bare.toml");
     std::fs::write(&bare, "[directory]\n").unwrap();
-    fails(&["attributes", "list", "--config", s(&bare)], "no `overrides` key");
+    fails(
+        &["attributes", "list", "--config", s(&bare)],
+        "no `overrides` key",
+    );
     fails(&["attributes", "list"], "no overrides file");
     fails(
-        &["attributes", "list", "--config", s(&config), "--overrides", s(&file)],
+        &[
+            "attributes",
+            "list",
+            "--config",
+            s(&config),
+            "--overrides",
+            s(&file),
+        ],
         "not both",
     );
 }
@@ -102,7 +173,15 @@ fn import_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("overrides.json");
     let f = s(&file);
-    ok(&["attributes", "set", "a@contoso.example", "jobTitle", "CEO", "--overrides", f]);
+    ok(&[
+        "attributes",
+        "set",
+        "a@contoso.example",
+        "jobTitle",
+        "CEO",
+        "--overrides",
+        f,
+    ]);
     let before = std::fs::read(&file).unwrap();
 
     let bad = dir.path().join("bad.csv");
@@ -111,8 +190,15 @@ fn import_is_all_or_nothing() {
         "address,attribute,value\nb@contoso.example,team,Red\nb@contoso.example,mail,x@y.example\n",
     )
     .unwrap();
-    fails(&["attributes", "import", s(&bad), "--overrides", f], "bad.csv: line 3:");
-    assert_eq!(std::fs::read(&file).unwrap(), before, "a failed import wrote the file");
+    fails(
+        &["attributes", "import", s(&bad), "--overrides", f],
+        "bad.csv: line 3:",
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "a failed import wrote the file"
+    );
 
     let good = dir.path().join("good.csv");
     std::fs::write(
@@ -129,8 +215,22 @@ fn import_is_all_or_nothing() {
         "blank value unset a@'s jobTitle"
     );
 
-    fails(&["attributes", "set", "a@contoso.example", "mail", "x@y.example", "--overrides", f], "cannot be overridden");
-    fails(&["attributes", "import", "/nonexistent.csv", "--overrides", f], "/nonexistent.csv");
+    fails(
+        &[
+            "attributes",
+            "set",
+            "a@contoso.example",
+            "mail",
+            "x@y.example",
+            "--overrides",
+            f,
+        ],
+        "cannot be overridden",
+    );
+    fails(
+        &["attributes", "import", "/nonexistent.csv", "--overrides", f],
+        "/nonexistent.csv",
+    );
     std::fs::write(&file, "{ broken").unwrap();
     fails(&["attributes", "list", "--overrides", f], "not valid");
 }

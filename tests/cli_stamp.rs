@@ -1,15 +1,24 @@
 //! `sigstamp stamp` and `sigstamp preview`, run as real processes.
 
-use sigstamp::stamp::{self, Options, Signature, TRACE_HEADER};
+use sigstamp::stamp::TRACE_HEADER;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 const EXAMPLES: &[(&str, &str)] = &[
     ("examples/plain.eml", "jose.mueller@lumen-optics.example"),
-    ("examples/reply-gmail.eml", "jose.mueller@lumen-optics.example"),
-    ("examples/reply-outlook.eml", "zoe.obrien@lumen-optics.example"),
-    ("examples/attachment.eml", "soren.akesson@lumen-optics.example"),
+    (
+        "examples/reply-gmail.eml",
+        "jose.mueller@lumen-optics.example",
+    ),
+    (
+        "examples/reply-outlook.eml",
+        "zoe.obrien@lumen-optics.example",
+    ),
+    (
+        "examples/attachment.eml",
+        "soren.akesson@lumen-optics.example",
+    ),
 ];
 
 fn sigstamp(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -45,28 +54,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Whether this build has the real stamping core. Until the lead's core is merged the stub
-/// leaves everything unchanged; the stamping assertions below are written for the real one.
-fn core_works() -> bool {
-    let raw = b"From: a@b.example\r\nSubject: x\r\n\r\nhello\r\n";
-    let sig = Signature {
-        html: "<p>sig</p>".into(),
-        text: "-- \nsig\n".into(),
-    };
-    let ok = stamp::stamp(raw, &sig, &Options::default()).is_ok();
-    if !ok {
-        eprintln!("NOTE: stamping core is still the stub here; stamping assertions skipped");
-    }
-    ok
-}
-
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 #[test]
 fn stamps_examples_from_file_and_stdin() {
-    let core = core_works();
     for (file, sender) in EXAMPLES {
         let input = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
         let by_file = sigstamp(&["stamp", file], None);
@@ -75,36 +68,38 @@ fn stamps_examples_from_file_and_stdin() {
         for out in [&by_file, &by_stdin, &by_dash] {
             assert!(out.status.success(), "{file}: {}", stderr(out));
         }
-        assert_eq!(by_file.stdout, by_stdin.stdout, "{file}: file and stdin differ");
+        assert_eq!(
+            by_file.stdout, by_stdin.stdout,
+            "{file}: file and stdin differ"
+        );
         assert_eq!(by_file.stdout, by_dash.stdout, "{file}: file and - differ");
         let err = stderr(&by_file);
-        if !core {
-            assert_eq!(by_file.stdout, input, "{file}");
-            assert!(err.contains("unchanged ("), "{file}: {err}");
-            continue;
-        }
         assert!(
             err.contains(&format!("stamped: sender {sender}, template default")),
             "{file}: {err}"
         );
         assert_ne!(by_file.stdout, input, "{file}");
-        assert!(contains(&by_file.stdout, &format!("{TRACE_HEADER}:")), "{file}");
+        assert!(
+            contains(&by_file.stdout, &format!("{TRACE_HEADER}:")),
+            "{file}"
+        );
         // Stamping is idempotent: the stamped message comes back byte for byte.
         let again = sigstamp(&["stamp"], Some(&by_file.stdout));
         assert!(again.status.success());
         assert_eq!(again.stdout, by_file.stdout, "{file}: stamped twice");
-        assert!(stderr(&again).contains("already_stamped"), "{}", stderr(&again));
+        assert!(
+            stderr(&again).contains("already_stamped"),
+            "{}",
+            stderr(&again)
+        );
     }
-    if core {
-        // The text signature of a 7bit us-ascii message is readable in the output.
-        let out = sigstamp(&["stamp", "examples/plain.eml"], None);
-        assert!(contains(&out.stdout, "Head of Sales | Sales EMEA"));
-    }
+    // The text signature of a 7bit us-ascii message is readable in the output.
+    let out = sigstamp(&["stamp", "examples/plain.eml"], None);
+    assert!(contains(&out.stdout, "Head of Sales | Sales EMEA"));
 }
 
 #[test]
 fn unknown_sender_leaves_the_bytes_unchanged() {
-    let core = core_works();
     for eol in ["\r\n", "\n"] {
         let input = [
             "From: Stranger <stranger@nowhere.example>",
@@ -120,18 +115,20 @@ fn unknown_sender_leaves_the_bytes_unchanged() {
         assert_eq!(out.stdout, input.as_bytes(), "bytes changed (eol {eol:?})");
         let err = stderr(&out);
         assert!(err.contains("unchanged (unknown_sender)"), "{err}");
-        if core {
-            assert!(err.contains("stranger@nowhere.example"), "{err}");
-        }
+        assert!(err.contains("stranger@nowhere.example"), "{err}");
     }
 }
 
 #[test]
 fn sender_flag_chooses_the_sender() {
-    let core = core_works();
     // A sender that is not in the directory, even though From is.
     let out = sigstamp(
-        &["stamp", "--sender", "Nobody@Nowhere.example", "examples/plain.eml"],
+        &[
+            "stamp",
+            "--sender",
+            "Nobody@Nowhere.example",
+            "examples/plain.eml",
+        ],
         None,
     );
     assert!(out.status.success());
@@ -147,28 +144,32 @@ fn sender_flag_chooses_the_sender() {
 
     // A known sender (by alias, any case) for a From outside the directory.
     let input = b"From: someone@elsewhere.example\r\nSubject: x\r\n\r\nHello\r\n";
-    let out = sigstamp(&["stamp", "--sender", "J.Mueller@lumen-optics.example"], Some(input));
+    let out = sigstamp(
+        &["stamp", "--sender", "J.Mueller@lumen-optics.example"],
+        Some(input),
+    );
     assert!(out.status.success());
-    if core {
-        assert!(
-            stderr(&out).contains("stamped: sender j.mueller@lumen-optics.example"),
-            "{}",
-            stderr(&out)
-        );
-        assert!(contains(&out.stdout, "Head of Sales"));
-    }
+    assert!(
+        stderr(&out).contains("stamped: sender j.mueller@lumen-optics.example"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(contains(&out.stdout, "Head of Sales"));
 }
 
 #[test]
 fn templates_and_directory_flags() {
-    let core = core_works();
     let tpl = tempfile::tempdir().unwrap();
     std::fs::write(
         tpl.path().join("default.html.hbs"),
         "<p>HTMLMARK {{displayName}}</p>",
     )
     .unwrap();
-    std::fs::write(tpl.path().join("default.txt.hbs"), "-- \nTEXTMARK {{jobTitle}}\n").unwrap();
+    std::fs::write(
+        tpl.path().join("default.txt.hbs"),
+        "-- \nTEXTMARK {{jobTitle}}\n",
+    )
+    .unwrap();
     let users = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         users.path(),
@@ -176,22 +177,28 @@ fn templates_and_directory_flags() {
                         "mail": "ann@example.com"}]}"#,
     )
     .unwrap();
-    let (tpl_s, users_s) = (
-        tpl.path().to_str().unwrap(),
-        users.path().to_str().unwrap(),
-    );
+    let (tpl_s, users_s) = (tpl.path().to_str().unwrap(), users.path().to_str().unwrap());
     let input = b"From: Ann <ANN@example.com>\r\nSubject: x\r\n\r\nHello\r\n";
     let out = sigstamp(
         &["stamp", "--templates", tpl_s, "--directory", users_s],
         Some(input),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    if core {
-        assert!(contains(&out.stdout, "TEXTMARK Chief Tester"), "{}", stderr(&out));
-    }
+    assert!(
+        contains(&out.stdout, "TEXTMARK Chief Tester"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = sigstamp(
-        &["preview", "ann@example.com", "--templates", tpl_s, "--directory", users_s],
+        &[
+            "preview",
+            "ann@example.com",
+            "--templates",
+            tpl_s,
+            "--directory",
+            users_s,
+        ],
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));

@@ -5,7 +5,7 @@ mod admin_support;
 
 use admin_support::{app, closed_port, eventually, set_token, Captured, Sink};
 use sigstamp::app::App;
-use sigstamp::notify::{ManualClock, Notifier};
+use sigstamp::notify::{Clock, ManualClock, Notifier};
 use sigstamp::pipeline::{Envelope, Verdict};
 use sigstamp::status::TokenState;
 use std::net::SocketAddr;
@@ -27,10 +27,16 @@ fn notify_config(hop: SocketAddr, extra: &str) -> String {
     )
 }
 
-fn notifier(app: &Arc<App>, clock: &ManualClock) -> Notifier {
-    Notifier::new(app.clone(), Arc::new(clock.clone()))
+fn notifier(app: &Arc<App>, clock: &Arc<ManualClock>) -> Notifier {
+    Notifier::new(app.clone(), clock.clone())
         .expect("notifier builds")
         .expect("[notify] is configured")
+}
+
+/// Move the clock forward to `t`.
+fn set(clock: &ManualClock, t: OffsetDateTime) {
+    let d = t - clock.now();
+    clock.advance(d.try_into().expect("tests only move time forward"));
 }
 
 fn metric(app: &App, line_start: &str) -> String {
@@ -49,7 +55,7 @@ fn subject(m: &Captured) -> String {
 async fn expired_once_then_reminder_after_interval_then_recovery() {
     let sink = Sink::start().await;
     let app = app(&notify_config(sink.addr, ""));
-    let clock = ManualClock::new(T0);
+    let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
 
     set_token(&app, TokenState::Valid, None, T0);
@@ -87,7 +93,7 @@ async fn expired_once_then_reminder_after_interval_then_recovery() {
     assert!(body.contains("2026-11-26T09:00:00Z"), "{body}");
     assert!(body.contains("2 users from file"), "{body}");
 
-    clock.set(T0 + HOUR);
+    set(&clock, T0 + HOUR);
     assert_eq!(n.tick().await.sent, ["token_expired"]);
     assert_eq!(sink.count(), 2);
     assert!(subject(&sink.all()[1]).contains("still expired"));
@@ -116,7 +122,7 @@ async fn expired_once_then_reminder_after_interval_then_recovery() {
 async fn nothing_while_valid_or_failing() {
     let sink = Sink::start().await;
     let app = app(&notify_config(sink.addr, ""));
-    let clock = ManualClock::new(T0);
+    let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
     for state in [
         TokenState::Valid,
@@ -164,7 +170,7 @@ async fn certificate_warnings_at_14_7_and_1_days_once_each() {
     let (cert, key) = write_cert(tmp.path(), not_after);
     let sink = Sink::start().await;
     let app = app(&notify_config(sink.addr, &graph_section(&cert, &key)));
-    let clock = ManualClock::new(T0);
+    let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
 
     let expect = [
@@ -179,7 +185,7 @@ async fn certificate_warnings_at_14_7_and_1_days_once_each() {
     ];
     let mut sent = 0;
     for (now, want) in expect {
-        clock.set(now);
+        set(&clock, now);
         let t = n.tick().await;
         match want {
             Some(w) => {
@@ -205,7 +211,7 @@ async fn renewed_certificate_is_picked_up_without_restart() {
     let (cert, key) = write_cert(tmp.path(), T0 + 3 * DAY);
     let sink = Sink::start().await;
     let app = app(&notify_config(sink.addr, &graph_section(&cert, &key)));
-    let clock = ManualClock::new(T0);
+    let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
     // Started 3 days before: only the most urgent warning reached (7 days) is sent.
     assert_eq!(n.tick().await.sent, ["certificate_expiry"]);
@@ -223,7 +229,7 @@ async fn renewed_certificate_is_picked_up_without_restart() {
 async fn delivery_failures_are_retried_later_without_panic() {
     let addr = closed_port().await;
     let app = app(&notify_config(addr, ""));
-    let clock = ManualClock::new(T0);
+    let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
 
     // Next hop down: connection refused.
@@ -275,10 +281,10 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
         sink.addr
     );
     let app = app(&config);
-    let clock = ManualClock::new(T0);
+    let clock = Arc::new(ManualClock::new(T0));
     let task = tokio::spawn(sigstamp::notify::run_with(
         app.clone(),
-        Arc::new(clock.clone()),
+        clock.clone(),
         Duration::from_millis(10),
     ));
 
@@ -294,10 +300,12 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
         rcpt_to: &rcpt,
     };
     let verdict = app.stamper.process(m.data.as_bytes(), &env);
+    // The sender is in the directory, yet the trace header keeps the relay's hands off.
     assert!(
         !matches!(verdict, Verdict::Stamped { .. }),
         "the relay must not stamp its own notification"
     );
+    assert_eq!(verdict.label(), "already_stamped");
 
     app.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
@@ -334,7 +342,7 @@ async fn a_restart_does_not_repeat_what_was_sent() {
         sink.addr,
         &format!("state_file = \"{}\"\n", state.display()),
     );
-    let clock = ManualClock::new(T0);
+    let clock = Arc::new(ManualClock::new(T0));
 
     let first = app(&config);
     let mut n = notifier(&first, &clock);
@@ -359,7 +367,7 @@ async fn a_restart_does_not_repeat_what_was_sent() {
         "no second alert after a restart"
     );
     assert_eq!(sink.count(), 1);
-    clock.set(T0 + HOUR);
+    set(&clock, T0 + HOUR);
     assert_eq!(
         n.tick().await.sent,
         ["token_expired"],

@@ -38,8 +38,10 @@ fn overrides_layer_over_the_source_and_survive_a_refresh() {
     let d = directory();
     let mut ov = Overrides::default();
     // Set under an alias, in another case: applies to the user whatever address finds it.
-    ov.set("J.M@Contoso.example", "mobilePhone", "+49 151 999").unwrap();
-    ov.set("jose.mueller@contoso.example", "pronouns", "he/him").unwrap();
+    ov.set("J.M@Contoso.example", "mobilePhone", "+49 151 999")
+        .unwrap();
+    ov.set("jose.mueller@contoso.example", "pronouns", "he/him")
+        .unwrap();
     ov.set("jose.mueller@contoso.example", "businessPhones", "+49 30 1")
         .unwrap();
     d.set_overrides(ov.clone());
@@ -57,15 +59,27 @@ fn overrides_layer_over_the_source_and_survive_a_refresh() {
 
     // A sync replaces the base users: overrides stay, new source values show through.
     d.replace_users(vec![jose("Sales Director")], Source::Graph);
-    assert_eq!(attr(&d, "j.m@contoso.example", "jobTitle"), Some(json!("Sales Director")));
-    assert_eq!(attr(&d, "j.m@contoso.example", "mobilePhone"), Some(json!("+49 151 999")));
+    assert_eq!(
+        attr(&d, "j.m@contoso.example", "jobTitle"),
+        Some(json!("Sales Director"))
+    );
+    assert_eq!(
+        attr(&d, "j.m@contoso.example", "mobilePhone"),
+        Some(json!("+49 151 999"))
+    );
 
     // Unset: the source's value applies again.
     assert!(ov.unset("j.m@contoso.example", "mobilePhone").unwrap());
     assert!(!ov.unset("j.m@contoso.example", "mobilePhone").unwrap());
     d.set_overrides(ov);
-    assert_eq!(attr(&d, "j.m@contoso.example", "mobilePhone"), Some(json!("+49 151 1")));
-    assert_eq!(attr(&d, "j.m@contoso.example", "pronouns"), Some(json!("he/him")));
+    assert_eq!(
+        attr(&d, "j.m@contoso.example", "mobilePhone"),
+        Some(json!("+49 151 1"))
+    );
+    assert_eq!(
+        attr(&d, "j.m@contoso.example", "pronouns"),
+        Some(json!("he/him"))
+    );
 }
 
 #[test]
@@ -82,7 +96,10 @@ fn null_hides_and_identity_cannot_be_overridden() {
         .collect(),
     );
     d.set_overrides(ov);
-    assert_eq!(attr(&d, "jose.mueller@contoso.example", "mobilePhone"), None);
+    assert_eq!(
+        attr(&d, "jose.mueller@contoso.example", "mobilePhone"),
+        None
+    );
     assert!(d.lookup("evil@elsewhere.example").is_none());
     assert_eq!(
         attr(&d, "jose.mueller@contoso.example", "mail"),
@@ -90,7 +107,16 @@ fn null_hides_and_identity_cannot_be_overridden() {
     );
 
     let mut ov = Overrides::default();
-    for bad in ["mail", "userPrincipalName", "proxyAddresses", "id", "", "1x", "a b", "a.b"] {
+    for bad in [
+        "mail",
+        "userPrincipalName",
+        "proxyAddresses",
+        "id",
+        "",
+        "1x",
+        "a b",
+        "a.b",
+    ] {
         assert!(ov.set("a@b.example", bad, "x").is_err(), "{bad:?} accepted");
     }
     assert!(ov.set("not-an-address", "jobTitle", "x").is_err());
@@ -101,10 +127,15 @@ fn null_hides_and_identity_cannot_be_overridden() {
 fn the_mail_address_wins_over_aliases() {
     let d = directory();
     let mut ov = Overrides::default();
-    ov.set("j.m@contoso.example", "jobTitle", "from alias").unwrap();
-    ov.set("jose.mueller@contoso.example", "jobTitle", "from mail").unwrap();
+    ov.set("j.m@contoso.example", "jobTitle", "from alias")
+        .unwrap();
+    ov.set("jose.mueller@contoso.example", "jobTitle", "from mail")
+        .unwrap();
     d.set_overrides(ov);
-    assert_eq!(attr(&d, "j.m@contoso.example", "jobTitle"), Some(json!("from mail")));
+    assert_eq!(
+        attr(&d, "j.m@contoso.example", "jobTitle"),
+        Some(json!("from mail"))
+    );
 }
 
 #[test]
@@ -114,7 +145,8 @@ fn save_and_load_round_trip_atomically() {
     assert_eq!(overrides::load(&path).unwrap(), Overrides::default());
 
     let mut ov = Overrides::default();
-    ov.set("Jose.Mueller@contoso.example", "pronouns", "he/him").unwrap();
+    ov.set("Jose.Mueller@contoso.example", "pronouns", "he/him")
+        .unwrap();
     ov.set("zoe@contoso.example", "jobTitle", "Zoë \"Z\" O'Brien, CSM")
         .unwrap();
     overrides::save(&path, &ov).unwrap();
@@ -133,25 +165,44 @@ fn save_and_load_round_trip_atomically() {
     )
     .unwrap();
     let ov = overrides::load(&path).unwrap();
-    assert_eq!(ov.by_address["zoe@contoso.example"]["mobilePhone"], Value::Null);
+    assert_eq!(
+        ov.by_address["zoe@contoso.example"]["mobilePhone"],
+        Value::Null
+    );
 
     std::fs::write(&path, r#"{"users": {"#).unwrap();
-    assert!(matches!(overrides::load(&path), Err(OverridesError::Json { .. })));
+    assert!(matches!(
+        overrides::load(&path),
+        Err(OverridesError::Json { .. })
+    ));
     std::fs::write(&path, r#"{"user": {}}"#).unwrap();
-    assert!(overrides::load(&path).is_err(), "a misspelt key is an error");
+    assert!(
+        overrides::load(&path).is_err(),
+        "a misspelt key is an error"
+    );
 }
 
-fn csv(text: &str) -> Result<Vec<(usize, String, String, Option<String>)>, String> {
+/// (line, address, attribute, value)
+type Row = (usize, String, String, Option<String>);
+
+fn csv(text: &str) -> Result<Vec<Row>, String> {
     overrides::parse_csv(text)
         .map(|rows| {
             rows.into_iter()
-                .map(|CsvRow { line, address, attribute, value }| (line, address, attribute, value))
+                .map(
+                    |CsvRow {
+                         line,
+                         address,
+                         attribute,
+                         value,
+                     }| (line, address, attribute, value),
+                )
                 .collect()
         })
         .map_err(|e| e.to_string())
 }
 
-fn row(line: usize, a: &str, k: &str, v: Option<&str>) -> (usize, String, String, Option<String>) {
+fn row(line: usize, a: &str, k: &str, v: Option<&str>) -> Row {
     (line, a.into(), k.into(), v.map(Into::into))
 }
 
@@ -178,6 +229,14 @@ fn csv_quoting_header_bom_and_blank_values() {
             row(10, "d@x.example", "note", Some("\"quoted\", plain")),
         ]
     );
+    // Blank lines (LF and CRLF) keep the line numbers right.
+    assert_eq!(
+        csv("\n\na@x.example,jobTitle,x\n\n\r\nb@x.example,team,\n").unwrap(),
+        [
+            row(3, "a@x.example", "jobTitle", Some("x")),
+            row(6, "b@x.example", "team", None),
+        ]
+    );
     // No header is fine too, and so is an empty file.
     assert_eq!(csv("a@x.example,jobTitle,CEO\n").unwrap().len(), 1);
     assert!(csv("").unwrap().is_empty());
@@ -187,15 +246,30 @@ fn csv_quoting_header_bom_and_blank_values() {
 fn csv_errors_name_the_line() {
     for (text, line, what) in [
         ("a@x.example,jobTitle\n", 1, "3 fields"),
-        ("address,attribute,value\na@x.example,jobTitle,CEO,extra\n", 2, "3 fields"),
-        ("a@x.example,jobTitle,ok\nb@x.example,note,\"open\nstill open\n", 2, "unterminated"),
+        (
+            "address,attribute,value\na@x.example,jobTitle,CEO,extra\n",
+            2,
+            "3 fields",
+        ),
+        (
+            "a@x.example,jobTitle,ok\nb@x.example,note,\"open\nstill open\n",
+            2,
+            "unterminated",
+        ),
         ("a@x.example,note,\"x\"y\n", 1, "closing quote"),
-        ("a@x.example,jobTitle,x\nnobody,jobTitle,x\n", 2, "not an email address"),
+        (
+            "a@x.example,jobTitle,x\nnobody,jobTitle,x\n",
+            2,
+            "not an email address",
+        ),
         ("a@x.example,mail,x@y.example\n", 1, "cannot be overridden"),
         ("email,attr,val\n", 1, "not an email address"),
     ] {
         let err = csv(text).expect_err(text);
-        assert!(err.starts_with(&format!("line {line}: ")), "{text:?}: {err}");
+        assert!(
+            err.starts_with(&format!("line {line}: ")),
+            "{text:?}: {err}"
+        );
         assert!(err.contains(what), "{text:?}: {err}");
     }
 }
@@ -210,7 +284,10 @@ fn import_applies_rows_in_order_and_blank_unsets() {
     .unwrap();
     let summary = ov.import(&rows).unwrap();
     assert_eq!((summary.set, summary.unset), (2, 1));
-    assert_eq!(ov.entries(), [("a@x.example", "jobTitle", &json!("Second"))]);
+    assert_eq!(
+        ov.entries(),
+        [("a@x.example", "jobTitle", &json!("Second"))]
+    );
 }
 
 /// Poll until `cond` holds, for at most 10 s (the watcher polls every 500 ms).
@@ -227,7 +304,8 @@ async fn watcher_applies_changes_live_and_keeps_the_last_good_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("overrides.json");
     let mut ov = Overrides::default();
-    ov.set("jose.mueller@contoso.example", "pronouns", "he/him").unwrap();
+    ov.set("jose.mueller@contoso.example", "pronouns", "he/him")
+        .unwrap();
     overrides::save(&path, &ov).unwrap();
 
     let d = Arc::new(directory());
@@ -237,9 +315,13 @@ async fn watcher_applies_changes_live_and_keeps_the_last_good_file() {
 
     eventually("initial load", || pronouns(&d) == Some(json!("he/him"))).await;
 
-    ov.set("jose.mueller@contoso.example", "pronouns", "they/them").unwrap();
+    ov.set("jose.mueller@contoso.example", "pronouns", "they/them")
+        .unwrap();
     overrides::save(&path, &ov).unwrap();
-    eventually("change applied", || pronouns(&d) == Some(json!("they/them"))).await;
+    eventually("change applied", || {
+        pronouns(&d) == Some(json!("they/them"))
+    })
+    .await;
 
     // A sync in between keeps the overrides.
     d.replace_users(vec![jose("Sales Director")], Source::Graph);
@@ -247,9 +329,14 @@ async fn watcher_applies_changes_live_and_keeps_the_last_good_file() {
 
     // A broken hand edit is ignored; the next good version applies.
     std::fs::write(&path, "{ not json").unwrap();
-    ov.set("jose.mueller@contoso.example", "pronouns", "she/her").unwrap();
+    ov.set("jose.mueller@contoso.example", "pronouns", "she/her")
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(pronouns(&d), Some(json!("they/them")), "broken file kept the last good");
+    assert_eq!(
+        pronouns(&d),
+        Some(json!("they/them")),
+        "broken file kept the last good"
+    );
     overrides::save(&path, &ov).unwrap();
     eventually("good file after a broken one", || {
         pronouns(&d) == Some(json!("she/her"))
@@ -265,4 +352,27 @@ async fn watcher_applies_changes_live_and_keeps_the_last_good_file() {
         .await
         .expect("watcher stops when cancelled")
         .unwrap();
+}
+
+#[test]
+fn custom_attributes_reach_the_templates() {
+    let d = directory();
+    let mut ov = Overrides::default();
+    ov.set("j.m@contoso.example", "pronouns", "he/him").unwrap();
+    ov.set("j.m@contoso.example", "jobTitle", "Sales & Marketing")
+        .unwrap();
+    d.set_overrides(ov);
+    let tpl = tempfile::tempdir().unwrap();
+    let body = "{{displayName}}{{#if pronouns}} ({{pronouns}}){{/if}}, {{jobTitle}}";
+    std::fs::write(tpl.path().join("default.html.hbs"), body).unwrap();
+    std::fs::write(tpl.path().join("default.txt.hbs"), body).unwrap();
+    let t = sigstamp::render::Templates::load(tpl.path()).unwrap();
+    let sig = t
+        .render(
+            "default",
+            &d.lookup("jose.mueller@contoso.example").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(sig.html, "José Müller (he/him), Sales &amp; Marketing");
+    assert_eq!(sig.text, "José Müller (he/him), Sales & Marketing\n");
 }

@@ -30,7 +30,10 @@ fn html_is_escaped_and_text_is_not() {
     let dir = dir_with("<b>{{displayName}}</b>", "{{displayName}}");
     let t = Templates::load(dir.path()).unwrap();
     let sig = t
-        .render("default", &user(json!({"displayName": r#"<i>"A&B" O'Neil</i>"#})))
+        .render(
+            "default",
+            &user(json!({"displayName": r#"<i>"A&B" O'Neil</i>"#})),
+        )
         .unwrap();
     assert_eq!(
         sig.html,
@@ -41,19 +44,27 @@ fn html_is_escaped_and_text_is_not() {
 
 #[test]
 fn missing_attributes_are_easy_to_leave_out() {
-    let html = "<p>{{displayName}}</p>{{#if mobilePhone}}<p>M {{mobilePhone}}</p>{{/if}}[{{faxNumber}}]";
-    let text = "{{displayName}}\n{{#if mobilePhone}}\nM {{mobilePhone}}\n{{/if}}\n[{{faxNumber}}]\n";
+    let html =
+        "<p>{{displayName}}</p>{{#if mobilePhone}}<p>M {{mobilePhone}}</p>{{/if}}[{{faxNumber}}]";
+    let text =
+        "{{displayName}}\n{{#if mobilePhone}}\nM {{mobilePhone}}\n{{/if}}\n[{{faxNumber}}]\n";
     let dir = dir_with(html, text);
     let t = Templates::load(dir.path()).unwrap();
 
     let without = t
-        .render("default", &user(json!({"displayName": "Ann", "mobilePhone": null})))
+        .render(
+            "default",
+            &user(json!({"displayName": "Ann", "mobilePhone": null})),
+        )
         .unwrap();
     assert_eq!(without.html, "<p>Ann</p>[]");
     assert_eq!(without.text, "Ann\n[]\n");
 
     let with = t
-        .render("default", &user(json!({"displayName": "Ann", "mobilePhone": "+1 555"})))
+        .render(
+            "default",
+            &user(json!({"displayName": "Ann", "mobilePhone": "+1 555"})),
+        )
         .unwrap();
     assert_eq!(with.html, "<p>Ann</p><p>M +1 555</p>[]");
     assert_eq!(with.text, "Ann\nM +1 555\n[]\n");
@@ -170,7 +181,9 @@ fn embedded_default_renders_every_example_user() {
         assert!(sig.html.starts_with("<table"), "{name}");
         assert!(sig.html.ends_with("</table>"), "{name}");
         assert!(sig.html.contains(&html_escape(name)), "{name}");
-        assert!(sig.html.contains(&format!("mailto:{}", u.str("mail").unwrap())));
+        assert!(sig
+            .html
+            .contains(&format!("mailto:{}", u.str("mail").unwrap())));
         // No external resources and no leftover template syntax.
         for bad in ["<img", "src=", "<link", "<style", "{{", "}}"] {
             assert!(!sig.html.contains(bad), "{name}: {bad}");

@@ -140,9 +140,9 @@ fn banner(h: &mut String, doc: &StatusDoc) {
                  <p><strong>What to do:</strong> {action}</p>\n\
                  <p>Mail is still stamped with the last-known directory values.</p>\n",
                 code = escape(&ex.code),
-                meaning = escape(ex.meaning),
+                meaning = escape(&ex.meaning),
                 desc = escape(&t.description),
-                action = escape(ex.action),
+                action = escape(&ex.action),
             );
         }
         TokenState::Failing => {

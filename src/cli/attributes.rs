@@ -69,7 +69,10 @@ pub fn run(args: Args) -> CliResult {
             let had = ov.unset(&address, &attribute)?;
             if had {
                 overrides::save(&path, &ov)?;
-                eprintln!("sigstamp: {address} {attribute} unset in {}", path.display());
+                eprintln!(
+                    "sigstamp: {address} {attribute} unset in {}",
+                    path.display()
+                );
             } else {
                 eprintln!("sigstamp: {address} has no override of {attribute}; nothing to do");
             }

@@ -71,9 +71,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(signals(shutdown.clone()));
     let mut edges = tokio::task::JoinSet::new();
-    edges.spawn(named("smtp", crate::smtp::run(app.clone())));
-    edges.spawn(named("milter", crate::milter::run(app.clone())));
+    if app.config.smtp.is_some() {
+        edges.spawn(named("smtp", crate::smtp::run(app.clone())));
+    }
+    if app.config.milter.is_some() {
+        edges.spawn(named("milter", crate::milter::run(app.clone())));
+    }
     edges.spawn(named("admin", crate::admin::run(app.clone())));
+    edges.spawn(named("notify", crate::notify::run(app.clone())));
+    // The Graph refresher sets the token state (`unconfigured` without [graph]).
+    edges.spawn(named("graph", crate::directory::graph::run(app.clone())));
+    if let Some(path) = app.config.directory.overrides.clone() {
+        let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
+        edges.spawn(async move {
+            crate::directory::overrides::watch(path, dir, cancel).await;
+            Ok(())
+        });
+    }
 
     let mut failure = None;
     loop {
@@ -148,24 +162,48 @@ async fn signals(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-// LEAD: wire the snapshot, Graph and overrides sources here (issue 4). Today only the
-// `[directory] file` source is loaded.
-/// The directory every edge looks senders up in, loaded before any edge starts.
+/// The directory every edge looks senders up in, loaded before any edge starts:
+/// local overrides first, then the file source, then the last good Graph snapshot (so a
+/// restart with dead tokens still stamps with last-known values). Graph syncs replace it later.
 pub fn build_directory(
     config: &Config,
     metrics: &Metrics,
     status: &Status,
 ) -> anyhow::Result<Arc<Directory>> {
     let dir = Arc::new(Directory::new());
+    if let Some(path) = &config.directory.overrides {
+        let ov = directory::overrides::load(path)
+            .map_err(|e| anyhow::anyhow!("config key `directory.overrides`: {e}"))?;
+        dir.set_overrides(ov);
+    }
     if let Some(path) = &config.directory.file {
         let users = directory::file::load(path)
             .map_err(|e| anyhow::anyhow!("config key `directory.file`: {e}"))?;
         dir.replace_users(users, Source::File);
-        status.directory_loaded.store(true, Ordering::Relaxed);
-        metrics.directory_users.set(dir.snapshot().len() as i64);
-        metrics
-            .directory_loaded_timestamp
-            .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
+        loaded(&dir, metrics, status, time::OffsetDateTime::now_utc());
+    }
+    if let (Some(path), Some(_)) = (&config.directory.snapshot, &config.graph) {
+        // A corrupt or unreadable snapshot is reported and ignored, never fatal.
+        match directory::snapshot::load(path, &dir) {
+            Ok(Some(snap)) => {
+                tracing::info!(users = snap.users, path = %path.display(), "directory loaded from snapshot");
+                loaded(&dir, metrics, status, snap.written_at);
+            }
+            Ok(None) => {
+                tracing::info!(path = %path.display(), "no snapshot yet; waiting for the first Graph sync")
+            }
+            Err(e) => {
+                tracing::warn!("{e}; ignoring the snapshot, waiting for the first Graph sync")
+            }
+        }
     }
     Ok(dir)
+}
+
+fn loaded(dir: &Directory, metrics: &Metrics, status: &Status, at: time::OffsetDateTime) {
+    status.directory_loaded.store(true, Ordering::Relaxed);
+    metrics.directory_users.set(dir.snapshot().len() as i64);
+    metrics
+        .directory_loaded_timestamp
+        .set(at.unix_timestamp() as f64);
 }

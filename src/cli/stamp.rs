@@ -60,7 +60,10 @@ pub fn run(args: Args) -> CliResult {
             message.as_slice(),
             format!("stamped: sender {sender}, template {template}"),
         ),
-        Verdict::Unchanged(why) => (raw.as_slice(), format!("unchanged ({}): {why}", why.label())),
+        Verdict::Unchanged(why) => (
+            raw.as_slice(),
+            format!("unchanged ({}): {why}", why.label()),
+        ),
     };
     let mut stdout = std::io::stdout().lock();
     stdout

@@ -112,7 +112,9 @@ impl Index {
 
     /// The user found by `address` (any case, surrounding blanks and `<>` ignored).
     pub fn lookup(&self, address: &str) -> Option<Arc<User>> {
-        self.by_address.get(normalize_address(address).as_ref()).cloned()
+        self.by_address
+            .get(normalize_address(address).as_ref())
+            .cloned()
     }
 }
 
@@ -277,7 +279,9 @@ mod tests {
             assert_eq!(u.str("displayName"), Some("José Müller"), "{a}");
         }
         assert_eq!(
-            d.lookup("nomail@contoso.example").unwrap().str("displayName"),
+            d.lookup("nomail@contoso.example")
+                .unwrap()
+                .str("displayName"),
             Some("No Mail")
         );
         assert!(d.lookup("sip-only@contoso.example").is_none());
@@ -294,7 +298,10 @@ mod tests {
             normalize_address("a.b@example.com"),
             Cow::Borrowed("a.b@example.com")
         ));
-        assert!(matches!(normalize_address("<a@b.example>"), Cow::Borrowed("a@b.example")));
+        assert!(matches!(
+            normalize_address("<a@b.example>"),
+            Cow::Borrowed("a@b.example")
+        ));
         assert_eq!(normalize_address(" A@B.example "), "a@b.example");
     }
 

@@ -252,10 +252,9 @@ pub fn save(path: &Path, ov: &Overrides) -> Result<(), OverridesError> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let name = path.file_name().map_or_else(
-        || "overrides".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = path
+        .file_name()
+        .map_or_else(|| "overrides".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -316,7 +315,11 @@ pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, OverridesError> {
 
 fn is_header(fields: &[String]) -> bool {
     let want = ["address", "attribute", "value"];
-    fields.len() == 3 && fields.iter().zip(want).all(|(f, w)| f.eq_ignore_ascii_case(w))
+    fields.len() == 3
+        && fields
+            .iter()
+            .zip(want)
+            .all(|(f, w)| f.eq_ignore_ascii_case(w))
 }
 
 /// Split CSV text into records of fields, each with its starting line.
@@ -378,11 +381,8 @@ fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, OverridesError> 
             fields.push(field);
             match chars.next() {
                 Some(',') => continue,
-                Some('\r') => {
-                    if chars.peek() == Some(&'\n') {
-                        chars.next();
-                    }
-                }
+                // End of record: "\n", "\r\n" or the end of the text.
+                Some('\r') => _ = chars.next_if_eq(&'\n'),
                 _ => {}
             }
             line += 1;

@@ -18,7 +18,7 @@ use cert::CertWatch;
 use mail::{Hop, Mailer};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -101,42 +101,8 @@ pub enum NotifyError {
     Smtp(lettre::transport::smtp::Error),
 }
 
-/// Where "now" comes from; tests inject a [`ManualClock`].
-pub trait Clock: Send + Sync {
-    fn now(&self) -> OffsetDateTime;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Clone)]
-pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
-
-impl ManualClock {
-    pub fn new(start: OffsetDateTime) -> Self {
-        ManualClock(Arc::new(Mutex::new(start)))
-    }
-
-    pub fn set(&self, t: OffsetDateTime) {
-        *self.0.lock().unwrap() = t;
-    }
-
-    pub fn advance(&self, d: Duration) {
-        *self.0.lock().unwrap() += d;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.0.lock().unwrap()
-    }
-}
+/// The same injectable clock as the Graph refresher, so one test clock can drive both.
+pub use crate::directory::graph::clock::{Clock, ManualClock, SystemClock};
 
 const RETRY_FIRST: Duration = Duration::from_secs(30);
 const RETRY_MAX: Duration = Duration::from_secs(15 * 60);

@@ -5,6 +5,7 @@
 //! Non-strict mode: a missing attribute renders as nothing, so `{{#if mobilePhone}}` is all a
 //! template needs to leave a line out.
 
+mod cache;
 mod helpers;
 
 use crate::directory::User;
@@ -57,6 +58,7 @@ pub struct Templates {
     text: Handlebars<'static>,
     /// Template name → the (HTML, text) files it came from, for error messages.
     names: BTreeMap<String, (String, String)>,
+    cache: cache::Cache,
 }
 
 impl std::fmt::Debug for Templates {
@@ -150,7 +152,12 @@ impl Templates {
             register(&mut text, &pair.name, &pair.text)?;
             names.insert(pair.name, (pair.html.0, pair.text.0));
         }
-        let t = Templates { html, text, names };
+        let t = Templates {
+            html,
+            text,
+            names,
+            cache: cache::Cache::default(),
+        };
         t.trial_render()?;
         Ok(t)
     }
@@ -194,10 +201,20 @@ impl Templates {
     ///
     /// The HTML is trimmed of surrounding whitespace; the text ends with exactly one `\n`.
     /// Both use `\n` line endings: the stamping core adapts them to the message.
+    /// Recent results are cached (see `cache.rs`): a repeat sender costs a map probe.
     pub fn render(&self, name: &str, user: &User) -> Result<Signature, RenderError> {
         if !self.has(name) {
             return Err(RenderError::Missing(name.into()));
         }
+        if let Some(sig) = self.cache.get(name, user) {
+            return Ok(sig);
+        }
+        let sig = self.render_uncached(name, user)?;
+        self.cache.put(name, user, &sig);
+        Ok(sig)
+    }
+
+    fn render_uncached(&self, name: &str, user: &User) -> Result<Signature, RenderError> {
         // One conversion to handlebars' context serves both renders.
         let ctx = handlebars::Context::from(Value::Object(user.attrs.clone()));
         let fail = |e: handlebars::RenderError| RenderError::Template(e.to_string());

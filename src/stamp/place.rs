@@ -56,26 +56,32 @@ const HTML_TAG_MARKERS: &[&[u8]] = &[
     b"class=\"OutlookMessageHeader", // Outlook 2003
 ];
 
+/// One case-insensitive automaton over every marker: a single pass finds the earliest.
+fn html_markers() -> &'static aho_corasick::AhoCorasick {
+    static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    AC.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(HTML_TAG_MARKERS)
+            .expect("static markers")
+    })
+}
+
 /// Where in an HTML body the signature goes (a byte offset).
 pub fn html_position(html: &[u8]) -> usize {
-    let mut best: Option<usize> = None;
-    let mut consider = |pos: usize| {
-        if best.is_none_or(|b| pos < b) {
-            best = Some(pos);
+    let tagged = html_markers().find(html).map(|m| {
+        let start = tag_start(html, m.start());
+        if HTML_TAG_MARKERS[m.pattern().as_usize()].eq_ignore_ascii_case(b"divRplyFwdMsg") {
+            include_preceding_hr(html, start)
+        } else {
+            start
         }
+    });
+    let best = match (tagged, outlook_bold_header(html)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     };
-    for m in HTML_TAG_MARKERS {
-        if let Some(at) = find_ci(html, m, 0) {
-            let mut start = tag_start(html, at);
-            if m.eq_ignore_ascii_case(b"divRplyFwdMsg") {
-                start = include_preceding_hr(html, start);
-            }
-            consider(start);
-        }
-    }
-    if let Some(at) = outlook_bold_header(html) {
-        consider(at);
-    }
     if let Some(at) = best {
         return at;
     }
@@ -104,9 +110,15 @@ fn include_preceding_hr(html: &[u8], start: usize) -> usize {
 /// Outlook desktop without the border block: `<b>From:</b> … <b>Sent:</b>` (possibly with a
 /// `<span>` inside the bold). The signature goes before the paragraph holding "From:".
 fn outlook_bold_header(html: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = find_ci(html, b"From:</", from) {
-        from = at + 1;
+    static FROM: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    let ac = FROM.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build([b"From:</"])
+            .expect("static pattern")
+    });
+    for m in ac.find_iter(html) {
+        let at = m.start();
         let after = &html[at + 5..html.len().min(at + 20)];
         let bold = after.starts_with(b"</b>")
             || after.starts_with(b"</B>")

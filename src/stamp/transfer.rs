@@ -50,13 +50,17 @@ fn hex(c: u8) -> Option<u8> {
 pub fn qp_decode(enc: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(enc.len());
     let mut i = 0;
-    while i < enc.len() {
+    // Runs without "=" decode to themselves: copy them whole.
+    while let Some(rel) = memchr::memchr(b'=', &enc[i..]) {
+        out.extend_from_slice(&enc[i..i + rel]);
+        i += rel;
         let (n, b) = qp_step(enc, i);
         if let Some(b) = b {
             out.push(b);
         }
         i += n;
     }
+    out.extend_from_slice(&enc[i..]);
     out
 }
 
@@ -66,6 +70,17 @@ pub fn qp_encoded_offset(enc: &[u8], target: usize) -> (usize, bool) {
     let mut i = 0;
     let mut count = 0;
     while i < enc.len() {
+        // Up to the next "=", each encoded byte is one decoded byte.
+        let run = memchr::memchr(b'=', &enc[i..]).unwrap_or(enc.len() - i);
+        if count + run > target {
+            i += target - count;
+            break;
+        }
+        count += run;
+        i += run;
+        if i >= enc.len() {
+            break;
+        }
         let (n, b) = qp_step(enc, i);
         if b.is_some() {
             if count == target {
@@ -115,7 +130,8 @@ pub fn qp_encode(data: &[u8], eol: &[u8]) -> Vec<u8> {
             col = 0;
         }
         if escape {
-            out.extend_from_slice(format!("={b:02X}").as_bytes());
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         } else {
             out.push(b);
         }

@@ -1,0 +1,109 @@
+//! A small cache of rendered signatures. A handlebars render of the default pair costs tens
+//! of microseconds, far more than the lookup before it, while a user's signature changes
+//! only when the user's attributes or the templates do. Each [`super::Templates`] owns one
+//! cache, so new templates start empty; an entry is used only if the user's attributes are
+//! equal to those it was rendered from, so a directory change is never served stale.
+
+use crate::directory::{Attributes, User};
+use crate::stamp::Signature;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// At most this many signatures are kept (a few KB each); when full, the cache starts over.
+/// Cheap and good enough: the senders of a busy hour fit, a whole large tenant need not.
+pub(super) const CAPACITY: usize = 2048;
+
+struct Entry {
+    attrs: Attributes,
+    sig: Signature,
+}
+
+#[derive(Default)]
+pub(super) struct Cache {
+    // template name → user key → entry; nested so a hit borrows both keys (no allocation).
+    map: Mutex<HashMap<String, HashMap<String, Entry>>>,
+}
+
+/// Which entry a user would be found under: any stable per-user string will do, because
+/// entries are checked against the attributes.
+fn user_key(user: &User) -> Option<&str> {
+    user.id()
+        .or_else(|| user.str("mail"))
+        .or_else(|| user.str("userPrincipalName"))
+}
+
+impl Cache {
+    pub(super) fn get(&self, name: &str, user: &User) -> Option<Signature> {
+        let key = user_key(user)?;
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.get(name)?.get(key)?;
+        (entry.attrs == user.attrs).then(|| entry.sig.clone())
+    }
+
+    pub(super) fn put(&self, name: &str, user: &User, sig: &Signature) {
+        let Some(key) = user_key(user) else { return };
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.values().map(HashMap::len).sum::<usize>() >= CAPACITY {
+            map.clear();
+        }
+        map.entry(name.to_string()).or_default().insert(
+            key.to_string(),
+            Entry {
+                attrs: user.attrs.clone(),
+                sig: sig.clone(),
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let map = self.map.lock().unwrap();
+        map.values().map(HashMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(v: serde_json::Value) -> User {
+        User::new(v.as_object().unwrap().clone())
+    }
+
+    fn sig(s: &str) -> Signature {
+        Signature {
+            html: s.into(),
+            text: s.into(),
+        }
+    }
+
+    #[test]
+    fn hit_only_for_equal_attributes_and_same_template() {
+        let c = Cache::default();
+        let a = user(json!({"mail": "a@x.example", "jobTitle": "CEO"}));
+        assert_eq!(c.get("default", &a), None);
+        c.put("default", &a, &sig("one"));
+        assert_eq!(c.get("default", &a), Some(sig("one")));
+        assert_eq!(c.get("sales", &a), None);
+        let changed = user(json!({"mail": "a@x.example", "jobTitle": "Chair"}));
+        assert_eq!(c.get("default", &changed), None, "stale signature served");
+        // Users without any key are simply not cached.
+        let anon = user(json!({"displayName": "Nobody"}));
+        c.put("default", &anon, &sig("x"));
+        assert_eq!(c.get("default", &anon), None);
+    }
+
+    #[test]
+    fn bounded() {
+        let c = Cache::default();
+        for i in 0..CAPACITY + 10 {
+            c.put(
+                "default",
+                &user(json!({ "mail": format!("u{i}@x.example") })),
+                &sig("s"),
+            );
+        }
+        assert!(c.len() <= CAPACITY, "{}", c.len());
+    }
+}
