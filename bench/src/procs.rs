@@ -86,12 +86,9 @@ impl Sigstamp {
         let admin = loopback(free_port()?);
         let section = match edge {
             // Room for the idle-session measurement; no TLS on loopback.
-            // The [milter] section only because `serve` on main exits when it is missing
-            // (milter::run errors without one): an idle listener on a spare port.
             Edge::Relay { next_hop } => format!(
                 "[smtp]\nlisten = \"{addr}\"\nnext_hop = \"{next_hop}\"\nnext_hop_tls = \"none\"\n\
-                 max_sessions = 20000\n\n[milter]\nlisten = \"{spare}\"\n",
-                spare = loopback(free_port()?)
+                 max_sessions = 20000\n"
             ),
             Edge::Milter => format!("[milter]\nlisten = \"{addr}\"\nmax_connections = 20000\n"),
         };
