@@ -552,11 +552,16 @@ fn apply_change(decoded: &[u8], change: Change) -> Vec<u8> {
 
 /// Inline PGP in a body we would stamp: changing it would break the signature or the armor.
 fn refuse_inline_pgp(decoded: &[u8]) -> Result<(), Skip> {
-    if place::find_ci(decoded, b"-----BEGIN PGP SIGNED MESSAGE-----", 0).is_some() {
-        return Err(Skip::Signed);
-    }
-    if place::find_ci(decoded, b"-----BEGIN PGP MESSAGE-----", 0).is_some() {
-        return Err(Skip::Encrypted);
+    let mut from = 0;
+    while let Some(at) = place::find_ci(decoded, b"-----BEGIN PGP ", from) {
+        let rest = &decoded[at + 15..];
+        if rest.starts_with(b"SIGNED MESSAGE-----") {
+            return Err(Skip::Signed);
+        }
+        if rest.starts_with(b"MESSAGE-----") {
+            return Err(Skip::Encrypted);
+        }
+        from = at + 1;
     }
     Ok(())
 }

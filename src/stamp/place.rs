@@ -164,31 +164,30 @@ fn closing_tag(html: &[u8], name: &[u8]) -> Option<usize> {
 /// Where in a text body the signature goes: the start of the line that opens the quoted
 /// message, or `None` for the end of the body.
 pub fn text_position(text: &[u8]) -> Option<usize> {
-    let lines: Vec<(usize, &[u8])> = lines(text).collect();
-    for (i, &(start, line)) in lines.iter().enumerate() {
+    // Lazy: a reply's quote is usually near the top, so most of a long body is never split.
+    let mut prev_nonblank: Option<(usize, &[u8])> = None;
+    for (start, line) in lines(text) {
         let t = trim(line);
+        let rest = || lines(&text[start + line.len()..]).map(|(_, l)| trim(l));
         if t.starts_with(b">") {
             // An attribution line ("X wrote:") right above the quote belongs to it.
-            let prev = lines[..i].iter().rev().find(|(_, l)| !trim(l).is_empty());
-            return Some(match prev {
-                Some(&(ps, pl)) if trim(pl).ends_with(b":") => ps,
+            return Some(match prev_nonblank {
+                Some((ps, pl)) if pl.ends_with(b":") => ps,
                 _ => start,
             });
         }
-        if is_attribution(t, lines.get(i + 1).map(|l| trim(l.1)))
-            || is_separator(t)
-            || is_header_block(t, &lines[i + 1..])
+        if is_attribution(t, rest().next()) || is_separator(t) || is_header_block(t, rest().take(4))
         {
             return Some(start);
         }
         if t.len() >= 20 && t.iter().all(|b| *b == b'_') {
-            let next = lines[i + 1..]
-                .iter()
-                .map(|l| trim(l.1))
-                .find(|l| !l.is_empty());
+            let next = rest().find(|l| !l.is_empty());
             if next.is_some_and(|n| starts_ci(n, b"from:") || starts_ci(n, b"*from:*")) {
                 return Some(start);
             }
+        }
+        if !t.is_empty() {
+            prev_nonblank = Some((start, t));
         }
     }
     None
@@ -270,10 +269,9 @@ fn is_separator(line: &[u8]) -> bool {
 }
 
 /// Outlook's plain-text reply header: "From: …" then "Sent: …" / "Date: …" within a few lines.
-fn is_header_block(line: &[u8], rest: &[(usize, &[u8])]) -> bool {
+fn is_header_block<'a>(line: &[u8], mut next: impl Iterator<Item = &'a [u8]>) -> bool {
     let from = starts_ci(line, b"from:") || starts_ci(line, b"*from:*") || starts_ci(line, b"von:");
-    from && rest.iter().take(4).any(|(_, l)| {
-        let t = trim(l);
+    from && next.any(|t| {
         [
             b"sent:".as_slice(),
             b"*sent:*",
