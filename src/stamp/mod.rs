@@ -354,12 +354,61 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
         ("multipart", "digest") => Bodies::default(),
         ("multipart", _) => {
             // mixed and unknown multiparts: the body is the first part; the rest are attached.
-            part.children
-                .first()
-                .map_or_else(Bodies::default, |&c| select(raw, tree, c))
+            let Some(&first) = part.children.first() else {
+                return Bodies::default();
+            };
+            let body = select(raw, tree, first);
+            // Apple Mail puts an inline image in the middle of the text as
+            // mixed[text, image (inline), text]: the author's text ends in the last text part.
+            let Some(kind) = inline_text_kind(raw, tree, first) else {
+                return body;
+            };
+            let tail = part.children[1..]
+                .iter()
+                .copied()
+                .take_while(|&c| {
+                    inline_text_kind(raw, tree, c) == Some(kind) || is_inline(raw, tree, c)
+                })
+                .filter(|&c| inline_text_kind(raw, tree, c) == Some(kind))
+                .last();
+            match (tail, kind) {
+                (Some(t), Kind::Text) => Bodies {
+                    text: Some(t),
+                    ..body
+                },
+                (Some(t), Kind::Html) => Bodies {
+                    html: Some(t),
+                    ..body
+                },
+                (None, _) => body,
+            }
         }
         _ => Bodies::default(),
     }
+}
+
+/// A text/plain or text/html leaf shown in line: no attachment disposition, no file name.
+fn inline_text_kind(raw: &[u8], tree: &Tree, idx: usize) -> Option<Kind> {
+    let p = &tree.parts[idx];
+    let kind = match (p.ctype.mtype.as_str(), p.ctype.subtype.as_str()) {
+        ("text", "plain") => Kind::Text,
+        ("text", "html") => Kind::Html,
+        _ => return None,
+    };
+    let named = p.ctype.params.iter().any(|x| x.name.starts_with("name"))
+        || mime::find_field(raw, &p.fields, "content-disposition")
+            .and_then(|f| mime::parse_content_type(raw, f.value.clone(), true))
+            .is_some_and(|d| d.params.iter().any(|x| x.name.starts_with("filename")));
+    (!p.attachment && !named).then_some(kind)
+}
+
+/// A part explicitly marked `Content-Disposition: inline` (an image shown in the text).
+fn is_inline(raw: &[u8], tree: &Tree, idx: usize) -> bool {
+    let p = &tree.parts[idx];
+    p.ctype.mtype != "multipart"
+        && mime::find_field(raw, &p.fields, "content-disposition")
+            .and_then(|f| mime::parse_content_type(raw, f.value.clone(), true))
+            .is_some_and(|d| d.mtype == "inline")
 }
 
 fn content_id<'r>(raw: &'r [u8], tree: &Tree, idx: usize) -> Option<&'r [u8]> {
