@@ -54,6 +54,9 @@ const HTML_TAG_MARKERS: &[&[u8]] = &[
     b"id=\"AOLMsgPart",              // AOL
     b"id=\"stopSpelling\"",          // Hotmail
     b"class=\"OutlookMessageHeader", // Outlook 2003
+    b"OLK_SRC_BODY_SECTION",         // Outlook for Mac
+    b"class=\"protonmail_quote",     // Proton Mail
+    b"class=\"zmail_extra",          // Zoho Mail
 ];
 
 /// Outlook desktop's bold reply header starts with this; it is checked further on a match.
@@ -85,6 +88,8 @@ pub fn html_position(html: &[u8]) -> usize {
         let start = tag_start(html, m.start());
         return if marker.eq_ignore_ascii_case(b"divRplyFwdMsg") {
             include_preceding_hr(html, start)
+        } else if marker.starts_with(b"type=") {
+            include_preceding_attribution(html, start)
         } else {
             start
         };
@@ -93,6 +98,55 @@ pub fn html_position(html: &[u8]) -> usize {
         return at;
     }
     html.len()
+}
+
+/// Roundcube, Fastmail and others write "On …, Bob wrote:" in a paragraph just above the
+/// `<blockquote type="cite">`: that line belongs to the quote.
+fn include_preceding_attribution(html: &[u8], start: usize) -> usize {
+    let window_start = start.saturating_sub(400);
+    let before = &html[window_start..start];
+    let text_end = before
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |p| p + 1);
+    // The attribution's text ends with "wrote:" (or a translation), maybe followed by tags.
+    let mut end = text_end;
+    while end > 0 && before[end - 1] == b'>' {
+        match memchr::memrchr(b'<', &before[..end - 1]) {
+            Some(open) => {
+                end = before[..open]
+                    .iter()
+                    .rposition(|b| !b.is_ascii_whitespace())
+                    .map_or(0, |p| p + 1)
+            }
+            None => return start,
+        }
+    }
+    let text = &before[..end];
+    // "…, Bob wrote:", "Am …, schrieb Bob:", "Le … a écrit :": ends with a colon, and the
+    // line (after its last tag) names the verb.
+    let line = &text[memchr::memrchr(b'>', text).map_or(0, |p| p + 1)..];
+    let attribution = text.ends_with(b":")
+        && [
+            b"wrote".as_slice(),
+            b"schrieb",
+            b"crit",
+            b"escribi",
+            b"scritto",
+            b"schreef",
+        ]
+        .iter()
+        .any(|w| find_ci(line, w, 0).is_some());
+    if !attribution {
+        return start;
+    }
+    // Back to the block that holds it.
+    let p = rfind_ci(text, b"<p");
+    let d = rfind_ci(text, b"<div");
+    match p.max(d) {
+        Some(at) => window_start + at,
+        None => start,
+    }
 }
 
 /// OWA puts `<hr …>` right before the reply header: the signature goes above the rule.
@@ -300,6 +354,9 @@ mod tests {
             ("<div>Hi</div>|<div class=\"gmail_quote gmail_quote_container\"><div dir=ltr class=\"gmail_attr\">On</div></div>", "gmail container"),
             ("<div>Hi</div>|<hr style=\"display:inline-block\" tabindex=\"-1\">\n<div id=\"divRplyFwdMsg\" dir=\"ltr\"><b>From:</b></div>", "owa"),
             ("<div>Hi</div>|<blockquote type=\"cite\">q</blockquote></body>", "apple"),
+            ("<p>Hi</p>\n|<p>On 2026-03-02 09:00, Bob wrote:</p>\n<blockquote type=\"cite\" style=\"padding\">q</blockquote>", "roundcube attribution"),
+            ("<p>Hi</p>|<div>Am 02.03.2026 schrieb Bob:<br></div><blockquote type=\"cite\">q</blockquote>", "attribution with a trailing tag"),
+            ("<div>Hi</div>|<div class=\"protonmail_quote\">------- Original Message -------</div>", "proton"),
             ("<p>Hi</p>|<div class=\"moz-cite-prefix\">On x wrote:</div><blockquote type=\"cite\">q</blockquote>", "thunderbird"),
             ("<p>Hi</p>|<div style=\"border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0in 0in 0in\"><p><b>From:</b> x</p></div>", "outlook border"),
             ("<p>Hi</p>|<p class=MsoNormal><b><span lang=EN-US>From:</span></b><span> x<br><b>Sent:</b> y</span></p></body>", "outlook bold"),
