@@ -306,7 +306,7 @@ impl Sink {
         // A quiet incremental round changes nothing: skip rebuilding the index.
         let unchanged =
             !report.full && report.entries == 0 && self.directory.source() == Source::Graph;
-        let users = (!unchanged).then(|| syncer.users());
+        let users = (!unchanged).then(|| syncer.users_sharing(&self.directory.base_users()));
         let link = syncer.delta_link().map(str::to_string);
         self.publish_users(users, link, syncer.delta_at(), report)
             .await
@@ -316,7 +316,7 @@ impl Sink {
     /// directory's base users without another copy being kept.
     async fn publish_users(
         &self,
-        users: Option<Vec<crate::directory::User>>,
+        users: Option<Vec<Arc<crate::directory::User>>>,
         link: Option<String>,
         delta_at: Option<time::OffsetDateTime>,
         report: &SyncReport,
@@ -327,7 +327,7 @@ impl Sink {
         let now = self.clock.now();
         self.status.last_sync.store(Arc::new(Some(now)));
         if let Some(users) = users {
-            self.directory.replace_users(users, Source::Graph);
+            self.directory.replace_shared_users(users, Source::Graph);
         }
         self.loaded(report.users, now);
         let Some(path) = self.snapshot.clone() else {
@@ -481,7 +481,7 @@ pub async fn sync_once(
     let delta_at = syncer.delta_at();
     // This syncer is not kept: its compact copy is freed while the directory's is parsed,
     // so the tenant is never held twice.
-    let users = syncer.into_users();
+    let users = syncer.into_users().into_iter().map(Arc::new).collect();
     let written = sink
         .publish_users(Some(users), link, delta_at, &report)
         .await;

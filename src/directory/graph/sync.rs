@@ -7,7 +7,7 @@ use super::clock::Clock;
 use super::error::GraphError;
 use crate::directory::{Attributes, User};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -127,6 +127,13 @@ impl Syncer {
     /// The merged users, in id order.
     pub fn users(&self) -> Vec<User> {
         self.users.values().map(|j| User::new(decode(j))).collect()
+    }
+
+    /// The merged users, in id order, sharing each one unchanged from `current` (the
+    /// directory's base users) instead of parsing it again: publishing a round then holds a
+    /// second parsed copy only of the users it changed.
+    pub fn users_sharing(&self, current: &[Arc<User>]) -> Vec<Arc<User>> {
+        share_unchanged(&self.users, current)
     }
 
     /// The merged users, in id order, consuming the syncer: each compact entry is freed as
@@ -278,6 +285,19 @@ fn decode(json: &str) -> Attributes {
     serde_json::from_str(json).expect("the syncer only stores JSON it encoded")
 }
 
+fn share_unchanged(users: &BTreeMap<String, Box<str>>, current: &[Arc<User>]) -> Vec<Arc<User>> {
+    let by_id: HashMap<&str, &Arc<User>> =
+        current.iter().filter_map(|u| Some((u.id()?, u))).collect();
+    users
+        .iter()
+        .map(|(id, json)| match by_id.get(id.as_str()) {
+            // Same compact text (maps serialise in key order): the same attributes.
+            Some(u) if *encode(&u.attrs) == **json => Arc::clone(u),
+            _ => Arc::new(User::new(decode(json))),
+        })
+        .collect()
+}
+
 /// Apply one delta entry: `@removed` drops the user; otherwise an absent key is unchanged, a
 /// `null` clears it and a value sets it (§2.2 [ours]). Idempotent, so replays are harmless.
 pub fn merge(users: &mut BTreeMap<String, Box<str>>, entry: Value) {
@@ -365,6 +385,27 @@ mod tests {
         assert!(m.is_empty());
         merge(&mut m, json!({"displayName":"no id"}));
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn unchanged_users_are_shared_changed_ones_parsed() {
+        let mut m = BTreeMap::new();
+        merge(
+            &mut m,
+            json!({"id":"1","displayName":"A","businessPhones":["1"]}),
+        );
+        merge(&mut m, json!({"id":"2","displayName":"B"}));
+        let current = share_unchanged(&m, &[]);
+        assert_eq!(current.len(), 2);
+        merge(&mut m, json!({"id":"2","displayName":"B2"}));
+        merge(&mut m, json!({"id":"3","displayName":"C"}));
+        let next = share_unchanged(&m, &current);
+        let ids: Vec<_> = next.iter().map(|u| u.id().unwrap()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert!(Arc::ptr_eq(&next[0], &current[0]), "unchanged: shared");
+        assert!(!Arc::ptr_eq(&next[1], &current[1]), "changed: parsed anew");
+        assert_eq!(next[1].str("displayName"), Some("B2"));
+        assert_eq!(next[0].attrs["businessPhones"], json!(["1"]));
     }
 
     /// Staging an incremental round and applying it at the end gives the same set as
