@@ -135,6 +135,45 @@ async fn delta_merges_changes_and_drops_removed_users() {
     assert!(sy.users().iter().any(|u| u.id() == Some("id-c")));
 }
 
+/// Publishing an incremental round keeps the directory's unchanged users (the same
+/// allocation), so a sync adds to memory only what it changed.
+#[tokio::test]
+async fn publish_shares_unchanged_users_with_the_directory() {
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    let mut sy = syncer(&fake.config(), fake.clock.clone());
+    let sink = sink(fake.clock.clone(), None);
+    let report = sy.sync(&mut no_progress()).await.unwrap();
+    sink.publish(&sy, &report).await.unwrap();
+    let before = sink.directory.base_users();
+
+    fake.update_user("id-a", json!({"jobTitle": "Director"}));
+    let report = sy.sync(&mut no_progress()).await.unwrap();
+    assert!(!report.full);
+    sink.publish(&sy, &report).await.unwrap();
+    let after = sink.directory.base_users();
+    let find = |users: &[std::sync::Arc<sigstamp::directory::User>], id: &str| {
+        users.iter().find(|u| u.id() == Some(id)).cloned().unwrap()
+    };
+    assert_eq!(after.len(), 3);
+    assert!(std::sync::Arc::ptr_eq(
+        &find(&before, "id-b"),
+        &find(&after, "id-b")
+    ));
+    assert!(std::sync::Arc::ptr_eq(
+        &find(&before, "id-c"),
+        &find(&after, "id-c")
+    ));
+    assert_eq!(find(&after, "id-a").str("jobTitle"), Some("Director"));
+    assert_eq!(
+        sink.directory
+            .lookup("adele@contoso.test")
+            .unwrap()
+            .str("jobTitle"),
+        Some("Director")
+    );
+}
+
 #[tokio::test]
 async fn delta_state_gone_means_full_resync_for_every_shape() {
     for shape in [

@@ -199,9 +199,15 @@ impl Directory {
 
     /// Replace the base users (a sync, a file load, a snapshot load).
     pub fn replace_users(&self, users: Vec<User>, source: Source) {
+        self.replace_shared_users(users.into_iter().map(Arc::new).collect(), source);
+    }
+
+    /// [`Directory::replace_users`] with users that may be shared with the current base (a
+    /// sync keeps its unchanged users, so memory grows only by what changed).
+    pub fn replace_shared_users(&self, users: Vec<Arc<User>>, source: Source) {
         let mut st = self.state.lock().unwrap();
         st.0 = Base {
-            users: Arc::new(users.into_iter().map(Arc::new).collect()),
+            users: Arc::new(users),
             source,
             loaded_at: Some(OffsetDateTime::now_utc()),
         };

@@ -84,8 +84,9 @@ impl Serialize for SnapshotRef<'_> {
 
 /// Read a snapshot. `Ok(None)` when the file does not exist (first start).
 pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    // Parsed from a buffered reader: the file's text is never held whole beside the users.
+    let file = match std::fs::File::open(path) {
+        Ok(f) => std::io::BufReader::new(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(SnapshotError::Read {
@@ -95,9 +96,15 @@ pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
         }
     };
     let snap: Snapshot =
-        serde_json::from_slice(&bytes).map_err(|source| SnapshotError::Corrupt {
-            path: path.into(),
-            source,
+        serde_json::from_reader(file).map_err(|source| match source.io_error_kind() {
+            Some(kind) => SnapshotError::Read {
+                path: path.into(),
+                source: std::io::Error::new(kind, source),
+            },
+            None => SnapshotError::Corrupt {
+                path: path.into(),
+                source,
+            },
         })?;
     if snap.version != VERSION {
         return Err(SnapshotError::Version {

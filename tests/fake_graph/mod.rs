@@ -1287,9 +1287,9 @@ impl Inner {
             }
         };
         let n = s.delta_page_size.max(1);
-        let mut page: Vec<Value> = ids
+        // Sliced by offset: serving a page costs the page, not the tenant.
+        let mut page: Vec<Value> = ids[st.offset.min(ids.len())..]
             .iter()
-            .skip(st.offset)
             .take(n)
             .map(|id| delta_entry(id, &s.users[id], &props, with_manager, minimal, &in_range))
             .collect();

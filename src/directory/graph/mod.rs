@@ -275,11 +275,14 @@ impl Sink {
                 let users_vec = snap.into_users();
                 // `sigstamp serve` may have loaded it already (before the edges start).
                 if self.directory.source() == Source::Empty {
-                    self.directory
-                        .replace_users(users_vec.clone(), Source::Snapshot);
+                    // The syncer is seeded from the directory's copy: no second parsed one.
+                    self.directory.replace_users(users_vec, Source::Snapshot);
                     self.loaded(users, written);
+                    let base = self.directory.base_users();
+                    syncer.seed_from(base.iter().map(|u| &**u), link, at);
+                } else {
+                    syncer.seed(users_vec, link, at);
                 }
-                syncer.seed(users_vec, link, at);
                 tracing::info!(path = %path.display(), users, written_at = %written, "directory loaded from snapshot");
             }
             Err(e) => tracing::warn!(error = %e, "ignoring the directory snapshot"),
@@ -300,25 +303,38 @@ impl Sink {
         syncer: &Syncer,
         report: &SyncReport,
     ) -> Result<(), snapshot::SnapshotError> {
+        // A quiet incremental round changes nothing: skip rebuilding the index.
+        let unchanged =
+            !report.full && report.entries == 0 && self.directory.source() == Source::Graph;
+        let users = (!unchanged).then(|| syncer.users_sharing(&self.directory.base_users()));
+        let link = syncer.delta_link().map(str::to_string);
+        self.publish_users(users, link, syncer.delta_at(), report)
+            .await
+    }
+
+    /// [`Sink::publish`] from a syncer's parts: `users` (`None`: unchanged) replace the
+    /// directory's base users without another copy being kept.
+    async fn publish_users(
+        &self,
+        users: Option<Vec<Arc<crate::directory::User>>>,
+        link: Option<String>,
+        delta_at: Option<time::OffsetDateTime>,
+        report: &SyncReport,
+    ) -> Result<(), snapshot::SnapshotError> {
         self.metrics
             .sync_seconds
             .observe(report.duration.as_secs_f64());
         let now = self.clock.now();
         self.status.last_sync.store(Arc::new(Some(now)));
-        // A quiet incremental round changes nothing: skip rebuilding the index.
-        let unchanged =
-            !report.full && report.entries == 0 && self.directory.source() == Source::Graph;
-        if !unchanged {
-            self.directory.replace_users(syncer.users(), Source::Graph);
+        if let Some(users) = users {
+            self.directory.replace_shared_users(users, Source::Graph);
         }
-        self.loaded(syncer.len(), now);
+        self.loaded(report.users, now);
         let Some(path) = self.snapshot.clone() else {
             return Ok(());
         };
         // Written from the directory's own base users: no further copy of the tenant.
         let users = self.directory.base_users();
-        let link = syncer.delta_link().map(str::to_string);
-        let delta_at = syncer.delta_at();
         tokio::task::spawn_blocking(move || {
             let snap = snapshot::SnapshotRef {
                 written_at: now,
@@ -461,7 +477,14 @@ pub async fn sync_once(
     let client = cfg.client(sink.clock.clone(), RetryPolicy::interactive())?;
     let mut syncer = Syncer::new(client, sink.clock.clone());
     let report = syncer.sync(progress).await?;
-    let written = sink.publish(&syncer, &report).await;
+    let link = syncer.delta_link().map(str::to_string);
+    let delta_at = syncer.delta_at();
+    // This syncer is not kept: its compact copy is freed while the directory's is parsed,
+    // so the tenant is never held twice.
+    let users = syncer.into_users().into_iter().map(Arc::new).collect();
+    let written = sink
+        .publish_users(Some(users), link, delta_at, &report)
+        .await;
     Ok((report, written))
 }
 

@@ -7,7 +7,7 @@ use super::clock::Clock;
 use super::error::GraphError;
 use crate::directory::{Attributes, User};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -89,6 +89,17 @@ impl Syncer {
         delta_link: Option<String>,
         delta_at: Option<OffsetDateTime>,
     ) {
+        self.seed_from(users.iter(), delta_link, delta_at);
+    }
+
+    /// [`Syncer::seed`] from borrowed users (the directory's own), so seeding costs no
+    /// parsed copy of the tenant.
+    pub fn seed_from<'a>(
+        &mut self,
+        users: impl IntoIterator<Item = &'a User>,
+        delta_link: Option<String>,
+        delta_at: Option<OffsetDateTime>,
+    ) {
         self.users = users
             .into_iter()
             .filter_map(|u| Some((u.id()?.to_string(), encode(&u.attrs))))
@@ -118,6 +129,21 @@ impl Syncer {
         self.users.values().map(|j| User::new(decode(j))).collect()
     }
 
+    /// The merged users, in id order, sharing each one unchanged from `current` (the
+    /// directory's base users) instead of parsing it again: publishing a round then holds a
+    /// second parsed copy only of the users it changed.
+    pub fn users_sharing(&self, current: &[Arc<User>]) -> Vec<Arc<User>> {
+        share_unchanged(&self.users, current)
+    }
+
+    /// The merged users, in id order, consuming the syncer: each compact entry is freed as
+    /// soon as it is parsed, so the set is never held twice.
+    pub fn into_users(self) -> Vec<User> {
+        let mut out = Vec::with_capacity(self.users.len());
+        out.extend(self.users.into_values().map(|j| User::new(decode(&j))));
+        out
+    }
+
     pub fn client(&self) -> &GraphClient {
         &self.client
     }
@@ -140,7 +166,7 @@ impl Syncer {
                 < time::Duration::try_from(DELTA_MAX_AGE).unwrap_or(time::Duration::MAX)
         });
         let link = self.delta_link.clone().filter(|_| fresh);
-        let mut staged = Staged::Changes(Vec::new());
+        let mut staged = Staged::Changes(BTreeMap::new());
         let mut round = None;
         if let Some(link) = link {
             match self.round(link, &mut staged, progress).await {
@@ -162,9 +188,12 @@ impl Syncer {
         };
         match staged {
             Staged::Full(users) => self.users = users,
-            Staged::Changes(entries) => {
-                for e in entries {
-                    merge(&mut self.users, e);
+            Staged::Changes(changes) => {
+                for (id, user) in changes {
+                    match user {
+                        Some(json) => self.users.insert(id, json),
+                        None => self.users.remove(&id),
+                    };
                 }
             }
         }
@@ -204,7 +233,11 @@ impl Syncer {
                     // A full round is merged page by page into a compact map, so a large
                     // tenant is never held as parsed JSON all at once.
                     Staged::Full(users) => v.into_iter().for_each(|e| merge(users, e)),
-                    Staged::Changes(list) => list.extend(v),
+                    // An incremental round stages each changed user merged in full, as
+                    // compact JSON, over the current set; no page is kept parsed.
+                    Staged::Changes(changes) => {
+                        v.into_iter().for_each(|e| stage(&self.users, changes, e))
+                    }
                 }
             }
             progress(Progress { pages, entries });
@@ -227,9 +260,12 @@ impl Syncer {
     }
 }
 
+/// A round's results, kept aside until the round is complete.
 enum Staged {
+    /// The whole new set (a full round).
     Full(BTreeMap<String, Box<str>>),
-    Changes(Vec<Value>),
+    /// id → the user as it will be after the round, `None` when removed (an incremental round).
+    Changes(BTreeMap<String, Option<Box<str>>>),
 }
 
 struct Round {
@@ -249,20 +285,65 @@ fn decode(json: &str) -> Attributes {
     serde_json::from_str(json).expect("the syncer only stores JSON it encoded")
 }
 
+fn share_unchanged(users: &BTreeMap<String, Box<str>>, current: &[Arc<User>]) -> Vec<Arc<User>> {
+    let by_id: HashMap<&str, &Arc<User>> =
+        current.iter().filter_map(|u| Some((u.id()?, u))).collect();
+    users
+        .iter()
+        .map(|(id, json)| match by_id.get(id.as_str()) {
+            // Same compact text (maps serialise in key order): the same attributes.
+            Some(u) if *encode(&u.attrs) == **json => Arc::clone(u),
+            _ => Arc::new(User::new(decode(json))),
+        })
+        .collect()
+}
+
 /// Apply one delta entry: `@removed` drops the user; otherwise an absent key is unchanged, a
 /// `null` clears it and a value sets it (§2.2 [ours]). Idempotent, so replays are harmless.
 pub fn merge(users: &mut BTreeMap<String, Box<str>>, entry: Value) {
-    let Value::Object(obj) = entry else { return };
-    let Some(id) = obj.get("id").and_then(Value::as_str).map(str::to_string) else {
+    let Some((id, obj)) = split(entry) else {
         return;
     };
-    if obj.contains_key("@removed") {
-        users.remove(&id);
+    match apply(users.get(&id).map(|j| &**j), obj) {
+        Some(json) => users.insert(id, json),
+        None => users.remove(&id),
+    };
+}
+
+/// [`merge`] into an incremental round's staged changes, over the current set `base`.
+fn stage(
+    base: &BTreeMap<String, Box<str>>,
+    changes: &mut BTreeMap<String, Option<Box<str>>>,
+    entry: Value,
+) {
+    let Some((id, obj)) = split(entry) else {
         return;
+    };
+    let current = match changes.get(&id) {
+        Some(staged) => staged.as_deref(),
+        None => base.get(&id).map(|j| &**j),
+    };
+    let next = apply(current, obj);
+    changes.insert(id, next);
+}
+
+/// A delta entry's id and object; `None` for anything else.
+fn split(entry: Value) -> Option<(String, Attributes)> {
+    let Value::Object(obj) = entry else {
+        return None;
+    };
+    let id = obj.get("id").and_then(Value::as_str)?.to_string();
+    Some((id, obj))
+}
+
+/// The user after one entry, from its current JSON; `None` when the entry removes it.
+fn apply(current: Option<&str>, obj: Attributes) -> Option<Box<str>> {
+    if obj.contains_key("@removed") {
+        return None;
     }
-    let mut user = users.get(&id).map(|j| decode(j)).unwrap_or_default();
+    let mut user = current.map(decode).unwrap_or_default();
     merge_attrs(&mut user, obj);
-    users.insert(id, encode(&user));
+    Some(encode(&user))
 }
 
 fn merge_attrs(user: &mut Attributes, obj: Attributes) {
@@ -304,5 +385,69 @@ mod tests {
         assert!(m.is_empty());
         merge(&mut m, json!({"displayName":"no id"}));
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn unchanged_users_are_shared_changed_ones_parsed() {
+        let mut m = BTreeMap::new();
+        merge(
+            &mut m,
+            json!({"id":"1","displayName":"A","businessPhones":["1"]}),
+        );
+        merge(&mut m, json!({"id":"2","displayName":"B"}));
+        let current = share_unchanged(&m, &[]);
+        assert_eq!(current.len(), 2);
+        merge(&mut m, json!({"id":"2","displayName":"B2"}));
+        merge(&mut m, json!({"id":"3","displayName":"C"}));
+        let next = share_unchanged(&m, &current);
+        let ids: Vec<_> = next.iter().map(|u| u.id().unwrap()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert!(Arc::ptr_eq(&next[0], &current[0]), "unchanged: shared");
+        assert!(!Arc::ptr_eq(&next[1], &current[1]), "changed: parsed anew");
+        assert_eq!(next[1].str("displayName"), Some("B2"));
+        assert_eq!(next[0].attrs["businessPhones"], json!(["1"]));
+    }
+
+    /// Staging an incremental round and applying it at the end gives the same set as
+    /// merging entry by entry, while leaving the current set untouched until then.
+    #[test]
+    fn staged_changes_equal_sequential_merge() {
+        let mut base = BTreeMap::new();
+        merge(
+            &mut base,
+            json!({"id":"1","displayName":"A","jobTitle":"X"}),
+        );
+        merge(&mut base, json!({"id":"2","displayName":"B"}));
+        let entries = [
+            json!({"id":"1","jobTitle":null}),
+            json!({"id":"1","mail":"a@x"}),
+            json!({"id":"2","@removed":{"reason":"changed"}}),
+            json!({"id":"2","displayName":"B2"}),
+            json!({"id":"3","displayName":"C"}),
+            json!({"id":"3","@removed":{"reason":"deleted"}}),
+            json!({"id":"4","displayName":"D"}),
+            json!({"no":"id"}),
+        ];
+        let mut expected = base.clone();
+        let mut changes = BTreeMap::new();
+        for e in entries {
+            merge(&mut expected, e.clone());
+            stage(&base, &mut changes, e);
+        }
+        assert_eq!(decode(&base["1"])["jobTitle"], "X", "base untouched");
+        for (id, u) in changes {
+            match u {
+                Some(j) => base.insert(id, j),
+                None => base.remove(&id),
+            };
+        }
+        assert_eq!(base, expected);
+        assert_eq!(
+            base.keys().collect::<Vec<_>>(),
+            ["1", "2", "4"],
+            "3 removed again, 2 re-added"
+        );
+        assert_eq!(decode(&base["2"]).get("displayName"), Some(&json!("B2")));
+        assert!(!decode(&base["1"]).contains_key("jobTitle"));
     }
 }
