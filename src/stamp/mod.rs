@@ -161,7 +161,8 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
     trace.extend_from_slice(b": ");
     trace.extend_from_slice(opts.trace_value.as_bytes());
     trace.extend_from_slice(eol);
-    edits.insert(start, trace);
+    // First at `start`, ahead of any field added to a header-less message at the same offset.
+    edits.insert_first(start, trace);
     Ok(Stamped {
         message: edits.apply(raw),
         html_parts,
@@ -436,6 +437,11 @@ struct Edits(Vec<(Range<usize>, Vec<u8>)>);
 impl Edits {
     fn insert(&mut self, at: usize, bytes: Vec<u8>) {
         self.0.push((at..at, bytes));
+    }
+
+    /// An insertion that goes before every other edit at the same offset.
+    fn insert_first(&mut self, at: usize, bytes: Vec<u8>) {
+        self.0.insert(0, (at..at, bytes));
     }
 
     fn replace(&mut self, range: Range<usize>, bytes: Vec<u8>) {
@@ -820,6 +826,32 @@ fn set_charset_utf8(raw: &[u8], part: &Part, new_fields: &mut Vec<String>, edits
         None => {
             let subtype = &part.ctype.subtype;
             new_fields.push(format!("Content-Type: text/{subtype}; charset=utf-8"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `cargo fuzz`: a message without a header got its MIME fields ahead of the trace
+    /// header and the trace header ended up in the body, so a second pass stamped again.
+    #[test]
+    fn headerless_messages_are_stamped_once() {
+        let sig = Signature {
+            html: "<p>sig</p>".into(),
+            text: "-- \nJosé".into(),
+        };
+        for raw in [&b""[..], b"\n", b"just a body line\n", b"\r\nbody\r\n"] {
+            let Ok(s) = stamp(raw, &sig, &Options::default()) else {
+                continue;
+            };
+            assert!(s.message.starts_with(b"X-Sigstamp: stamped"), "{raw:?}");
+            assert_eq!(
+                stamp(&s.message, &sig, &Options::default()),
+                Err(Skip::AlreadyStamped),
+                "{raw:?}"
+            );
         }
     }
 }
