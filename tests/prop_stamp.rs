@@ -167,7 +167,10 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..2000)) {
-        let _ = stamp::stamp(&raw, &test_signature(), &Options::default());
+    fn arbitrary_bytes_never_panic_and_stamp_once(raw in prop::collection::vec(any::<u8>(), 0..2000)) {
+        let sig = test_signature();
+        if let Ok(s) = stamp::stamp(&raw, &sig, &Options::default()) {
+            prop_assert_eq!(stamp::stamp(&s.message, &sig, &Options::default()), Err(Skip::AlreadyStamped));
+        }
     }
 }
