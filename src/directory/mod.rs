@@ -33,8 +33,14 @@ impl User {
         User { attrs }
     }
 
+    /// One attribute's value. New code reads attributes through `get`/`str` only, so the
+    /// storage behind them can change.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.attrs.get(key)
+    }
+
     pub fn str(&self, key: &str) -> Option<&str> {
-        self.attrs.get(key).and_then(Value::as_str)
+        self.get(key).and_then(Value::as_str)
     }
 
     /// Graph's object id, if present.
