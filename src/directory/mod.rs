@@ -7,6 +7,7 @@
 pub mod file;
 pub mod graph;
 pub mod overrides;
+pub mod photo;
 pub mod snapshot;
 
 use arc_swap::ArcSwap;
