@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
-use sigstamp::directory::{Directory, Source, User};
+use sigstamp::directory::{AttrValue, Directory, Name, Source, User};
 use sigstamp::render::Templates;
 use std::hint::black_box;
 
@@ -62,9 +62,7 @@ fn render(c: &mut Criterion) {
         b.iter_batched(
             || {
                 n += 1;
-                let mut u = users[0].clone();
-                u.attrs.insert("seq".into(), n.into());
-                u
+                users[0].with_changes([(Name::new("seq"), AttrValue::Number(n.into()))])
             },
             |u| templates.render("default", black_box(&u)),
             criterion::BatchSize::SmallInput,

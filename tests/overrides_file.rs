@@ -30,7 +30,7 @@ fn directory() -> Directory {
 }
 
 fn attr(d: &Directory, addr: &str, key: &str) -> Option<Value> {
-    d.lookup(addr).unwrap().attrs.get(key).cloned()
+    d.lookup(addr).unwrap().get(key).map(|v| v.to_json())
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The file source: a JSON array of users in Graph's user shape (or `{"value": [...]}`).
 
-use super::{Attributes, User};
+use super::User;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,15 +36,15 @@ pub fn load(path: &Path) -> Result<Vec<User>, FileError> {
 pub fn parse(bytes: &[u8]) -> Result<Vec<User>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Page {
-        value: Vec<Attributes>,
+        value: Vec<User>,
     }
     // Pick the shape by the first byte (rather than an untagged enum) so that a mistake
     // deep inside is reported with its line and column.
     let list = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => serde_json::from_slice::<Page>(bytes)?.value,
-        _ => serde_json::from_slice::<Vec<Attributes>>(bytes)?,
+        _ => serde_json::from_slice::<Vec<User>>(bytes)?,
     };
-    Ok(list.into_iter().map(User::new).collect())
+    Ok(list)
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ pub mod graph;
 pub mod overrides;
 pub mod photo;
 pub mod snapshot;
+mod user;
+
+pub use user::{AttrValue, DeltaEntry, Fields, Name, User};
 
 use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
@@ -17,68 +20,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
-/// One user: the JSON object of a Graph user (`displayName`, `mail`, `businessPhones`, …)
-/// with overrides and custom attributes already merged in.
+/// A user's attributes as a `serde_json` object: the shape users are built from in tests
+/// and by callers holding JSON (see [`User::new`]).
 pub type Attributes = Map<String, Value>;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct User {
-    pub attrs: Attributes,
-}
-
-impl User {
-    /// Attributes that are `null` (Graph sends every selected property) are dropped: templates
-    /// treat missing and null alike, and a 100k-user tenant is much smaller without them.
-    pub fn new(mut attrs: Attributes) -> Self {
-        attrs.retain(|_, v| !v.is_null());
-        User { attrs }
-    }
-
-    /// One attribute's value. New code reads attributes through `get`/`str` only, so the
-    /// storage behind them can change.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.attrs.get(key)
-    }
-
-    pub fn str(&self, key: &str) -> Option<&str> {
-        self.get(key).and_then(Value::as_str)
-    }
-
-    /// Graph's object id, if present.
-    pub fn id(&self) -> Option<&str> {
-        self.str("id")
-    }
-
-    /// Every address this user is found by: `mail`, `userPrincipalName` and each `smtp:`
-    /// entry (primary `SMTP:` or alias `smtp:`) of `proxyAddresses`, normalised as by
-    /// [`normalize_address`], without duplicates. Other proxy types (`SIP:`, `X500:`) are not
-    /// mail addresses and are skipped.
-    pub fn addresses(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        let mut push = |a: &str| {
-            let a = normalize_address(a);
-            if a.contains('@') && !out.iter().any(|o| *o == a) {
-                out.push(a.into_owned());
-            }
-        };
-        if let Some(m) = self.str("mail") {
-            push(m);
-        }
-        if let Some(u) = self.str("userPrincipalName") {
-            push(u);
-        }
-        if let Some(list) = self.attrs.get("proxyAddresses").and_then(Value::as_array) {
-            for p in list.iter().filter_map(Value::as_str) {
-                if let Some((scheme, addr)) = p.split_once(':') {
-                    if scheme.trim().eq_ignore_ascii_case("smtp") {
-                        push(addr);
-                    }
-                }
-            }
-        }
-        out
-    }
-}
 
 /// Where the base users came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

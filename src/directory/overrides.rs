@@ -8,7 +8,7 @@
 //! source's value. The file is written atomically (temp, fsync, rename) by
 //! `sigstamp attributes`, and [`watch`] applies changes to a running server.
 
-use super::{normalize_address, Directory, User};
+use super::{normalize_address, AttrValue, Directory, Name, User};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -74,23 +74,19 @@ impl Overrides {
         if self.by_address.is_empty() {
             return user.clone();
         }
-        let mut out = user.clone();
+        // Collected in order of precedence (later wins), applied in one pass.
+        let mut changes = Vec::new();
         for a in user.addresses().iter().rev() {
             let Some(attrs) = self.by_address.get(a) else {
                 continue;
             };
             for (k, v) in attrs {
-                if PROTECTED.contains(&k.as_str()) {
-                    continue;
-                }
-                if v.is_null() {
-                    out.attrs.remove(k);
-                } else {
-                    out.attrs.insert(k.clone(), v.clone());
+                if !PROTECTED.contains(&k.as_str()) {
+                    changes.push((Name::new(k), AttrValue::from(v.clone())));
                 }
             }
         }
-        out
+        user.with_changes(changes)
     }
 
     pub fn is_empty(&self) -> bool {

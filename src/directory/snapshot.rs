@@ -2,7 +2,7 @@
 //! deltaLink and the time. Written atomically after every successful sync and loaded at
 //! start before any Graph call, so a restart with dead tokens still stamps.
 
-use super::{Attributes, Directory, Source, User};
+use super::{Directory, Source, User};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,9 @@ pub struct Snapshot {
     /// When the deltaLink was obtained (delta tokens expire, §2.3).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub delta_at: Option<OffsetDateTime>,
-    pub users: Vec<Attributes>,
+    /// Parsed straight into compact users (the same JSON objects as ever, so snapshots of
+    /// every earlier version load).
+    pub users: Vec<User>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +48,7 @@ pub enum SnapshotError {
 
 impl Snapshot {
     pub fn into_users(self) -> Vec<User> {
-        self.users.into_iter().map(User::new).collect()
+        self.users
     }
 }
 
@@ -65,7 +67,7 @@ impl Serialize for SnapshotRef<'_> {
         struct Users<'a>(&'a [Arc<User>]);
         impl Serialize for Users<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.iter().map(|u| &u.attrs))
+                s.collect_seq(self.0.iter().map(|u| &**u))
             }
         }
         let rfc = |t: OffsetDateTime| {
@@ -84,6 +86,28 @@ impl Serialize for SnapshotRef<'_> {
 
 /// Read a snapshot. `Ok(None)` when the file does not exist (first start).
 pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+    read_as(path)
+}
+
+trait Versioned {
+    fn version(&self) -> u32;
+}
+
+impl Versioned for Snapshot {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Versioned for SnapshotMeta {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+fn read_as<T: serde::de::DeserializeOwned + Versioned>(
+    path: &Path,
+) -> Result<Option<T>, SnapshotError> {
     // Parsed from a buffered reader: the file's text is never held whole beside the users.
     let file = match std::fs::File::open(path) {
         Ok(f) => std::io::BufReader::new(f),
@@ -95,24 +119,39 @@ pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
             })
         }
     };
-    let snap: Snapshot =
-        serde_json::from_reader(file).map_err(|source| match source.io_error_kind() {
-            Some(kind) => SnapshotError::Read {
-                path: path.into(),
-                source: std::io::Error::new(kind, source),
-            },
-            None => SnapshotError::Corrupt {
-                path: path.into(),
-                source,
-            },
-        })?;
-    if snap.version != VERSION {
+    let snap: T = serde_json::from_reader(file).map_err(|source| match source.io_error_kind() {
+        Some(kind) => SnapshotError::Read {
+            path: path.into(),
+            source: std::io::Error::new(kind, source),
+        },
+        None => SnapshotError::Corrupt {
+            path: path.into(),
+            source,
+        },
+    })?;
+    if snap.version() != VERSION {
         return Err(SnapshotError::Version {
             path: path.into(),
-            found: snap.version,
+            found: snap.version(),
         });
     }
     Ok(Some(snap))
+}
+
+/// A snapshot's header: everything but the users.
+#[derive(Debug, Deserialize)]
+pub struct SnapshotMeta {
+    pub version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub written_at: OffsetDateTime,
+    pub delta_link: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub delta_at: Option<OffsetDateTime>,
+}
+
+/// Read only the header of a snapshot (the users are skipped without being kept).
+pub fn read_meta(path: &Path) -> Result<Option<SnapshotMeta>, SnapshotError> {
+    read_as(path)
 }
 
 /// What [`load`] put into the directory.
@@ -239,6 +278,40 @@ mod tests {
         assert!(d.lookup("A@x.test").is_some());
         // No stray temp files.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A snapshot as every earlier version wrote it (users as plain JSON objects, nulls
+    /// included) still loads, and is written back in the same shape.
+    #[test]
+    fn earlier_snapshots_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("snap.json");
+        let old = r#"{"version":1,"written_at":"2026-11-20T10:00:00Z","delta_link":"https://graph.test/v1.0/users/delta?$deltatoken=x","delta_at":"2026-11-20T09:59:58Z","users":[{"businessPhones":["+1 555 0100"],"displayName":"Adele","id":"a","jobTitle":null,"mail":"adele@contoso.test","onPremisesExtensionAttributes":{"extensionAttribute1":"X","extensionAttribute2":null},"proxyAddresses":["SMTP:adele@contoso.test","smtp:a@contoso.test"]}]}"#;
+        std::fs::write(&p, old).unwrap();
+        let d = Directory::new();
+        let l = load(&p, &d).unwrap().unwrap();
+        assert_eq!(l.users, 1);
+        assert!(l.delta_at.is_some());
+        let u = d.lookup("a@contoso.test").unwrap();
+        assert_eq!(u.str("displayName"), Some("Adele"));
+        assert!(u.get("jobTitle").is_none());
+        let meta = read_meta(&p).unwrap().unwrap();
+        assert_eq!(meta.delta_link, l.delta_link);
+        write(
+            &p,
+            &SnapshotRef {
+                written_at: l.written_at,
+                delta_link: l.delta_link.as_deref(),
+                delta_at: l.delta_at,
+                users: &d.base_users(),
+            },
+        )
+        .unwrap();
+        let again = std::fs::read_to_string(&p).unwrap();
+        let expected = old
+            .replace(r#""jobTitle":null,"#, "")
+            .replace(r#","extensionAttribute2":null"#, "");
+        assert_eq!(again, expected);
     }
 
     #[test]

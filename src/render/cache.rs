@@ -4,7 +4,7 @@
 //! cache, so new templates start empty; an entry is used only if the user's attributes are
 //! equal to those it was rendered from, so a directory change is never served stale.
 
-use crate::directory::{Attributes, User};
+use crate::directory::User;
 use crate::stamp::Signature;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,7 +14,7 @@ use std::sync::Mutex;
 pub(super) const CAPACITY: usize = 2048;
 
 struct Entry {
-    attrs: Attributes,
+    user: User,
     sig: Signature,
 }
 
@@ -37,7 +37,7 @@ impl Cache {
         let key = user_key(user)?;
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map.get(name)?.get(key)?;
-        (entry.attrs == user.attrs).then(|| entry.sig.clone())
+        (entry.user == *user).then(|| entry.sig.clone())
     }
 
     pub(super) fn put(&self, name: &str, user: &User, sig: &Signature) {
@@ -49,7 +49,7 @@ impl Cache {
         map.entry(name.to_string()).or_default().insert(
             key.to_string(),
             Entry {
-                attrs: user.attrs.clone(),
+                user: user.clone(),
                 sig: sig.clone(),
             },
         );

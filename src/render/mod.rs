@@ -216,7 +216,7 @@ impl Templates {
 
     fn render_uncached(&self, name: &str, user: &User) -> Result<Signature, RenderError> {
         // One conversion to handlebars' context serves both renders.
-        let ctx = handlebars::Context::from(Value::Object(user.attrs.clone()));
+        let ctx = handlebars::Context::from(Value::Object(user.to_json()));
         let fail = |e: handlebars::RenderError| RenderError::Template(e.to_string());
         let html = self.html.render_with_context(name, &ctx).map_err(fail)?;
         let mut text = self.text.render_with_context(name, &ctx).map_err(fail)?;

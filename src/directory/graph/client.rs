@@ -91,6 +91,16 @@ impl GraphClient {
 
     /// GET a JSON document. `minimal` sends `Prefer: return=minimal` (delta requests, §2.2).
     pub async fn get_json(&self, url: &str, minimal: bool) -> Result<Value, GraphError> {
+        self.get(url, minimal).await
+    }
+
+    /// [`GraphClient::get_json`] parsed straight into `T` (delta pages into compact users,
+    /// with no `serde_json::Value` of the page in between).
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        minimal: bool,
+    ) -> Result<T, GraphError> {
         let mut attempt = 0u32;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;

@@ -267,19 +267,31 @@ impl Sink {
     /// A missing, corrupt or unreadable snapshot is reported and ignored.
     pub fn seed(&self, syncer: &mut Syncer) {
         let Some(path) = &self.snapshot else { return };
+        // `sigstamp serve` loads the snapshot before the edges start: then the syncer shares
+        // the directory's users, and only the file's small header is read again.
+        if self.directory.source() == Source::Snapshot {
+            match snapshot::read_meta(path) {
+                Ok(Some(meta)) => {
+                    let base = self.directory.base_users();
+                    syncer.seed_from(&base, meta.delta_link, meta.delta_at);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "ignoring the directory snapshot"),
+            }
+            return;
+        }
         match snapshot::read(path) {
             Ok(None) => tracing::info!(path = %path.display(), "no directory snapshot yet"),
             Ok(Some(snap)) => {
                 let users = snap.users.len();
                 let (link, at, written) = (snap.delta_link.clone(), snap.delta_at, snap.written_at);
                 let users_vec = snap.into_users();
-                // `sigstamp serve` may have loaded it already (before the edges start).
                 if self.directory.source() == Source::Empty {
-                    // The syncer is seeded from the directory's copy: no second parsed one.
+                    // The syncer is seeded from the directory's copy: the same users.
                     self.directory.replace_users(users_vec, Source::Snapshot);
                     self.loaded(users, written);
                     let base = self.directory.base_users();
-                    syncer.seed_from(base.iter().map(|u| &**u), link, at);
+                    syncer.seed_from(&base, link, at);
                 } else {
                     syncer.seed(users_vec, link, at);
                 }
@@ -306,7 +318,8 @@ impl Sink {
         // A quiet incremental round changes nothing: skip rebuilding the index.
         let unchanged =
             !report.full && report.entries == 0 && self.directory.source() == Source::Graph;
-        let users = (!unchanged).then(|| syncer.users_sharing(&self.directory.base_users()));
+        // The syncer's users are the directory's: publishing copies no user.
+        let users = (!unchanged).then(|| syncer.users());
         let link = syncer.delta_link().map(str::to_string);
         self.publish_users(users, link, syncer.delta_at(), report)
             .await
@@ -479,9 +492,8 @@ pub async fn sync_once(
     let report = syncer.sync(progress).await?;
     let link = syncer.delta_link().map(str::to_string);
     let delta_at = syncer.delta_at();
-    // This syncer is not kept: its compact copy is freed while the directory's is parsed,
-    // so the tenant is never held twice.
-    let users = syncer.into_users().into_iter().map(Arc::new).collect();
+    // The directory takes the syncer's users as they are.
+    let users = syncer.into_users();
     let written = sink
         .publish_users(Some(users), link, delta_at, &report)
         .await;

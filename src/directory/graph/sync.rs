@@ -1,13 +1,18 @@
 //! Delta sync of `/users/delta` (contract §2.2, §2.3): a full round follows `@odata.nextLink`
-//! to the `@odata.deltaLink`; later rounds start from the deltaLink and merge changes into an
-//! id-keyed map. A gone delta state (410, syncStateNotFound, resyncRequired) means a full round.
+//! to the `@odata.deltaLink`; later rounds start from the deltaLink and merge changes into the
+//! id-ordered set. A gone delta state (410, syncStateNotFound, resyncRequired) means a full
+//! round.
+//!
+//! Memory: pages are parsed straight into compact users, and the set is held as the very
+//! `Arc<User>`s the directory is given, so a published tenant is in memory once. A user a
+//! round leaves as it was keeps its allocation (even through a full resync).
 
 use super::client::GraphClient;
 use super::clock::Clock;
 use super::error::GraphError;
-use crate::directory::{Attributes, User};
-use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use crate::directory::{DeltaEntry, Fields, User};
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -64,9 +69,7 @@ pub struct SyncReport {
 pub struct Syncer {
     client: GraphClient,
     clock: Arc<dyn Clock>,
-    /// id → the user's attributes as compact JSON text: a third of the memory of a parsed
-    /// map, and only changed users are ever re-parsed.
-    users: BTreeMap<String, Box<str>>,
+    users: UserSet,
     delta_link: Option<String>,
     delta_at: Option<OffsetDateTime>,
 }
@@ -76,7 +79,7 @@ impl Syncer {
         Syncer {
             client,
             clock,
-            users: BTreeMap::new(),
+            users: UserSet::default(),
             delta_link: None,
             delta_at: None,
         }
@@ -89,21 +92,19 @@ impl Syncer {
         delta_link: Option<String>,
         delta_at: Option<OffsetDateTime>,
     ) {
-        self.seed_from(users.iter(), delta_link, delta_at);
+        let users: Vec<_> = users.into_iter().map(Arc::new).collect();
+        self.seed_from(&users, delta_link, delta_at);
     }
 
-    /// [`Syncer::seed`] from borrowed users (the directory's own), so seeding costs no
-    /// parsed copy of the tenant.
-    pub fn seed_from<'a>(
+    /// [`Syncer::seed`] sharing the given users (the directory's own), so seeding costs no
+    /// copy of the tenant.
+    pub fn seed_from(
         &mut self,
-        users: impl IntoIterator<Item = &'a User>,
+        users: &[Arc<User>],
         delta_link: Option<String>,
         delta_at: Option<OffsetDateTime>,
     ) {
-        self.users = users
-            .into_iter()
-            .filter_map(|u| Some((u.id()?.to_string(), encode(&u.attrs))))
-            .collect();
+        self.users = UserSet::new(users);
         self.delta_link = delta_link;
         self.delta_at = delta_at;
     }
@@ -117,31 +118,21 @@ impl Syncer {
     }
 
     pub fn len(&self) -> usize {
-        self.users.len()
+        self.users.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.users.0.is_empty()
     }
 
-    /// The merged users, in id order.
-    pub fn users(&self) -> Vec<User> {
-        self.users.values().map(|j| User::new(decode(j))).collect()
+    /// The merged users, in id order (shared, not copied).
+    pub fn users(&self) -> Vec<Arc<User>> {
+        self.users.0.clone()
     }
 
-    /// The merged users, in id order, sharing each one unchanged from `current` (the
-    /// directory's base users) instead of parsing it again: publishing a round then holds a
-    /// second parsed copy only of the users it changed.
-    pub fn users_sharing(&self, current: &[Arc<User>]) -> Vec<Arc<User>> {
-        share_unchanged(&self.users, current)
-    }
-
-    /// The merged users, in id order, consuming the syncer: each compact entry is freed as
-    /// soon as it is parsed, so the set is never held twice.
-    pub fn into_users(self) -> Vec<User> {
-        let mut out = Vec::with_capacity(self.users.len());
-        out.extend(self.users.into_values().map(|j| User::new(decode(&j))));
-        out
+    /// The merged users, in id order, consuming the syncer.
+    pub fn into_users(self) -> Vec<Arc<User>> {
+        self.users.0
     }
 
     pub fn client(&self) -> &GraphClient {
@@ -186,24 +177,14 @@ impl Syncer {
                 self.round(self.first_url(), &mut staged, progress).await?
             }
         };
-        match staged {
-            Staged::Full(users) => self.users = users,
-            Staged::Changes(changes) => {
-                for (id, user) in changes {
-                    match user {
-                        Some(json) => self.users.insert(id, json),
-                        None => self.users.remove(&id),
-                    };
-                }
-            }
-        }
+        self.users.finish(staged);
         self.delta_link = Some(round.delta_link);
         self.delta_at = Some(round.started_at);
         Ok(SyncReport {
             full,
             pages: round.pages,
             entries: round.entries,
-            users: self.users.len(),
+            users: self.len(),
             duration: started.elapsed(),
         })
     }
@@ -225,29 +206,21 @@ impl Syncer {
         let started_at = self.clock.now();
         let (mut pages, mut entries) = (0, 0);
         loop {
-            let mut page = self.client.get_json(&url, true).await?;
+            let page: Page = self.client.get(&url, true).await?;
             pages += 1;
-            if let Some(Value::Array(v)) = page.get_mut("value").map(Value::take) {
-                entries += v.len();
-                match staged {
-                    // A full round is merged page by page into a compact map, so a large
-                    // tenant is never held as parsed JSON all at once.
-                    Staged::Full(users) => v.into_iter().for_each(|e| merge(users, e)),
-                    // An incremental round stages each changed user merged in full, as
-                    // compact JSON, over the current set; no page is kept parsed.
-                    Staged::Changes(changes) => {
-                        v.into_iter().for_each(|e| stage(&self.users, changes, e))
-                    }
-                }
+            entries += page.value.len();
+            // Each entry is merged as it comes: no page is kept once it is staged.
+            for e in page.value {
+                self.users.stage(staged, e);
             }
             progress(Progress { pages, entries });
-            if let Some(next) = page.get("@odata.nextLink").and_then(Value::as_str) {
-                url = next.to_string();
-            } else if let Some(delta) = page.get("@odata.deltaLink").and_then(Value::as_str) {
+            if let Some(next) = page.next_link {
+                url = next;
+            } else if let Some(delta_link) = page.delta_link {
                 return Ok(Round {
                     entries,
                     pages,
-                    delta_link: delta.to_string(),
+                    delta_link,
                     started_at,
                 });
             } else {
@@ -260,12 +233,110 @@ impl Syncer {
     }
 }
 
+/// The merged users, sorted by id, each id once (every user here has one).
+#[derive(Default)]
+struct UserSet(Vec<Arc<User>>);
+
+impl UserSet {
+    fn new(users: &[Arc<User>]) -> Self {
+        let mut users: Vec<Arc<User>> =
+            users.iter().filter(|u| u.id().is_some()).cloned().collect();
+        // Snapshots are written in id order; sort anyway (cheap when sorted), and keep the
+        // last of a repeated id as a merge would.
+        users.reverse();
+        users.sort_by(|a, b| a.id().cmp(&b.id()));
+        users.dedup_by(|a, b| a.id() == b.id());
+        UserSet(users)
+    }
+
+    /// The current user with this id.
+    fn current(&self, id: &str) -> Option<&Arc<User>> {
+        self.0
+            .binary_search_by(|u| u.id().unwrap_or_default().cmp(id))
+            .ok()
+            .map(|i| &self.0[i])
+    }
+
+    /// `user` behind an `Arc`: the current one when it is equal, so an unchanged user keeps
+    /// its one allocation (shared with the directory).
+    fn share(&self, user: User) -> Arc<User> {
+        match user.id().and_then(|id| self.current(id)) {
+            Some(current) if **current == user => Arc::clone(current),
+            _ => Arc::new(user),
+        }
+    }
+
+    /// Stage one delta entry (see [`apply`]) over what is staged for its id, or else over
+    /// the current set.
+    fn stage(&self, staged: &mut Staged, entry: DeltaEntry) {
+        let Some(id) = entry.id().map(Box::<str>::from) else {
+            return;
+        };
+        match staged {
+            Staged::Full(users) => match apply(users.get(&id).map(|u| &**u), entry) {
+                Some(u) => {
+                    users.insert(id, self.share(u));
+                }
+                None => {
+                    users.remove(&id);
+                }
+            },
+            Staged::Changes(changes) => {
+                let current = match changes.get(&id) {
+                    Some(staged) => staged.as_deref(),
+                    None => self.current(&id).map(|u| &**u),
+                };
+                let next = apply(current, entry).map(|u| self.share(u));
+                changes.insert(id, next);
+            }
+        }
+    }
+
+    /// Merge an incremental round's changes (both sides in id order) into the set; users it
+    /// did not touch are moved over as they are.
+    fn apply_changes(&mut self, changes: BTreeMap<Box<str>, Option<Arc<User>>>) {
+        let mut out = Vec::with_capacity(self.0.len() + changes.len());
+        let mut changes = changes.into_iter().peekable();
+        for u in std::mem::take(&mut self.0) {
+            let id = u.id().unwrap_or_default();
+            while let Some((_, c)) = changes.next_if(|(cid, _)| **cid < *id) {
+                out.extend(c);
+            }
+            match changes.next_if(|(cid, _)| **cid == *id) {
+                Some((_, c)) => out.extend(c),
+                None => out.push(u),
+            }
+        }
+        out.extend(changes.filter_map(|(_, c)| c));
+        self.0 = out;
+    }
+
+    /// Replace or change the set with a completed round's results.
+    fn finish(&mut self, staged: Staged) {
+        match staged {
+            Staged::Full(users) => self.0 = users.into_values().collect(),
+            Staged::Changes(changes) => self.apply_changes(changes),
+        }
+    }
+}
+
+/// One `/users/delta` page (unknown members such as `@odata.context` are skipped).
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    value: Vec<DeltaEntry>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink")]
+    delta_link: Option<String>,
+}
+
 /// A round's results, kept aside until the round is complete.
 enum Staged {
-    /// The whole new set (a full round).
-    Full(BTreeMap<String, Box<str>>),
+    /// The whole new set by id (a full round).
+    Full(BTreeMap<Box<str>, Arc<User>>),
     /// id → the user as it will be after the round, `None` when removed (an incremental round).
-    Changes(BTreeMap<String, Option<Box<str>>>),
+    Changes(BTreeMap<Box<str>, Option<Arc<User>>>),
 }
 
 struct Round {
@@ -275,149 +346,136 @@ struct Round {
     started_at: OffsetDateTime,
 }
 
-fn encode(attrs: &Attributes) -> Box<str> {
-    serde_json::to_string(attrs)
-        .expect("a JSON map always serialises")
-        .into_boxed_str()
-}
-
-fn decode(json: &str) -> Attributes {
-    serde_json::from_str(json).expect("the syncer only stores JSON it encoded")
-}
-
-fn share_unchanged(users: &BTreeMap<String, Box<str>>, current: &[Arc<User>]) -> Vec<Arc<User>> {
-    let by_id: HashMap<&str, &Arc<User>> =
-        current.iter().filter_map(|u| Some((u.id()?, u))).collect();
-    users
-        .iter()
-        .map(|(id, json)| match by_id.get(id.as_str()) {
-            // Same compact text (maps serialise in key order): the same attributes.
-            Some(u) if *encode(&u.attrs) == **json => Arc::clone(u),
-            _ => Arc::new(User::new(decode(json))),
-        })
-        .collect()
-}
-
-/// Apply one delta entry: `@removed` drops the user; otherwise an absent key is unchanged, a
-/// `null` clears it and a value sets it (§2.2 [ours]). Idempotent, so replays are harmless.
-pub fn merge(users: &mut BTreeMap<String, Box<str>>, entry: Value) {
-    let Some((id, obj)) = split(entry) else {
-        return;
-    };
-    match apply(users.get(&id).map(|j| &**j), obj) {
-        Some(json) => users.insert(id, json),
-        None => users.remove(&id),
-    };
-}
-
-/// [`merge`] into an incremental round's staged changes, over the current set `base`.
-fn stage(
-    base: &BTreeMap<String, Box<str>>,
-    changes: &mut BTreeMap<String, Option<Box<str>>>,
-    entry: Value,
-) {
-    let Some((id, obj)) = split(entry) else {
-        return;
-    };
-    let current = match changes.get(&id) {
-        Some(staged) => staged.as_deref(),
-        None => base.get(&id).map(|j| &**j),
-    };
-    let next = apply(current, obj);
-    changes.insert(id, next);
-}
-
-/// A delta entry's id and object; `None` for anything else.
-fn split(entry: Value) -> Option<(String, Attributes)> {
-    let Value::Object(obj) = entry else {
-        return None;
-    };
-    let id = obj.get("id").and_then(Value::as_str)?.to_string();
-    Some((id, obj))
-}
-
-/// The user after one entry, from its current JSON; `None` when the entry removes it.
-fn apply(current: Option<&str>, obj: Attributes) -> Option<Box<str>> {
-    if obj.contains_key("@removed") {
+/// The user after one entry, from its current state; `None` when the entry removes it. An
+/// absent key is unchanged, a `null` clears it and a value sets it (§2.2 [ours]); annotations
+/// were skipped when the entry was parsed. Idempotent, so replays are harmless.
+pub fn apply(current: Option<&User>, entry: DeltaEntry) -> Option<User> {
+    if entry.removed {
         return None;
     }
-    let mut user = current.map(decode).unwrap_or_default();
-    merge_attrs(&mut user, obj);
-    Some(encode(&user))
-}
-
-fn merge_attrs(user: &mut Attributes, obj: Attributes) {
-    for (k, v) in obj {
-        // Annotations (`@odata.type`, `manager@delta`, …) are not attributes.
-        if k.contains('@') {
-            continue;
-        }
-        if v.is_null() {
-            user.remove(&k);
-        } else {
-            user.insert(k, v);
-        }
-    }
+    Some(match current {
+        Some(u) => u.with_changes(entry.changes),
+        None => User::from_fields(Fields::from_pairs(entry.changes)),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    #[test]
-    fn merge_rules() {
-        let mut m = BTreeMap::new();
-        merge(
-            &mut m,
-            json!({"id":"1","displayName":"A","jobTitle":"X","@odata.type":"#u"}),
-        );
-        merge(&mut m, json!({"id":"1","jobTitle":null,"mail":"a@x"}));
-        let u = &decode(&m["1"]);
-        assert_eq!(u["displayName"], "A");
-        assert_eq!(u["mail"], "a@x");
-        assert!(!u.contains_key("jobTitle") && !u.contains_key("@odata.type"));
-        merge(&mut m, json!({"id":"1","manager@delta":[{"id":"2"}]}));
-        assert!(!decode(&m["1"]).contains_key("manager@delta"));
-        merge(&mut m, json!({"id":"1","@removed":{"reason":"changed"}}));
-        assert!(m.is_empty());
-        merge(&mut m, json!({"id":"1","@removed":{"reason":"deleted"}}));
-        assert!(m.is_empty());
-        merge(&mut m, json!({"displayName":"no id"}));
-        assert!(m.is_empty());
+    fn entry(v: Value) -> DeltaEntry {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// A round of `entries` over `set`, finished.
+    fn round(set: &mut UserSet, full: bool, entries: &[Value]) {
+        let mut staged = if full {
+            Staged::Full(BTreeMap::new())
+        } else {
+            Staged::Changes(BTreeMap::new())
+        };
+        for e in entries {
+            set.stage(&mut staged, entry(e.clone()));
+        }
+        set.finish(staged);
+    }
+
+    fn ids(set: &UserSet) -> Vec<&str> {
+        set.0.iter().map(|u| u.id().unwrap()).collect()
     }
 
     #[test]
-    fn unchanged_users_are_shared_changed_ones_parsed() {
-        let mut m = BTreeMap::new();
-        merge(
-            &mut m,
-            json!({"id":"1","displayName":"A","businessPhones":["1"]}),
+    fn merge_rules() {
+        let mut set = UserSet::default();
+        round(
+            &mut set,
+            true,
+            &[
+                json!({"id":"1","displayName":"A","jobTitle":"X","@odata.type":"#u"}),
+                json!({"id":"1","jobTitle":null,"mail":"a@x"}),
+            ],
         );
-        merge(&mut m, json!({"id":"2","displayName":"B"}));
-        let current = share_unchanged(&m, &[]);
-        assert_eq!(current.len(), 2);
-        merge(&mut m, json!({"id":"2","displayName":"B2"}));
-        merge(&mut m, json!({"id":"3","displayName":"C"}));
-        let next = share_unchanged(&m, &current);
-        let ids: Vec<_> = next.iter().map(|u| u.id().unwrap()).collect();
-        assert_eq!(ids, ["1", "2", "3"]);
-        assert!(Arc::ptr_eq(&next[0], &current[0]), "unchanged: shared");
-        assert!(!Arc::ptr_eq(&next[1], &current[1]), "changed: parsed anew");
-        assert_eq!(next[1].str("displayName"), Some("B2"));
-        assert_eq!(next[0].attrs["businessPhones"], json!(["1"]));
+        let u = &set.0[0];
+        assert_eq!(u.str("displayName"), Some("A"));
+        assert_eq!(u.str("mail"), Some("a@x"));
+        assert!(u.get("jobTitle").is_none() && u.get("@odata.type").is_none());
+        round(
+            &mut set,
+            false,
+            &[json!({"id":"1","manager@delta":[{"id":"2"}]})],
+        );
+        assert!(set.0[0].get("manager@delta").is_none());
+        assert_eq!(set.0[0].attributes().len(), 3);
+        round(
+            &mut set,
+            false,
+            &[json!({"id":"1","@removed":{"reason":"changed"}})],
+        );
+        assert!(set.0.is_empty());
+        round(
+            &mut set,
+            false,
+            &[
+                json!({"id":"1","@removed":{"reason":"deleted"}}),
+                json!({"displayName":"no id"}),
+                json!("not an object"),
+            ],
+        );
+        assert!(set.0.is_empty());
+    }
+
+    #[test]
+    fn unchanged_users_are_shared_changed_ones_new() {
+        let mut set = UserSet::default();
+        let first = [
+            json!({"id":"1","displayName":"A","businessPhones":["1"]}),
+            json!({"id":"2","displayName":"B"}),
+        ];
+        round(&mut set, true, &first);
+        let before = set.0.clone();
+        round(
+            &mut set,
+            false,
+            &[
+                json!({"id":"2","displayName":"B2"}),
+                json!({"id":"3","displayName":"C"}),
+                // A change that changes nothing keeps the allocation too.
+                json!({"id":"1","displayName":"A"}),
+            ],
+        );
+        assert_eq!(ids(&set), ["1", "2", "3"]);
+        assert!(Arc::ptr_eq(&set.0[0], &before[0]), "unchanged: shared");
+        assert!(!Arc::ptr_eq(&set.0[1], &before[1]), "changed: new");
+        assert_eq!(set.0[1].str("displayName"), Some("B2"));
+        assert_eq!(set.0[0].get("businessPhones").unwrap(), json!(["1"]));
+        // A full resync keeps every user it leaves unchanged.
+        let before = set.0.clone();
+        round(
+            &mut set,
+            true,
+            &[
+                json!({"id":"3","displayName":"C","jobTitle":null}),
+                json!({"id":"1","displayName":"A","businessPhones":["1"]}),
+            ],
+        );
+        assert_eq!(
+            ids(&set),
+            ["1", "3"],
+            "2 missing from a full round: removed"
+        );
+        assert!(Arc::ptr_eq(&set.0[0], &before[0]));
+        assert!(Arc::ptr_eq(&set.0[1], &before[2]));
     }
 
     /// Staging an incremental round and applying it at the end gives the same set as
     /// merging entry by entry, while leaving the current set untouched until then.
     #[test]
     fn staged_changes_equal_sequential_merge() {
-        let mut base = BTreeMap::new();
-        merge(
-            &mut base,
+        let base = [
             json!({"id":"1","displayName":"A","jobTitle":"X"}),
-        );
-        merge(&mut base, json!({"id":"2","displayName":"B"}));
+            json!({"id":"2","displayName":"B"}),
+        ];
         let entries = [
             json!({"id":"1","jobTitle":null}),
             json!({"id":"1","mail":"a@x"}),
@@ -426,28 +484,50 @@ mod tests {
             json!({"id":"3","displayName":"C"}),
             json!({"id":"3","@removed":{"reason":"deleted"}}),
             json!({"id":"4","displayName":"D"}),
+            json!({"id":"0","displayName":"Z"}),
             json!({"no":"id"}),
         ];
-        let mut expected = base.clone();
-        let mut changes = BTreeMap::new();
-        for e in entries {
-            merge(&mut expected, e.clone());
-            stage(&base, &mut changes, e);
+        let mut set = UserSet::default();
+        round(&mut set, true, &base);
+        let mut expected = UserSet::default();
+        round(&mut expected, true, &base);
+        for e in &entries {
+            round(&mut expected, false, std::slice::from_ref(e));
         }
-        assert_eq!(decode(&base["1"])["jobTitle"], "X", "base untouched");
-        for (id, u) in changes {
-            match u {
-                Some(j) => base.insert(id, j),
-                None => base.remove(&id),
-            };
+        let mut staged = Staged::Changes(BTreeMap::new());
+        for e in &entries {
+            set.stage(&mut staged, entry(e.clone()));
         }
-        assert_eq!(base, expected);
+        assert_eq!(set.0[0].str("jobTitle"), Some("X"), "base untouched");
+        set.finish(staged);
         assert_eq!(
-            base.keys().collect::<Vec<_>>(),
-            ["1", "2", "4"],
+            ids(&set),
+            ["0", "1", "2", "4"],
             "3 removed again, 2 re-added"
         );
-        assert_eq!(decode(&base["2"]).get("displayName"), Some(&json!("B2")));
-        assert!(!decode(&base["1"]).contains_key("jobTitle"));
+        let plain = |s: &UserSet| s.0.iter().map(|u| (**u).clone()).collect::<Vec<_>>();
+        assert_eq!(plain(&set), plain(&expected));
+        assert_eq!(set.0[2].str("displayName"), Some("B2"));
+        assert!(set.0[1].get("jobTitle").is_none());
+    }
+
+    #[test]
+    fn seeding_sorts_and_keeps_the_last_of_an_id() {
+        let u = |id: &str, n: &str| {
+            Arc::new(User::new(
+                json!({"id": id, "displayName": n})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ))
+        };
+        let set = UserSet::new(&[
+            u("b", "1"),
+            u("a", "2"),
+            u("b", "3"),
+            Arc::new(User::default()),
+        ]);
+        assert_eq!(ids(&set), ["a", "b"]);
+        assert_eq!(set.0[1].str("displayName"), Some("3"));
     }
 }
