@@ -1,13 +1,14 @@
 //! `--directory-users N`: issue 4's directory figures. A fake tenant of N generated users
 //! (the fake Entra ID + Graph of `tests/fake_graph/`, compiled in, not copied), one
-//! `sigstamp sync --once` against it as a separate process (wall time, peak RSS from
-//! wait4), then the written snapshot loaded here and looked up (time per lookup).
+//! `sigstamp sync --once` against it as a separate process (wall time, CPU time from wait4,
+//! peak RSS from the child's own VmHWM), then the written snapshot loaded here and looked up
+//! (time per lookup).
 
 #[allow(clippy::all, unused_imports)]
 #[path = "../../tests/fake_graph/mod.rs"]
 mod fake_graph;
 
-use crate::procs::sigstamp_binary;
+use crate::procs::{sigstamp_binary, Memory};
 use crate::stats::{fmt_latency, fmt_mb};
 use anyhow::{bail, Context};
 use fake_graph::{FakeGraph, CLIENT_ID, SECRET, TENANT};
@@ -56,8 +57,10 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
         .with_context(|| format!("start {}", bin.display()))?;
     let started = Instant::now();
     let pid = child.id();
+    let peak = std::thread::spawn(move || watch_peak(pid));
     // The fake serves from this runtime: wait in a blocking thread.
-    let (code, max_rss, cpu) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
+    let (code, cpu) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
+    let max_rss = peak.join().expect("the VmHWM watcher panicked");
     let took = started.elapsed();
     let mut out = String::new();
     let mut err = String::new();
@@ -171,9 +174,25 @@ fn lookup_times(d: &Directory, users: usize, hit: bool) -> anyhow::Result<Histog
     Ok(h)
 }
 
-/// Wait for `pid`: exit code, peak RSS in bytes and CPU time, from the kernel's rusage.
-/// (The CPU time tells sigstamp's share of the wall time from the fake's.)
-fn wait4(pid: u32) -> anyhow::Result<(i32, u64, Duration)> {
+/// The peak RSS of `pid` (its VmHWM, a high-water mark the kernel keeps), read until the
+/// process has exited: the last reading is the peak up to a few milliseconds before exit.
+///
+/// Not `ru_maxrss` from wait4: a child spawned from this process starts with this process's
+/// RSS as its recorded maximum (exec keeps the larger of the old and new high-water marks),
+/// and here that is the fake tenant's hundreds of megabytes.
+fn watch_peak(pid: u32) -> u64 {
+    let mut peak = 0;
+    // Gone (or a zombie, which has no VmHWM line): the process has exited.
+    while let Ok(m) = Memory::of(pid) {
+        peak = peak.max(m.peak);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    peak
+}
+
+/// Wait for `pid`: exit code and CPU time, from the kernel's rusage. (The CPU time tells
+/// sigstamp's share of the wall time from the fake's.)
+fn wait4(pid: u32) -> anyhow::Result<(i32, Duration)> {
     let mut status = 0;
     // SAFETY: plain syscall on our own child with valid out-pointers.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -187,9 +206,5 @@ fn wait4(pid: u32) -> anyhow::Result<(i32, u64, Duration)> {
         -1
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Ok((
-        code,
-        usage.ru_maxrss as u64 * 1024,
-        tv(usage.ru_utime) + tv(usage.ru_stime),
-    ))
+    Ok((code, tv(usage.ru_utime) + tv(usage.ru_stime)))
 }
