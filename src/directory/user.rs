@@ -90,6 +90,68 @@ impl fmt::Debug for Name {
     }
 }
 
+/// A string value. Most attribute values are short (names, titles, phone numbers, cities):
+/// up to 22 bytes are kept inline, with no allocation of their own; longer ones are boxed.
+/// Either way a `Str` is 24 bytes, and an [`AttrValue`] holding one is no bigger.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Str(Repr);
+
+const INLINE: usize = 22;
+
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    // Unused bytes stay zero, so equal strings are equal representations.
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+impl Str {
+    pub fn new(s: &str) -> Str {
+        if s.len() <= INLINE {
+            let mut buf = [0; INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            Str(Repr::Inline {
+                len: s.len() as u8,
+                buf,
+            })
+        } else {
+            Str(Repr::Heap(s.into()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..*len as usize]).expect("inlined from a str whole")
+            }
+            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl From<String> for Str {
+    fn from(s: String) -> Str {
+        if s.len() <= INLINE {
+            Str::new(&s)
+        } else {
+            Str(Repr::Heap(s.into_boxed_str()))
+        }
+    }
+}
+
+impl std::ops::Deref for Str {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// One attribute value: a JSON value without its per-node overhead.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
@@ -98,7 +160,7 @@ pub enum AttrValue {
     Null,
     Bool(bool),
     Number(Number),
-    String(Box<str>),
+    String(Str),
     Array(Box<[AttrValue]>),
     Object(Fields),
 }
@@ -203,7 +265,7 @@ impl AttrValue {
 
     pub fn as_str(&self) -> Option<&str> {
         match self {
-            AttrValue::String(s) => Some(s),
+            AttrValue::String(s) => Some(s.as_str()),
             _ => None,
         }
     }
@@ -254,7 +316,7 @@ impl AttrValue {
             AttrValue::Null => Value::Null,
             AttrValue::Bool(b) => Value::Bool(*b),
             AttrValue::Number(n) => Value::Number(n.clone()),
-            AttrValue::String(s) => Value::String(s.to_string()),
+            AttrValue::String(s) => Value::String(s.as_str().to_string()),
             AttrValue::Array(a) => Value::Array(a.iter().map(AttrValue::to_json).collect()),
             AttrValue::Object(o) => Value::Object(o.to_json()),
         }
@@ -267,7 +329,7 @@ impl From<Value> for AttrValue {
             Value::Null => AttrValue::Null,
             Value::Bool(b) => AttrValue::Bool(b),
             Value::Number(n) => AttrValue::Number(n),
-            Value::String(s) => AttrValue::String(s.into_boxed_str()),
+            Value::String(s) => AttrValue::String(s.into()),
             Value::Array(a) => AttrValue::Array(a.into_iter().map(AttrValue::from).collect()),
             Value::Object(o) => AttrValue::Object(Fields::from(o)),
         }
@@ -276,7 +338,7 @@ impl From<Value> for AttrValue {
 
 impl From<&str> for AttrValue {
     fn from(s: &str) -> AttrValue {
-        AttrValue::String(s.into())
+        AttrValue::String(Str::new(s))
     }
 }
 
@@ -286,7 +348,7 @@ impl PartialEq<Value> for AttrValue {
             (AttrValue::Null, Value::Null) => true,
             (AttrValue::Bool(a), Value::Bool(b)) => a == b,
             (AttrValue::Number(a), Value::Number(b)) => a == b,
-            (AttrValue::String(a), Value::String(b)) => **a == **b,
+            (AttrValue::String(a), Value::String(b)) => a.as_str() == b,
             (AttrValue::Array(a), Value::Array(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
             }
@@ -310,7 +372,7 @@ impl Serialize for AttrValue {
             AttrValue::Null => s.serialize_unit(),
             AttrValue::Bool(b) => s.serialize_bool(*b),
             AttrValue::Number(n) => n.serialize(s),
-            AttrValue::String(v) => s.serialize_str(v),
+            AttrValue::String(v) => s.serialize_str(v.as_str()),
             AttrValue::Array(a) => {
                 let mut seq = s.serialize_seq(Some(a.len()))?;
                 for v in a.iter() {
@@ -386,10 +448,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Number::from_f64(v).map_or(AttrValue::Null, AttrValue::Number))
     }
     fn visit_str<E>(self, v: &str) -> Result<AttrValue, E> {
-        Ok(AttrValue::String(v.into()))
+        Ok(AttrValue::String(Str::new(v)))
     }
     fn visit_string<E>(self, v: String) -> Result<AttrValue, E> {
-        Ok(AttrValue::String(v.into_boxed_str()))
+        Ok(AttrValue::String(v.into()))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AttrValue, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
@@ -638,6 +700,7 @@ mod tests {
     fn small_enough() {
         // The point of this type: a value is three words, a user one boxed slice.
         assert!(std::mem::size_of::<AttrValue>() <= 24);
+        assert_eq!(std::mem::size_of::<Str>(), 24);
         assert_eq!(std::mem::size_of::<User>(), 16);
     }
 
@@ -683,6 +746,25 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn short_strings_inline_long_ones_boxed() {
+        for s in [
+            "",
+            "a",
+            "é",
+            "exactly twenty-two b.",
+            "exactly twenty-two by",
+            "twenty-three bytes long",
+            "ä".repeat(11).as_str(),
+            "ä".repeat(12).as_str(),
+        ] {
+            let a = Str::new(s);
+            assert_eq!(a.as_str(), s);
+            assert_eq!(Str::from(s.to_string()), a);
+            assert_eq!(matches!(a.0, Repr::Inline { .. }), s.len() <= INLINE, "{s}");
+        }
     }
 
     #[test]
