@@ -47,7 +47,8 @@ impl Source {
 /// An immutable lookup table; replaced whole on every change.
 #[derive(Debug, Default)]
 pub struct Index {
-    by_address: HashMap<String, Arc<User>>,
+    // Box<str> keys: 8 bytes a slot less than String (two addresses a user, typically).
+    by_address: HashMap<Box<str>, Arc<User>>,
     users: Vec<Arc<User>>,
 }
 
@@ -190,7 +191,9 @@ impl Directory {
             };
             // Overrides cannot change the addresses (they are protected attributes).
             for a in addresses {
-                by_address.entry(a).or_insert_with(|| merged.clone());
+                by_address
+                    .entry(a.into_boxed_str())
+                    .or_insert_with(|| merged.clone());
             }
             users.push(merged);
         }
