@@ -37,6 +37,9 @@ pub struct Args {
     /// The sink at the end of every path.
     #[arg(long, value_enum, default_value_t = SinkKind::Auto)]
     pub sink: SinkKind,
+    /// How Postfix reaches the milter: TCP on loopback, or a unix socket.
+    #[arg(long, value_enum, default_value_t = MilterSocket::Inet)]
+    pub milter_socket: MilterSocket,
     /// The sigstamp binary [default: `sigstamp` next to this binary].
     #[arg(long)]
     pub sigstamp: Option<PathBuf>,
@@ -90,6 +93,14 @@ impl RowKind {
     pub fn needs_postfix(self) -> bool {
         matches!(self, RowKind::Postfix | RowKind::Milter)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MilterSocket {
+    /// `inet:127.0.0.1:PORT`.
+    Inet,
+    /// `unix:/path/milter.sock` (no TCP acknowledgements in the way).
+    Unix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,7 +9,7 @@ mod procs;
 mod stats;
 
 use anyhow::Context;
-use args::{Args, Load, RowKind, SinkKind};
+use args::{Args, Load, MilterSocket, RowKind, SinkKind};
 use clap::Parser;
 use client::{Conn, Plan};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -212,8 +212,9 @@ async fn run_row(
         ),
         RowKind::Postfix => (None, Some(Postfix::start(sink, None).await?)),
         RowKind::Milter => {
-            let s = Sigstamp::start(&bin()?, Edge::Milter).await?;
-            let pf = Postfix::start(sink, Some(s.addr)).await?;
+            let unix = ctx.args.milter_socket == MilterSocket::Unix;
+            let s = Sigstamp::start(&bin()?, Edge::Milter { unix }).await?;
+            let pf = Postfix::start(sink, Some(&s.milter)).await?;
             (Some(s), Some(pf))
         }
     };

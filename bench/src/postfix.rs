@@ -30,8 +30,9 @@ pub fn available() -> bool {
 }
 
 impl Postfix {
-    /// `milter`: sigstamp's milter address, or `None` for a plain relay.
-    pub async fn start(relay: SocketAddr, milter: Option<SocketAddr>) -> anyhow::Result<Postfix> {
+    /// `milter`: sigstamp's milter as Postfix names it (`inet:…`, `unix:…`), or `None` for a
+    /// plain relay.
+    pub async fn start(relay: SocketAddr, milter: Option<&str>) -> anyhow::Result<Postfix> {
         let dir = tempfile::Builder::new()
             .prefix("sigstamp-bench-postfix")
             .tempdir()?;
@@ -44,7 +45,7 @@ impl Postfix {
             .arg("postfix:postfix")
             .arg(d.join("data")))?;
         let smtpd = loopback(free_port()?);
-        let milter = milter.map_or(String::new(), |m| format!("inet:{m}"));
+        let milter = milter.unwrap_or_default();
         let main_cf = format!(
             "compatibility_level = 3.6
 queue_directory = {d}/queue

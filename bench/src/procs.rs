@@ -4,6 +4,7 @@
 use anyhow::{bail, Context};
 use sigstamp::smtp::sink::{Sink, SinkOptions};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,20 @@ pub async fn wait_listening(addr: SocketAddr, what: &str) -> anyhow::Result<()> 
     }
 }
 
+/// [`wait_listening`] for a unix socket.
+pub async fn wait_listening_unix(path: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("sigstamp never listened on {}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `sigstamp` next to this binary (target/<profile>/), unless given.
 pub fn sigstamp_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     let path = match given {
@@ -60,17 +75,18 @@ pub fn sigstamp_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 #[derive(Debug, Clone, Copy)]
 pub enum Edge {
     /// The SMTP relay, relaying to this next hop.
-    Relay {
-        next_hop: SocketAddr,
-    },
-    Milter,
+    Relay { next_hop: SocketAddr },
+    /// The milter, on TCP or (`unix`) on a unix socket.
+    Milter { unix: bool },
 }
 
 /// A running `sigstamp serve`; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Sigstamp {
     child: Child,
-    /// Where the edge listens (the relay's SMTP port or the milter's).
+    /// Where the edge listens (the relay's SMTP port or the milter's TCP port).
     pub addr: SocketAddr,
+    /// The milter as Postfix names it (`inet:IP:PORT` or `unix:PATH`).
+    pub milter: String,
     pub admin: SocketAddr,
     dir: tempfile::TempDir,
 }
@@ -84,13 +100,26 @@ impl Sigstamp {
         std::fs::write(&users, DIRECTORY_JSON)?;
         let addr = loopback(free_port()?);
         let admin = loopback(free_port()?);
+        let socket = dir.path().join("milter.sock");
+        let mut milter = format!("inet:{addr}");
         let section = match edge {
             // Room for the idle-session measurement; no TLS on loopback.
             Edge::Relay { next_hop } => format!(
                 "[smtp]\nlisten = \"{addr}\"\nnext_hop = \"{next_hop}\"\nnext_hop_tls = \"none\"\n\
                  max_sessions = 20000\n"
             ),
-            Edge::Milter => format!("[milter]\nlisten = \"{addr}\"\nmax_connections = 20000\n"),
+            Edge::Milter { unix: false } => {
+                format!("[milter]\nlisten = \"{addr}\"\nmax_connections = 20000\n")
+            }
+            Edge::Milter { unix: true } => {
+                // Postfix's smtpd runs as the postfix user: it must reach the socket.
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+                milter = format!("unix:{}", socket.display());
+                format!(
+                    "[milter]\nlisten = \"{milter}\"\nsocket_mode = \"0666\"\n\
+                     max_connections = 20000\n"
+                )
+            }
         };
         let config = format!(
             "{section}\n[directory]\nfile = {users:?}\n\n[admin]\nlisten = \"{admin}\"\n",
@@ -108,13 +137,21 @@ impl Sigstamp {
             .stderr(log)
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
+        let unix = matches!(edge, Edge::Milter { unix: true });
         let mut s = Sigstamp {
             child,
             addr,
+            milter,
             admin,
             dir,
         };
-        if let Err(e) = wait_listening(addr, "sigstamp").await {
+        // The admin listener comes up with the edges.
+        let up = if unix {
+            wait_listening_unix(&socket).await
+        } else {
+            wait_listening(addr, "sigstamp").await
+        };
+        if let Err(e) = up {
             bail!("{e}\n{}", s.log());
         }
         if let Some(status) = s.child.try_wait()? {
