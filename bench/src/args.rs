@@ -152,6 +152,7 @@ mod tests {
             ]
         );
         assert_eq!(a.sink, SinkKind::Auto);
+        assert_eq!(a.milter_socket, MilterSocket::Inet);
         assert!(a.half_rate);
         assert_eq!(a.rate, None);
         assert_eq!(a.directory_users, None);
@@ -174,6 +175,8 @@ mod tests {
             "direct,relay",
             "--sink",
             "builtin",
+            "--milter-socket",
+            "unix",
             "--sigstamp",
             "/x/sigstamp",
             "--from",
@@ -193,6 +196,7 @@ mod tests {
         assert_eq!(a.rate, Some(750.5));
         assert_eq!(a.rows, [RowKind::Direct, RowKind::Relay]);
         assert_eq!(a.sink, SinkKind::Builtin);
+        assert_eq!(a.milter_socket, MilterSocket::Unix);
         assert_eq!(a.from.as_deref(), Some("a@b.example"));
         assert_eq!(a.warmup, 0);
         assert!(!a.half_rate);
@@ -212,5 +216,6 @@ mod tests {
         assert!(parse(&["--duration", "soon"]).is_err());
         assert!(parse(&["--rows", "direct,sendmail"]).is_err());
         assert!(parse(&["--sink", "mine"]).is_err());
+        assert!(parse(&["--milter-socket", "pipe"]).is_err());
     }
 }
