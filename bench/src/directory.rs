@@ -2,13 +2,14 @@
 //! (the fake Entra ID + Graph of `tests/fake_graph/`, compiled in, not copied), one
 //! `sigstamp sync --once` against it as a separate process (wall time, CPU time from wait4,
 //! peak RSS from the child's own VmHWM), then the written snapshot loaded here and looked up
-//! (time per lookup).
+//! (time per lookup), and finally `sigstamp serve` restarted on that snapshot (its memory once
+//! it has loaded it and finished an incremental sync).
 
 #[allow(clippy::all, unused_imports)]
 #[path = "../../tests/fake_graph/mod.rs"]
 mod fake_graph;
 
-use crate::procs::{sigstamp_binary, Memory};
+use crate::procs::{free_port, http_get, loopback, sigstamp_binary, Memory};
 use crate::stats::{fmt_latency, fmt_mb};
 use anyhow::{bail, Context};
 use fake_graph::{FakeGraph, CLIENT_ID, SECRET, TENANT};
@@ -38,14 +39,12 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
         .tempdir()?;
     let snap = dir.path().join("directory.json");
     let cfg = dir.path().join("sigstamp.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[graph]\ntenant_id = {TENANT:?}\nclient_id = {CLIENT_ID:?}\nclient_secret = {SECRET:?}\n\
-             authority = {base:?}\nendpoint = {base:?}\n\n[directory]\nsnapshot = {snap:?}\n",
-            base = fake.base,
-        ),
-    )?;
+    let graph_cfg = format!(
+        "[graph]\ntenant_id = {TENANT:?}\nclient_id = {CLIENT_ID:?}\nclient_secret = {SECRET:?}\n\
+         authority = {base:?}\nendpoint = {base:?}\n\n[directory]\nsnapshot = {snap:?}\n",
+        base = fake.base,
+    );
+    std::fs::write(&cfg, &graph_cfg)?;
     let mut child = Command::new(&bin)
         .args(["sync", "--once", "--config"])
         .arg(&cfg)
@@ -78,6 +77,8 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
     let hits = lookup_times(&d, users, true)?;
     let misses = lookup_times(&d, users, false)?;
     let size = std::fs::metadata(&snap)?.len();
+    drop(d);
+    let (serve_mem, serve_ready) = serve_memory(&bin, dir.path(), &graph_cfg, users).await?;
 
     println!();
     println!("{:<34} {:>12}  target", "directory, Graph sync", "");
@@ -107,6 +108,17 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
         format!("{:.0} ms", load_time.as_secs_f64() * 1e3),
         "",
     );
+    line(
+        "serve on the snapshot, ready+synced",
+        format!("{:.2} s", serve_ready.as_secs_f64()),
+        "",
+    );
+    line("serve on the snapshot, RSS", fmt_mb(serve_mem.rss), "");
+    line(
+        "serve on the snapshot, peak RSS",
+        fmt_mb(serve_mem.peak),
+        "",
+    );
     for (name, h) in [("lookup, hit", &hits), ("lookup, miss", &misses)] {
         line(
             &format!("{name}: p50 / p99"),
@@ -131,6 +143,56 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sigstamp serve` restarted on the written snapshot, as after a restart: its memory once
+/// it has loaded the snapshot and published an incremental sync from the fake (still
+/// running), and how long that took.
+async fn serve_memory(
+    bin: &Path,
+    dir: &Path,
+    graph_cfg: &str,
+    users: usize,
+) -> anyhow::Result<(Memory, Duration)> {
+    let admin = loopback(free_port()?);
+    let milter = loopback(free_port()?);
+    let cfg = dir.join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!("{graph_cfg}\n[milter]\nlisten = \"{milter}\"\n\n[admin]\nlisten = \"{admin}\"\n"),
+    )?;
+    let mut child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let started = Instant::now();
+    let want = format!("\"users\":{users},\"source\":\"graph\"");
+    let ready = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("sigstamp serve exited ({status})");
+        }
+        if let Ok(body) = http_get(admin, "/status").await {
+            if body.contains(&want) {
+                break Ok(started.elapsed());
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break Err(anyhow::anyhow!(
+                "sigstamp serve did not sync {users} users within 60 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mem = Memory::of(child.id());
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    tokio::task::spawn_blocking(move || child.wait()).await??;
+    Ok((mem?, ready?))
 }
 
 fn fmt_ns(ns: u64) -> String {

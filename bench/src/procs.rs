@@ -257,7 +257,7 @@ impl Counters {
 }
 
 /// A minimal HTTP/1.0 GET (the admin endpoint is on loopback; no client library needed).
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
