@@ -412,6 +412,53 @@ async fn snapshot_is_written_after_sync_and_loaded_at_start() {
     assert_eq!(r2.users, 3);
 }
 
+/// `sigstamp serve` loads the snapshot before the refresher starts: the refresher then reads
+/// only the snapshot's header, and its syncer shares the directory's users (one copy of the
+/// tenant), continuing incrementally from the snapshot's deltaLink.
+#[tokio::test]
+async fn serve_restart_shares_the_loaded_snapshot() {
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("directory.json");
+    let first = sink(fake.clock.clone(), Some(path.clone()));
+    let mut sy = syncer(&fake.config(), fake.clock.clone());
+    let report = sy.sync(&mut no_progress()).await.unwrap();
+    first.publish(&sy, &report).await.unwrap();
+
+    let restarted = sink_for_restart(&fake, &path);
+    snapshot::load(&path, &restarted.directory)
+        .unwrap()
+        .unwrap();
+    let loaded = restarted.directory.base_users();
+    let mut sy2 = syncer(&fake.config(), fake.clock.clone());
+    restarted.seed(&mut sy2);
+    assert_eq!(sy2.delta_link(), sy.delta_link());
+    let seeded = sy2.users();
+    assert_eq!(seeded.len(), 3);
+    for u in &seeded {
+        assert!(
+            loaded.iter().any(|l| std::sync::Arc::ptr_eq(l, u)),
+            "{:?} was copied",
+            u.id()
+        );
+    }
+    fake.update_user("id-b", json!({"jobTitle": "CFO"}));
+    let r = sy2.sync(&mut no_progress()).await.unwrap();
+    assert!(!r.full, "incremental from the snapshot's deltaLink");
+    restarted.publish(&sy2, &r).await.unwrap();
+    assert_eq!(restarted.directory.source(), Source::Graph);
+    let after = restarted.directory.base_users();
+    let by_id = |users: &[std::sync::Arc<sigstamp::directory::User>], id: &str| {
+        users.iter().find(|u| u.id() == Some(id)).cloned().unwrap()
+    };
+    assert!(std::sync::Arc::ptr_eq(
+        &by_id(&loaded, "id-a"),
+        &by_id(&after, "id-a")
+    ));
+    assert_eq!(by_id(&after, "id-b").str("jobTitle"), Some("CFO"));
+}
+
 fn sink_for_restart(fake: &FakeGraph, path: &std::path::Path) -> sigstamp::directory::graph::Sink {
     sink(fake.clock.clone(), Some(path.to_path_buf()))
 }
