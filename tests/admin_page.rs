@@ -9,6 +9,15 @@ use time::macros::datetime;
 
 const CONFIG: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
 
+/// The element that starts at `marker`, up to its end tag (good enough for one `<dd>`).
+fn section<'a>(body: &'a str, marker: &str) -> &'a str {
+    let start = body
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in {body}"));
+    let rest = &body[start..];
+    &rest[..rest.find("</dd>").unwrap_or(rest.len())]
+}
+
 async fn page(base: &str, query: &str) -> String {
     let r = reqwest::get(format!("{base}/{query}")).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -41,12 +50,29 @@ async fn banner_follows_the_token_state() {
         body.contains("Microsoft Graph token expired: AADSTS7000222"),
         "{body}"
     );
-    assert!(body.contains("2026-11-25T22:15:00Z"), "{body}");
-    assert!(body.contains("What to do:"), "{body}");
-    assert!(body.contains("new client secret"), "{body}");
+    assert!(
+        body.contains("<time datetime=\"2026-11-25T22:15:00Z\">2026-11-25 22:15:00 UTC</time>"),
+        "{body}"
+    );
+    // How long ago, from the real clock: the date above is in the past.
+    let ago = section(&body, "id=\"token-since\"");
+    assert!(ago.contains(" ago)"), "{ago}");
+    assert!(body.contains("role=\"alert\""), "{body}");
+    let action = section(&body, "id=\"token-action\"");
+    assert!(action.contains("new client secret"), "{action}");
+    assert!(action.contains("<code>"), "config keys are code: {action}");
     assert!(
         body.contains(".expired { background: #b00020"),
         "the expired banner is red"
+    );
+
+    // A delegated login gone dead: the exact command to run.
+    set_token(&app, TokenState::Expired, Some("AADSTS50173"), since);
+    let body = page(&base, "").await;
+    let action = section(&body, "id=\"token-action\"");
+    assert!(
+        action.contains("<code>sigstamp login --config FILE</code>"),
+        "{action}"
     );
 
     set_token(&app, TokenState::Failing, None, since);
@@ -77,7 +103,9 @@ async fn directory_facts() {
         .store(Arc::new(Some(datetime!(2026-11-26 07:00:00 UTC))));
     let body = page(&base, "").await;
     assert!(
-        body.contains("<dd id=\"last-sync\">2026-11-26T07:00:00Z</dd>"),
+        body.contains(
+            "<dd id=\"last-sync\"><time datetime=\"2026-11-26T07:00:00Z\">2026-11-26 07:00:00 UTC</time>"
+        ),
         "{body}"
     );
 }
