@@ -135,7 +135,10 @@ mod tests {
             with_code("run `sigstamp login --config FILE` to <sign> in"),
             "run <code>sigstamp login --config FILE</code> to &lt;sign&gt; in"
         );
-        assert_eq!(with_code("a `b` c `d`"), "a <code>b</code> c <code>d</code>");
+        assert_eq!(
+            with_code("a `b` c `d`"),
+            "a <code>b</code> c <code>d</code>"
+        );
         assert_eq!(with_code("plain"), "plain");
         assert_eq!(with_code("odd ` <x>"), "odd ` &lt;x&gt;");
         assert_eq!(
@@ -143,8 +146,14 @@ mod tests {
             "put it in <code>graph.client_secret</code> or \
              <code>graph.client_secret_file</code>."
         );
-        assert_eq!(with_code("check graph.tenant_id (GUID)"), "check <code>graph.tenant_id</code> (GUID)");
-        assert_eq!(with_code("Microsoft graph. Or subgraph.x"), "Microsoft graph. Or subgraph.x");
+        assert_eq!(
+            with_code("check graph.tenant_id (GUID)"),
+            "check <code>graph.tenant_id</code> (GUID)"
+        );
+        assert_eq!(
+            with_code("Microsoft graph. Or subgraph.x"),
+            "Microsoft graph. Or subgraph.x"
+        );
     }
 
     #[test]
