@@ -44,7 +44,8 @@ fn mixed_recipients_split_only_when_the_results_differ() {
     let a = "alice@contoso.example";
     let b = "bob@contoso.example";
     let info = "info@contoso.example";
-    let table: Vec<(&str, Vec<&str>, Vec<(Option<Audience>, Vec<usize>, &str)>)> = vec![
+    type Want = Vec<(Option<Audience>, Vec<usize>, &'static str)>;
+    let table: Vec<(&str, Vec<&str>, Want)> = vec![
         // Different templates: internal part first, then external.
         (
             a,
