@@ -7,6 +7,8 @@ use super::{token_state_str, StatusDoc};
 use crate::app::App;
 use crate::directory::User;
 use crate::notify::aadsts;
+use crate::pipeline::Preview;
+use crate::rules::Audience;
 use crate::status::TokenState;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -27,6 +29,18 @@ pub struct PageQuery {
     /// An address (exact preview) or part of a name or address (search).
     #[serde(default)]
     q: String,
+    /// `internal` or `external` (the default): which recipients the preview is for.
+    #[serde(default)]
+    audience: String,
+}
+
+impl PageQuery {
+    fn audience(&self) -> Audience {
+        match self.audience.as_str() {
+            "internal" => Audience::Internal,
+            _ => Audience::External,
+        }
+    }
 }
 
 // Inline styles only; images in previewed signatures may be data: URIs or https links.
@@ -34,7 +48,12 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data: 
                    form-action 'self'; base-uri 'none'";
 
 pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) -> Response {
-    let html = render(&app, query.q.trim(), OffsetDateTime::now_utc());
+    let html = render(
+        &app,
+        query.q.trim(),
+        query.audience(),
+        OffsetDateTime::now_utc(),
+    );
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -46,7 +65,7 @@ pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) 
         .into_response()
 }
 
-fn render(app: &App, q: &str, now: OffsetDateTime) -> String {
+fn render(app: &App, q: &str, audience: Audience, now: OffsetDateTime) -> String {
     let doc = StatusDoc::collect(app);
     let mut h = String::with_capacity(8 * 1024);
     h.push_str(HEAD);
@@ -63,7 +82,8 @@ fn render(app: &App, q: &str, now: OffsetDateTime) -> String {
     );
     banner(&mut h, &doc, now);
     facts(&mut h, &doc, now);
-    search(&mut h, app, q);
+    rules(&mut h, app);
+    search(&mut h, app, q, audience);
     h.push_str("</main>\n</body>\n</html>\n");
     h
 }
@@ -97,7 +117,9 @@ dl.facts dt { font-weight: 600; }
 dl.facts dd { margin: 0; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; vertical-align: top; padding: .35rem .6rem; border-bottom: 1px solid #ddd; }
-th { background: #f6f8fa; }
+thead th { background: #f6f8fa; }
+tbody th { font-weight: 600; }
+.why { color: #555; }
 caption { text-align: left; color: #555; padding-bottom: .4rem; }
 form { margin: 1rem 0; display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: center; }
 form label[for=q] { font-weight: 600; }
@@ -191,7 +213,55 @@ fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     );
 }
 
-fn search(h: &mut String, app: &App, q: &str) {
+/// The rules in evaluation order, and what applies when none matches.
+fn rules(h: &mut String, app: &App) {
+    let set = app.stamper.rules();
+    let default = escape(&app.stamper.template);
+    h.push_str("<section id=\"rules\" aria-labelledby=\"rules-title\">\n<h2 id=\"rules-title\">Rules</h2>\n");
+    let internal = set.internal_domains().entries();
+    if internal.is_empty() {
+        h.push_str("<p id=\"internal-domains\">Internal domains: none configured, so every recipient is external.</p>\n");
+    } else {
+        let list: Vec<String> = internal
+            .iter()
+            .map(|d| format!("<code>{}</code>", escape(d)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<p id=\"internal-domains\">Internal domains (and their subdomains): {}.</p>",
+            list.join(", ")
+        );
+    }
+    if set.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p id=\"no-rules\">No rules: every message gets the template <code>{default}</code>.</p>\n</section>"
+        );
+        return;
+    }
+    h.push_str(
+        "<table id=\"rules-table\">\n\
+         <caption>Checked in this order; the first rule that matches chooses the signature.</caption>\n\
+         <thead><tr><th scope=\"col\">#</th><th scope=\"col\">Rule</th>\
+         <th scope=\"col\">When → signature</th></tr></thead>\n<tbody>\n",
+    );
+    for r in set.rules() {
+        let _ = writeln!(
+            h,
+            "<tr id=\"rule-{n}\"><td>{n}</td><th scope=\"row\">{label}</th><td>{what}</td></tr>",
+            n = r.position(),
+            label = escape(&r.label()),
+            what = escape(&r.describe()),
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<tr id=\"rule-default\"><td></td><th scope=\"row\">default</th>\
+         <td>anything no rule matches → template {default}</td></tr>\n</tbody>\n</table>\n</section>"
+    );
+}
+
+fn search(h: &mut String, app: &App, q: &str, audience: Audience) {
     let _ = write!(
         h,
         "<section id=\"preview\" aria-labelledby=\"preview-title\">\n\
@@ -200,20 +270,30 @@ fn search(h: &mut String, app: &App, q: &str) {
          <label for=\"q\">User</label>\n\
          <input type=\"search\" id=\"q\" name=\"q\" value=\"{}\" \
          placeholder=\"address or part of a name\" autofocus>\n\
+         <fieldset>\n<legend>Recipients</legend>\n{}{}</fieldset>\n\
          <button type=\"submit\">Preview</button>\n</form>\n",
-        escape(q)
+        escape(q),
+        radio(Audience::External, audience),
+        radio(Audience::Internal, audience),
     );
     if !q.is_empty() {
-        results(h, app, q);
+        results(h, app, q, audience);
     }
     h.push_str("</section>\n");
 }
 
+fn radio(this: Audience, chosen: Audience) -> String {
+    let v = this.as_str();
+    let checked = if this == chosen { " checked" } else { "" };
+    format!("<label><input type=\"radio\" name=\"audience\" value=\"{v}\"{checked}> {v}</label>\n")
+}
+
 /// One user previewed, a list of matches, or none.
-fn results(h: &mut String, app: &App, q: &str) {
+fn results(h: &mut String, app: &App, q: &str, audience: Audience) {
     let dir = &app.stamper.directory;
     if let Some(user) = dir.lookup(q) {
-        preview(h, app, &user);
+        // The address as searched: rules may match that very alias.
+        preview(h, app, &user, q, audience);
         return;
     }
     let needle = q.to_lowercase();
@@ -237,15 +317,18 @@ fn results(h: &mut String, app: &App, q: &str) {
                 escape(q)
             );
         }
-        [one] => preview(h, app, one),
+        [one] => {
+            let addr = one.addresses().into_iter().next().unwrap_or_default();
+            preview(h, app, one, &addr, audience);
+        }
         many => {
             h.push_str("<ul id=\"matches\">\n");
             for u in many.iter().take(MAX_MATCHES) {
                 let addr = u.addresses().into_iter().next().unwrap_or_default();
                 let _ = writeln!(
                     h,
-                    "<li><a href=\"/?q={}\">{}</a> &lt;{}&gt;</li>",
-                    url_encode(&addr),
+                    "<li><a href=\"{}\">{}</a> &lt;{}&gt;</li>",
+                    preview_href(&addr, audience),
                     escape(u.str("displayName").unwrap_or("")),
                     escape(&addr)
                 );
@@ -258,19 +341,72 @@ fn results(h: &mut String, app: &App, q: &str) {
     }
 }
 
-fn preview(h: &mut String, app: &App, user: &User) {
+fn preview_href(address: &str, audience: Audience) -> String {
+    format!(
+        "/?q={}&amp;audience={}",
+        url_encode(address),
+        audience.as_str()
+    )
+}
+
+/// What `address` gets when writing to `audience`: the rule, the template, the signature.
+fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audience) {
     let name = user.str("displayName").unwrap_or("");
-    let addr = user.addresses().into_iter().next().unwrap_or_default();
-    let template = &app.stamper.template;
-    let _ = writeln!(
+    let Some(p) = app.stamper.preview(address, audience) else {
+        // The directory changed between the search and the preview.
+        let _ = writeln!(
+            h,
+            "<p id=\"no-match\">No user has the address <strong>{}</strong>.</p>",
+            escape(address)
+        );
+        return;
+    };
+    let other = match audience {
+        Audience::Internal => Audience::External,
+        Audience::External => Audience::Internal,
+    };
+    let _ = write!(
         h,
-        "<h3 id=\"preview-user\">{} &lt;{}&gt;</h3>\n<p>Template: <code id=\"preview-template\">{}</code></p>",
-        escape(name),
-        escape(&addr),
-        escape(template)
+        "<h3 id=\"preview-user\">{name} &lt;{addr}&gt;</h3>\n\
+         <p>Writing to <strong id=\"preview-audience\">{aud}</strong> recipients. \
+         <a id=\"preview-switch\" href=\"{href}\">Show for {other} recipients</a></p>\n\
+         <dl class=\"facts\">\n<dt>Rule</dt><dd id=\"preview-rule\">{rule}</dd>\n\
+         <dt>Template</dt><dd id=\"preview-template\">{template}</dd>\n</dl>\n",
+        name = escape(name),
+        addr = escape(&p.sender),
+        aud = audience.as_str(),
+        href = preview_href(&p.sender, other),
+        other = other.as_str(),
+        rule = rule_fact(app, p.rule.as_deref()),
+        template = match &p.template {
+            Some(t) => format!("<code>{}</code>", escape(t)),
+            None => "none: no signature".into(),
+        },
     );
-    match app.stamper.templates.load().render(template, user) {
-        Ok(sig) => {
+    signature(h, &p, audience);
+}
+
+/// The rule that chose, with what it matches, as the rules table says it.
+fn rule_fact(app: &App, label: Option<&str>) -> String {
+    let Some(label) = label else {
+        return "none matched: the default applies".into();
+    };
+    let set = app.stamper.rules();
+    match set.rules().iter().find(|r| r.label() == label) {
+        Some(r) => format!(
+            "{} <span class=\"why\">(#{}: {})</span>",
+            escape(label),
+            r.position(),
+            escape(&r.describe())
+        ),
+        None => escape(label),
+    }
+}
+
+/// The signature of a preview, or why there is none.
+fn signature(h: &mut String, p: &Preview, audience: Audience) {
+    match (&p.signature, &p.error) {
+        (Some(sig), _) => {
             // The signature is HTML from the templates and the directory: shown in a sandboxed
             // frame so it cannot run script or restyle this page.
             let _ = write!(
@@ -282,11 +418,20 @@ fn preview(h: &mut String, app: &App, user: &User) {
                 escape(&sig.text)
             );
         }
-        Err(e) => {
+        (None, Some(e)) => {
             let _ = writeln!(
                 h,
-                "<p class=\"error\" id=\"preview-error\">The template failed for this user: {}</p>",
-                escape(&e.to_string())
+                "<p class=\"error\" id=\"preview-error\">The template failed for this user, so \
+                 their mail goes out unchanged: {}</p>",
+                escape(e)
+            );
+        }
+        (None, None) => {
+            let _ = writeln!(
+                h,
+                "<p id=\"preview-none\">No signature: mail from this sender to {} recipients \
+                 goes out unchanged.</p>",
+                audience.as_str()
             );
         }
     }
