@@ -229,6 +229,36 @@ fn inner<'a>(dom: &'a str, id: &str) -> &'a str {
     &rest[..rest.find("</").unwrap()]
 }
 
+/// The shipped default template and the example ones (`short`, `sales`) in one folder.
+fn templates(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("templates");
+    std::fs::create_dir(&out).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for src in [root.join("templates"), root.join("examples/templates")] {
+        for entry in std::fs::read_dir(src).unwrap() {
+            let p = entry.unwrap().path();
+            std::fs::copy(&p, out.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    out
+}
+
+/// Colleagues get the short signature; engineers writing outside get the default one.
+const RULES: &str = r#"
+[recipients]
+internal_domains = ["contoso.test"]
+
+[[rules]]
+name = "Colleagues"
+recipients = "internal"
+template = "short"
+
+[[rules]]
+name = "Engineers"
+attribute = { jobTitle = "Engineer" }
+template = "default"
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_in_headless_chromium() {
     let Some(chromium) = chromium() else {
@@ -244,9 +274,12 @@ async fn page_in_headless_chromium() {
     let config = format!(
         "[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"127.0.0.1:9\"\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [templates]\ndir = {templates:?}\n\n\
          [graph]\ntenant_id = {TENANT:?}\nclient_id = {CLIENT_ID:?}\nclient_secret = {SECRET:?}\n\
-         authority = {base:?}\nendpoint = {base:?}\nsync_interval = \"1s\"\nrequest_timeout = \"5s\"\n",
-        base = fake.base
+         authority = {base:?}\nendpoint = {base:?}\nsync_interval = \"1s\"\nrequest_timeout = \"5s\"\n\
+         {RULES}",
+        base = fake.base,
+        templates = templates(dir.path()),
     );
     let (_serve, base) = serve(&config, dir.path());
     status_until(&base, Duration::from_secs(15), "the first sync", |s| {
@@ -254,40 +287,53 @@ async fn page_in_headless_chromium() {
     })
     .await;
 
-    // The page loads with a preview (two Chromium runs in all keep the test short): the
-    // title, the users, the green state, and one user's signature rendered from the directory
-    // in the sandboxed frame (Chromium serialises the frame's document as its srcdoc
-    // attribute) and as text.
-    let dom = dump_dom(chromium, &format!("{base}/?q=ADELE%40contoso.test")).await;
+    // Two Chromium runs in all keep the test short; each page carries the banner, the
+    // directory, the rules and a preview.
+    //
+    // 1. Green: the users, the rules, and the signature Adele's colleagues get, rendered from
+    // the directory in the sandboxed frame (Chromium serialises the frame's document as its
+    // srcdoc attribute) and as text, with the rule that chose it.
+    let dom = dump_dom(
+        chromium,
+        &format!("{base}/?q=ADELE%40contoso.test&audience=internal"),
+    )
+    .await;
     assert!(dom.contains("<title>sigstamp status</title>"), "{dom}");
     assert_eq!(inner(&dom, "users"), "3", "{dom}");
     assert_eq!(inner(&dom, "source"), "graph", "{dom}");
     assert_eq!(attr(&dom, "token", "data-state"), "valid", "{dom}");
     assert!(!dom.contains("AADSTS"), "{dom}");
+    let rules = element(&dom, "rules-table", "</table>");
+    for want in [
+        "Colleagues</th><td>every sender · internal recipients → template short</td>",
+        "Engineers</th><td>jobTitle = Engineer → template default</td>",
+    ] {
+        assert!(rules.contains(want), "{want} in {rules}");
+    }
     assert!(
         inner(&dom, "preview-user").starts_with("Adele Vance &lt;adele@contoso.test&gt;"),
         "{dom}"
     );
-    let frame = attr(&dom, "preview-html", "srcdoc");
-    for want in [
-        "Adele Vance",
-        "+1 555 0101",
-        "+1 555 0199",
-        "mailto:adele@contoso.test",
-    ] {
-        assert!(frame.contains(want), "{want} in the HTML preview: {frame}");
-    }
+    assert_eq!(inner(&dom, "preview-audience"), "internal", "{dom}");
     assert!(
-        frame.contains("&lt;table"),
-        "the HTML stays markup inside the frame: {frame}"
+        inner(&dom, "preview-rule").starts_with("Colleagues "),
+        "{dom}"
+    );
+    assert!(
+        element(&dom, "preview-template", "</dd>").contains("<code>short</code>"),
+        "{dom}"
+    );
+    let frame = attr(&dom, "preview-html", "srcdoc");
+    assert!(
+        frame.contains("Adele Vance &amp;middot; +1 555 0101"),
+        "the short HTML signature: {frame}"
     );
     assert_eq!(attr(&dom, "preview-html", "sandbox"), "", "{dom}");
-    let text = inner(&dom, "preview-text");
-    assert!(
-        text.starts_with("-- \nAdele Vance\nEngineer\n"),
-        "text preview: {text:?}"
+    assert_eq!(
+        inner(&dom, "preview-text"),
+        "-- \nAdele Vance | +1 555 0101\n",
+        "{dom}"
     );
-    assert!(text.contains("T +1 555 0101\nM +1 555 0199\n"), "{text:?}");
 
     // The secret expires; once the cached access token dies too, the refresher asks for a
     // new one and hears AADSTS7000222.
@@ -297,7 +343,9 @@ async fn page_in_headless_chromium() {
         s["token"]["state"] == "expired"
     })
     .await;
-    let dom = dump_dom(chromium, &format!("{base}/")).await;
+    // 2. Red: the banner with the code, since when and what to do, and the signature that
+    // goes outside meanwhile (the directory's last-known values).
+    let dom = dump_dom(chromium, &format!("{base}/?q=adele%40contoso.test")).await;
     assert!(dom.contains("<title>sigstamp status</title>"), "{dom}");
     assert_eq!(attr(&dom, "token", "data-state"), "expired", "{dom}");
     assert_eq!(attr(&dom, "token", "class"), "banner expired", "{dom}");
@@ -323,4 +371,24 @@ async fn page_in_headless_chromium() {
     );
     // Mail keeps flowing with the last-known directory: the count is unchanged.
     assert_eq!(inner(&dom, "users"), "3", "{dom}");
+    assert_eq!(inner(&dom, "preview-audience"), "external", "{dom}");
+    assert!(
+        inner(&dom, "preview-rule").starts_with("Engineers "),
+        "{dom}"
+    );
+    let frame = attr(&dom, "preview-html", "srcdoc");
+    for want in [
+        "Adele Vance",
+        "+1 555 0101",
+        "+1 555 0199",
+        "mailto:adele@contoso.test",
+        "&lt;table",
+    ] {
+        assert!(frame.contains(want), "{want} in the HTML preview: {frame}");
+    }
+    let text = inner(&dom, "preview-text");
+    assert!(
+        text.starts_with("-- \nAdele Vance\nEngineer\nT +1 555 0101\nM +1 555 0199\n"),
+        "text preview: {text:?}"
+    );
 }

@@ -103,6 +103,8 @@ code { font-family: ui-monospace, monospace; font-size: .95em; }
 .banner { padding: 1rem 1.25rem; border-radius: 6px; margin-bottom: 1.5rem; }
 .banner h2 { margin: 0 0 .6rem 0; }
 .banner p { margin: .5rem 0 0 0; }
+.banner details { margin-top: .5rem; }
+.banner summary { cursor: pointer; }
 .banner dl { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1.25rem; margin: 0; }
 .banner dt { font-weight: 600; }
 .banner dd { margin: 0; }
@@ -127,7 +129,7 @@ input[type=search] { flex: 1 1 20rem; padding: .4rem; font-size: 1rem; }
 fieldset { border: 1px solid #ccc; border-radius: 6px; padding: .2rem .8rem; display: flex; gap: 1rem; }
 legend { font-size: .9rem; color: #555; }
 button { padding: .4rem 1rem; font-size: 1rem; }
-iframe.preview { border: 1px solid #ccc; border-radius: 6px; margin: .5rem 0 1.5rem 0; background: #fff; width: 100%; height: 16rem; }
+iframe.preview { border: 1px solid #ccc; border-radius: 6px; margin: .5rem 0 1.5rem 0; background: #fff; width: 100%; height: 12rem; }
 pre.text { background: #f6f8fa; padding: 1rem; border-radius: 6px; white-space: pre-wrap; }
 .error { color: #b00020; }
 </style>
@@ -157,8 +159,9 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
                  <dt>Code</dt><dd id=\"token-code\"><code>{code}</code></dd>\n\
                  <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n\
                  <dt>Meaning</dt><dd>{meaning}</dd>\n\
-                 <dt>What to do</dt><dd id=\"token-action\">{action}</dd>\n\
-                 <dt>Details</dt><dd>{desc}</dd>\n</dl>\n\
+                 <dt>What to do</dt><dd id=\"token-action\">{action}</dd>\n</dl>\n\
+                 <details id=\"token-details\"><summary>Full error</summary>\
+                 <p>{desc}</p></details>\n\
                  <p>Mail is still stamped with the last-known directory values; sigstamp \
                  retries and recovers by itself once this is fixed.</p>\n",
                 code = escape(&ex.code),
