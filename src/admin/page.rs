@@ -374,7 +374,9 @@ fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audi
          <p>Writing to <strong id=\"preview-audience\">{aud}</strong> recipients. \
          <a id=\"preview-switch\" href=\"{href}\">Show for {other} recipients</a></p>\n\
          <dl class=\"facts\">\n<dt>Rule</dt><dd id=\"preview-rule\">{rule}</dd>\n\
-         <dt>Template</dt><dd id=\"preview-template\">{template}</dd>\n</dl>\n",
+         <dt>Template</dt><dd id=\"preview-template\">{template}</dd>\n</dl>\n\
+         <p class=\"why\">For a message sent now that no subject, body or header exception \
+         applies to.</p>\n",
         name = escape(name),
         addr = escape(&p.sender),
         aud = audience.as_str(),
