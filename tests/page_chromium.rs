@@ -30,16 +30,25 @@ impl Drop for Guard {
     }
 }
 
-/// The browser, or `None` (with the reason printed) when the test must be skipped.
-fn chromium() -> Option<&'static Path> {
-    let path = Path::new(CHROMIUM);
+/// The browser (`SIGSTAMP_CHROMIUM` overrides the path), or `None` (with the reason
+/// printed) when the test must be skipped.
+fn chromium() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("SIGSTAMP_CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| CHROMIUM.into());
     if path.exists() {
         return Some(path);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{CHROMIUM} is missing and CI is set: .ci/run installs the `chromium` package");
+        panic!(
+            "{} is missing and CI is set: .ci/run installs the `chromium` package",
+            path.display()
+        );
     }
-    eprintln!("SKIPPED page_chromium: {CHROMIUM} is missing (apt-get install chromium)");
+    eprintln!(
+        "SKIPPED page_chromium: {} is missing (apt-get install chromium)",
+        path.display()
+    );
     None
 }
 
@@ -294,7 +303,7 @@ async fn page_in_headless_chromium() {
     // the directory in the sandboxed frame (Chromium serialises the frame's document as its
     // srcdoc attribute) and as text, with the rule that chose it.
     let dom = dump_dom(
-        chromium,
+        &chromium,
         &format!("{base}/?q=ADELE%40contoso.test&audience=internal"),
     )
     .await;
@@ -345,7 +354,7 @@ async fn page_in_headless_chromium() {
     .await;
     // 2. Red: the banner with the code, since when and what to do, and the signature that
     // goes outside meanwhile (the directory's last-known values).
-    let dom = dump_dom(chromium, &format!("{base}/?q=adele%40contoso.test")).await;
+    let dom = dump_dom(&chromium, &format!("{base}/?q=adele%40contoso.test")).await;
     assert!(dom.contains("<title>sigstamp status</title>"), "{dom}");
     assert_eq!(attr(&dom, "token", "data-state"), "expired", "{dom}");
     assert_eq!(attr(&dom, "token", "class"), "banner expired", "{dom}");
