@@ -1,0 +1,143 @@
+//! The relay with `[[rules]]`, over real SMTP on loopback: a message whose internal and
+//! external recipients get different signatures goes to the next hop as one transaction
+//! per recipient group; one that does not stays one transaction.
+
+mod rules_support;
+mod smtp_support;
+
+use rules_support::*;
+use sigstamp::smtp::replies::Reply;
+use sigstamp::smtp::sink::{SinkOptions, Stage};
+use smtp_support::{policy, relay_with, RawClient, TestRelay};
+use std::sync::Arc;
+
+const ALICE: &str = "alice@contoso.example";
+const IN: &str = "bob@contoso.example";
+const OUT: &str = "dave@fabrikam.example";
+
+async fn rules_relay(sink: SinkOptions) -> TestRelay {
+    relay_with(Arc::new(rules_support::stamper(RULES_TOML)), |_| {}, sink).await
+}
+
+/// EHLO, MAIL, each RCPT (with parameters), DATA; returns the final reply.
+async fn send(relay: &TestRelay, from: &str, rcpts: &[&str], message: &str) -> String {
+    let mut c = RawClient::connect(relay.addr).await.unwrap();
+    assert!(c.reply().await.starts_with("220"));
+    assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+    let mail = c
+        .cmd(&format!("MAIL FROM:<{from}> RET=HDRS ENVID=e1"))
+        .await;
+    assert!(mail.starts_with("250"), "{mail}");
+    for r in rcpts {
+        let reply = c
+            .cmd(&format!("RCPT TO:<{r}> NOTIFY=FAILURE ORCPT=rfc822;{r}"))
+            .await;
+        assert!(reply.starts_with("250"), "{r}: {reply}");
+    }
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(message).await;
+    let end = c.cmd(".").await;
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+    end
+}
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_recipients_get_one_transaction_each_with_their_own_signature() {
+    let mut relay = rules_relay(SinkOptions::default()).await;
+    let reply = send(&relay, ALICE, &[OUT, IN], &message(ALICE)).await;
+    assert!(
+        reply.starts_with("250 2.0.0 Accepted as one transaction per recipient group"),
+        "{reply}"
+    );
+    assert!(reply.contains("internal: 2.0.0 Ok: queued"), "{reply}");
+    assert!(reply.contains("external: 2.0.0 Ok: queued"), "{reply}");
+
+    let first = relay.next().await.expect("the internal part");
+    let second = relay.next().await.expect("the external part");
+    assert!(relay.none_left(), "exactly two transactions");
+    for (d, rcpt, mark, other) in [
+        (&first, IN, SHORT_MARK, SALES_MARK),
+        (&second, OUT, SALES_MARK, SHORT_MARK),
+    ] {
+        // Envelope and parameters as the client sent them, only this group's recipient.
+        assert_eq!(d.mail_from, ALICE);
+        assert_eq!(d.mail_params, "RET=HDRS ENVID=e1");
+        assert_eq!(
+            d.rcpts,
+            vec![(
+                rcpt.to_string(),
+                format!("NOTIFY=FAILURE ORCPT=rfc822;{rcpt}")
+            )]
+        );
+        let m = text(&d.message);
+        assert!(m.contains(mark), "{rcpt}: {mark} missing\n{m}");
+        assert!(!m.contains(other), "{rcpt}: {other} present\n{m}");
+        assert_eq!(signatures(&d.message), 1, "{rcpt}: one signature\n{m}");
+        assert!(m.contains("\r\nHello,\r\nbye\r\n"), "{m}");
+    }
+    let metrics = relay.metrics.encode();
+    assert!(
+        metrics.contains("sigstamp_messages_total{edge=\"relay\",outcome=\"stamped\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_signature_for_every_recipient_stays_one_transaction() {
+    let mut relay = rules_relay(SinkOptions::default()).await;
+    // Two internal recipients: both get `short`.
+    let reply = send(
+        &relay,
+        ALICE,
+        &[IN, "carol@eu.contoso.example"],
+        &message(ALICE),
+    )
+    .await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued"), "{reply}");
+    let d = relay.next().await.unwrap();
+    assert_eq!(d.rcpts.len(), 2);
+    assert!(text(&d.message).contains(SHORT_MARK));
+    assert_eq!(signatures(&d.message), 1);
+    assert!(relay.none_left(), "one transaction");
+    // The shared mailbox: no signature for anyone, internal or external.
+    let info = "info@contoso.example";
+    let reply = send(&relay, info, &[IN, OUT], &message(info)).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued"), "{reply}");
+    let d = relay.next().await.unwrap();
+    assert_eq!(d.rcpts.len(), 2);
+    assert_eq!(text(&d.message), message(info), "unchanged");
+    assert!(relay.none_left(), "one transaction");
+    let metrics = relay.metrics.encode();
+    assert!(
+        metrics.contains("sigstamp_messages_total{edge=\"relay\",outcome=\"no_signature\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_second_part_is_the_clients_answer() {
+    for (code, text_) in [
+        (452, "4.3.1 Insufficient system storage"),
+        (554, "5.7.1 Message refused"),
+    ] {
+        // The next hop refuses the data of the external part only (at RCPT time, during
+        // the client's transaction, it accepted everyone).
+        let mut relay = rules_relay(policy(move |stage| match stage {
+            Stage::Data(d) if d.rcpts.iter().any(|(r, _)| r == OUT) => {
+                Some(Reply::new(code, text_))
+            }
+            _ => None,
+        }))
+        .await;
+        let reply = send(&relay, ALICE, &[IN, OUT], &message(ALICE)).await;
+        assert_eq!(reply, format!("{code} {text_}\r\n"));
+        // The internal part went first and was delivered.
+        let d = relay.next().await.unwrap();
+        assert_eq!(d.rcpts[0].0, IN);
+        assert!(relay.none_left());
+    }
+}
