@@ -1,8 +1,9 @@
 //! DATA and BDAT: take the message whole, stamp it, send it, answer with the next hop's
-//! final reply. 250 reaches the client only after the next hop said 250.
+//! final reply. 250 reaches the client only after the next hop said 250. When rules give
+//! internal and external recipients different signatures, each group is sent as its own
+//! next-hop transaction (`send_split`).
 
-use super::Transaction;
-use super::{Session, State, INLINE_STAMP_LIMIT};
+use super::{Session, State, Transaction, INLINE_STAMP_LIMIT};
 use crate::pipeline::{Audience, Envelope, Part, Unchanged, Verdict};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::stamp::{Skip, TRACE_HEADER};
