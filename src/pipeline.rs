@@ -151,8 +151,8 @@ impl Stamper {
 
     /// Process one message per recipient group (the relay). One part, for every recipient,
     /// unless the rules give internal and external recipients different results (another
-    /// template, or none versus one): then an internal part and an external part, in
-    /// that order.
+    /// template, or none versus one) and at least one group's copy is stamped: then an
+    /// internal part and an external part, in that order.
     pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Part> {
         self.decide(raw, env, None, true)
     }
@@ -284,16 +284,25 @@ impl Stamper {
         if ti == te || !split {
             return whole(self.stamp_with(raw, &address, &user, te));
         }
+        let (vi, ve) = (
+            self.stamp_with(raw, &address, &user, ti),
+            self.stamp_with(raw, &address, &user, te),
+        );
+        // Both copies left unchanged (e.g. "none" for one group, a failing template for the
+        // other): the bytes are the same, so splitting would only risk duplicates.
+        if matches!((&vi, &ve), (Verdict::Unchanged(_), Verdict::Unchanged(_))) {
+            return whole(ve);
+        }
         vec![
             Part {
                 audience: Some(Audience::Internal),
                 rcpts: internal,
-                verdict: self.stamp_with(raw, &address, &user, ti),
+                verdict: vi,
             },
             Part {
                 audience: Some(Audience::External),
                 rcpts: external,
-                verdict: self.stamp_with(raw, &address, &user, te),
+                verdict: ve,
             },
         ]
     }

@@ -277,3 +277,23 @@ fn documented_examples_work() {
         assert_eq!(label(i, &*info, Audience::External), "shared mailboxes");
     }
 }
+
+#[test]
+fn a_message_neither_group_can_get_a_signature_is_not_split() {
+    // Different templates for the two groups, but nothing to stamp: one unchanged part.
+    let s = stamper(RULES_TOML);
+    let raw = "From: bob@contoso.example\r\nSubject: scan\r\nMIME-Version: 1.0\r\n\
+               Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n";
+    let rcpts = vec![IN.to_string(), OUT.to_string()];
+    let parts = s.process_split(
+        raw.as_bytes(),
+        &Envelope {
+            mail_from: Some("bob@contoso.example"),
+            rcpt_to: &rcpts,
+        },
+    );
+    assert_eq!(
+        summary(&parts),
+        vec![(None, vec![0, 1], "no_text_body".to_string())]
+    );
+}
