@@ -8,7 +8,7 @@ mod smtp_support;
 use rules_support::*;
 use sigstamp::smtp::replies::Reply;
 use sigstamp::smtp::sink::{SinkOptions, Stage};
-use smtp_support::{policy, relay_with, RawClient, TestRelay};
+use smtp_support::{have, policy, python_async, relay_with, RawClient, TestRelay};
 use std::sync::Arc;
 
 const ALICE: &str = "alice@contoso.example";
@@ -19,11 +19,16 @@ async fn rules_relay(sink: SinkOptions) -> TestRelay {
     relay_with(Arc::new(rules_support::stamper(RULES_TOML)), |_| {}, sink).await
 }
 
-/// EHLO, MAIL, each RCPT (with parameters), DATA; returns the final reply.
-async fn send(relay: &TestRelay, from: &str, rcpts: &[&str], message: &str) -> String {
+/// A client session after EHLO.
+async fn session(relay: &TestRelay) -> RawClient {
     let mut c = RawClient::connect(relay.addr).await.unwrap();
     assert!(c.reply().await.starts_with("220"));
     assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+    c
+}
+
+/// MAIL, each RCPT (with parameters), DATA; returns the final reply.
+async fn transaction(c: &mut RawClient, from: &str, rcpts: &[&str], message: &str) -> String {
     let mail = c
         .cmd(&format!("MAIL FROM:<{from}> RET=HDRS ENVID=e1"))
         .await;
@@ -36,7 +41,13 @@ async fn send(relay: &TestRelay, from: &str, rcpts: &[&str], message: &str) -> S
     }
     assert!(c.cmd("DATA").await.starts_with("354"));
     c.send(message).await;
-    let end = c.cmd(".").await;
+    c.cmd(".").await
+}
+
+/// One message in its own session.
+async fn send(relay: &TestRelay, from: &str, rcpts: &[&str], message: &str) -> String {
+    let mut c = session(relay).await;
+    let end = transaction(&mut c, from, rcpts, message).await;
     assert!(c.cmd("QUIT").await.starts_with("221"));
     end
 }
@@ -48,7 +59,8 @@ fn text(m: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_recipients_get_one_transaction_each_with_their_own_signature() {
     let mut relay = rules_relay(SinkOptions::default()).await;
-    let reply = send(&relay, ALICE, &[OUT, IN], &message(ALICE)).await;
+    let mut c = session(&relay).await;
+    let reply = transaction(&mut c, ALICE, &[OUT, IN], &message(ALICE)).await;
     assert!(
         reply.starts_with("250 2.0.0 Accepted as one transaction per recipient group"),
         "{reply}"
@@ -84,6 +96,13 @@ async fn mixed_recipients_get_one_transaction_each_with_their_own_signature() {
         metrics.contains("sigstamp_messages_total{edge=\"relay\",outcome=\"stamped\"} 2"),
         "{metrics}"
     );
+    // The next-hop session is reused for the client's next message, split again.
+    let reply = transaction(&mut c, ALICE, &[IN, OUT], &message(ALICE)).await;
+    assert!(reply.starts_with("250 2.0.0 Accepted"), "{reply}");
+    assert_eq!(relay.next().await.unwrap().rcpts[0].0, IN);
+    assert_eq!(relay.next().await.unwrap().rcpts[0].0, OUT);
+    assert!(relay.none_left());
+    assert!(c.cmd("QUIT").await.starts_with("221"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,11 +152,66 @@ async fn a_refused_second_part_is_the_clients_answer() {
             _ => None,
         }))
         .await;
-        let reply = send(&relay, ALICE, &[IN, OUT], &message(ALICE)).await;
+        let mut c = session(&relay).await;
+        let reply = transaction(&mut c, ALICE, &[IN, OUT], &message(ALICE)).await;
         assert_eq!(reply, format!("{code} {text_}\r\n"));
         // The internal part went first and was delivered.
         let d = relay.next().await.unwrap();
         assert_eq!(d.rcpts[0].0, IN);
         assert!(relay.none_left());
+        // The session goes on: the next message (internal only) is one transaction.
+        let reply = transaction(&mut c, ALICE, &[IN], &message(ALICE)).await;
+        assert!(reply.starts_with("250 2.0.0 Ok: queued"), "{reply}");
+        assert_eq!(relay.next().await.unwrap().rcpts.len(), 1);
+        assert!(relay.none_left());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtplib_and_bdat_clients_see_one_acceptance_for_a_split_message() {
+    let mut relay = rules_relay(SinkOptions::default()).await;
+    // BDAT: the message in two chunks.
+    let msg = message(ALICE);
+    let (a, b) = msg.split_at(40);
+    let mut c = session(&relay).await;
+    assert!(c
+        .cmd(&format!("MAIL FROM:<{ALICE}>"))
+        .await
+        .starts_with("250"));
+    assert!(c.cmd(&format!("RCPT TO:<{OUT}>")).await.starts_with("250"));
+    assert!(c.cmd(&format!("RCPT TO:<{IN}>")).await.starts_with("250"));
+    c.send(&format!("BDAT {}\r\n{a}", a.len())).await;
+    assert!(c.reply().await.starts_with("250"));
+    c.send(&format!("BDAT {} LAST\r\n{b}", b.len())).await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with("250 2.0.0 Accepted"), "{reply}");
+    for (rcpt, mark) in [(IN, SHORT_MARK), (OUT, SALES_MARK)] {
+        let d = relay.next().await.unwrap();
+        assert_eq!(d.rcpts, vec![(rcpt.to_string(), String::new())]);
+        assert!(text(&d.message).contains(mark), "{rcpt}");
+    }
+    assert!(relay.none_left());
+
+    if !have("python3") {
+        return;
+    }
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port})
+refused = s.sendmail({ALICE:?}, [{OUT:?}, {IN:?}], {msg:?}.encode(), mail_options=["BODY=8BITMIME"])
+print("refused", refused)
+s.quit()
+"#,
+        port = relay.addr.port()
+    );
+    let out = python_async(script).await;
+    assert!(out.contains("refused {}"), "{out}");
+    for rcpt in [IN, OUT] {
+        let d = relay.next().await.unwrap();
+        assert_eq!(d.rcpts[0].0, rcpt);
+        assert!(d.mail_params.contains("BODY=8BITMIME"), "{}", d.mail_params);
+        assert_eq!(signatures(&d.message), 1);
+    }
+    assert!(relay.none_left());
 }
