@@ -262,22 +262,16 @@ impl Stamper {
             let t = pick(Audience::External);
             return whole(self.stamp_with(raw, &address, &user, t));
         }
-        let (mut internal, mut external) = (Vec::new(), Vec::new());
-        for (i, r) in env.rcpt_to.iter().enumerate() {
-            match self.rules.audience_of(r) {
-                Audience::Internal => internal.push(i),
-                Audience::External => external.push(i),
-            }
-        }
-        // No recipients known (the CLI on a stored message) counts as external.
-        let only = if external.is_empty() && !internal.is_empty() {
-            Some(Audience::Internal)
-        } else if internal.is_empty() {
-            Some(Audience::External)
-        } else {
-            None
-        };
-        if let Some(audience) = only {
+        let (internal, external): (Vec<usize>, Vec<usize>) = (0..env.rcpt_to.len())
+            .partition(|&i| self.rules.audience_of(&env.rcpt_to[i]) == Audience::Internal);
+        // One group only. No recipients known (the CLI on a stored message) counts as
+        // external.
+        if internal.is_empty() || external.is_empty() {
+            let audience = if internal.is_empty() {
+                Audience::External
+            } else {
+                Audience::Internal
+            };
             return whole(self.stamp_with(raw, &address, &user, pick(audience)));
         }
         let (ti, te) = (pick(Audience::Internal), pick(Audience::External));
