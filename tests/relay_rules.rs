@@ -7,9 +7,11 @@ mod smtp_support;
 
 use rules_support::*;
 use sigstamp::smtp::replies::Reply;
-use sigstamp::smtp::sink::{SinkOptions, Stage};
+use sigstamp::smtp::sink::{Sink, SinkOptions, Stage};
+use smtp_support::postfix::{free_port, proxy_filter_services, Postfix};
 use smtp_support::{have, policy, python_async, relay_with, RawClient, TestRelay};
 use std::sync::Arc;
+use std::time::Duration;
 
 const ALICE: &str = "alice@contoso.example";
 const IN: &str = "bob@contoso.example";
@@ -214,4 +216,59 @@ s.quit()
         assert_eq!(signatures(&d.message), 1);
     }
     assert!(relay.none_left());
+}
+
+/// The README's Postfix layout (smtpd_proxy_filter → sigstamp → after-filter smtpd): the
+/// after-filter smtpd takes the reset and the two transactions, and queues two messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_before_and_after_the_split() {
+    if !have("postfix") || !have("python3") {
+        return;
+    }
+    let (sink, mut delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
+        .await
+        .unwrap();
+    let (front, back) = (free_port(), free_port());
+    let relay = relay_with(
+        Arc::new(rules_support::stamper(RULES_TOML)),
+        |c| c.next_hop = format!("127.0.0.1:{back}"),
+        SinkOptions::default(),
+    )
+    .await;
+    let pf = Postfix::start(
+        &proxy_filter_services(front, relay.addr.port(), back),
+        &format!("[127.0.0.1]:{}", sink.addr().port()),
+        front,
+    );
+    let script = format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {front})
+print("refused", s.sendmail({ALICE:?}, [{OUT:?}, {IN:?}], {msg:?}.encode()))
+s.quit()
+"#,
+        msg = message(ALICE)
+    );
+    let out = python_async(script).await;
+    assert!(out.contains("refused {}"), "{out}\n{}", pf.log());
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let d = tokio::time::timeout(Duration::from_secs(30), delivered.recv())
+            .await
+            .unwrap_or_else(|_| panic!("not delivered; postfix log:\n{}", pf.log()))
+            .unwrap();
+        got.push(d);
+    }
+    got.sort_by(|a, b| a.rcpts[0].0.cmp(&b.rcpts[0].0));
+    for (d, rcpt, mark, other) in [
+        (&got[0], IN, SHORT_MARK, SALES_MARK),
+        (&got[1], OUT, SALES_MARK, SHORT_MARK),
+    ] {
+        assert_eq!(d.rcpts.len(), 1, "{:?}", d.rcpts);
+        assert_eq!(d.rcpts[0].0, rcpt);
+        let m = text(&d.message);
+        assert!(m.contains(mark) && !m.contains(other), "{rcpt}:\n{m}");
+        assert_eq!(signatures(&d.message), 1, "{rcpt}:\n{m}");
+    }
+    assert!(delivered.try_recv().is_err());
 }
