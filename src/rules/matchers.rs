@@ -260,6 +260,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any recipient, UTF-8 included: no panic, and the same answer as comparing labels.
+        #[test]
+        fn domain_match_is_a_label_suffix(domain in "[a-zA-Z0-9.ü-]{0,12}", entry in "[a-z.ü]{1,6}") {
+            let d = Domains::new(&[entry.as_str()]);
+            let norm = normalize_domain(&entry);
+            let want = {
+                let got = domain.trim_end_matches('.').to_ascii_lowercase();
+                got == norm || got.ends_with(&format!(".{norm}"))
+            };
+            proptest::prop_assert_eq!(d.contains(&domain), want);
+            let _ = is_internal(&d, &format!("x@{domain}"));
+        }
+    }
+
     #[test]
     fn domain_of_address() {
         assert_eq!(domain_of("a@B.example"), Some("B.example"));
