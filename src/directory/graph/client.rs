@@ -55,10 +55,13 @@ pub fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.8..1.2))
 }
 
+/// Cheap to clone: clones share the HTTP connection pool and the token cache (the photo and
+/// group fetchers use the sync's client, so a delegated refresh token is never rotated twice).
+#[derive(Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
     endpoint: String,
-    tokens: TokenProvider,
+    tokens: Arc<TokenProvider>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
 }
@@ -74,7 +77,7 @@ impl GraphClient {
         GraphClient {
             http,
             endpoint: endpoint.trim_end_matches('/').to_string(),
-            tokens,
+            tokens: Arc::new(tokens),
             clock,
             retry,
         }
@@ -91,6 +94,18 @@ impl GraphClient {
 
     /// GET a JSON document. `minimal` sends `Prefer: return=minimal` (delta requests, §2.2).
     pub async fn get_json(&self, url: &str, minimal: bool) -> Result<Value, GraphError> {
+        let resp = self.get(url, minimal).await?;
+        let body = resp.bytes().await.map_err(|source| GraphError::Transport {
+            what: "Microsoft Graph",
+            source,
+        })?;
+        serde_json::from_slice(&body)
+            .map_err(|e| GraphError::protocol("Microsoft Graph", e.to_string()))
+    }
+
+    /// GET `url` with the token, 401 and throttling handling; returns a 2xx response with its
+    /// body unread (photo bytes are read with a size limit by the caller).
+    pub async fn get(&self, url: &str, minimal: bool) -> Result<reqwest::Response, GraphError> {
         let mut attempt = 0u32;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
@@ -114,12 +129,7 @@ impl GraphClient {
             })?;
             let status = resp.status().as_u16();
             if (200..300).contains(&status) {
-                let body = resp.bytes().await.map_err(|source| GraphError::Transport {
-                    what: "Microsoft Graph",
-                    source,
-                })?;
-                return serde_json::from_slice(&body)
-                    .map_err(|e| GraphError::protocol("Microsoft Graph", e.to_string()));
+                return Ok(resp);
             }
             let err = self.api_error(resp, rid).await;
             tracing::debug!(status, code = %err.code, request_id = ?err.request_id, "Graph error");
