@@ -269,3 +269,62 @@ async fn a_photo_dir_that_is_a_file_is_an_error() {
     assert!(PhotoStore::open(file.clone()).is_err());
     assert!(PhotoStore::open(file.join("sub")).is_err());
 }
+
+/// One 429 pauses every request of the round, not only the one that got it (§4.2: requests
+/// sent while throttled still count against the limits).
+#[tokio::test]
+async fn a_throttled_answer_pauses_the_other_requests_too() {
+    use sigstamp::directory::graph::clock::ManualClock;
+    use sigstamp::directory::graph::photos::CONCURRENCY;
+    use std::sync::Arc;
+    // A clock that moves only when told: the pause lasts until the test advances it.
+    let clock = Arc::new(ManualClock::starting_now());
+    let fake = FakeGraph::start_with_clock(clock.clone()).await;
+    fake.add_generated_users(12);
+    let users: Vec<String> = (0..12usize)
+        .map(|i| format!("{:08x}-0000-4000-8000-{:012x}", i, i))
+        .collect();
+    for (i, id) in users.iter().enumerate() {
+        fake.set_photo(id, "image/png", vec![i as u8; 8]);
+    }
+    fake.with(|s| s.graph_faults.push_back(Fault::new(429, Some("30"))));
+    let store = Arc::new(PhotoStore::in_memory());
+    let client = client(&fake.config(), &fake);
+    let task = {
+        let (store, clock) = (store.clone(), clock.clone());
+        tokio::spawn(async move {
+            store
+                .refresh(&client, &users, DAY, &*clock, &Metrics::new())
+                .await
+        })
+    };
+    eventually("the 429", || {
+        fake.requests_of(Kind::Graph)
+            .iter()
+            .any(|r| r.status == 429)
+    })
+    .await;
+    // Requests already under way may finish their step; nothing new may start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paused = fake.requests_of(Kind::Graph).len();
+    assert!(
+        paused <= 1 + 2 * (CONCURRENCY - 1),
+        "{paused} requests while throttled"
+    );
+    assert!(!task.is_finished());
+
+    let t429 = fake.requests_of(Kind::Graph)[0].at;
+    clock.advance(Duration::from_secs(30));
+    let r = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.downloaded, r.aborted.clone()), (12, None), "{r:?}");
+    let g = fake.requests_of(Kind::Graph);
+    let early = g
+        .iter()
+        .filter(|x| x.at < t429 + Duration::from_secs(30))
+        .count();
+    assert_eq!(early, paused, "no request before Retry-After ran out");
+    assert_eq!(g.len(), 1 + 24);
+}

@@ -64,6 +64,9 @@ pub struct GraphClient {
     tokens: Arc<TokenProvider>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
+    /// After a 429/503/504, no request of this client or its clones leaves before this
+    /// instant: requests sent while throttled still count against the limits (§4.2).
+    paused_until: Arc<std::sync::Mutex<Option<time::OffsetDateTime>>>,
 }
 
 impl GraphClient {
@@ -80,6 +83,7 @@ impl GraphClient {
             tokens: Arc::new(tokens),
             clock,
             retry,
+            paused_until: Arc::default(),
         }
     }
 
@@ -110,6 +114,7 @@ impl GraphClient {
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
         loop {
+            self.wait_while_paused().await;
             let token = self.tokens.access_token().await?;
             let rid = new_uuid();
             let mut req = self
@@ -145,6 +150,7 @@ impl GraphClient {
                     .unwrap_or_else(|| self.retry.backoff(attempt));
                 if waited + delay <= self.retry.total_cap {
                     tracing::debug!(status, ?delay, attempt, "Graph throttled; waiting");
+                    self.pause(delay);
                     self.clock.sleep(delay).await;
                     waited += delay;
                     attempt += 1;
@@ -152,6 +158,30 @@ impl GraphClient {
                 }
             }
             return Err(GraphError::Api(err));
+        }
+    }
+
+    fn pause(&self, delay: Duration) {
+        let until = self.clock.now() + delay;
+        let mut p = self.paused_until.lock().unwrap();
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Sleep until a pause another request set (throttling) is over.
+    async fn wait_while_paused(&self) {
+        loop {
+            let until = *self.paused_until.lock().unwrap();
+            let Some(left) = until
+                .map(|t| t - self.clock.now())
+                .filter(|d| d.is_positive())
+            else {
+                return;
+            };
+            self.clock
+                .sleep(Duration::try_from(left).unwrap_or_default())
+                .await;
         }
     }
 
