@@ -20,6 +20,7 @@ use sigstamp::directory::{snapshot, Directory};
 use sigstamp::metrics::Metrics;
 use sigstamp::pipeline::Stamper;
 use sigstamp::render::Templates;
+use sigstamp::rules::{Audience, RuleConfig, RuleSet};
 use sigstamp::status::Status;
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,6 +152,7 @@ struct Serving {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// A refresher as `sigstamp serve` runs it, with one rule: members of Sales get no signature.
 fn serve(fake: &FakeGraph, dir: &std::path::Path, groups: Vec<String>) -> Serving {
     let mut cfg = fake.config();
     cfg.photos = true;
@@ -161,8 +163,15 @@ fn serve(fake: &FakeGraph, dir: &std::path::Path, groups: Vec<String>) -> Servin
             snapshot: Some(snapshot.clone()),
             ..Default::default()
         },
+        rules: vec![RuleConfig {
+            name: Some("sales-group".into()),
+            group: vec!["sales".into()],
+            template: Some("none".into()),
+            ..Default::default()
+        }],
         ..Default::default()
     };
+    let rules = RuleSet::compile(&config.rules, &config.recipients).unwrap();
     // As `sigstamp serve` does: snapshot, group cache and photos loaded before any Graph call.
     let directory = Arc::new(Directory::new());
     let _ = snapshot::load(&snapshot, &directory);
@@ -172,7 +181,7 @@ fn serve(fake: &FakeGraph, dir: &std::path::Path, groups: Vec<String>) -> Servin
         .unwrap();
     let app = Arc::new(App {
         config,
-        stamper: Arc::new(Stamper::new(directory, Templates::embedded())),
+        stamper: Arc::new(Stamper::new(directory, Templates::embedded()).with_rules(rules)),
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: photos.clone(),
@@ -197,6 +206,14 @@ impl Serving {
             .directory
             .lookup(addr)
             .and_then(|u| u.get(MEMBER_OF).cloned())
+    }
+
+    /// The rule that chooses `addr`'s signature.
+    fn rule_of(&self, addr: &str) -> Option<String> {
+        self.app
+            .stamper
+            .preview(addr, Audience::External)
+            .and_then(|p| p.rule)
     }
 
     async fn stop(self) {
@@ -237,6 +254,16 @@ async fn member_of_after_a_sync_survives_override_edits_and_restarts() {
         s.member_of("cara@contoso.test"),
         Some(json!(["Marketing", MKT]))
     );
+    // The rules see it: `group = "sales"` matches Adele and Bob, not Cara.
+    assert_eq!(
+        s.rule_of("adele@contoso.test").as_deref(),
+        Some("sales-group")
+    );
+    assert_eq!(
+        s.rule_of("bob@contoso.test").as_deref(),
+        Some("sales-group")
+    );
+    assert_eq!(s.rule_of("cara@contoso.test"), None);
     assert!(tmp.path().join("directory.groups.json").exists());
     eventually("Adele's photo", || s.app.photos.photo("id-a").is_some()).await;
     assert_eq!(s.app.photos.photo("id-a").unwrap().bytes, b"adele-png");
@@ -274,6 +301,10 @@ async fn member_of_after_a_sync_survives_override_edits_and_restarts() {
     assert_eq!(
         s.member_of("adele@contoso.test"),
         Some(json!(["Sales", SALES]))
+    );
+    assert_eq!(
+        s.rule_of("adele@contoso.test").as_deref(),
+        Some("sales-group")
     );
     assert_eq!(s.photos.photo("id-a").unwrap().bytes, b"adele-png");
     s.stop().await;

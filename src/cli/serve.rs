@@ -95,8 +95,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The Graph refresher sets the token state (`unconfigured` without [graph]).
     let extras = directory::graph::extras::Extras {
         photos: photo_store,
-        // The lead wires the rules' groups here (`RuleSet::groups()`).
-        groups: Vec::new(),
+        // Groups the rules name (`group = …`): their members get `memberOf`.
+        groups: app
+            .config
+            .rules
+            .iter()
+            .flat_map(|r| r.group.iter().cloned())
+            .collect(),
     };
     edges.spawn(named(
         "graph",
