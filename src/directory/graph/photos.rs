@@ -253,7 +253,8 @@ impl PhotoStore {
         let mut pending: Vec<(String, Option<Arc<Photo>>)> = Vec::new();
 
         let present: HashSet<&str> = user_ids.iter().map(String::as_str).collect();
-        let current = self.photos.load();
+        // A full Arc, not a guard: it is held across the awaits below.
+        let current = self.photos.load_full();
         let gone: HashSet<String> = st
             .known
             .keys()
