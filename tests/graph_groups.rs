@@ -64,6 +64,7 @@ async fn groups_resolve_by_name_and_id_and_members_are_paged() {
         "00000000-0000-4000-8000-0000000000ff".into(),
     ]);
     let (m, report) = g.refresh(&client, &metrics).await;
+    let m = m.unwrap();
     assert_eq!(report.resolved, 3, "{report:?}");
     assert_eq!(
         report.unresolved,
@@ -120,27 +121,32 @@ async fn unreadable_groups_keep_their_last_known_members() {
         .unwrap();
     let metrics = Metrics::new();
     let mut g = GroupSync::new(vec!["Sales".into()]);
-    let (before, _) = g.refresh(&client, &metrics).await;
+    let before = g.refresh(&client, &metrics).await.0.unwrap();
     assert_eq!(before.len(), 2, "a and b (through Engineering)");
 
     // GroupMember.Read.All revoked: the last-known members stay, and it is counted.
     fake.with(|s| s.group_permission_granted = false);
     let (m, report) = g.refresh(&client, &metrics).await;
     assert_eq!(report.failed, 1);
-    assert_eq!(m, before);
+    assert_eq!(m, Some(before));
     assert!(metrics
         .encode()
         .contains("sigstamp_group_failures_total{kind=\"forbidden\"} 1"));
+    // Just after a start nothing is known yet: no layer, so the cached one stays in place.
+    let (m, _) = GroupSync::new(vec!["Sales".into()])
+        .refresh(&client, &metrics)
+        .await;
+    assert_eq!(m, None);
 
     // Back, and Bob left Engineering: he loses memberOf. A deleted group matches no one.
     fake.with(|s| s.group_permission_granted = true);
     fake.put_group(ENG, "Engineering", &[]);
-    let (m, _) = g.refresh(&client, &metrics).await;
+    let m = g.refresh(&client, &metrics).await.0.unwrap();
     assert_eq!(m.get("id-a"), Some(&json!(["Sales", SALES])));
     assert_eq!(m.get("id-b"), None);
     fake.remove_group(SALES);
     let (m, report) = g.refresh(&client, &metrics).await;
-    assert!(m.is_empty());
+    assert!(m.unwrap().is_empty());
     assert_eq!(report.unresolved, ["Sales"]);
 }
 
@@ -291,6 +297,35 @@ async fn member_of_after_a_sync_survives_override_edits_and_restarts() {
         s.member_of("bob@contoso.test") == Some(json!(["Sales", SALES, "Marketing", MKT]))
     })
     .await;
+    s.stop().await;
+
+    // Restart while group members cannot be read (GroupMember.Read.All revoked): the sync
+    // works, and the cached memberOf stays instead of vanishing.
+    fake.with(|s| s.group_permission_granted = false);
+    fake.clear_requests();
+    let s = serve(&fake, tmp.path(), wanted.clone());
+    let syncs = || {
+        fake.requests_of(Kind::Graph)
+            .iter()
+            .filter(|r| r.path_and_query.starts_with("/v1.0/users/delta"))
+            .count()
+    };
+    eventually("the first sync", || syncs() > 0).await;
+    // A second sync starts only once the first one's group refresh is over.
+    eventually("a second sync", || {
+        fake.clock.advance(Duration::from_secs(300));
+        syncs() > 1
+    })
+    .await;
+    assert!(s
+        .app
+        .metrics
+        .encode()
+        .contains("sigstamp_group_failures_total{kind=\"forbidden\"}"));
+    assert_eq!(
+        s.member_of("bob@contoso.test"),
+        Some(json!(["Sales", SALES, "Marketing", MKT]))
+    );
     s.stop().await;
 
     // Restart with Graph unreachable: memberOf and photos come from the disk.

@@ -100,6 +100,9 @@ impl Running {
         }
         let (memberships, report) = self.groups.refresh(client, &sink.metrics).await;
         tracing::debug!(?report, "group memberships refreshed");
+        let Some(memberships) = memberships else {
+            return; // incomplete: keep the layer in place
+        };
         if *sink.directory.memberships() == memberships {
             return;
         }

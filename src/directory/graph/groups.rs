@@ -76,14 +76,17 @@ impl GroupSync {
         self.wanted.is_empty()
     }
 
-    /// Resolve every group and list its members; returns the `memberOf` layer.
+    /// Resolve every group and list its members; returns the `memberOf` layer, or `None`
+    /// when a group could not be read and nothing is known of it yet (just after a start):
+    /// the layer in place (from the cache) is then better than one without that group.
     pub async fn refresh(
         &mut self,
         client: &GraphClient,
         metrics: &Metrics,
-    ) -> (Memberships, GroupReport) {
+    ) -> (Option<Memberships>, GroupReport) {
         let mut report = GroupReport::default();
         let mut forbidden_now = false;
+        let mut incomplete = false;
         for w in self.wanted.clone() {
             match fetch(client, &w).await {
                 Ok(Some(groups)) => {
@@ -105,6 +108,7 @@ impl GroupSync {
                     count(metrics, "forbidden");
                     forbidden_now = true;
                     report.failed += 1;
+                    incomplete |= !self.known.contains_key(&w);
                     if !self.forbidden {
                         self.forbidden = true;
                         tracing::warn!(group = %w, code = %a.code, "Microsoft Graph refused to read group members (403): grant the GroupMember.Read.All application permission (admin consent); group rules use the last-known members until then");
@@ -113,6 +117,7 @@ impl GroupSync {
                 Err(e) => {
                     count(metrics, e.kind());
                     report.failed += 1;
+                    incomplete |= !self.known.contains_key(&w);
                     tracing::warn!(group = %w, error = %e, "cannot read the group's members now; keeping the last-known ones");
                 }
             }
@@ -123,7 +128,7 @@ impl GroupSync {
         }
         let memberships = self.memberships();
         report.users = memberships.len();
-        (memberships, report)
+        ((!incomplete).then_some(memberships), report)
     }
 
     fn memberships(&self) -> Memberships {
