@@ -493,6 +493,7 @@ mod tests {
             )),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             status: Arc::new(crate::status::Status::default()),
+            photos: Arc::new(crate::directory::photo::NoPhotos),
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         let settings = Settings {
