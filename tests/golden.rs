@@ -13,6 +13,7 @@ fn signature() -> Signature {
     Signature {
         html: "<div class=\"signature\">José Müller · Contoso</div>".into(),
         text: "-- \nJosé Müller\nContoso · Sales\n+1 555 0100".into(),
+        ..Default::default()
     }
 }
 

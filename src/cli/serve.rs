@@ -53,7 +53,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let status = Arc::new(Status::default());
     let directory = build_directory(&config, &metrics, &status)?;
     let templates = match &config.templates.dir {
-        Some(dir) => Templates::load(dir)
+        Some(dir) => Templates::load_with(dir, &config.templates.image_options())
             .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
         None => Templates::embedded(),
     };

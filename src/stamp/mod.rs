@@ -8,6 +8,7 @@
 pub mod charset;
 mod mime;
 mod place;
+mod related;
 pub mod transfer;
 
 use charset::Charset;
@@ -15,6 +16,8 @@ use mime::{Field, Part, Tree};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
+
+pub use related::{ImageBytes, ImagesDropped, InlineImage, CID_DOMAIN};
 
 /// The trace header that marks a message as stamped. A message carrying it is never stamped
 /// again, which makes stamping idempotent and loop-safe.
@@ -27,6 +30,21 @@ pub struct Signature {
     pub html: String,
     /// Plain text inserted into text/plain bodies.
     pub text: String,
+    /// Images the HTML references as `cid:…`: added as inline parts in a multipart/related
+    /// with the stamped HTML part. Never added to text/plain. Empty: the output is exactly
+    /// what it would be without image support.
+    pub images: Vec<InlineImage>,
+}
+
+impl Signature {
+    /// A signature without images.
+    pub fn new(html: impl Into<String>, text: impl Into<String>) -> Self {
+        Signature {
+            html: html.into(),
+            text: text.into(),
+            images: Vec::new(),
+        }
+    }
 }
 
 /// Options of one stamping.
@@ -52,6 +70,10 @@ pub struct Stamped {
     pub html_parts: usize,
     /// Number of text/plain parts that received the signature.
     pub text_parts: usize,
+    /// Number of inline image parts added.
+    pub images: usize,
+    /// The signature has images, but they were left out: why.
+    pub images_dropped: Option<ImagesDropped>,
 }
 
 /// Why a message was left unchanged, byte for byte.
@@ -156,6 +178,15 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
     if html_parts + text_parts == 0 {
         return Err(first_refusal.unwrap_or(Skip::NoTextBody));
     }
+    // Images go with the stamped HTML; any trouble leaves them out, never the signature.
+    let mut images_dropped = None;
+    let mut plan = related::Plan::Queued(0);
+    if let (Some(html), 1, false) = (bodies.html, html_parts, sig.images.is_empty()) {
+        match related::plan(raw, &tree, html, &sig.images, eol, &mut edits) {
+            Ok(p) => plan = p,
+            Err(why) => images_dropped = Some(why),
+        }
+    }
     let mut trace = Vec::with_capacity(TRACE_HEADER.len() + opts.trace_value.len() + 4);
     trace.extend_from_slice(TRACE_HEADER.as_bytes());
     trace.extend_from_slice(b": ");
@@ -163,10 +194,28 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
     trace.extend_from_slice(eol);
     // First at `start`, ahead of any field added to a header-less message at the same offset.
     edits.insert_first(start, trace);
+    let mut message = edits.apply(raw);
+    let images = match plan {
+        related::Plan::Queued(n) => n,
+        related::Plan::WholeMessage => {
+            match related::wrap_message(&message, start, &sig.images, eol) {
+                Ok(m) => {
+                    message = m;
+                    sig.images.len()
+                }
+                Err(why) => {
+                    images_dropped = Some(why);
+                    0
+                }
+            }
+        }
+    };
     Ok(Stamped {
-        message: edits.apply(raw),
+        message,
         html_parts,
         text_parts,
+        images,
+        images_dropped,
     })
 }
 
@@ -324,33 +373,7 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
             })
         }
         ("multipart", "related") => {
-            // The root is named by `start`, else the first part; when that first part is not
-            // of the declared root `type`, the first part that is (MHTML-style ordering).
-            let start = ct
-                .param("start")
-                .map(|p| p.value.trim().as_bytes().to_vec());
-            let by_type = || {
-                let want = ct.param("type")?.value.to_ascii_lowercase();
-                let is = |c: &usize| {
-                    let t = &tree.parts[*c].ctype;
-                    format!("{}/{}", t.mtype, t.subtype) == want
-                };
-                let first = part.children.first()?;
-                if is(first) {
-                    return Some(*first);
-                }
-                part.children.iter().copied().find(is)
-            };
-            let root = start
-                .and_then(|id| {
-                    part.children
-                        .iter()
-                        .copied()
-                        .find(|&c| content_id(raw, tree, c) == Some(id.as_slice()))
-                })
-                .or_else(by_type)
-                .or_else(|| part.children.first().copied());
-            root.map_or_else(Bodies::default, |r| select(raw, tree, r))
+            related_root(raw, tree, idx).map_or_else(Bodies::default, |r| select(raw, tree, r))
         }
         ("multipart", "digest") => Bodies::default(),
         ("multipart", _) => {
@@ -386,6 +409,38 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
         }
         _ => Bodies::default(),
     }
+}
+
+/// The root of the multipart/related `idx`: named by `start`, else the first part; when that
+/// first part is not of the declared root `type`, the first part that is (MHTML-style
+/// ordering).
+fn related_root(raw: &[u8], tree: &Tree, idx: usize) -> Option<usize> {
+    let part = &tree.parts[idx];
+    let ct = &part.ctype;
+    let start = ct
+        .param("start")
+        .map(|p| p.value.trim().as_bytes().to_vec());
+    let by_type = || {
+        let want = ct.param("type")?.value.to_ascii_lowercase();
+        let is = |c: &usize| {
+            let t = &tree.parts[*c].ctype;
+            format!("{}/{}", t.mtype, t.subtype) == want
+        };
+        let first = part.children.first()?;
+        if is(first) {
+            return Some(*first);
+        }
+        part.children.iter().copied().find(is)
+    };
+    start
+        .and_then(|id| {
+            part.children
+                .iter()
+                .copied()
+                .find(|&c| content_id(raw, tree, c) == Some(id.as_slice()))
+        })
+        .or_else(by_type)
+        .or_else(|| part.children.first().copied())
 }
 
 /// A text/plain or text/html leaf shown in line: no attachment disposition, no file name.
@@ -838,10 +893,7 @@ mod tests {
     /// header and the trace header ended up in the body, so a second pass stamped again.
     #[test]
     fn headerless_messages_are_stamped_once() {
-        let sig = Signature {
-            html: "<p>sig</p>".into(),
-            text: "-- \nJosé".into(),
-        };
+        let sig = Signature::new("<p>sig</p>", "-- \nJosé");
         for raw in [&b""[..], b"\n", b"just a body line\n", b"\r\nbody\r\n"] {
             let Ok(s) = stamp(raw, &sig, &Options::default()) else {
                 continue;

@@ -14,6 +14,7 @@ pub fn test_signature() -> Signature {
     Signature {
         html: format!("<table class=\"sig\"><tr><td>José Müller · {MARKER}</td></tr></table>"),
         text: format!("-- \nJosé Müller · {MARKER}\nHead of Sales\n+1 555 0100"),
+        ..Default::default()
     }
 }
 
