@@ -1,6 +1,8 @@
 //! Shared helpers of the stamping tests.
 #![allow(dead_code)]
 
+pub mod images;
+
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use sigstamp::stamp::charset::Charset;
 use sigstamp::stamp::{transfer, Signature, TRACE_HEADER};
@@ -18,9 +20,13 @@ pub fn test_signature() -> Signature {
     }
 }
 
-/// `../shared/corpus` beside the checkout. Missing: skip, except in CI where it must exist.
+/// `../shared/corpus` beside the checkout (or `$SIGSTAMP_CORPUS`, for a checkout elsewhere).
+/// Missing: skip, except in CI where it must exist.
 pub fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let dir = std::env::var_os("SIGSTAMP_CORPUS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"),
+        PathBuf::from,
+    );
     if dir.join("INDEX.md").exists() {
         return Some(dir);
     }
