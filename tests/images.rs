@@ -117,11 +117,17 @@ fn corpus_and_fixtures_with_images_keep_the_guarantees() {
 fn the_image_check_catches_missing_and_damaged_images() {
     let raw = std::fs::read(fixtures_dir().join("44-img-alternative.eml")).unwrap();
     let sig = image_signature(MARKER);
-    let out = stamp::stamp(&raw, &sig, &Options::default()).unwrap().message;
+    let out = stamp::stamp(&raw, &sig, &Options::default())
+        .unwrap()
+        .message;
     check_images(&raw, &out, &sig, MARKER).unwrap();
     let text = String::from_utf8(out).unwrap();
     let logo = format!("Content-ID: <{LOGO_CID}>");
-    let damaged = text.replacen("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ", "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSK", 1);
+    let damaged = text.replacen(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ",
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSK",
+        1,
+    );
     assert!(check_images(&raw, damaged.as_bytes(), &sig, MARKER).is_err());
     let renamed = text.replacen(&logo, "Content-ID: <other@x>", 1);
     assert!(check_images(&raw, renamed.as_bytes(), &sig, MARKER).is_err());
@@ -181,7 +187,9 @@ fn text_only_messages_never_get_images() {
 /// points (see tests/check_related.py).
 #[test]
 fn python_email_package_resolves_the_images() {
-    let python = std::process::Command::new("python3").arg("--version").output();
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
     if python.is_err() {
         assert!(std::env::var_os("CI").is_none(), "CI needs python3");
         eprintln!("skipping: python3 not found");

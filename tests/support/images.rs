@@ -116,7 +116,9 @@ pub fn check_images(
             let raw = &input[p.raw_header_offset() as usize..p.raw_end_offset() as usize];
             let text = matches!(p.body, PartType::Text(_) | PartType::Html(_));
             if !text && memchr::memmem::find(output, raw).is_none() {
-                return Err(format!("input part {i} is not byte-identical in the output"));
+                return Err(format!(
+                    "input part {i} is not byte-identical in the output"
+                ));
             }
         }
     }
