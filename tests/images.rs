@@ -244,3 +244,48 @@ fn python_email_package_resolves_the_images() {
     let checked = cases.len() - skipped;
     assert!(report.contains(&format!("checked {checked} messages, 0 failed")));
 }
+
+/// The example template set (a logo, and the photo when there is one) renders for every
+/// example user and stamps the sample reply with its logo inline.
+#[test]
+fn example_templates_with_images_stamp_the_logo() {
+    use sigstamp::directory::file;
+    use sigstamp::directory::photo::{Photo, PhotoSource};
+    use sigstamp::render::Templates;
+    use std::sync::Arc;
+
+    struct OnePhoto;
+    impl PhotoSource for OnePhoto {
+        fn photo(&self, _: &str) -> Option<Arc<Photo>> {
+            Some(Arc::new(Photo {
+                content_type: "image/jpeg".into(),
+                bytes: support::images::photo_bytes(),
+            }))
+        }
+    }
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let users = file::load(&root.join("examples/directory.json")).unwrap();
+    let t = Templates::load(&root.join("examples/templates-with-images")).unwrap();
+    let raw = std::fs::read(root.join("examples/reply-gmail.eml")).unwrap();
+    for u in &users {
+        let sig = t.render("default", u).unwrap();
+        let logo = sig.images.iter().find(|i| i.filename == "logo.png");
+        if u.str("companyName").is_some() {
+            let logo = logo.expect("the logo");
+            assert_eq!(logo.content_type, "image/png");
+            assert!(!sig.text.contains("cid:"));
+        }
+    }
+    let jose = users
+        .iter()
+        .find(|u| u.str("mail") == Some("jose.mueller@lumen-optics.example"))
+        .unwrap();
+    let t = t.with_photos(Arc::new(OnePhoto));
+    let sig = t.render("default", jose).unwrap();
+    assert_eq!(sig.images.len(), 2, "logo and photo");
+    let s = stamp::stamp(&raw, &sig, &Options::default()).unwrap();
+    assert_eq!((s.html_parts, s.text_parts, s.images), (1, 1, 2));
+    let marker = format!("cid:{}", sig.images[0].cid);
+    check_images(&raw, &s.message, &sig, &marker).unwrap();
+}
