@@ -491,6 +491,24 @@ mod tests {
         assert_eq!(choose_boundary(&[all.as_bytes()], &[]), None);
     }
 
+    proptest::proptest! {
+        /// Whatever the content and the enclosing boundaries, the chosen boundary occurs in
+        /// none of the content and is no prefix of, nor prefixed by, an enclosing one.
+        #[test]
+        fn chosen_boundary_is_free(
+            content in proptest::collection::vec("(--)?(=_sigstamp_rel_[0-3]|_=sigstamp_rel_[0-2]|sigstamp=_rel_[01]|[a-z=_. ]{0,12})\n?", 0..12),
+            outer in proptest::collection::vec("(=_sigstamp_rel_[0-3]?|_=|sigstamp|\\.=sig|[a-z=_]{1,8})", 0..4),
+        ) {
+            let joined = content.concat();
+            let outer: Vec<&str> = outer.iter().map(String::as_str).collect();
+            let b = choose_boundary(&[joined.as_bytes()], &outer).expect("a boundary");
+            proptest::prop_assert!(!joined.contains(&b));
+            for o in &outer {
+                proptest::prop_assert!(!o.starts_with(&b) && !b.starts_with(o), "{b} vs {o}");
+            }
+        }
+    }
+
     #[test]
     fn file_names_are_quoted_or_rfc2231_encoded() {
         assert_eq!(file_param("name", "logo.png"), "name=\"logo.png\"");
