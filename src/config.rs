@@ -39,6 +39,12 @@ pub struct Config {
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
     pub notify: Option<crate::notify::NotifyConfig>,
+    /// `[[rules]]`: which template each message gets (see `rules`).
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// `[recipients] internal_domains`, for rules by recipient.
+    #[serde(default)]
+    pub recipients: crate::rules::RecipientsConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -157,6 +163,7 @@ impl Config {
         }
         self.admin.validate()?;
         self.templates.validate()?;
+        crate::rules::RuleSet::compile(&self.rules, &self.recipients)?;
         if let Some(n) = &self.notify {
             n.validate(self.smtp.as_ref().map(|s| s.next_hop.as_str()))?;
         }

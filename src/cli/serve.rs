@@ -57,7 +57,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
         None => Templates::embedded(),
     };
-    let mut stamper = Stamper::new(directory, templates);
+    let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
+    rules.check_templates(&config.templates.default, |t| templates.has(t))?;
+    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
     stamper.template = config.templates.default.clone();
     let drain_time = config
         .smtp
