@@ -509,3 +509,37 @@ fn image_config_keys_are_validated_at_start() {
         "{err}"
     );
 }
+
+/// The image keys shown (commented out) in sigstamp.example.toml parse and validate.
+#[test]
+fn example_config_image_keys_are_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sigstamp.example.toml"
+    ))
+    .unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            let keys = [
+                "# images =",
+                "# image_url =",
+                "# [templates.image_mode]",
+                "# marketing =",
+            ];
+            if keys.iter().any(|k| l.starts_with(k)) {
+                &l[2..]
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let value: toml::Table = toml::from_str(&uncommented).unwrap();
+    let templates: sigstamp::config::TemplatesConfig =
+        value["templates"].clone().try_into().unwrap();
+    templates.validate().unwrap();
+    let opts = templates.image_options();
+    assert_eq!(opts.modes["marketing"], ImageMode::Url);
+    assert!(opts.base_url.unwrap().starts_with("https://"));
+}
