@@ -125,10 +125,10 @@ pub(super) fn plan(
     if !images.iter().all(valid) {
         return Err(ImagesDropped::InvalidImage);
     }
-    let parents = parents(tree);
     if html == 0 {
         return Ok(Plan::WholeMessage);
     }
+    let parents = parents(tree);
     if let Some(related) = enclosing_related(raw, tree, &parents, html) {
         return Ok(Plan::Queued(add_to_related(
             raw, tree, related, images, eol, edits,
