@@ -151,8 +151,8 @@ impl Stamper {
 
     /// Process one message per recipient group (the relay). One part, for every recipient,
     /// unless the rules give internal and external recipients different results (another
-    /// template, or none versus one): then an internal part and an external part, in
-    /// that order.
+    /// template, or none versus one) and at least one group's copy is stamped: then an
+    /// internal part and an external part, in that order.
     pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Part> {
         self.decide(raw, env, None, true)
     }
@@ -262,38 +262,41 @@ impl Stamper {
             let t = pick(Audience::External);
             return whole(self.stamp_with(raw, &address, &user, t));
         }
-        let (mut internal, mut external) = (Vec::new(), Vec::new());
-        for (i, r) in env.rcpt_to.iter().enumerate() {
-            match self.rules.audience_of(r) {
-                Audience::Internal => internal.push(i),
-                Audience::External => external.push(i),
-            }
-        }
-        // No recipients known (the CLI on a stored message) counts as external.
-        let only = if external.is_empty() && !internal.is_empty() {
-            Some(Audience::Internal)
-        } else if internal.is_empty() {
-            Some(Audience::External)
-        } else {
-            None
-        };
-        if let Some(audience) = only {
+        let (internal, external): (Vec<usize>, Vec<usize>) = (0..env.rcpt_to.len())
+            .partition(|&i| self.rules.audience_of(&env.rcpt_to[i]) == Audience::Internal);
+        // One group only. No recipients known (the CLI on a stored message) counts as
+        // external.
+        if internal.is_empty() || external.is_empty() {
+            let audience = if internal.is_empty() {
+                Audience::External
+            } else {
+                Audience::Internal
+            };
             return whole(self.stamp_with(raw, &address, &user, pick(audience)));
         }
         let (ti, te) = (pick(Audience::Internal), pick(Audience::External));
         if ti == te || !split {
             return whole(self.stamp_with(raw, &address, &user, te));
         }
+        let (vi, ve) = (
+            self.stamp_with(raw, &address, &user, ti),
+            self.stamp_with(raw, &address, &user, te),
+        );
+        // Both copies left unchanged (e.g. "none" for one group, a failing template for the
+        // other): the bytes are the same, so splitting would only risk duplicates.
+        if matches!((&vi, &ve), (Verdict::Unchanged(_), Verdict::Unchanged(_))) {
+            return whole(ve);
+        }
         vec![
             Part {
                 audience: Some(Audience::Internal),
                 rcpts: internal,
-                verdict: self.stamp_with(raw, &address, &user, ti),
+                verdict: vi,
             },
             Part {
                 audience: Some(Audience::External),
                 rcpts: external,
-                verdict: self.stamp_with(raw, &address, &user, te),
+                verdict: ve,
             },
         ]
     }

@@ -224,3 +224,76 @@ fn config_errors_name_the_key() {
         "config key `rules[2].template`: no template named \"gone\""
     );
 }
+
+/// The README's example and the commented one in `sigstamp.example.toml` are valid and do
+/// what their comments say.
+#[test]
+fn documented_examples_work() {
+    use sigstamp::config::Config;
+    use sigstamp::rules::{MessageFacts, RuleSet, Sender};
+    use time::macros::datetime;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = &readme[readme.find("## Rules: which signature").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + 8;
+    let readme_toml = &section[start..start + section[start..].find("```").unwrap()];
+
+    let example = std::fs::read_to_string(root.join("sigstamp.example.toml")).unwrap();
+    let block = &example[example.find("\n# [recipients]").unwrap() + 1..];
+    let block = &block[..block.find("\n\n").unwrap()];
+    let example_toml: String = block
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .collect::<Vec<_>>()
+        .join("\n");
+
+    let t = templates();
+    let dir = directory();
+    let alice = dir.lookup("alice@contoso.example").unwrap();
+    let info = dir.lookup("info@contoso.example").unwrap();
+    let facts = MessageFacts::none();
+    let at = datetime!(2026-06-01 12:00 UTC);
+    for (text, outside_label) in [
+        (readme_toml, "sales banner"),
+        (&example_toml, "sales banner"),
+    ] {
+        let cfg = Config::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let rules = RuleSet::compile(&cfg.rules, &cfg.recipients).unwrap();
+        // `christmas` is the README's template "left to you".
+        rules
+            .check_templates(&cfg.templates.default, |n| t.has(n) || n == "christmas")
+            .unwrap();
+        let label = |address: &str, user, audience| {
+            let s = Sender { address, user };
+            rules
+                .choose(s, audience, &facts, at)
+                .map(|r| r.label())
+                .unwrap_or_default()
+        };
+        let a = "alice@contoso.example";
+        assert_eq!(label(a, &*alice, Audience::External), outside_label);
+        assert_eq!(label(a, &*alice, Audience::Internal), "internal");
+        let i = "info@contoso.example";
+        assert_eq!(label(i, &*info, Audience::External), "shared mailboxes");
+    }
+}
+
+#[test]
+fn a_message_neither_group_can_get_a_signature_is_not_split() {
+    // Different templates for the two groups, but nothing to stamp: one unchanged part.
+    let s = stamper(RULES_TOML);
+    let raw = "From: bob@contoso.example\r\nSubject: scan\r\nMIME-Version: 1.0\r\n\
+               Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n";
+    let rcpts = vec![IN.to_string(), OUT.to_string()];
+    let parts = s.process_split(
+        raw.as_bytes(),
+        &Envelope {
+            mail_from: Some("bob@contoso.example"),
+            rcpt_to: &rcpts,
+        },
+    );
+    assert_eq!(
+        summary(&parts),
+        vec![(None, vec![0, 1], "no_text_body".to_string())]
+    );
+}

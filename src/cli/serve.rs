@@ -52,6 +52,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::default());
     let directory = build_directory(&config, &metrics, &status)?;
+    // Loaded from the disk cache now, so photos are there before any Graph call.
+    let photo_store =
+        directory::graph::photos::open(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
+        Some(store) => store.clone(),
+        None => Arc::new(directory::photo::NoPhotos),
+    };
     let templates = match &config.templates.dir {
         Some(dir) => Templates::load_with(dir, &config.templates.image_options())
             .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
@@ -71,6 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stamper: Arc::new(stamper),
         metrics,
         status,
+        photos,
         shutdown: shutdown.clone(),
     });
 
@@ -85,7 +93,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     edges.spawn(named("admin", crate::admin::run(app.clone())));
     edges.spawn(named("notify", crate::notify::run(app.clone())));
     // The Graph refresher sets the token state (`unconfigured` without [graph]).
-    edges.spawn(named("graph", crate::directory::graph::run(app.clone())));
+    let extras = directory::graph::extras::Extras {
+        photos: photo_store,
+        // Groups the rules name (`group = …`): their members get `memberOf`.
+        groups: app
+            .config
+            .rules
+            .iter()
+            .flat_map(|r| r.group.iter().cloned())
+            .collect(),
+    };
+    edges.spawn(named(
+        "graph",
+        directory::graph::run_with(
+            app.clone(),
+            Arc::new(directory::graph::clock::SystemClock),
+            extras,
+        ),
+    ));
     if let Some(path) = app.config.directory.overrides.clone() {
         let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
         edges.spawn(async move {
@@ -202,6 +227,8 @@ pub fn build_directory(
             }
         }
     }
+    // The last-known `memberOf` layer (group rules), kept beside the snapshot.
+    directory::graph::groups::seed(config, &dir);
     Ok(dir)
 }
 

@@ -3,7 +3,7 @@
 use super::compile;
 use super::config::{RecipientsConfig, RuleConfig};
 use super::exceptions::MessageFacts;
-use super::matchers::{Domains, Internal};
+use super::matchers::{is_internal, Domains};
 use super::rule::{Rule, Sender};
 use super::Audience;
 use crate::config::ConfigError;
@@ -88,7 +88,7 @@ impl RuleSet {
     }
 
     pub fn audience_of(&self, recipient: &str) -> Audience {
-        if Internal(&self.internal).is_internal(recipient) {
+        if is_internal(&self.internal, recipient) {
             Audience::Internal
         } else {
             Audience::External

@@ -36,12 +36,14 @@ impl Domains {
     }
 
     pub fn contains(&self, domain: &str) -> bool {
-        let domain = domain.trim_end_matches('.');
+        // Bytes, not str slices: a recipient's domain may be UTF-8 (SMTPUTF8), and a cut
+        // inside a character must not panic.
+        let domain = domain.trim_end_matches('.').as_bytes();
         self.0.iter().any(|d| {
+            let d = d.as_bytes();
             domain.len() >= d.len()
                 && domain[domain.len() - d.len()..].eq_ignore_ascii_case(d)
-                && (domain.len() == d.len()
-                    || domain.as_bytes()[domain.len() - d.len() - 1] == b'.')
+                && (domain.len() == d.len() || domain[domain.len() - d.len() - 1] == b'.')
         })
     }
 }
@@ -64,18 +66,13 @@ pub fn valid_domain(d: &str) -> bool {
         })
 }
 
-/// Recipients of one message split by audience.
-pub struct Internal<'a>(pub &'a Domains);
-
-impl Internal<'_> {
-    /// A recipient is internal when its domain is one of the internal domains (or a
-    /// subdomain of one). A recipient without a domain (`postmaster`) is local to the next
-    /// hop, hence internal. Everything else, address literals included, is external.
-    pub fn is_internal(&self, recipient: &str) -> bool {
-        match domain_of(recipient) {
-            None => true,
-            Some(d) => self.0.contains(d),
-        }
+/// A recipient is internal when its domain is one of `internal` (or a subdomain of one).
+/// A recipient without a domain (`postmaster`) is local to the next hop, hence internal.
+/// Everything else, address literals included, is external.
+pub fn is_internal(internal: &Domains, recipient: &str) -> bool {
+    match domain_of(recipient) {
+        None => true,
+        Some(d) => internal.contains(d),
     }
 }
 
@@ -144,10 +141,15 @@ mod tests {
 
     #[test]
     fn domains_cover_subdomains_only_at_label_boundaries() {
-        let d = Domains::new(&["Contoso.example", "@fabrikam.example.", ".corp.example"]);
+        let d = Domains::new(&[
+            "Contoso.example",
+            "@fabrikam.example.",
+            ".corp.example",
+            "ple",
+        ]);
         assert_eq!(
             d.entries(),
-            ["contoso.example", "fabrikam.example", "corp.example"]
+            ["contoso.example", "fabrikam.example", "corp.example", "ple"]
         );
         let table = [
             ("contoso.example", true),
@@ -161,6 +163,11 @@ mod tests {
             ("fabrikam.example", true),
             ("x.corp.example", true),
             ("", false),
+            ("bücher.contoso.example", true),
+            ("exam.ple", true),
+            ("éxample", false),
+            ("ü", false),
+            ("üab", false), // a str slice would cut inside "ü"
         ];
         for (domain, want) in table {
             assert_eq!(d.contains(domain), want, "{domain}");
@@ -171,7 +178,6 @@ mod tests {
     #[test]
     fn recipients_are_classified_by_domain() {
         let d = Domains::new(&["contoso.example"]);
-        let internal = Internal(&d);
         let table = [
             ("bob@contoso.example", true),
             ("Bob@Contoso.Example", true),
@@ -184,7 +190,7 @@ mod tests {
             ("bob@[192.0.2.1]", false),
         ];
         for (rcpt, want) in table {
-            assert_eq!(internal.is_internal(rcpt), want, "{rcpt}");
+            assert_eq!(is_internal(&d, rcpt), want, "{rcpt}");
         }
     }
 
@@ -251,6 +257,21 @@ mod tests {
         ];
         for (key, vals, want) in table {
             assert_eq!(m(key, vals), *want, "{key} = {vals:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any recipient, UTF-8 included: no panic, and the same answer as comparing labels.
+        #[test]
+        fn domain_match_is_a_label_suffix(domain in "[a-zA-Z0-9.ü-]{0,12}", entry in "[a-z.ü]{1,6}") {
+            let d = Domains::new(&[entry.as_str()]);
+            let norm = normalize_domain(&entry);
+            let want = {
+                let got = domain.trim_end_matches('.').to_ascii_lowercase();
+                got == norm || got.ends_with(&format!(".{norm}"))
+            };
+            proptest::prop_assert_eq!(d.contains(&domain), want);
+            let _ = is_internal(&d, &format!("x@{domain}"));
         }
     }
 

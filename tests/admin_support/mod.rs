@@ -40,6 +40,7 @@ pub fn app(config: &str) -> Arc<App> {
         stamper,
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
+        photos: Arc::new(sigstamp::directory::photo::NoPhotos),
         shutdown: CancellationToken::new(),
     })
 }
