@@ -289,3 +289,33 @@ fn example_templates_with_images_stamp_the_logo() {
     let marker = format!("cid:{}", sig.images[0].cid);
     check_images(&raw, &s.message, &sig, &marker).unwrap();
 }
+
+/// Through the pipeline every edge calls: the example templates' logo reaches the message.
+#[test]
+fn the_pipeline_carries_the_images() {
+    use sigstamp::directory::{file, Directory, Source};
+    use sigstamp::pipeline::{Envelope, Stamper, Verdict};
+    use sigstamp::render::Templates;
+    use std::sync::Arc;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let directory = Arc::new(Directory::new());
+    directory.replace_users(
+        file::load(&root.join("examples/directory.json")).unwrap(),
+        Source::File,
+    );
+    let templates = Templates::load(&root.join("examples/templates-with-images")).unwrap();
+    let stamper = Stamper::new(directory, templates);
+    let raw = std::fs::read(root.join("examples/reply-gmail.eml")).unwrap();
+    let rcpt = ["zoe.obrien@lumen-optics.example".to_string()];
+    let env = Envelope {
+        mail_from: Some("jose.mueller@lumen-optics.example"),
+        rcpt_to: &rcpt,
+    };
+    let Verdict::Stamped { message, .. } = stamper.process(&raw, &env) else {
+        panic!("not stamped");
+    };
+    let text = String::from_utf8_lossy(&message);
+    assert!(text.contains("Content-Type: multipart/related; type=\"text/html\";"));
+    assert!(text.contains("Content-Disposition: inline; filename=\"logo.png\""));
+}
