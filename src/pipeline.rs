@@ -5,7 +5,7 @@ use crate::directory::{normalize_address, Directory, User};
 use crate::render::Templates;
 pub use crate::rules::Audience;
 use crate::rules::{MessageFacts, Rule, RuleSet, Sender};
-use crate::stamp::{self, Options, Signature, Skip};
+use crate::stamp::{self, ImagesDropped, Options, Signature, Skip};
 use arc_swap::ArcSwap;
 use std::fmt;
 use std::sync::Arc;
@@ -63,6 +63,8 @@ pub enum Verdict {
         message: Vec<u8>,
         sender: String,
         template: String,
+        /// The signature went in without its inline images, and why.
+        images_dropped: Option<ImagesDropped>,
     },
     Unchanged(Unchanged),
 }
@@ -70,6 +72,11 @@ pub enum Verdict {
 impl Verdict {
     pub fn label(&self) -> &'static str {
         match self {
+            // Its own outcome, so the edges' message counter shows it without extra code.
+            Verdict::Stamped {
+                images_dropped: Some(_),
+                ..
+            } => "stamped_without_images",
             Verdict::Stamped { .. } => "stamped",
             Verdict::Unchanged(u) => u.label(),
         }
@@ -311,12 +318,48 @@ impl Stamper {
             Err(e) => return Verdict::Unchanged(Unchanged::Render(e.to_string())),
         };
         match stamp::stamp(raw, &sig, &self.options) {
-            Ok(s) => Verdict::Stamped {
-                message: s.message,
-                sender: sender.to_string(),
-                template: template.to_string(),
-            },
+            Ok(s) => {
+                if let Some(why) = s.images_dropped {
+                    tracing::warn!(%sender, %template, reason = %why, "signature stamped without its images");
+                }
+                Verdict::Stamped {
+                    message: s.message,
+                    sender: sender.to_string(),
+                    template: template.to_string(),
+                    images_dropped: s.images_dropped,
+                }
+            }
             Err(skip) => Verdict::Unchanged(Unchanged::Skip(skip)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_labels() {
+        let stamped = |images_dropped| Verdict::Stamped {
+            message: Vec::new(),
+            sender: "a@b.example".into(),
+            template: "default".into(),
+            images_dropped,
+        };
+        let table = [
+            (stamped(None), "stamped"),
+            (
+                stamped(Some(ImagesDropped::NoBoundary)),
+                "stamped_without_images",
+            ),
+            (Verdict::Unchanged(Unchanged::NoSignature), "no_signature"),
+            (
+                Verdict::Unchanged(Unchanged::UnknownSender(None)),
+                "unknown_sender",
+            ),
+        ];
+        for (verdict, label) in table {
+            assert_eq!(verdict.label(), label);
         }
     }
 }

@@ -60,10 +60,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => Arc::new(directory::photo::NoPhotos),
     };
     let templates = match &config.templates.dir {
-        Some(dir) => Templates::load(dir)
+        Some(dir) => Templates::load_with(dir, &config.templates.image_options())
             .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
         None => Templates::embedded(),
-    };
+    }
+    .with_photos(photos.clone());
     let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
     rules.check_templates(&config.templates.default, |t| templates.has(t))?;
     let mut stamper = Stamper::new(directory, templates).with_rules(rules);
