@@ -238,21 +238,38 @@ fn inner<'a>(dom: &'a str, id: &str) -> &'a str {
     &rest[..rest.find("</").unwrap()]
 }
 
-/// The shipped default template and the example ones (`short`, `sales`) in one folder.
+/// A real 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
+    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+/// The shipped default template, the example ones (`short`, `sales`), and `branded`: the
+/// default with an inline logo (`images/logo.png`).
 fn templates(dir: &Path) -> std::path::PathBuf {
     let out = dir.join("templates");
-    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir_all(out.join("images")).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for src in [root.join("templates"), root.join("examples/templates")] {
         for entry in std::fs::read_dir(src).unwrap() {
             let p = entry.unwrap().path();
-            std::fs::copy(&p, out.join(p.file_name().unwrap())).unwrap();
+            if p.is_file() {
+                std::fs::copy(&p, out.join(p.file_name().unwrap())).unwrap();
+            }
         }
     }
+    let html = std::fs::read_to_string(out.join("default.html.hbs")).unwrap();
+    let logo = "<img src=\"{{image \"logo.png\"}}\" width=\"1\" height=\"1\" alt=\"Contoso\">\n";
+    std::fs::write(out.join("branded.html.hbs"), html + logo).unwrap();
+    std::fs::copy(out.join("default.txt.hbs"), out.join("branded.txt.hbs")).unwrap();
+    std::fs::write(out.join("images/logo.png"), PNG).unwrap();
     out
 }
 
-/// Colleagues get the short signature; engineers writing outside get the default one.
+/// Colleagues get the short signature; engineers writing outside get the branded one.
 const RULES: &str = r#"
 [recipients]
 internal_domains = ["contoso.test"]
@@ -265,7 +282,7 @@ template = "short"
 [[rules]]
 name = "Engineers"
 attribute = { jobTitle = "Engineer" }
-template = "default"
+template = "branded"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,7 +332,7 @@ async fn page_in_headless_chromium() {
     let rules = element(&dom, "rules-table", "</table>");
     for want in [
         "Colleagues</th><td>every sender · internal recipients → template short</td>",
-        "Engineers</th><td>jobTitle = Engineer → template default</td>",
+        "Engineers</th><td>jobTitle = Engineer → template branded</td>",
     ] {
         assert!(rules.contains(want), "{want} in {rules}");
     }
@@ -392,9 +409,17 @@ async fn page_in_headless_chromium() {
         "+1 555 0199",
         "mailto:adele@contoso.test",
         "&lt;table",
+        // The inline logo, as the data: URI the frame can show without a request.
+        "src=&quot;data:image/png;base64,iVBORw0KGgo",
     ] {
         assert!(frame.contains(want), "{want} in the HTML preview: {frame}");
     }
+    assert!(!frame.contains("cid:"), "{frame}");
+    assert!(
+        element(&dom, "preview-images", "</p>")
+            .contains("<code>logo.png</code> (image/png, 70 bytes)"),
+        "{dom}"
+    );
     let text = inner(&dom, "preview-text");
     assert!(
         text.starts_with("-- \nAdele Vance\nEngineer\nT +1 555 0101\nM +1 555 0199\n"),
