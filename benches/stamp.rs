@@ -8,6 +8,7 @@ fn signature() -> Signature {
     Signature {
         html: "<table><tr><td><b>José Müller</b><br>Head of Sales · Contoso<br>+1 555 0100</td></tr></table>".into(),
         text: "-- \nJosé Müller\nHead of Sales · Contoso\n+1 555 0100".into(),
+        ..Default::default()
     }
 }
 

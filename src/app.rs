@@ -1,6 +1,7 @@
 //! The composition root of `sigstamp serve`: what every edge shares.
 
 use crate::config::Config;
+use crate::directory::photo::PhotoSource;
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
 use crate::status::Status;
@@ -12,6 +13,8 @@ pub struct App {
     pub stamper: Arc<Stamper>,
     pub metrics: Arc<Metrics>,
     pub status: Arc<Status>,
+    /// Users' photos for `{{photo}}`: the Graph photo store, or `NoPhotos`.
+    pub photos: Arc<dyn PhotoSource>,
     /// Fired on SIGTERM/SIGINT: listeners stop accepting, sessions drain.
     pub shutdown: CancellationToken,
 }

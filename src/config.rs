@@ -39,6 +39,12 @@ pub struct Config {
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
     pub notify: Option<crate::notify::NotifyConfig>,
+    /// `[[rules]]`: which template each message gets (see `rules`).
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// `[recipients] internal_domains`, for rules by recipient.
+    #[serde(default)]
+    pub recipients: crate::rules::RecipientsConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -58,6 +64,13 @@ pub struct TemplatesConfig {
     pub dir: Option<PathBuf>,
     #[serde(default = "default_template")]
     pub default: String,
+    /// The folder `{{image "…"}}` reads from; default `images/` inside `dir`.
+    pub images: Option<PathBuf>,
+    /// Where the images folder is published, for templates whose `image_mode` is `url`.
+    pub image_url: Option<String>,
+    /// Template name → `cid` (inline parts, the default) or `url` (links under `image_url`).
+    #[serde(default)]
+    pub image_mode: std::collections::BTreeMap<String, crate::render::ImageMode>,
 }
 
 impl Default for TemplatesConfig {
@@ -65,7 +78,46 @@ impl Default for TemplatesConfig {
         TemplatesConfig {
             dir: None,
             default: default_template(),
+            images: None,
+            image_url: None,
+            image_mode: Default::default(),
         }
+    }
+}
+
+impl TemplatesConfig {
+    /// What `Templates::load_with` needs.
+    pub fn image_options(&self) -> crate::render::ImageOptions {
+        crate::render::ImageOptions {
+            dir: self.images.clone(),
+            base_url: self.image_url.clone(),
+            modes: self.image_mode.clone(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.image_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                return Err(ConfigError::invalid(
+                    "templates.image_url",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        let url_mode = self
+            .image_mode
+            .iter()
+            .find(|(_, m)| **m == crate::render::ImageMode::Url);
+        if let (Some((name, _)), None) = (url_mode, &self.image_url) {
+            return Err(ConfigError::invalid(
+                "templates.image_url",
+                format!("required: templates.image_mode.{name} is \"url\""),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -110,6 +162,8 @@ impl Config {
             g.validate()?;
         }
         self.admin.validate()?;
+        self.templates.validate()?;
+        crate::rules::RuleSet::compile(&self.rules, &self.recipients)?;
         if let Some(n) = &self.notify {
             n.validate(self.smtp.as_ref().map(|s| s.next_hop.as_str()))?;
         }

@@ -4,7 +4,8 @@
 //! - [`stamp`]: the pure core. Bytes in, bytes out; no I/O.
 //! - [`render`]: handlebars templates → an HTML and a text [`stamp::Signature`].
 //! - [`directory`]: the in-memory attribute cache (file, Graph, snapshot, overrides).
-//! - [`pipeline`]: sender → directory → render → stamp, shared by every edge.
+//! - [`rules`]: `[[rules]]`, which template a sender's message gets, per recipient group.
+//! - [`pipeline`]: sender → directory → rules → render → stamp, shared by every edge.
 //! - Edges: [`smtp`] (before-queue relay), [`milter`], [`admin`] (HTTP), [`notify`].
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod milter;
 pub mod notify;
 pub mod pipeline;
 pub mod render;
+pub mod rules;
 pub mod smtp;
 pub mod stamp;
 pub mod status;

@@ -48,6 +48,12 @@ pub struct Metrics {
     pub sync_seconds: Histogram,
     pub sync_failures: Family<KindLabels, Counter>,
     pub notifications: Family<NotificationLabels, Counter>,
+    /// Users with a cached photo.
+    pub directory_photos: Gauge,
+    /// Photo checks that failed or were skipped (`forbidden`, `too_large`, `network`, …).
+    pub photo_failures: Family<KindLabels, Counter>,
+    /// Group-membership lookups that failed (`forbidden`, `unresolved`, `network`, …).
+    pub group_failures: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -119,6 +125,24 @@ impl Metrics {
             "Admin notification emails, by kind and result",
             notifications.clone(),
         );
+        let directory_photos = Gauge::default();
+        registry.register(
+            "directory_photos",
+            "Users with a cached Graph photo",
+            directory_photos.clone(),
+        );
+        let photo_failures = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "photo_failures",
+            "Graph photo checks that failed or were skipped, by kind (forbidden = missing permission)",
+            photo_failures.clone(),
+        );
+        let group_failures = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "group_failures",
+            "Graph group-membership lookups that failed, by kind (forbidden = missing GroupMember.Read.All)",
+            group_failures.clone(),
+        );
         Metrics {
             registry,
             messages,
@@ -131,6 +155,9 @@ impl Metrics {
             sync_seconds,
             sync_failures,
             notifications,
+            directory_photos,
+            photo_failures,
+            group_failures,
         }
     }
 

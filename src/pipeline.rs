@@ -1,12 +1,15 @@
 //! The one path every edge (SMTP relay, milter, CLI) takes:
-//! precheck → choose the sender → directory lookup → render → stamp.
+//! precheck → choose the sender → directory lookup → rules → render → stamp.
 
-use crate::directory::Directory;
+use crate::directory::{normalize_address, Directory, User};
 use crate::render::Templates;
-use crate::stamp::{self, Options, Skip};
+pub use crate::rules::Audience;
+use crate::rules::{MessageFacts, Rule, RuleSet, Sender};
+use crate::stamp::{self, ImagesDropped, Options, Signature, Skip};
 use arc_swap::ArcSwap;
 use std::fmt;
 use std::sync::Arc;
+use time::OffsetDateTime;
 
 /// The SMTP envelope as the edge saw it.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +63,8 @@ pub enum Verdict {
         message: Vec<u8>,
         sender: String,
         template: String,
+        /// The signature went in without its inline images, and why.
+        images_dropped: Option<ImagesDropped>,
     },
     Unchanged(Unchanged),
 }
@@ -67,18 +72,52 @@ pub enum Verdict {
 impl Verdict {
     pub fn label(&self) -> &'static str {
         match self {
+            // Its own outcome, so the edges' message counter shows it without extra code.
+            Verdict::Stamped {
+                images_dropped: Some(_),
+                ..
+            } => "stamped_without_images",
             Verdict::Stamped { .. } => "stamped",
             Verdict::Unchanged(u) => u.label(),
         }
     }
 }
 
+/// One recipient group's share of a message: the relay sends each part as its own
+/// next-hop transaction.
+#[derive(Debug)]
+pub struct Part {
+    /// `None`: the message is not split, this part is for every recipient.
+    pub audience: Option<Audience>,
+    /// Indices into the envelope's `rcpt_to`.
+    pub rcpts: Vec<usize>,
+    pub verdict: Verdict,
+}
+
+/// What a user's signature would be (the admin page's preview): no message, so exceptions
+/// (subject, body, header) do not apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    /// The address the user was found by, normalised.
+    pub sender: String,
+    /// The label of the rule that chose; `None`: no rule matched, the default applies.
+    pub rule: Option<String>,
+    /// `None`: no signature (a rule said `template = "none"`).
+    pub template: Option<String>,
+    /// The rendered signature; `None` without a template, or when rendering failed.
+    pub signature: Option<Signature>,
+    /// Why rendering failed, if it did.
+    pub error: Option<String>,
+}
+
 /// Shared, cheap to call from many tasks at once.
 pub struct Stamper {
     pub directory: Arc<Directory>,
     pub templates: ArcSwap<Templates>,
+    /// `[templates] default`: the template of messages no rule matches.
     pub template: String,
     pub options: Options,
+    rules: Arc<RuleSet>,
 }
 
 impl Stamper {
@@ -88,29 +127,95 @@ impl Stamper {
             templates: ArcSwap::from_pointee(templates),
             template: "default".into(),
             options: Options::default(),
+            rules: Arc::new(RuleSet::default()),
         }
     }
 
-    /// Process one message. Never fails: anything that goes wrong leaves it unchanged.
+    /// Use these rules (checked with [`RuleSet::check_templates`] by the caller).
+    pub fn with_rules(mut self, rules: RuleSet) -> Self {
+        self.rules = Arc::new(rules);
+        self
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.clone()
+    }
+
+    /// Process one message into ONE verdict, for edges that cannot split a transaction
+    /// (milter, CLI). A message whose internal and external recipients would get different
+    /// signatures gets the external recipients' choice: what leaves the company must carry
+    /// the signature meant for outsiders. Never fails: anything that goes wrong leaves the
+    /// message unchanged.
     pub fn process(&self, raw: &[u8], env: &Envelope<'_>) -> Verdict {
-        self.process_inner(raw, env, None)
+        self.decide(raw, env, None, false).remove(0).verdict
     }
 
     /// Like [`Stamper::process`], with the sender given instead of chosen from the From
     /// header and the envelope (`sigstamp stamp --sender`).
     pub fn process_as(&self, raw: &[u8], env: &Envelope<'_>, sender: &str) -> Verdict {
-        self.process_inner(raw, env, Some(sender))
+        self.decide(raw, env, Some(sender), false).remove(0).verdict
     }
 
-    fn process_inner(&self, raw: &[u8], env: &Envelope<'_>, forced: Option<&str>) -> Verdict {
+    /// Process one message per recipient group (the relay). One part, for every recipient,
+    /// unless the rules give internal and external recipients different results (another
+    /// template, or none versus one) and at least one group's copy is stamped: then an
+    /// internal part and an external part, in that order.
+    pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Part> {
+        self.decide(raw, env, None, true)
+    }
+
+    /// The signature `address`'s user would get when writing to `audience`; `None` when
+    /// no user has that address.
+    pub fn preview(&self, address: &str, audience: Audience) -> Option<Preview> {
+        let user = self.directory.lookup(address)?;
+        let sender = normalize_address(address).into_owned();
+        let rule = self.rules.choose(
+            Sender {
+                address: &sender,
+                user: &user,
+            },
+            audience,
+            &MessageFacts::none(),
+            OffsetDateTime::now_utc(),
+        );
+        let template = self.template_of(rule).map(str::to_string);
+        let rendered = template
+            .as_deref()
+            .map(|t| self.templates.load().render(t, &user));
+        let (signature, error) = match rendered {
+            None => (None, None),
+            Some(Ok(sig)) => (Some(sig), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+        };
+        Some(Preview {
+            sender,
+            rule: rule.map(Rule::label),
+            template,
+            signature,
+            error,
+        })
+    }
+
+    fn template_of<'a>(&'a self, rule: Option<&'a Rule>) -> Option<&'a str> {
+        match rule {
+            Some(r) => r.template(),
+            None => Some(&self.template),
+        }
+    }
+
+    /// The sender the signature is for: the From address if a directory user has it (the
+    /// recipient sees that one), else the envelope sender (e.g. a From outside the directory
+    /// on a shared mailbox).
+    fn sender(
+        &self,
+        raw: &[u8],
+        env: &Envelope<'_>,
+        forced: Option<&str>,
+    ) -> Result<(String, Arc<User>), Unchanged> {
         if env.mail_from == Some("") {
-            return Verdict::Unchanged(Unchanged::Skip(Skip::NullSender));
+            return Err(Unchanged::Skip(Skip::NullSender));
         }
-        if let Err(skip) = stamp::precheck(raw) {
-            return Verdict::Unchanged(Unchanged::Skip(skip));
-        }
-        // The signature should match the sender the recipient sees (From); the envelope
-        // sender is the fallback (e.g. a From outside the directory on a shared mailbox).
+        stamp::precheck(raw).map_err(Unchanged::Skip)?;
         let from = forced
             .map(str::to_string)
             .or_else(|| stamp::from_address(raw));
@@ -118,26 +223,143 @@ impl Stamper {
             Some(_) => [from.as_deref(), None],
             None => [from.as_deref(), env.mail_from],
         };
-        let Some((sender, user)) = candidates.into_iter().flatten().find_map(|a| {
+        let found = candidates.into_iter().flatten().find_map(|a| {
             self.directory
                 .lookup(a)
                 .map(|u| (a.to_ascii_lowercase(), u))
-        }) else {
-            let shown = from.or_else(|| env.mail_from.map(str::to_string));
-            return Verdict::Unchanged(Unchanged::UnknownSender(shown));
+        });
+        match found {
+            Some(found) => Ok(found),
+            None => Err(Unchanged::UnknownSender(
+                from.or_else(|| env.mail_from.map(str::to_string)),
+            )),
+        }
+    }
+
+    fn decide(
+        &self,
+        raw: &[u8],
+        env: &Envelope<'_>,
+        forced: Option<&str>,
+        split: bool,
+    ) -> Vec<Part> {
+        let whole = |verdict| {
+            vec![Part {
+                audience: None,
+                rcpts: (0..env.rcpt_to.len()).collect(),
+                verdict,
+            }]
         };
-        let templates = self.templates.load();
-        let sig = match templates.render(&self.template, &user) {
+        let (address, user) = match self.sender(raw, env, forced) {
+            Ok(found) => found,
+            Err(why) => return whole(Verdict::Unchanged(why)),
+        };
+        // Without rules (the common case) nothing below is needed.
+        if self.rules.is_empty() {
+            return whole(self.stamp_with(raw, &address, &user, Some(&self.template)));
+        }
+        let sender = Sender {
+            address: &address,
+            user: &user,
+        };
+        let facts = MessageFacts::new(raw);
+        let now = OffsetDateTime::now_utc();
+        let pick = |audience| self.template_of(self.rules.choose(sender, audience, &facts, now));
+        if !self.rules.depends_on_audience() {
+            let t = pick(Audience::External);
+            return whole(self.stamp_with(raw, &address, &user, t));
+        }
+        let (internal, external): (Vec<usize>, Vec<usize>) = (0..env.rcpt_to.len())
+            .partition(|&i| self.rules.audience_of(&env.rcpt_to[i]) == Audience::Internal);
+        // One group only. No recipients known (the CLI on a stored message) counts as
+        // external.
+        if internal.is_empty() || external.is_empty() {
+            let audience = if internal.is_empty() {
+                Audience::External
+            } else {
+                Audience::Internal
+            };
+            return whole(self.stamp_with(raw, &address, &user, pick(audience)));
+        }
+        let (ti, te) = (pick(Audience::Internal), pick(Audience::External));
+        if ti == te || !split {
+            return whole(self.stamp_with(raw, &address, &user, te));
+        }
+        let (vi, ve) = (
+            self.stamp_with(raw, &address, &user, ti),
+            self.stamp_with(raw, &address, &user, te),
+        );
+        // Both copies left unchanged (e.g. "none" for one group, a failing template for the
+        // other): the bytes are the same, so splitting would only risk duplicates.
+        if matches!((&vi, &ve), (Verdict::Unchanged(_), Verdict::Unchanged(_))) {
+            return whole(ve);
+        }
+        vec![
+            Part {
+                audience: Some(Audience::Internal),
+                rcpts: internal,
+                verdict: vi,
+            },
+            Part {
+                audience: Some(Audience::External),
+                rcpts: external,
+                verdict: ve,
+            },
+        ]
+    }
+
+    /// Render `template` for the user and stamp; `None` is "no signature".
+    fn stamp_with(&self, raw: &[u8], sender: &str, user: &User, template: Option<&str>) -> Verdict {
+        let Some(template) = template else {
+            return Verdict::Unchanged(Unchanged::NoSignature);
+        };
+        let sig = match self.templates.load().render(template, user) {
             Ok(sig) => sig,
             Err(e) => return Verdict::Unchanged(Unchanged::Render(e.to_string())),
         };
         match stamp::stamp(raw, &sig, &self.options) {
-            Ok(s) => Verdict::Stamped {
-                message: s.message,
-                sender,
-                template: self.template.clone(),
-            },
+            Ok(s) => {
+                if let Some(why) = s.images_dropped {
+                    tracing::warn!(%sender, %template, reason = %why, "signature stamped without its images");
+                }
+                Verdict::Stamped {
+                    message: s.message,
+                    sender: sender.to_string(),
+                    template: template.to_string(),
+                    images_dropped: s.images_dropped,
+                }
+            }
             Err(skip) => Verdict::Unchanged(Unchanged::Skip(skip)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_labels() {
+        let stamped = |images_dropped| Verdict::Stamped {
+            message: Vec::new(),
+            sender: "a@b.example".into(),
+            template: "default".into(),
+            images_dropped,
+        };
+        let table = [
+            (stamped(None), "stamped"),
+            (
+                stamped(Some(ImagesDropped::NoBoundary)),
+                "stamped_without_images",
+            ),
+            (Verdict::Unchanged(Unchanged::NoSignature), "no_signature"),
+            (
+                Verdict::Unchanged(Unchanged::UnknownSender(None)),
+                "unknown_sender",
+            ),
+        ];
+        for (verdict, label) in table {
+            assert_eq!(verdict.label(), label);
         }
     }
 }

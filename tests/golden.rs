@@ -3,6 +3,8 @@
 //! Fixtures are written with LF; every one is also run as CRLF (each LF of input and expected
 //! output turned into CRLF), so both line-ending variants are held to the same bytes.
 //! `SIGSTAMP_BLESS=1 cargo test --test golden` rewrites the expected files (review the diff!).
+//! Fixtures named `NN-img-*` are stamped with a signature carrying two inline images
+//! (`support::images::image_signature`), the others with a plain one.
 
 mod support;
 
@@ -13,6 +15,7 @@ fn signature() -> Signature {
     Signature {
         html: "<div class=\"signature\">José Müller · Contoso</div>".into(),
         text: "-- \nJosé Müller\nContoso · Sales\n+1 555 0100".into(),
+        ..Default::default()
     }
 }
 
@@ -41,9 +44,19 @@ fn crlf(b: &[u8]) -> Vec<u8> {
     out
 }
 
+const IMAGE_MARK: &str = "Contoso";
+
+fn signature_for(name: &str) -> Signature {
+    if name.contains("-img-") {
+        support::images::image_signature(IMAGE_MARK)
+    } else {
+        signature()
+    }
+}
+
 /// What stamping produced, in the form stored beside the fixture.
-fn outcome(raw: &[u8]) -> (Vec<u8>, &'static str) {
-    match stamp::stamp(raw, &signature(), &Options::default()) {
+fn outcome(name: &str, raw: &[u8]) -> (Vec<u8>, &'static str) {
+    match stamp::stamp(raw, &signature_for(name), &Options::default()) {
         Ok(s) => (s.message, "eml"),
         Err(skip) => (format!("unchanged: {}\n", skip.label()).into_bytes(), "txt"),
     }
@@ -58,7 +71,7 @@ fn golden_fixtures() {
     for path in &all {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let raw = std::fs::read(path).unwrap();
-        let (got, ext) = outcome(&raw);
+        let (got, ext) = outcome(&name, &raw);
         let expected_path = path.with_file_name(format!("{name}.expected.{ext}"));
         if bless {
             for other in ["eml", "txt"] {
@@ -79,7 +92,7 @@ fn golden_fixtures() {
             ));
         }
         // The same message with CRLF line endings.
-        let (got_crlf, _) = outcome(&crlf(&raw));
+        let (got_crlf, _) = outcome(&name, &crlf(&raw));
         let want_crlf = if ext == "eml" {
             crlf(&expected)
         } else {
@@ -88,9 +101,17 @@ fn golden_fixtures() {
         if got_crlf != want_crlf {
             failures.push(format!("{name} (CRLF): output differs"));
         }
-        if ext == "eml" {
+        let sig = signature_for(&name);
+        if ext == "eml" && sig.images.is_empty() {
             if let Err(e) = support::check_structure(&raw, &got) {
                 failures.push(format!("{name}: {e}"));
+            }
+        }
+        if ext == "eml" && !sig.images.is_empty() && got.windows(4).any(|w| w == b"<img") {
+            for (input, output) in [(raw.clone(), got.clone()), (crlf(&raw), got_crlf.clone())] {
+                if let Err(e) = support::images::check_images(&input, &output, &sig, IMAGE_MARK) {
+                    failures.push(format!("{name}: {e}"));
+                }
             }
         }
     }

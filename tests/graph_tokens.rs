@@ -271,6 +271,7 @@ impl Running {
             stamper: Arc::new(Stamper::new(directory, Templates::embedded())),
             metrics: Arc::new(Metrics::new()),
             status: Arc::new(Status::default()),
+            photos: Arc::new(sigstamp::directory::photo::NoPhotos),
             shutdown: CancellationToken::new(),
         });
         let task = tokio::spawn(sigstamp::directory::graph::run_with_clock(
@@ -513,6 +514,7 @@ async fn unconfigured_without_a_graph_section() {
         )),
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
+        photos: Arc::new(sigstamp::directory::photo::NoPhotos),
         shutdown: CancellationToken::new(),
     });
     sigstamp::directory::graph::run(app.clone()).await.unwrap();

@@ -204,6 +204,7 @@ async fn bench_postfix_with_and_without_the_milter() {
     let sig = sigstamp::stamp::Signature {
         html: "<p>Ann Example<br>Engineer</p>".into(),
         text: "-- \nAnn Example\nEngineer\n".into(),
+        ..Default::default()
     };
     let started = std::time::Instant::now();
     for _ in 0..500 {

@@ -4,8 +4,9 @@
 mod support;
 
 use proptest::prelude::*;
-use sigstamp::stamp::{self, Options, Skip};
-use support::{check_stamped, test_signature};
+use sigstamp::stamp::{self, Options, Signature, Skip};
+use support::images::{check_images, image_signature};
+use support::{check_stamped, test_signature, MARKER};
 
 #[derive(Debug, Clone)]
 enum Node {
@@ -32,6 +33,8 @@ fn body_text() -> impl Strategy<Value = String> {
         Just("</body></html>".to_string()),
         Just("Grüße aus Köln".to_string()),
         Just("--".to_string()),
+        // What the inline-image wrapping would pick first as its boundary.
+        Just("--=_sigstamp_rel_0".to_string()),
     ];
     prop::collection::vec(line, 0..8).prop_map(|l| l.join("\n"))
 }
@@ -163,6 +166,43 @@ proptest! {
             } else {
                 prop_assert!(!s.message.contains(&b'\r'), "CR in LF message");
             }
+        }
+    }
+
+    #[test]
+    fn images_go_beside_the_html_and_change_nothing_else(node in tree(), crlf in any::<bool>()) {
+        let raw = message(&node, crlf);
+        let sig = image_signature(MARKER);
+        let plain = Signature::new(sig.html.clone(), sig.text.clone());
+        let opts = Options::default();
+        match (stamp::stamp(&raw, &plain, &opts), stamp::stamp(&raw, &sig, &opts)) {
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!((a.html_parts, a.text_parts), (b.html_parts, b.text_parts));
+                if b.html_parts == 0 {
+                    prop_assert_eq!(&a.message, &b.message);
+                } else {
+                    prop_assert_eq!((b.images, b.images_dropped), (2, None));
+                    if let Err(e) = check_images(&raw, &b.message, &sig, MARKER) {
+                        prop_assert!(false, "{e}\n{}", String::from_utf8_lossy(&b.message));
+                    }
+                }
+                prop_assert_eq!(stamp::stamp(&b.message, &sig, &opts), Err(Skip::AlreadyStamped));
+                if crlf {
+                    prop_assert!(!b.message.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "bare LF in CRLF message");
+                } else {
+                    prop_assert!(!b.message.contains(&b'\r'), "CR in LF message");
+                }
+            }
+            (a, b) => prop_assert!(false, "without images {a:?}, with {b:?}"),
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_with_images_never_panic_and_stamp_once(raw in prop::collection::vec(any::<u8>(), 0..2000)) {
+        let sig = image_signature(MARKER);
+        if let Ok(s) = stamp::stamp(&raw, &sig, &Options::default()) {
+            prop_assert_eq!(stamp::stamp(&s.message, &sig, &Options::default()), Err(Skip::AlreadyStamped));
         }
     }
 

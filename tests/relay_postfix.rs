@@ -5,7 +5,7 @@
 mod smtp_support;
 
 use sigstamp::smtp::sink::{Sink, SinkOptions};
-use smtp_support::postfix::{free_port, Postfix};
+use smtp_support::postfix::{free_port, proxy_filter_services, Postfix};
 use smtp_support::*;
 use std::time::Duration;
 
@@ -85,21 +85,7 @@ async fn postfix_proxy_filter_through_sigstamp() {
         SinkOptions::default(),
     )
     .await;
-    let services = format!(
-        "127.0.0.1:{front} inet n - n - 20 smtpd
-  -o smtpd_proxy_filter=127.0.0.1:{sig}
-  -o smtpd_client_connection_count_limit=100
-127.0.0.1:{back} inet n - n - - smtpd
-  -o smtpd_proxy_filter=
-  -o smtpd_client_restrictions=
-  -o smtpd_helo_restrictions=
-  -o smtpd_sender_restrictions=
-  -o smtpd_relay_restrictions=permit_mynetworks,reject
-  -o smtpd_recipient_restrictions=
-  -o mynetworks=127.0.0.0/8
-  -o receive_override_options=no_unknown_recipient_checks",
-        sig = relay.addr.port()
-    );
+    let services = proxy_filter_services(front, relay.addr.port(), back);
     let pf = Postfix::start(
         &services,
         &format!("[127.0.0.1]:{}", sink.addr().port()),

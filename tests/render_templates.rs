@@ -205,3 +205,341 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
         .replace('\'', "&#x27;")
 }
+
+// ---- Images and photos -------------------------------------------------------------------
+
+use sigstamp::config::Config;
+use sigstamp::directory::photo::{Photo, PhotoSource};
+use sigstamp::render::{preview_html, ImageMode, ImageOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-not-a-real-png-but-sniffed-as-one";
+
+/// Photos by Graph user id; replaceable, like a store that fetched a new one.
+#[derive(Default)]
+struct FakePhotos(Mutex<HashMap<String, Arc<Photo>>>);
+
+impl FakePhotos {
+    fn set(&self, id: &str, bytes: &[u8]) {
+        let photo = Photo {
+            content_type: "image/jpeg".into(),
+            bytes: bytes.to_vec(),
+        };
+        self.0.lock().unwrap().insert(id.into(), Arc::new(photo));
+    }
+}
+
+impl PhotoSource for FakePhotos {
+    fn photo(&self, user_id: &str) -> Option<Arc<Photo>> {
+        self.0.lock().unwrap().get(user_id).cloned()
+    }
+}
+
+/// `default` with the given halves and `images/<name>` files beside it.
+fn dir_with_images(html: &str, text: &str, images: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = dir_with(html, text);
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    for (name, bytes) in images {
+        std::fs::write(dir.path().join("images").join(name), bytes).unwrap();
+    }
+    dir
+}
+
+fn cid_of(html: &str) -> &str {
+    let start = html.find("cid:").expect("a cid: reference") + 4;
+    let end = start + html[start..].find('"').unwrap();
+    &html[start..end]
+}
+
+#[test]
+fn image_helper_gives_a_cid_and_the_signature_carries_the_image() {
+    let dir = dir_with_images(
+        "<img src=\"{{image \"logo.png\"}}\" alt=\"Contoso\">{{#if mobilePhone}}<img src=\"{{image \"phone.gif\"}}\">{{/if}}",
+        "{{displayName}}[{{image \"logo.png\"}}]",
+        &[("logo.png", PNG), ("phone.gif", b"GIF89a-tiny")],
+    );
+    let t = Templates::load(dir.path()).unwrap();
+    assert_eq!(t.image_mode("default"), ImageMode::Cid);
+    let sig = t
+        .render(
+            "default",
+            &user(json!({"mail": "a@x.example", "displayName": "Ann"})),
+        )
+        .unwrap();
+    let cid = cid_of(&sig.html);
+    assert!(cid.ends_with("@sigstamp"), "{cid}");
+    assert_eq!(sig.html, format!("<img src=\"cid:{cid}\" alt=\"Contoso\">"));
+    // Only the images the rendered HTML references; none in the text.
+    assert_eq!(sig.images.len(), 1);
+    let img = &sig.images[0];
+    assert_eq!(
+        (img.cid.as_str(), img.content_type.as_str()),
+        (cid, "image/png")
+    );
+    assert_eq!((img.filename.as_str(), &*img.bytes), ("logo.png", PNG));
+    assert_eq!(sig.text, "Ann[]\n");
+
+    let with_phone = t
+        .render(
+            "default",
+            &user(json!({"mail": "b@x.example", "mobilePhone": "1"})),
+        )
+        .unwrap();
+    assert_eq!(with_phone.images.len(), 2);
+    assert_eq!(with_phone.images[1].content_type, "image/gif");
+
+    // The Content-ID comes from the content: loading again gives the same one.
+    let again = Templates::load(dir.path()).unwrap();
+    let sig2 = again
+        .render(
+            "default",
+            &user(json!({"mail": "a@x.example", "displayName": "Ann"})),
+        )
+        .unwrap();
+    assert_eq!(sig2, sig);
+    // A preview shows the image without the message around it.
+    let preview = preview_html(&sig);
+    assert!(
+        preview.starts_with("<img src=\"data:image/png;base64,iVBORw0KGgo"),
+        "{preview}"
+    );
+}
+
+#[test]
+fn identical_files_share_one_image() {
+    let dir = dir_with_images(
+        "<img src=\"{{image \"a.png\"}}\"><img src=\"{{image \"b.png\"}}\">",
+        "-",
+        &[("a.png", PNG), ("b.png", PNG)],
+    );
+    let t = Templates::load(dir.path()).unwrap();
+    let sig = t
+        .render("default", &user(json!({"mail": "a@x.example"})))
+        .unwrap();
+    assert_eq!(sig.images.len(), 1);
+}
+
+#[test]
+fn image_errors_name_the_template_file_line_and_image() {
+    let file = |d: &tempfile::TempDir| d.path().join("default.html.hbs").display().to_string();
+    // Missing file, inside a block that a trial render would not reach.
+    let dir = dir_with_images(
+        "<p>\n{{#if extensionAttribute9}}\n<img src=\"{{image \"nope.png\"}}\">{{/if}}</p>",
+        "-",
+        &[],
+    );
+    let err = load_err(dir.path());
+    assert!(err.starts_with(&format!("{}:3: ", file(&dir))), "{err}");
+    assert!(err.contains("\"nope.png\""), "{err}");
+
+    for (tpl, want) in [
+        ("\n{{image logoName}}", "takes one file name in quotes"),
+        ("\n{{image \"../secret.png\"}}", "inside the images folder"),
+        ("\n{{image \"/etc/passwd\"}}", "inside the images folder"),
+        (
+            "\n{{image \"notes.png\"}}",
+            "not a PNG, JPEG, GIF, WebP or SVG",
+        ),
+    ] {
+        let dir = dir_with_images(tpl, "-", &[("notes.png", b"just text")]);
+        let err = load_err(dir.path());
+        assert!(
+            err.starts_with(&format!("{}:2: ", file(&dir))),
+            "{tpl}: {err}"
+        );
+        assert!(err.contains(want), "{tpl}: {err}");
+    }
+
+    // The text half is checked too.
+    let dir = dir_with_images("-", "a\nb\n{{image \"gone.png\"}}", &[]);
+    let err = load_err(dir.path());
+    let text_file = dir.path().join("default.txt.hbs").display().to_string();
+    assert!(err.starts_with(&format!("{text_file}:3: ")), "{err}");
+
+    // Too large for a signature.
+    let mut big = PNG.to_vec();
+    big.resize(sigstamp::render::MAX_IMAGE_BYTES + 1, 0);
+    let dir = dir_with_images("{{image \"big.png\"}}", "-", &[("big.png", &big)]);
+    assert!(load_err(dir.path()).contains("limited to"));
+}
+
+#[test]
+fn url_mode_links_images_under_the_base_url() {
+    let dir = dir_with_images(
+        "<img src=\"{{image \"brand logo.png\"}}\">{{#if photo}}<img src=\"{{photo}}\">{{/if}}",
+        "-",
+        &[("brand logo.png", PNG)],
+    );
+    std::fs::write(
+        dir.path().join("sales.html.hbs"),
+        "<img src=\"{{image \"brand logo.png\"}}\">",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("sales.txt.hbs"), "-").unwrap();
+    let opts = ImageOptions {
+        dir: None,
+        base_url: Some("https://cdn.contoso.example/sig".into()),
+        modes: BTreeMap::from([("default".to_string(), ImageMode::Url)]),
+    };
+    let photos = Arc::new(FakePhotos::default());
+    photos.set("u1", b"\xFF\xD8\xFFjpeg");
+    let t = Templates::load_with(dir.path(), &opts)
+        .unwrap()
+        .with_photos(photos.clone());
+    let u = user(json!({"id": "u1", "mail": "a@x.example"}));
+    let sig = t.render("default", &u).unwrap();
+    // The image by URL; the photo has no public URL, so it stays an inline part.
+    assert!(
+        sig.html
+            .starts_with("<img src=\"https://cdn.contoso.example/sig/brand%20logo.png\">"),
+        "{}",
+        sig.html
+    );
+    assert_eq!(sig.images.len(), 1);
+    assert_eq!(sig.images[0].filename, "photo.jpg");
+    // Other templates keep the default, cid.
+    let sales = t.render("sales", &u).unwrap();
+    assert!(sales.html.contains("cid:"), "{}", sales.html);
+    assert_eq!(sales.images.len(), 1);
+
+    // Url mode without a base URL, or a mode for a template that does not exist.
+    let no_url = ImageOptions {
+        base_url: None,
+        ..opts.clone()
+    };
+    let err = Templates::load_with(dir.path(), &no_url)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("templates.image_url"), "{err}");
+    let unknown = ImageOptions {
+        modes: BTreeMap::from([("marketing".to_string(), ImageMode::Cid)]),
+        ..opts
+    };
+    let err = Templates::load_with(dir.path(), &unknown)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("templates.image_mode.marketing"), "{err}");
+}
+
+#[test]
+fn images_folder_can_live_elsewhere() {
+    let dir = dir_with("<img src=\"{{image \"logo.png\"}}\">", "-");
+    let images = tempfile::tempdir().unwrap();
+    std::fs::write(images.path().join("logo.png"), PNG).unwrap();
+    assert!(load_err(dir.path()).contains("logo.png"));
+    let opts = ImageOptions {
+        dir: Some(images.path().to_path_buf()),
+        ..ImageOptions::default()
+    };
+    let t = Templates::load_with(dir.path(), &opts).unwrap();
+    let sig = t
+        .render("default", &user(json!({"mail": "a@x.example"})))
+        .unwrap();
+    assert_eq!(sig.images.len(), 1);
+}
+
+#[test]
+fn photo_is_there_when_the_user_has_one() {
+    let dir = dir_with(
+        "{{#if photo}}<img src=\"{{photo}}\" width=\"64\">{{else}}<span>no photo</span>{{/if}}",
+        "{{displayName}}[{{photo}}]",
+    );
+    let photos = Arc::new(FakePhotos::default());
+    photos.set("id-ann", b"\xFF\xD8\xFFann-v1");
+    let t = Templates::load(dir.path())
+        .unwrap()
+        .with_photos(photos.clone());
+
+    // A user attribute named `photo` does not pose as one.
+    let bob = user(json!({"id": "id-bob", "mail": "bob@x.example", "photo": "http://evil/"}));
+    let sig = t.render("default", &bob).unwrap();
+    assert_eq!(sig.html, "<span>no photo</span>");
+    assert!(sig.images.is_empty());
+
+    let ann = user(json!({"id": "id-ann", "mail": "ann@x.example", "displayName": "Ann"}));
+    let first = t.render("default", &ann).unwrap();
+    let cid = cid_of(&first.html).to_string();
+    assert_eq!(first.html, format!("<img src=\"cid:{cid}\" width=\"64\">"));
+    assert_eq!(first.images.len(), 1);
+    assert_eq!(&*first.images[0].bytes, b"\xFF\xD8\xFFann-v1");
+    assert_eq!(first.images[0].content_type, "image/jpeg");
+    // Text signatures carry no images.
+    assert_eq!(first.text, "Ann[]\n");
+
+    // A new photo is picked up at once, although the attributes (the cache key) are the same.
+    photos.set("id-ann", b"\xFF\xD8\xFFann-v2");
+    let second = t.render("default", &ann).unwrap();
+    assert_ne!(cid_of(&second.html), cid);
+    assert_eq!(&*second.images[0].bytes, b"\xFF\xD8\xFFann-v2");
+
+    // Without a photo source (or for a user without an id) there is simply none.
+    let plain = Templates::load(dir.path()).unwrap();
+    assert_eq!(
+        plain.render("default", &ann).unwrap().html,
+        "<span>no photo</span>"
+    );
+}
+
+#[test]
+fn image_config_keys_are_validated_at_start() {
+    let ok = Config::parse(
+        "[templates]\nimages = \"img\"\nimage_url = \"https://cdn.example/sig/\"\n\
+         [templates.image_mode]\nsales = \"url\"\ndefault = \"cid\"\n",
+    )
+    .unwrap();
+    let opts = ok.templates.image_options();
+    assert_eq!(opts.modes["sales"], ImageMode::Url);
+    assert_eq!(opts.dir.as_deref(), Some(Path::new("img")));
+
+    let err = Config::parse("[templates.image_mode]\nsales = \"url\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("templates.image_url"), "{err}");
+    let err = Config::parse("[templates]\nimage_url = \"ftp://x/\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("templates.image_url"), "{err}");
+    let err = Config::parse("[templates.image_mode]\nsales = \"inline\"\n")
+        .unwrap_err()
+        .to_string();
+    // toml's error shows the line (`sales = "inline"`) and what is allowed.
+    assert!(
+        err.contains("sales = \"inline\"") && err.contains("`cid` or `url`"),
+        "{err}"
+    );
+}
+
+/// The image keys shown (commented out) in sigstamp.example.toml parse and validate.
+#[test]
+fn example_config_image_keys_are_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sigstamp.example.toml"
+    ))
+    .unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            let keys = [
+                "# images =",
+                "# image_url =",
+                "# [templates.image_mode]",
+                "# marketing =",
+            ];
+            if keys.iter().any(|k| l.starts_with(k)) {
+                &l[2..]
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let value: toml::Table = toml::from_str(&uncommented).unwrap();
+    let templates: sigstamp::config::TemplatesConfig =
+        value["templates"].clone().try_into().unwrap();
+    templates.validate().unwrap();
+    let opts = templates.image_options();
+    assert_eq!(opts.modes["marketing"], ImageMode::Url);
+    assert!(opts.base_url.unwrap().starts_with("https://"));
+}

@@ -2,6 +2,7 @@
 //!
 //! Loopback by default: the page previews any user's signature, so it shows directory data.
 
+mod html;
 mod page;
 
 use crate::app::App;

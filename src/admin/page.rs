@@ -1,29 +1,48 @@
 //! The status page at `/`: the token state up front (a red banner when expired), the
-//! directory, and a search box that previews any user's signature. Server-rendered HTML with
-//! inline CSS only, so it works without any outside network access.
+//! directory, the rules, and a search box that previews any user's signature. Server-rendered
+//! HTML with inline CSS only and no script, so it works without any outside network access.
 
+use super::html::{escape, url_encode, when, with_code};
 use super::{token_state_str, StatusDoc};
 use crate::app::App;
 use crate::directory::User;
 use crate::notify::aadsts;
+use crate::pipeline::Preview;
+use crate::rules::Audience;
+use crate::stamp::InlineImage;
 use crate::status::TokenState;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Matches listed when a search is not one exact address.
 const MAX_MATCHES: usize = 20;
+
+/// Seconds between reloads of the bare page, so an expiring token shows without a click.
+const REFRESH_SECS: u32 = 30;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PageQuery {
     /// An address (exact preview) or part of a name or address (search).
     #[serde(default)]
     q: String,
+    /// `internal` or `external` (the default): which recipients the preview is for.
+    #[serde(default)]
+    audience: String,
+}
+
+impl PageQuery {
+    fn audience(&self) -> Audience {
+        match self.audience.as_str() {
+            "internal" => Audience::Internal,
+            _ => Audience::External,
+        }
+    }
 }
 
 // Inline styles only; images in previewed signatures may be data: URIs or https links.
@@ -31,7 +50,12 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data: 
                    form-action 'self'; base-uri 'none'";
 
 pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) -> Response {
-    let html = render(&app, query.q.trim());
+    let html = render(
+        &app,
+        query.q.trim(),
+        query.audience(),
+        OffsetDateTime::now_utc(),
+    );
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -43,53 +67,26 @@ pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) 
         .into_response()
 }
 
-/// Minimal HTML escaping for text and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Percent-encode a query value.
-fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'@') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-fn time_str(t: Option<OffsetDateTime>) -> String {
-    t.and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "never".into())
-}
-
-fn render(app: &App, q: &str) -> String {
+fn render(app: &App, q: &str, audience: Audience, now: OffsetDateTime) -> String {
     let doc = StatusDoc::collect(app);
     let mut h = String::with_capacity(8 * 1024);
     h.push_str(HEAD);
     if q.is_empty() {
-        // Keeps an open page current, so an expiring token shows without a manual reload.
-        h.push_str("<meta http-equiv=\"refresh\" content=\"30\">\n");
+        // Not while previewing: a reload would throw away what the admin is looking at.
+        let _ = writeln!(
+            h,
+            "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">"
+        );
     }
-    h.push_str("</head>\n<body>\n<h1>sigstamp</h1>\n");
-    banner(&mut h, &doc);
-    facts(&mut h, &doc);
-    search(&mut h, app, q);
-    h.push_str("</body>\n</html>\n");
+    h.push_str(
+        "</head>\n<body>\n<header>\n<h1>sigstamp</h1>\n\
+         <p class=\"sub\">Status and signature preview (read-only)</p>\n</header>\n<main>\n",
+    );
+    banner(&mut h, &doc, now);
+    facts(&mut h, &doc, now);
+    rules(&mut h, app);
+    search(&mut h, app, q, audience);
+    h.push_str("</main>\n</body>\n</html>\n");
     h
 }
 
@@ -100,56 +97,87 @@ const HEAD: &str = r#"<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>sigstamp status</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 62rem; padding: 0 1rem; color: #222; line-height: 1.4; }
+header h1 { margin: 0; }
+header .sub { margin: .2rem 0 1.5rem 0; color: #555; }
+h2 { font-size: 1.25rem; margin: 1.75rem 0 .6rem 0; }
+code { font-family: ui-monospace, monospace; font-size: .95em; }
 .banner { padding: 1rem 1.25rem; border-radius: 6px; margin-bottom: 1.5rem; }
-.banner h2 { margin: 0 0 .5rem 0; font-size: 1.25rem; }
-.banner p { margin: .3rem 0; }
+.banner h2 { margin: 0 0 .6rem 0; }
+.banner p { margin: .5rem 0 0 0; }
+.banner details { margin-top: .5rem; }
+.banner summary { cursor: pointer; }
+.banner dl { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1.25rem; margin: 0; }
+.banner dt { font-weight: 600; }
+.banner dd { margin: 0; }
 .expired { background: #b00020; color: #fff; }
+.expired code { background: rgba(255,255,255,.18); padding: 0 .25em; border-radius: 3px; }
 .failing { background: #fff3cd; color: #663c00; border: 1px solid #e0b000; }
 .valid { background: #e6f4ea; color: #0d5223; border: 1px solid #8cc79b; }
 .unconfigured { background: #f1f3f4; color: #333; border: 1px solid #ccc; }
+.ago { color: inherit; opacity: .85; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1.5rem; }
 dl.facts dt { font-weight: 600; }
 dl.facts dd { margin: 0; }
-form { margin: 1.5rem 0; display: flex; gap: .5rem; }
-input[type=search] { flex: 1; padding: .4rem; font-size: 1rem; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; vertical-align: top; padding: .35rem .6rem; border-bottom: 1px solid #ddd; }
+thead th { background: #f6f8fa; }
+tbody th { font-weight: 600; }
+.why { color: #555; }
+caption { text-align: left; color: #555; padding-bottom: .4rem; }
+form { margin: 1rem 0; display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: center; }
+form label[for=q] { font-weight: 600; }
+input[type=search] { flex: 1 1 20rem; padding: .4rem; font-size: 1rem; }
+fieldset { border: 1px solid #ccc; border-radius: 6px; padding: .2rem .8rem; display: flex; gap: 1rem; }
+legend { font-size: .9rem; color: #555; }
 button { padding: .4rem 1rem; font-size: 1rem; }
-.preview { border: 1px solid #ccc; border-radius: 6px; padding: 1rem; margin: .5rem 0 1.5rem 0; background: #fff; }
+iframe.preview { border: 1px solid #ccc; border-radius: 6px; margin: .5rem 0 1.5rem 0; background: #fff; width: 100%; height: 12rem; }
 pre.text { background: #f6f8fa; padding: 1rem; border-radius: 6px; white-space: pre-wrap; }
 .error { color: #b00020; }
 </style>
 "#;
 
-fn banner(h: &mut String, doc: &StatusDoc) {
+fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     let t = &doc.token;
     let state = token_state_str(t.state);
-    let since = time_str(Some(t.since));
+    // Expired needs an admin: announce it; the other states are informational.
+    let role = if t.state == TokenState::Expired {
+        "alert"
+    } else {
+        "status"
+    };
     let _ = writeln!(
         h,
-        "<section id=\"token\" class=\"banner {state}\" data-state=\"{state}\">"
+        "<section id=\"token\" class=\"banner {state}\" data-state=\"{state}\" role=\"{role}\" \
+         aria-labelledby=\"token-title\">"
     );
+    let since = when(Some(t.since), now);
     match t.state {
         TokenState::Expired => {
             let ex = aadsts::explain(t.error_code.as_deref());
             let _ = write!(
                 h,
-                "<h2>Microsoft Graph token expired: {code}</h2>\n\
-                 <p><strong>Since:</strong> {since}</p>\n\
-                 <p><strong>Meaning:</strong> {meaning}</p>\n\
-                 <p><strong>Details:</strong> {desc}</p>\n\
-                 <p><strong>What to do:</strong> {action}</p>\n\
-                 <p>Mail is still stamped with the last-known directory values.</p>\n",
+                "<h2 id=\"token-title\">Microsoft Graph token expired: {code}</h2>\n<dl>\n\
+                 <dt>Code</dt><dd id=\"token-code\"><code>{code}</code></dd>\n\
+                 <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n\
+                 <dt>Meaning</dt><dd>{meaning}</dd>\n\
+                 <dt>What to do</dt><dd id=\"token-action\">{action}</dd>\n</dl>\n\
+                 <details id=\"token-details\"><summary>Full error</summary>\
+                 <p>{desc}</p></details>\n\
+                 <p>Mail is still stamped with the last-known directory values; sigstamp \
+                 retries and recovers by itself once this is fixed.</p>\n",
                 code = escape(&ex.code),
                 meaning = escape(&ex.meaning),
+                action = with_code(&ex.action),
                 desc = escape(&t.description),
-                action = escape(&ex.action),
             );
         }
         TokenState::Failing => {
             let _ = write!(
                 h,
-                "<h2>Microsoft Graph unreachable (retrying)</h2>\n\
-                 <p><strong>Since:</strong> {since}</p>\n<p>{}</p>\n\
+                "<h2 id=\"token-title\">Microsoft Graph unreachable (retrying)</h2>\n<dl>\n\
+                 <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n\
+                 <dt>Details</dt><dd>{}</dd>\n</dl>\n\
                  <p>Mail is still stamped with the last-known directory values.</p>\n",
                 escape(&t.description)
             );
@@ -157,13 +185,14 @@ fn banner(h: &mut String, doc: &StatusDoc) {
         TokenState::Valid => {
             let _ = write!(
                 h,
-                "<h2>Microsoft Graph token valid</h2>\n<p><strong>Since:</strong> {since}</p>\n"
+                "<h2 id=\"token-title\">Microsoft Graph token valid</h2>\n<dl>\n\
+                 <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n</dl>\n"
             );
         }
         TokenState::Unconfigured => {
             let _ = write!(
                 h,
-                "<h2>Microsoft Graph not configured</h2>\n<p>{}</p>\n",
+                "<h2 id=\"token-title\">Microsoft Graph not configured</h2>\n<p>{}</p>\n",
                 escape(&t.description)
             );
         }
@@ -171,39 +200,105 @@ fn banner(h: &mut String, doc: &StatusDoc) {
     h.push_str("</section>\n");
 }
 
-fn facts(h: &mut String, doc: &StatusDoc) {
+fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     let d = &doc.directory;
     let _ = write!(
         h,
-        "<dl class=\"facts\">\n\
+        "<section aria-labelledby=\"directory-title\">\n\
+         <h2 id=\"directory-title\">Directory</h2>\n<dl class=\"facts\">\n\
          <dt>Token state</dt><dd id=\"token-state\">{state}</dd>\n\
          <dt>Users</dt><dd id=\"users\">{users}</dd>\n\
          <dt>Source</dt><dd id=\"source\">{source}</dd>\n\
          <dt>Last sync</dt><dd id=\"last-sync\">{last}</dd>\n\
-         </dl>\n",
+         </dl>\n</section>\n",
         state = token_state_str(doc.token.state),
         users = d.users,
         source = escape(d.source),
-        last = escape(&time_str(d.last_sync)),
+        last = when(d.last_sync, now),
     );
 }
 
-fn search(h: &mut String, app: &App, q: &str) {
-    let _ = write!(
-        h,
-        "<h2>Signature preview</h2>\n\
-         <form method=\"get\" action=\"/\">\n\
-         <input type=\"search\" name=\"q\" value=\"{}\" placeholder=\"address or part of a name\" \
-         aria-label=\"user\" autofocus>\n\
-         <button type=\"submit\">Preview</button>\n</form>\n",
-        escape(q)
-    );
-    if q.is_empty() {
+/// The rules in evaluation order, and what applies when none matches.
+fn rules(h: &mut String, app: &App) {
+    let set = app.stamper.rules();
+    let default = escape(&app.stamper.template);
+    h.push_str("<section id=\"rules\" aria-labelledby=\"rules-title\">\n<h2 id=\"rules-title\">Rules</h2>\n");
+    let internal = set.internal_domains().entries();
+    if internal.is_empty() {
+        h.push_str("<p id=\"internal-domains\">Internal domains: none configured, so every recipient is external.</p>\n");
+    } else {
+        let list: Vec<String> = internal
+            .iter()
+            .map(|d| format!("<code>{}</code>", escape(d)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<p id=\"internal-domains\">Internal domains (and their subdomains): {}.</p>",
+            list.join(", ")
+        );
+    }
+    if set.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p id=\"no-rules\">No rules: every message gets the template <code>{default}</code>.</p>\n</section>"
+        );
         return;
     }
+    h.push_str(
+        "<table id=\"rules-table\">\n\
+         <caption>Checked in this order; the first rule that matches chooses the signature.</caption>\n\
+         <thead><tr><th scope=\"col\">#</th><th scope=\"col\">Rule</th>\
+         <th scope=\"col\">When → signature</th></tr></thead>\n<tbody>\n",
+    );
+    for r in set.rules() {
+        let _ = writeln!(
+            h,
+            "<tr id=\"rule-{n}\"><td>{n}</td><th scope=\"row\">{label}</th><td>{what}</td></tr>",
+            n = r.position(),
+            label = escape(&r.label()),
+            what = escape(&r.describe()),
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<tr id=\"rule-default\"><td></td><th scope=\"row\">default</th>\
+         <td>anything no rule matches → template {default}</td></tr>\n</tbody>\n</table>\n</section>"
+    );
+}
+
+fn search(h: &mut String, app: &App, q: &str, audience: Audience) {
+    let _ = write!(
+        h,
+        "<section id=\"preview\" aria-labelledby=\"preview-title\">\n\
+         <h2 id=\"preview-title\">Signature preview</h2>\n\
+         <form method=\"get\" action=\"/\" role=\"search\">\n\
+         <label for=\"q\">User</label>\n\
+         <input type=\"search\" id=\"q\" name=\"q\" value=\"{}\" \
+         placeholder=\"address or part of a name\" autofocus>\n\
+         <fieldset>\n<legend>Recipients</legend>\n{}{}</fieldset>\n\
+         <button type=\"submit\">Preview</button>\n</form>\n",
+        escape(q),
+        radio(Audience::External, audience),
+        radio(Audience::Internal, audience),
+    );
+    if !q.is_empty() {
+        results(h, app, q, audience);
+    }
+    h.push_str("</section>\n");
+}
+
+fn radio(this: Audience, chosen: Audience) -> String {
+    let v = this.as_str();
+    let checked = if this == chosen { " checked" } else { "" };
+    format!("<label><input type=\"radio\" name=\"audience\" value=\"{v}\"{checked}> {v}</label>\n")
+}
+
+/// One user previewed, a list of matches, or none.
+fn results(h: &mut String, app: &App, q: &str, audience: Audience) {
     let dir = &app.stamper.directory;
     if let Some(user) = dir.lookup(q) {
-        preview(h, app, &user);
+        // The address as searched: rules may match that very alias.
+        preview(h, app, &user, q, audience);
         return;
     }
     let needle = q.to_lowercase();
@@ -227,15 +322,18 @@ fn search(h: &mut String, app: &App, q: &str) {
                 escape(q)
             );
         }
-        [one] => preview(h, app, one),
+        [one] => {
+            let addr = one.addresses().into_iter().next().unwrap_or_default();
+            preview(h, app, one, &addr, audience);
+        }
         many => {
             h.push_str("<ul id=\"matches\">\n");
             for u in many.iter().take(MAX_MATCHES) {
                 let addr = u.addresses().into_iter().next().unwrap_or_default();
                 let _ = writeln!(
                     h,
-                    "<li><a href=\"/?q={}\">{}</a> &lt;{}&gt;</li>",
-                    url_encode(&addr),
+                    "<li><a href=\"{}\">{}</a> &lt;{}&gt;</li>",
+                    preview_href(&addr, audience),
                     escape(u.str("displayName").unwrap_or("")),
                     escape(&addr)
                 );
@@ -248,38 +346,159 @@ fn search(h: &mut String, app: &App, q: &str) {
     }
 }
 
-fn preview(h: &mut String, app: &App, user: &User) {
+fn preview_href(address: &str, audience: Audience) -> String {
+    format!(
+        "/?q={}&amp;audience={}",
+        url_encode(address),
+        audience.as_str()
+    )
+}
+
+/// What `address` gets when writing to `audience`: the rule, the template, the signature.
+fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audience) {
     let name = user.str("displayName").unwrap_or("");
-    let addr = user.addresses().into_iter().next().unwrap_or_default();
-    let template = &app.stamper.template;
-    let _ = writeln!(
+    let Some(p) = app.stamper.preview(address, audience) else {
+        // The directory changed between the search and the preview.
+        let _ = writeln!(
+            h,
+            "<p id=\"no-match\">No user has the address <strong>{}</strong>.</p>",
+            escape(address)
+        );
+        return;
+    };
+    let other = match audience {
+        Audience::Internal => Audience::External,
+        Audience::External => Audience::Internal,
+    };
+    let _ = write!(
         h,
-        "<h3 id=\"preview-user\">{} &lt;{}&gt;</h3>\n<p>Template: <code>{}</code></p>",
-        escape(name),
-        escape(&addr),
-        escape(template)
+        "<h3 id=\"preview-user\">{name} &lt;{addr}&gt;</h3>\n\
+         <p>Writing to <strong id=\"preview-audience\">{aud}</strong> recipients. \
+         <a id=\"preview-switch\" href=\"{href}\">Show for {other} recipients</a></p>\n\
+         <dl class=\"facts\">\n<dt>Rule</dt><dd id=\"preview-rule\">{rule}</dd>\n\
+         <dt>Template</dt><dd id=\"preview-template\">{template}</dd>\n</dl>\n\
+         <p class=\"why\">For a message sent now that no subject, body or header exception \
+         applies to.</p>\n",
+        name = escape(name),
+        addr = escape(&p.sender),
+        aud = audience.as_str(),
+        href = preview_href(&p.sender, other),
+        other = other.as_str(),
+        rule = rule_fact(app, p.rule.as_deref()),
+        template = match &p.template {
+            Some(t) => format!("<code>{}</code>", escape(t)),
+            None => "none: no signature".into(),
+        },
     );
-    match app.stamper.templates.load().render(template, user) {
-        Ok(sig) => {
+    signature(h, &p, audience);
+}
+
+/// The rule that chose, with what it matches, as the rules table says it.
+fn rule_fact(app: &App, label: Option<&str>) -> String {
+    let Some(label) = label else {
+        return "none matched: the default applies".into();
+    };
+    let set = app.stamper.rules();
+    match set.rules().iter().find(|r| r.label() == label) {
+        Some(r) => format!(
+            "{} <span class=\"why\">(#{}: {})</span>",
+            escape(label),
+            r.position(),
+            escape(&r.describe())
+        ),
+        None => escape(label),
+    }
+}
+
+/// The signature of a preview, or why there is none.
+fn signature(h: &mut String, p: &Preview, audience: Audience) {
+    match (&p.signature, &p.error) {
+        (Some(sig), _) => {
             // The signature is HTML from the templates and the directory: shown in a sandboxed
             // frame so it cannot run script or restyle this page.
             let _ = write!(
                 h,
                 "<h4>HTML</h4>\n<iframe class=\"preview\" id=\"preview-html\" sandbox \
-                 title=\"HTML signature\" width=\"100%\" height=\"240\" srcdoc=\"{}\"></iframe>\n\
+                 title=\"HTML signature\" srcdoc=\"{}\"></iframe>\n\
                  <h4>Text</h4>\n<pre class=\"text\" id=\"preview-text\">{}</pre>\n",
-                escape(&sig.html),
+                escape(&frame_document(&inline_images(&sig.html, &sig.images))),
                 escape(&sig.text)
             );
+            images_list(h, &sig.images);
         }
-        Err(e) => {
+        (None, Some(e)) => {
             let _ = writeln!(
                 h,
-                "<p class=\"error\" id=\"preview-error\">The template failed for this user: {}</p>",
-                escape(&e.to_string())
+                "<p class=\"error\" id=\"preview-error\">The template failed for this user, so \
+                 their mail goes out unchanged: {}</p>",
+                escape(e)
+            );
+        }
+        (None, None) => {
+            let _ = writeln!(
+                h,
+                "<p id=\"preview-none\">No signature: mail from this sender to {} recipients \
+                 goes out unchanged.</p>",
+                audience.as_str()
             );
         }
     }
+}
+
+/// `cid:` references as `data:` URIs: the frame shows the inline images as a mail client
+/// would, with no request anywhere (the page's CSP allows `data:` images).
+fn inline_images(html: &str, images: &[InlineImage]) -> String {
+    let mut out = html.to_string();
+    for img in images {
+        let safe_type = img.content_type.strip_prefix("image/").is_some_and(|sub| {
+            !sub.is_empty()
+                && sub
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+        });
+        if !safe_type {
+            continue;
+        }
+        let data = format!(
+            "data:{};base64,{}",
+            img.content_type,
+            base64::engine::general_purpose::STANDARD.encode(&*img.bytes)
+        );
+        out = out.replace(&format!("cid:{}", img.cid), &data);
+    }
+    out
+}
+
+/// The inline parts the stamper adds next to the HTML, by file name.
+fn images_list(h: &mut String, images: &[InlineImage]) {
+    if images.is_empty() {
+        return;
+    }
+    let list: Vec<String> = images
+        .iter()
+        .map(|i| {
+            format!(
+                "<code>{}</code> ({}, {} bytes)",
+                escape(&i.filename),
+                escape(&i.content_type),
+                i.bytes.len()
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        h,
+        "<p id=\"preview-images\">Inline images added to the message: {}.</p>",
+        list.join(", ")
+    );
+}
+
+/// The HTML signature as a document of its own for the preview frame: the fragment as the
+/// stamper inserts it, in a plain body like a mail client's.
+fn frame_document(fragment: &str) -> String {
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"></head>\n\
+         <body style=\"margin:12px;font-family:Arial,Helvetica,sans-serif\">\n{fragment}\n</body></html>\n"
+    )
 }
 
 #[cfg(test)]
@@ -287,11 +506,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping() {
-        assert_eq!(
-            escape(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+    fn inline_images_become_data_uris() {
+        let png = b"\x89PNG\r\n\x1a\nrest".to_vec();
+        let img = |cid: &str, ct: &str| InlineImage {
+            cid: cid.into(),
+            content_type: ct.into(),
+            filename: "logo.png".into(),
+            bytes: png.clone().into(),
+        };
+        let html = r#"<img src="cid:a@sigstamp"> <img src="cid:b@sigstamp"> <img src="cid:c@x">"#;
+        let out = inline_images(
+            html,
+            &[
+                img("a@sigstamp", "image/png"),
+                img("b@sigstamp", "text/html"),
+            ],
         );
-        assert_eq!(url_encode("a b+c@d.e"), "a%20b%2Bc@d.e");
+        assert_eq!(
+            out,
+            r#"<img src="data:image/png;base64,iVBORw0KGgpyZXN0"> <img src="cid:b@sigstamp"> <img src="cid:c@x">"#,
+            "only image types become data: URIs; unknown cids stay"
+        );
+        assert_eq!(
+            inline_images(html, &[img("a@sigstamp", "image/svg+xml\"><x")]),
+            html
+        );
     }
 }

@@ -37,5 +37,13 @@ pub fn run(args: Args) -> CliResult {
     println!();
     println!("==> Text (template default)");
     print!("{}", sig.text);
+    if !sig.images.is_empty() {
+        println!();
+        println!("==> Images (inline parts beside the HTML)");
+        for img in &sig.images {
+            let (name, ct, n) = (&img.filename, &img.content_type, img.bytes.len());
+            println!("cid:{} {name} {ct} {n} bytes", img.cid);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

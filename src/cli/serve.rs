@@ -52,12 +52,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::default());
     let directory = build_directory(&config, &metrics, &status)?;
+    // Loaded from the disk cache now, so photos are there before any Graph call.
+    let photo_store =
+        directory::graph::photos::open(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
+        Some(store) => store.clone(),
+        None => Arc::new(directory::photo::NoPhotos),
+    };
     let templates = match &config.templates.dir {
-        Some(dir) => Templates::load(dir)
+        Some(dir) => Templates::load_with(dir, &config.templates.image_options())
             .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
         None => Templates::embedded(),
-    };
-    let mut stamper = Stamper::new(directory, templates);
+    }
+    .with_photos(photos.clone());
+    let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
+    rules.check_templates(&config.templates.default, |t| templates.has(t))?;
+    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
     stamper.template = config.templates.default.clone();
     let drain_time = config
         .smtp
@@ -69,6 +79,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         stamper: Arc::new(stamper),
         metrics,
         status,
+        photos,
         shutdown: shutdown.clone(),
     });
 
@@ -83,7 +94,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     edges.spawn(named("admin", crate::admin::run(app.clone())));
     edges.spawn(named("notify", crate::notify::run(app.clone())));
     // The Graph refresher sets the token state (`unconfigured` without [graph]).
-    edges.spawn(named("graph", crate::directory::graph::run(app.clone())));
+    let extras = directory::graph::extras::Extras {
+        photos: photo_store,
+        // Groups the rules name (`group = …`): their members get `memberOf`.
+        groups: app
+            .config
+            .rules
+            .iter()
+            .flat_map(|r| r.group.iter().cloned())
+            .collect(),
+    };
+    edges.spawn(named(
+        "graph",
+        directory::graph::run_with(
+            app.clone(),
+            Arc::new(directory::graph::clock::SystemClock),
+            extras,
+        ),
+    ));
     if let Some(path) = app.config.directory.overrides.clone() {
         let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
         edges.spawn(async move {
@@ -200,6 +228,8 @@ pub fn build_directory(
             }
         }
     }
+    // The last-known `memberOf` layer (group rules), kept beside the snapshot.
+    directory::graph::groups::seed(config, &dir);
     Ok(dir)
 }
 

@@ -56,6 +56,7 @@ pub fn run(args: Args) -> CliResult {
             message,
             sender,
             template,
+            ..
         } => (
             message.as_slice(),
             format!("stamped: sender {sender}, template {template}"),

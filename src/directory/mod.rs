@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod graph;
+pub mod memberships;
 pub mod overrides;
 pub mod photo;
 pub mod snapshot;
@@ -101,6 +102,8 @@ pub struct Directory {
     index: ArcSwap<Index>,
     // Writers are rare (sync, override edits); they serialise here and rebuild the index.
     state: Mutex<(Base, Arc<overrides::Overrides>)>,
+    // Group memberships (`memberOf`), a layer under the overrides; written under `state`.
+    memberships: ArcSwap<memberships::Memberships>,
 }
 
 impl Default for Directory {
@@ -121,6 +124,7 @@ impl Directory {
                 },
                 Arc::new(overrides::Overrides::default()),
             )),
+            memberships: ArcSwap::from_pointee(memberships::Memberships::default()),
         }
     }
 
@@ -177,17 +181,32 @@ impl Directory {
         self.state.lock().unwrap().1.clone()
     }
 
+    /// Replace the group-membership layer (`memberOf`); applies at once, kept across syncs
+    /// and override edits.
+    pub fn set_memberships(&self, m: memberships::Memberships) {
+        let st = self.state.lock().unwrap();
+        self.memberships.store(Arc::new(m));
+        self.rebuild(&st.0, &st.1);
+    }
+
+    pub fn memberships(&self) -> Arc<memberships::Memberships> {
+        self.memberships.load_full()
+    }
+
     fn rebuild(&self, base: &Base, ov: &overrides::Overrides) {
         let mut by_address = HashMap::with_capacity(base.users.len() * 2);
         let mut users = Vec::with_capacity(base.users.len());
+        let groups = self.memberships.load();
         for u in base.users.iter() {
             let addresses = u.addresses();
             // Users no override names share the base copy: one copy of the tenant in memory.
             let touched = !ov.is_empty() && addresses.iter().any(|a| ov.by_address.contains_key(a));
-            let merged = if touched {
-                Arc::new(ov.apply(u))
-            } else {
-                u.clone()
+            let grouped = groups.apply(u);
+            let merged = match (grouped, touched) {
+                (Some(g), true) => Arc::new(ov.apply(&g)),
+                (Some(g), false) => Arc::new(g),
+                (None, true) => Arc::new(ov.apply(u)),
+                (None, false) => u.clone(),
             };
             // Overrides cannot change the addresses (they are protected attributes).
             for a in addresses {

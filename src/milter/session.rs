@@ -301,6 +301,8 @@ fn stamp_message(
         mail_from: mail_from.as_deref(),
         rcpt_to: &msg.rcpt_to,
     };
+    // A milter cannot split a transaction: when rules give internal and external
+    // recipients different signatures, `process` applies the external recipients' choice.
     let verdict = stamper.process(&raw, &env);
     let label = verdict.label();
     let detail = match &verdict {
@@ -491,6 +493,7 @@ mod tests {
             )),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             status: Arc::new(crate::status::Status::default()),
+            photos: Arc::new(crate::directory::photo::NoPhotos),
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         let settings = Settings {

@@ -4,16 +4,25 @@
 //! are parsed once at load; a render is a walk over the parsed tree (it runs per message).
 //! Non-strict mode: a missing attribute renders as nothing, so `{{#if mobilePhone}}` is all a
 //! template needs to leave a line out.
+//!
+//! Images: `{{image "logo.png"}}` and the sender's `photo` (see `images.rs`); the rendered
+//! [`Signature`] carries the images its HTML references.
 
 mod cache;
 mod helpers;
+mod images;
 
+pub use images::{ImageMode, ImageOptions, MAX_IMAGE_BYTES};
+
+use crate::directory::photo::{NoPhotos, Photo, PhotoSource};
 use crate::directory::User;
 use crate::stamp::Signature;
 use handlebars::Handlebars;
+use images::{ImageHelper, ImageTable, PHOTO};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const HTML_EXT: &str = ".html.hbs";
 const TEXT_EXT: &str = ".txt.hbs";
@@ -50,6 +59,9 @@ pub enum RenderError {
     Unpaired { present: String, missing: String },
     #[error("no templates (<name>.html.hbs + <name>.txt.hbs) in {0}")]
     Empty(String),
+    /// An image setting that does not fit the templates (`templates.image_mode.x`, …).
+    #[error("config key `{key}`: {message}")]
+    Config { key: String, message: String },
 }
 
 /// A loaded set of templates, parsed once.
@@ -59,6 +71,10 @@ pub struct Templates {
     /// Template name → the (HTML, text) files it came from, for error messages.
     names: BTreeMap<String, (String, String)>,
     cache: cache::Cache,
+    images: Arc<ImageTable>,
+    /// Templates whose HTML reads `photo`: only their renders look a photo up.
+    photo_templates: BTreeSet<String>,
+    photos: Arc<dyn PhotoSource>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -77,8 +93,14 @@ struct Pair {
 }
 
 impl Templates {
-    /// Load every `<name>.html.hbs` + `<name>.txt.hbs` pair from `dir`.
+    /// Load every `<name>.html.hbs` + `<name>.txt.hbs` pair from `dir`; images from
+    /// `dir/images`, all templates in `cid` mode.
     pub fn load(dir: &Path) -> Result<Self, RenderError> {
+        Self::load_with(dir, &ImageOptions::default())
+    }
+
+    /// [`Templates::load`] with image settings.
+    pub fn load_with(dir: &Path, opts: &ImageOptions) -> Result<Self, RenderError> {
         let io = |source| RenderError::Io {
             path: dir.display().to_string(),
             source,
@@ -121,7 +143,8 @@ impl Templates {
                 name,
             });
         }
-        Self::build(pairs)
+        let images_dir = opts.dir.clone().unwrap_or_else(|| default_images_dir(dir));
+        Self::build(pairs, opts, &images_dir)
     }
 
     /// The templates shipped in `templates/`, compiled into the binary.
@@ -135,10 +158,25 @@ impl Templates {
             })
             .collect();
         // A test renders every example user with these; a failure here is a build defect.
-        Self::build(pairs).expect("the embedded templates are valid")
+        Self::build(
+            pairs,
+            &ImageOptions::default(),
+            Path::new("templates/images"),
+        )
+        .expect("the embedded templates are valid")
     }
 
-    fn build(pairs: Vec<Pair>) -> Result<Self, RenderError> {
+    /// Photos for `{{photo}}`, by the user's Graph id (none until this is called).
+    pub fn with_photos(mut self, photos: Arc<dyn PhotoSource>) -> Self {
+        self.photos = photos;
+        self
+    }
+
+    fn build(
+        pairs: Vec<Pair>,
+        opts: &ImageOptions,
+        images_dir: &Path,
+    ) -> Result<Self, RenderError> {
         let mut html = Handlebars::new();
         let mut text = Handlebars::new();
         text.register_escape_fn(handlebars::no_escape);
@@ -152,11 +190,23 @@ impl Templates {
             register(&mut text, &pair.name, &pair.text)?;
             names.insert(pair.name, (pair.html.0, pair.text.0));
         }
+        let (table, photo_templates) = load_images(&html, &text, &names, opts, images_dir)?;
+        let table = Arc::new(table);
+        for (reg, is_html) in [(&mut html, true), (&mut text, false)] {
+            let helper = ImageHelper {
+                table: table.clone(),
+                html: is_html,
+            };
+            reg.register_helper("image", Box::new(helper));
+        }
         let t = Templates {
             html,
             text,
             names,
             cache: cache::Cache::default(),
+            images: table,
+            photo_templates,
+            photos: Arc::new(NoPhotos),
         };
         t.trial_render()?;
         Ok(t)
@@ -173,6 +223,7 @@ impl Templates {
             "userPrincipalName": "a@example.com", "streetAddress": "A", "city": "A",
             "state": "A", "country": "A", "postalCode": "1",
             "onPremisesExtensionAttributes": {"extensionAttribute1": "A"},
+            PHOTO: "cid:trial@sigstamp",
         });
         for data in [json!({}), full] {
             for (name, (html_file, text_file)) in &self.names {
@@ -206,25 +257,138 @@ impl Templates {
         if !self.has(name) {
             return Err(RenderError::Missing(name.into()));
         }
-        if let Some(sig) = self.cache.get(name, user) {
+        let photo = if self.photo_templates.contains(name) {
+            user.id().and_then(|id| self.photos.photo(id))
+        } else {
+            None
+        };
+        if let Some(sig) = self.cache.get(name, user, photo.as_ref()) {
             return Ok(sig);
         }
-        let sig = self.render_uncached(name, user)?;
-        self.cache.put(name, user, &sig);
+        let sig = self.render_uncached(name, user, photo.clone())?;
+        self.cache.put(name, user, photo, &sig);
         Ok(sig)
     }
 
-    fn render_uncached(&self, name: &str, user: &User) -> Result<Signature, RenderError> {
+    fn render_uncached(
+        &self,
+        name: &str,
+        user: &User,
+        photo: Option<Arc<Photo>>,
+    ) -> Result<Signature, RenderError> {
+        let photo = photo.and_then(images::photo_image);
         // One conversion to handlebars' context serves both renders.
-        let ctx = handlebars::Context::from(Value::Object(user.to_json()));
+        let mut data = Value::Object(user.to_json());
+        if let Value::Object(m) = &mut data {
+            // `photo` is ours: the photo's `src`, or nothing (never a same-named attribute).
+            match &photo {
+                Some(p) => m.insert(PHOTO.into(), Value::String(format!("cid:{}", p.cid))),
+                None => m.remove(PHOTO),
+            };
+        }
+        let mut ctx = handlebars::Context::from(data);
         let fail = |e: handlebars::RenderError| RenderError::Template(e.to_string());
         let html = self.html.render_with_context(name, &ctx).map_err(fail)?;
+        // Text signatures carry no images.
+        if let Value::Object(m) = ctx.data_mut() {
+            m.remove(PHOTO);
+        }
         let mut text = self.text.render_with_context(name, &ctx).map_err(fail)?;
         let html = html.trim().to_string();
         text.truncate(text.trim_end().len());
         text.push('\n');
-        Ok(Signature { html, text })
+        let images = self.images.referenced(name, &html, photo.as_ref());
+        Ok(Signature { html, text, images })
     }
+
+    /// The template's image mode.
+    pub fn image_mode(&self, name: &str) -> ImageMode {
+        self.images.mode(name)
+    }
+}
+
+/// Find every `{{image}}` and `photo` in the parsed templates, load the images, check the
+/// per-template modes. Errors name the template file and line, or the config key.
+fn load_images(
+    html: &Handlebars<'static>,
+    text: &Handlebars<'static>,
+    names: &BTreeMap<String, (String, String)>,
+    opts: &ImageOptions,
+    dir: &Path,
+) -> Result<(ImageTable, BTreeSet<String>), RenderError> {
+    for (name, mode) in &opts.modes {
+        if !names.contains_key(name) {
+            return Err(RenderError::Config {
+                key: format!("templates.image_mode.{name}"),
+                message: format!("there is no template named {name:?}"),
+            });
+        }
+        if *mode == ImageMode::Url && opts.base_url.is_none() {
+            return Err(RenderError::Config {
+                key: "templates.image_url".into(),
+                message: format!("required: template {name:?} links its images by URL"),
+            });
+        }
+    }
+    let mut images: HashMap<String, images::Loaded> = HashMap::new();
+    let mut used = BTreeMap::new();
+    let mut photo_templates = BTreeSet::new();
+    for (name, (html_file, text_file)) in names {
+        for (reg, file, is_html) in [(html, html_file, true), (text, text_file, false)] {
+            let Some(t) = reg.get_template(name) else {
+                continue;
+            };
+            let at = |line: usize, message: String| RenderError::Syntax {
+                file: file.clone(),
+                line,
+                message,
+            };
+            let mut scan = images::Scan::default();
+            images::scan(t, &mut scan).map_err(|f| at(f.line, f.message))?;
+            for (image, line) in &scan.images {
+                if !images.contains_key(image) {
+                    let loaded = images::load_image(dir, image, opts.base_url.as_deref())
+                        .map_err(|m| at(*line, m))?;
+                    images.insert(image.clone(), loaded);
+                }
+            }
+            if is_html {
+                used.insert(
+                    name.clone(),
+                    scan.images.into_iter().map(|(n, _)| n).collect(),
+                );
+                if scan.photo {
+                    photo_templates.insert(name.clone());
+                }
+            }
+        }
+    }
+    let table = ImageTable {
+        images,
+        modes: opts.modes.clone(),
+        used,
+    };
+    Ok((table, photo_templates))
+}
+
+/// The HTML with each `cid:` image replaced by a `data:` URL, for showing a signature outside
+/// a message (previews).
+pub fn preview_html(sig: &Signature) -> String {
+    use base64::Engine;
+    let mut html = sig.html.clone();
+    for img in &sig.images {
+        let data = base64::engine::general_purpose::STANDARD.encode(&*img.bytes);
+        html = html.replace(
+            &format!("cid:{}", img.cid),
+            &format!("data:{};base64,{data}", img.content_type),
+        );
+    }
+    html
+}
+
+/// Where `Templates::load` looks for images when no folder is configured.
+pub fn default_images_dir(templates_dir: &Path) -> PathBuf {
+    templates_dir.join("images")
 }
 
 /// Parse one template; a syntax error becomes `file:line: reason`.

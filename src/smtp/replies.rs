@@ -76,6 +76,15 @@ pub const MESSAGE_TOO_BIG: Canned = r(
     "Message size exceeds fixed maximum message size",
 );
 
+// A message split into one next-hop transaction per recipient group (rules give internal
+// and external recipients different signatures): every part was accepted. The detail lists
+// each part's own reply.
+pub const SPLIT_ACCEPTED: Canned = r(
+    250,
+    "2.0.0",
+    "Accepted as one transaction per recipient group",
+);
+
 // Next hop trouble: temporary, so the client keeps the message and retries.
 pub const NEXT_HOP_UNREACHABLE: Canned = r(451, "4.4.1", "Next hop unreachable, try again later");
 pub const NEXT_HOP_TIMEOUT: Canned = r(451, "4.4.2", "Next hop timed out, try again later");

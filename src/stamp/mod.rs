@@ -8,6 +8,7 @@
 pub mod charset;
 mod mime;
 mod place;
+mod related;
 pub mod transfer;
 
 use charset::Charset;
@@ -15,6 +16,8 @@ use mime::{Field, Part, Tree};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
+
+pub use related::{ImageBytes, ImagesDropped, InlineImage, CID_DOMAIN};
 
 /// The trace header that marks a message as stamped. A message carrying it is never stamped
 /// again, which makes stamping idempotent and loop-safe.
@@ -27,6 +30,21 @@ pub struct Signature {
     pub html: String,
     /// Plain text inserted into text/plain bodies.
     pub text: String,
+    /// Images the HTML references as `cid:…`: added as inline parts in a multipart/related
+    /// with the stamped HTML part. Never added to text/plain. Empty: the output is exactly
+    /// what it would be without image support.
+    pub images: Vec<InlineImage>,
+}
+
+impl Signature {
+    /// A signature without images.
+    pub fn new(html: impl Into<String>, text: impl Into<String>) -> Self {
+        Signature {
+            html: html.into(),
+            text: text.into(),
+            images: Vec::new(),
+        }
+    }
 }
 
 /// Options of one stamping.
@@ -52,6 +70,10 @@ pub struct Stamped {
     pub html_parts: usize,
     /// Number of text/plain parts that received the signature.
     pub text_parts: usize,
+    /// Number of inline image parts added.
+    pub images: usize,
+    /// The signature has images, but they were left out: why.
+    pub images_dropped: Option<ImagesDropped>,
 }
 
 /// Why a message was left unchanged, byte for byte.
@@ -156,6 +178,15 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
     if html_parts + text_parts == 0 {
         return Err(first_refusal.unwrap_or(Skip::NoTextBody));
     }
+    // Images go with the stamped HTML; any trouble leaves them out, never the signature.
+    let mut images_dropped = None;
+    let mut plan = related::Plan::Queued(0);
+    if let (Some(html), 1, false) = (bodies.html, html_parts, sig.images.is_empty()) {
+        match related::plan(raw, &tree, html, &sig.images, eol, &mut edits) {
+            Ok(p) => plan = p,
+            Err(why) => images_dropped = Some(why),
+        }
+    }
     let mut trace = Vec::with_capacity(TRACE_HEADER.len() + opts.trace_value.len() + 4);
     trace.extend_from_slice(TRACE_HEADER.as_bytes());
     trace.extend_from_slice(b": ");
@@ -163,10 +194,28 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
     trace.extend_from_slice(eol);
     // First at `start`, ahead of any field added to a header-less message at the same offset.
     edits.insert_first(start, trace);
+    let mut message = edits.apply(raw);
+    let images = match plan {
+        related::Plan::Queued(n) => n,
+        related::Plan::WholeMessage => {
+            match related::wrap_message(&message, start, &sig.images, eol) {
+                Ok(m) => {
+                    message = m;
+                    sig.images.len()
+                }
+                Err(why) => {
+                    images_dropped = Some(why);
+                    0
+                }
+            }
+        }
+    };
     Ok(Stamped {
-        message: edits.apply(raw),
+        message,
         html_parts,
         text_parts,
+        images,
+        images_dropped,
     })
 }
 
@@ -324,33 +373,7 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
             })
         }
         ("multipart", "related") => {
-            // The root is named by `start`, else the first part; when that first part is not
-            // of the declared root `type`, the first part that is (MHTML-style ordering).
-            let start = ct
-                .param("start")
-                .map(|p| p.value.trim().as_bytes().to_vec());
-            let by_type = || {
-                let want = ct.param("type")?.value.to_ascii_lowercase();
-                let is = |c: &usize| {
-                    let t = &tree.parts[*c].ctype;
-                    format!("{}/{}", t.mtype, t.subtype) == want
-                };
-                let first = part.children.first()?;
-                if is(first) {
-                    return Some(*first);
-                }
-                part.children.iter().copied().find(is)
-            };
-            let root = start
-                .and_then(|id| {
-                    part.children
-                        .iter()
-                        .copied()
-                        .find(|&c| content_id(raw, tree, c) == Some(id.as_slice()))
-                })
-                .or_else(by_type)
-                .or_else(|| part.children.first().copied());
-            root.map_or_else(Bodies::default, |r| select(raw, tree, r))
+            related_root(raw, tree, idx).map_or_else(Bodies::default, |r| select(raw, tree, r))
         }
         ("multipart", "digest") => Bodies::default(),
         ("multipart", _) => {
@@ -386,6 +409,38 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
         }
         _ => Bodies::default(),
     }
+}
+
+/// The root of the multipart/related `idx`: named by `start`, else the first part; when that
+/// first part is not of the declared root `type`, the first part that is (MHTML-style
+/// ordering).
+fn related_root(raw: &[u8], tree: &Tree, idx: usize) -> Option<usize> {
+    let part = &tree.parts[idx];
+    let ct = &part.ctype;
+    let start = ct
+        .param("start")
+        .map(|p| p.value.trim().as_bytes().to_vec());
+    let by_type = || {
+        let want = ct.param("type")?.value.to_ascii_lowercase();
+        let is = |c: &usize| {
+            let t = &tree.parts[*c].ctype;
+            format!("{}/{}", t.mtype, t.subtype) == want
+        };
+        let first = part.children.first()?;
+        if is(first) {
+            return Some(*first);
+        }
+        part.children.iter().copied().find(is)
+    };
+    start
+        .and_then(|id| {
+            part.children
+                .iter()
+                .copied()
+                .find(|&c| content_id(raw, tree, c) == Some(id.as_slice()))
+        })
+        .or_else(by_type)
+        .or_else(|| part.children.first().copied())
 }
 
 /// A text/plain or text/html leaf shown in line: no attachment disposition, no file name.
@@ -515,10 +570,10 @@ fn stamp_part(
         change_bytes(&decoded, charset, kind, sig, msg_eol)
     };
 
-    if !part.has_separator {
-        // A header-only part: the new body needs the empty line first.
-        edits.insert(part.body.start, eol.to_vec());
-    }
+    // Body edits are collected apart: in a header-only part they share their offset with
+    // header additions, and must come after them and the new empty line.
+    let header_edits = edits;
+    let edits = &mut Edits::default();
     // Re-apply the transfer encoding.
     let body_eol: &[u8] =
         if body_raw.windows(2).any(|w| w == b"\r\n") || body_raw.is_empty() && eol == b"\r\n" {
@@ -572,6 +627,8 @@ fn stamp_part(
             }
         }
     }
+    let body_edits = std::mem::take(&mut edits.0);
+    let edits = header_edits;
     let mut new_fields = Vec::new();
     if let Some(cte) = new_cte {
         set_header(
@@ -586,9 +643,28 @@ fn stamp_part(
     if relabel {
         set_charset_utf8(raw, part, &mut new_fields, edits);
     }
+    // Whether the header now ends with a line ending (`None`: with its empty line too).
+    let mut header_ends = match part.fields.last() {
+        Some(_) => Some(raw[..part.header_end].ends_with(b"\n")),
+        None => Some(true),
+    };
     if !new_fields.is_empty() {
-        add_fields(raw, part, &new_fields, eol, edits);
+        header_ends = add_fields(raw, part, &new_fields, eol, edits);
     }
+    if !part.has_separator {
+        // A header-only part: end its last line if needed, then the empty line, then the body.
+        let mut sep = Vec::with_capacity(4);
+        match header_ends {
+            Some(false) => {
+                sep.extend_from_slice(eol);
+                sep.extend_from_slice(eol);
+            }
+            Some(true) => sep.extend_from_slice(eol),
+            None => {}
+        }
+        edits.insert(part.body.start, sep);
+    }
+    edits.0.extend(body_edits);
     Ok(())
 }
 
@@ -775,8 +851,16 @@ fn set_header(
     }
 }
 
-/// Append fields at the end of a part's header.
-fn add_fields(raw: &[u8], part: &Part, fields: &[String], eol: &[u8], edits: &mut Edits) {
+/// Append fields at the end of a part's header. Returns what [`stamp_part`] needs to know
+/// of a header-only part: `Some(true)`, the added fields end with a line ending; `None`, the
+/// empty line after them was written too.
+fn add_fields(
+    raw: &[u8],
+    part: &Part,
+    fields: &[String],
+    eol: &[u8],
+    edits: &mut Edits,
+) -> Option<bool> {
     let mut bytes = Vec::new();
     // MIME fields in a message that had none need MIME-Version too.
     if part.start == bom_len(raw) && mime::find_field(raw, &part.fields, "mime-version").is_none() {
@@ -791,19 +875,33 @@ fn add_fields(raw: &[u8], part: &Part, fields: &[String], eol: &[u8], edits: &mu
         Some(last) => {
             // After the last field's line ending.
             let end = last.value.end;
-            let le = if raw[end..].starts_with(b"\r\n") {
+            // Within the part: a header-only part's last line ends at the part's end (the
+            // line break after it belongs to the next delimiter).
+            let rest = &raw[end..part.header_end.max(end)];
+            let le = if rest.starts_with(b"\r\n") {
                 2
             } else {
-                usize::from(raw[end..].starts_with(b"\n"))
+                usize::from(rest.starts_with(b"\n"))
             };
+            if le == 0 {
+                // The last line has no line ending (a header-only part): end it first.
+                bytes.splice(0..0, eol.iter().copied());
+            }
             edits.insert(end + le, bytes);
+            Some(true)
         }
         None => {
             // A part with no header at all: give it one, then the separator line.
-            if part.header_end == part.start {
+            let separated = part.header_end == part.start;
+            if separated {
                 bytes.extend_from_slice(eol);
             }
             edits.insert(part.start, bytes);
+            if separated {
+                None
+            } else {
+                Some(true)
+            }
         }
     }
 }
@@ -838,10 +936,7 @@ mod tests {
     /// header and the trace header ended up in the body, so a second pass stamped again.
     #[test]
     fn headerless_messages_are_stamped_once() {
-        let sig = Signature {
-            html: "<p>sig</p>".into(),
-            text: "-- \nJosé".into(),
-        };
+        let sig = Signature::new("<p>sig</p>", "-- \nJosé");
         for raw in [&b""[..], b"\n", b"just a body line\n", b"\r\nbody\r\n"] {
             let Ok(s) = stamp(raw, &sig, &Options::default()) else {
                 continue;
@@ -852,6 +947,119 @@ mod tests {
                 Err(Skip::AlreadyStamped),
                 "{raw:?}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod header_only_tests {
+    use super::*;
+
+    /// A part that is all header (no empty line, often no final line break) gets its fields,
+    /// then the empty line, then the body: in that order, inside the part.
+    #[test]
+    fn header_only_parts_get_header_then_body() {
+        let sig = Signature::new("<p>sig</p>", "-- \nJosé");
+        let cases: &[&[u8]] = &[
+            b"",
+            b"Content-Type: text/html",
+            b"From: a@b\nContent-Type: text/plain",
+            b"From: a@b\nContent-Type: text/plain\n",
+            b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n--b--\n",
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n--b--\r\n",
+        ];
+        for raw in cases {
+            let s = stamp(raw, &sig, &Options::default()).unwrap();
+            let shown = String::from_utf8_lossy(&s.message).into_owned();
+            let out = &s.message;
+            let tree = Tree::parse(out, 0).unwrap();
+            let bodies = select(out, &tree, 0);
+            for (idx, kind) in [(bodies.text, Kind::Text), (bodies.html, Kind::Html)] {
+                let Some(idx) = idx else { continue };
+                let part = &tree.parts[idx];
+                assert!(part.has_separator, "{shown}");
+                let body = &out[part.body.clone()];
+                let cte = mime::find_field(out, &part.fields, "content-transfer-encoding")
+                    .map(|f| mime::simple_value(out, f.value.clone()));
+                let decoded = match cte.as_deref() {
+                    Some("quoted-printable") => transfer::qp_decode(body),
+                    _ => body.to_vec(),
+                };
+                let want: &[u8] = match kind {
+                    Kind::Text => "José".as_bytes(),
+                    Kind::Html => b"<p>sig</p>",
+                };
+                assert!(place::find_ci(&decoded, want, 0).is_some(), "{shown}");
+                // Every header line of the part is a field: nothing spilled into the header.
+                let header = &out[part.start..part.header_end];
+                for line in header.split(|b| *b == b'\n') {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    assert!(line.is_empty() || line.contains(&b':'), "{shown}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+
+    fn sig() -> Signature {
+        let mut s = Signature::new("<img src=\"cid:ab@sigstamp\">", "-- \nx");
+        s.images.push(InlineImage {
+            cid: "ab@sigstamp".into(),
+            content_type: "image/png".into(),
+            filename: "a.png".into(),
+            bytes: b"\x89PNG\r\n\x1a\n".to_vec().into(),
+        });
+        s
+    }
+
+    /// Odd single-part HTML messages: each is stamped once, with its image in a related that
+    /// our own scanner parses back, or without images and the reason.
+    #[test]
+    fn odd_single_part_html_messages() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"Content-Type: text/html\n\n<p>x</p>", true),
+            (b"Content-Type: text/html\r\n\r\n<p>x</p>\r\n", true),
+            (b"From: a@b\nContent-Type: text/html", true),
+            (b"From a@b Mon Jan 1 00:00:00 2026\nContent-Type: text/html\n\n<p>x</p>\n", true),
+            (b"\xEF\xBB\xBFContent-Type: text/html\nContent-Transfer-Encoding: 8bit\n\n\xC3\xA9\n", true),
+            (b"Subject: s\nContent-type: TEXT/HTML; charset=us-ascii\nX-After: 1\n\n<p>x</p>\n", true),
+        ];
+        for (raw, images) in cases {
+            let s = stamp(raw, &sig(), &Options::default()).unwrap();
+            let shown = String::from_utf8_lossy(&s.message).into_owned();
+            assert_eq!(s.html_parts, 1, "{shown}");
+            assert_eq!(
+                (s.images == 1, s.images_dropped.is_none()),
+                (*images, *images),
+                "{shown}"
+            );
+            assert_eq!(
+                stamp(&s.message, &sig(), &Options::default()),
+                Err(Skip::AlreadyStamped)
+            );
+            // The result is a related holding the HTML and the image.
+            let start = bom_len(&s.message);
+            let tree = Tree::parse(&s.message, start).unwrap();
+            let top = &tree.parts[0];
+            assert_eq!(
+                (top.ctype.mtype.as_str(), top.ctype.subtype.as_str()),
+                ("multipart", "related"),
+                "{shown}"
+            );
+            let kids: Vec<_> = top
+                .children
+                .iter()
+                .map(|&c| tree.parts[c].ctype.subtype.as_str())
+                .collect();
+            assert_eq!(kids, ["html", "png"], "{shown}");
+            // 8bit content keeps an 8bit label on the related too.
+            if raw.windows(4).any(|w| w == b"8bit") {
+                assert!(shown.contains("multipart/related; type=\"text/html\";\n\tboundary=\"=_sigstamp_rel_0\"\nContent-Transfer-Encoding: 8bit\n"), "{shown}");
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use sigstamp::directory::{file, Directory, Source};
 use sigstamp::metrics::Metrics;
 use sigstamp::pipeline::Stamper;
 use sigstamp::render::Templates;
+use sigstamp::rules::RuleSet;
 use sigstamp::status::{Status, TokenState, TokenStatus};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,17 +30,22 @@ pub const USERS: &str = r#"[
    "proxyAddresses": ["SMTP:alan@example.com", "smtp:a.turing@example.com"]}
 ]"#;
 
-/// An `App` from config text, with the two users of [`USERS`] loaded from a "file".
+/// An `App` from config text (its `[[rules]]` included), with the two users of [`USERS`]
+/// loaded from a "file".
 pub fn app(config: &str) -> Arc<App> {
     let config = Config::parse(config).expect("test config parses");
     let directory = Arc::new(Directory::new());
     directory.replace_users(file::parse(USERS.as_bytes()).unwrap(), Source::File);
-    let stamper = Arc::new(Stamper::new(directory, Templates::embedded()));
+    let rules = RuleSet::compile(&config.rules, &config.recipients).expect("test rules compile");
+    let mut stamper = Stamper::new(directory, Templates::embedded()).with_rules(rules);
+    stamper.template = config.templates.default.clone();
+    let stamper = Arc::new(stamper);
     Arc::new(App {
         config,
         stamper,
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
+        photos: Arc::new(sigstamp::directory::photo::NoPhotos),
         shutdown: CancellationToken::new(),
     })
 }

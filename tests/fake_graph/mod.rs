@@ -114,7 +114,22 @@ struct FakeUser {
     removed: Option<(String, u64)>,
     manager: Option<String>,
     manager_version: u64,
-    photo: Option<(String, Vec<u8>)>,
+    photo: Option<FakePhoto>,
+}
+
+#[derive(Debug, Clone)]
+struct FakePhoto {
+    content_type: String,
+    bytes: Vec<u8>,
+    /// `@odata.mediaEtag`, quoted as Graph sends it; changes when the photo does.
+    etag: String,
+}
+
+/// A group (`/groups`); members are user or group ids (nested groups count transitively).
+#[derive(Debug, Clone)]
+struct FakeGroup {
+    display_name: String,
+    members: Vec<String>,
 }
 
 /// Everything the tests can script. Reach it through [`FakeGraph::with`].
@@ -152,6 +167,13 @@ pub struct Script {
     pub require_consistency_level: bool,
     requests: Vec<Recorded>,
     delta_cache: Option<(RoundKey, Arc<Vec<String>>)>,
+    /// `GET /users/{id}/photo/$value` (and `/photos/{size}/$value`) served, by user id.
+    pub photo_downloads: HashMap<String, usize>,
+    groups: BTreeMap<String, FakeGroup>,
+    /// `/groups…` answers 403 (no GroupMember.Read.All) when false; users still work.
+    pub group_permission_granted: bool,
+    /// transitiveMembers pages hold at most this many, whatever `$top` asks (forces paging).
+    pub members_page_cap: usize,
 }
 
 /// since, upto, select, directory version: what a delta round's id list depends on.
@@ -223,6 +245,10 @@ impl FakeGraph {
                 require_consistency_level: true,
                 requests: Vec::new(),
                 delta_cache: None,
+                photo_downloads: HashMap::new(),
+                groups: BTreeMap::new(),
+                group_permission_granted: true,
+                members_page_cap: 999,
             }),
         });
         let app = axum::Router::new()
@@ -371,8 +397,44 @@ impl FakeGraph {
         });
     }
 
+    /// Give a user a photo; its ETag follows the content (the same photo keeps its ETag).
     pub fn set_photo(&self, id: &str, content_type: &str, bytes: Vec<u8>) {
-        self.with(|s| s.users.get_mut(id).unwrap().photo = Some((content_type.into(), bytes)));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (content_type, &bytes).hash(&mut h);
+        let etag = format!("\"{:08X}\"", h.finish() as u32);
+        self.with(|s| {
+            s.users.get_mut(id).unwrap().photo = Some(FakePhoto {
+                content_type: content_type.into(),
+                bytes,
+                etag,
+            })
+        });
+    }
+
+    pub fn remove_photo(&self, id: &str) {
+        self.with(|s| s.users.get_mut(id).unwrap().photo = None);
+    }
+
+    /// `$value` downloads of this user's photo so far.
+    pub fn photo_downloads(&self, id: &str) -> usize {
+        self.with(|s| s.photo_downloads.get(id).copied().unwrap_or(0))
+    }
+
+    /// Add or replace a group; `members` are user ids or ids of nested groups.
+    pub fn put_group(&self, id: &str, display_name: &str, members: &[&str]) {
+        self.with(|s| {
+            s.groups.insert(
+                id.into(),
+                FakeGroup {
+                    display_name: display_name.into(),
+                    members: members.iter().map(|m| m.to_string()).collect(),
+                },
+            )
+        });
+    }
+
+    pub fn remove_group(&self, id: &str) {
+        self.with(|s| s.groups.remove(id));
     }
 
     /// `n` generated users `u0000000@contoso.test` …, in one version step.
@@ -1085,16 +1147,35 @@ impl Inner {
             }
             ["users", id, "photo"] => {
                 let u = user(s, id)?;
-                let (ct, bytes) = u.photo.clone().ok_or_else(no_photo)?;
+                let p = u.photo.as_ref().ok_or_else(no_photo)?;
                 Ok(json_response(
                     200,
-                    json!({"@odata.mediaContentType": ct, "@odata.mediaEtag": format!("\"{:08X}\"", bytes.len()), "id": "240X240", "width": 240, "height": 240}),
+                    json!({
+                        "@odata.context": format!("{}/v1.0/$metadata#users('{id}')/photo/$entity", self.base),
+                        "@odata.mediaContentType": p.content_type,
+                        "@odata.mediaEtag": p.etag,
+                        "id": "240X240", "width": 240, "height": 240,
+                    }),
                 ))
             }
             ["users", id, "photo", "$value"] | ["users", id, "photos", _, "$value"] => {
-                let u = user(s, id)?;
-                let (ct, bytes) = u.photo.clone().ok_or_else(no_photo)?;
-                Ok(([("content-type", ct)], Body::from(bytes)).into_response())
+                let p = user(s, id)?.photo.clone().ok_or_else(no_photo)?;
+                *s.photo_downloads.entry(id.to_string()).or_default() += 1;
+                Ok(([("content-type", p.content_type)], Body::from(p.bytes)).into_response())
+            }
+            ["groups", ..] if !s.group_permission_granted => Err(gerr(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )),
+            ["groups"] => self.list_groups(s, query),
+            ["groups", id] => {
+                let g = group(s, id)?;
+                let sel = select_list(query)?;
+                Ok(json_response(200, Value::Object(group_json(id, g, &sel))))
+            }
+            ["groups", id, "transitiveMembers", "microsoft.graph.user"] => {
+                self.transitive_users(s, id, query)
             }
             _ => Err(gerr(
                 400,
@@ -1329,6 +1410,122 @@ impl Inner {
         Ok(json_response(200, body))
     }
 
+    /// `/groups`, with only the `displayName eq '…'` filter (case-insensitive, as Entra ID
+    /// compares strings).
+    fn list_groups(&self, s: &Script, query: &[(String, String)]) -> Result<Response, GraphErr> {
+        let sel = select_list(query)?;
+        let name = match get(query, "$filter") {
+            Some(f) => Some(display_name_filter(f).ok_or_else(|| {
+                gerr(
+                    400,
+                    "Request_UnsupportedQuery",
+                    format!("Unsupported or invalid query filter clause specified: {f}"),
+                )
+            })?),
+            None => None,
+        };
+        let value: Vec<Value> = s
+            .groups
+            .iter()
+            .filter(|(_, g)| {
+                name.as_ref()
+                    .is_none_or(|n| g.display_name.to_lowercase() == n.to_lowercase())
+            })
+            .map(|(id, g)| Value::Object(group_json(id, g, &sel)))
+            .collect();
+        Ok(json_response(
+            200,
+            json!({"@odata.context": format!("{}/v1.0/$metadata#groups(id,displayName)", self.base), "value": value}),
+        ))
+    }
+
+    /// `/groups/{id}/transitiveMembers/microsoft.graph.user`: the users under the group and
+    /// its nested groups, once each, paged by `$top` (≤ 999, default 100, capped by the
+    /// script) with an opaque `$skiptoken`.
+    fn transitive_users(
+        &self,
+        s: &Script,
+        id: &str,
+        query: &[(String, String)],
+    ) -> Result<Response, GraphErr> {
+        group(s, id)?;
+        let kind = format!("members:{id}");
+        let st = match get(query, "$skiptoken") {
+            Some(t) => self.open(t).filter(|t| t.kind == kind).ok_or_else(|| {
+                gerr(
+                    400,
+                    "Request_BadRequest",
+                    "The specified page token value has expired or is invalid.",
+                )
+            })?,
+            None => {
+                let top = match get(query, "$top") {
+                    Some(t) => t.parse().ok().filter(|n| (1..=999).contains(n)).ok_or_else(|| gerr(400, "Request_BadRequest", "Invalid page size specified: '$top'. Must be between 1 and 999 inclusive."))?,
+                    None => 100,
+                };
+                StateToken {
+                    kind,
+                    select: select_list(query)?,
+                    since: 0,
+                    upto: 0,
+                    offset: 0,
+                    top,
+                    issued: 0,
+                }
+            }
+        };
+        let mut users: Vec<String> = Vec::new();
+        let (mut todo, mut seen) = (vec![id.to_string()], HashSet::new());
+        while let Some(g) = todo.pop() {
+            if !seen.insert(g.clone()) {
+                continue;
+            }
+            for m in s
+                .groups
+                .get(&g)
+                .map(|g| g.members.clone())
+                .unwrap_or_default()
+            {
+                if s.groups.contains_key(&m) {
+                    todo.push(m);
+                } else if s.users.get(&m).is_some_and(|u| u.removed.is_none())
+                    && !users.contains(&m)
+                {
+                    users.push(m);
+                }
+            }
+        }
+        users.sort();
+        let n = st.top.min(s.members_page_cap.max(1));
+        let props = props_of(&st.select);
+        let page: Vec<Value> = users
+            .iter()
+            .skip(st.offset)
+            .take(n)
+            .map(|uid| {
+                let mut v = project(&s.users[uid].props, &props, true);
+                v.insert("@odata.type".into(), json!("#microsoft.graph.user"));
+                Value::Object(v)
+            })
+            .collect();
+        let mut body = json!({
+            "@odata.context": format!("{}/v1.0/$metadata#users({})", self.base, props.join(",")),
+            "value": page,
+        });
+        if st.offset + n < users.len() {
+            let next = StateToken {
+                offset: st.offset + n,
+                ..st.clone()
+            };
+            body["@odata.nextLink"] = json!(format!(
+                "{}/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user?$skiptoken={}",
+                self.base,
+                self.seal(&next)
+            ));
+        }
+        Ok(json_response(200, body))
+    }
+
     fn resync_error(&self, shape: ResyncShape) -> GraphErr {
         match shape {
             ResyncShape::Gone410 => {
@@ -1355,6 +1552,29 @@ impl Inner {
 
 fn no_photo() -> GraphErr {
     gerr(404, "ImageNotFound", "Exception of type 'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' was thrown.")
+}
+
+fn group<'a>(s: &'a Script, id: &str) -> Result<&'a FakeGroup, GraphErr> {
+    s.groups.get(id).ok_or_else(|| gerr(404, "Request_ResourceNotFound", format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present.")))
+}
+
+/// A group as Graph lists it: `id` always, the selected properties (id and displayName
+/// by default here; the real default set is larger).
+fn group_json(id: &str, g: &FakeGroup, select: &[String]) -> Map<String, Value> {
+    let mut v = Map::new();
+    v.insert("id".into(), json!(id));
+    if select.is_empty() || select.iter().any(|p| p == "displayName") {
+        v.insert("displayName".into(), json!(g.display_name));
+    }
+    v
+}
+
+/// `displayName eq 'Sales'` (OData quotes doubled); `None` for any other filter.
+fn display_name_filter(filter: &str) -> Option<String> {
+    let rest = filter.trim().strip_prefix("displayName")?.trim_start();
+    let quoted = rest.strip_prefix("eq")?.trim();
+    let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
+    Some(inner.replace("''", "'"))
 }
 
 fn user<'a>(s: &'a Script, id: &str) -> Result<&'a FakeUser, GraphErr> {

@@ -62,6 +62,7 @@ pub fn app(cfg: MilterConfig) -> Arc<App> {
         stamper: Arc::new(stamper()),
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
+        photos: Arc::new(sigstamp::directory::photo::NoPhotos),
         shutdown: CancellationToken::new(),
     })
 }

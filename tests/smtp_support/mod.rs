@@ -133,13 +133,21 @@ impl Drop for TestRelay {
 
 /// A relay on 127.0.0.1:0 in front of a sink, both in this process.
 pub async fn relay(edit: impl FnOnce(&mut SmtpConfig), sink: SinkOptions) -> TestRelay {
+    relay_with(stamper(), edit, sink).await
+}
+
+/// [`relay`] with a stamper of the test's own (e.g. one with rules).
+pub async fn relay_with(
+    stamper: Arc<Stamper>,
+    edit: impl FnOnce(&mut SmtpConfig),
+    sink: SinkOptions,
+) -> TestRelay {
     let (sink_handle, delivered) = Sink::start("127.0.0.1:0", sink).await.unwrap();
     let mut cfg = SmtpConfig::new("127.0.0.1:0", sink_handle.addr().to_string());
     cfg.hostname = "relay.test".into();
     cfg.command_timeout = Duration::from_secs(10);
     cfg.next_hop_timeout = Duration::from_secs(5);
     edit(&mut cfg);
-    let stamper = stamper();
     let metrics = Arc::new(Metrics::new());
     let shutdown = CancellationToken::new();
     let relay = Relay::bind(cfg, stamper.clone(), metrics.clone(), shutdown.clone())

@@ -22,6 +22,26 @@ pub fn free_port() -> u16 {
 /// The services a private Postfix needs besides its smtpd listeners (shared by every harness).
 const MASTER_BASE: &str = include_str!("../postfix-master.cf");
 
+/// master.cf services of the README's before-queue layout: smtpd on `front` hands every
+/// session to sigstamp on `filter` (`smtpd_proxy_filter`), whose next hop is the
+/// after-filter smtpd on `back`.
+pub fn proxy_filter_services(front: u16, filter: u16, back: u16) -> String {
+    format!(
+        "127.0.0.1:{front} inet n - n - 20 smtpd
+  -o smtpd_proxy_filter=127.0.0.1:{filter}
+  -o smtpd_client_connection_count_limit=100
+127.0.0.1:{back} inet n - n - - smtpd
+  -o smtpd_proxy_filter=
+  -o smtpd_client_restrictions=
+  -o smtpd_helo_restrictions=
+  -o smtpd_sender_restrictions=
+  -o smtpd_relay_restrictions=permit_mynetworks,reject
+  -o smtpd_recipient_restrictions=
+  -o mynetworks=127.0.0.0/8
+  -o receive_override_options=no_unknown_recipient_checks"
+    )
+}
+
 impl Postfix {
     /// Start Postfix with `services` (master.cf lines for its smtpd listeners) and mail for
     /// every domain relayed to `relayhost` (`[127.0.0.1]:port`).

@@ -1,6 +1,8 @@
 //! Shared helpers of the stamping tests.
 #![allow(dead_code)]
 
+pub mod images;
+
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use sigstamp::stamp::charset::Charset;
 use sigstamp::stamp::{transfer, Signature, TRACE_HEADER};
@@ -14,12 +16,17 @@ pub fn test_signature() -> Signature {
     Signature {
         html: format!("<table class=\"sig\"><tr><td>José Müller · {MARKER}</td></tr></table>"),
         text: format!("-- \nJosé Müller · {MARKER}\nHead of Sales\n+1 555 0100"),
+        ..Default::default()
     }
 }
 
-/// `../shared/corpus` beside the checkout. Missing: skip, except in CI where it must exist.
+/// `../shared/corpus` beside the checkout (or `$SIGSTAMP_CORPUS`, for a checkout elsewhere).
+/// Missing: skip, except in CI where it must exist.
 pub fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let dir = std::env::var_os("SIGSTAMP_CORPUS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"),
+        PathBuf::from,
+    );
     if dir.join("INDEX.md").exists() {
         return Some(dir);
     }

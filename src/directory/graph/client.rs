@@ -55,12 +55,18 @@ pub fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.8..1.2))
 }
 
+/// Cheap to clone: clones share the HTTP connection pool and the token cache (the photo and
+/// group fetchers use the sync's client, so a delegated refresh token is never rotated twice).
+#[derive(Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
     endpoint: String,
-    tokens: TokenProvider,
+    tokens: Arc<TokenProvider>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
+    /// After a 429/503/504, no request of this client or its clones leaves before this
+    /// instant: requests sent while throttled still count against the limits (§4.2).
+    paused_until: Arc<std::sync::Mutex<Option<time::OffsetDateTime>>>,
 }
 
 impl GraphClient {
@@ -74,9 +80,10 @@ impl GraphClient {
         GraphClient {
             http,
             endpoint: endpoint.trim_end_matches('/').to_string(),
-            tokens,
+            tokens: Arc::new(tokens),
             clock,
             retry,
+            paused_until: Arc::default(),
         }
     }
 
@@ -91,20 +98,33 @@ impl GraphClient {
 
     /// GET a JSON document. `minimal` sends `Prefer: return=minimal` (delta requests, §2.2).
     pub async fn get_json(&self, url: &str, minimal: bool) -> Result<Value, GraphError> {
-        self.get(url, minimal).await
+        self.get_parsed(url, minimal).await
     }
 
     /// [`GraphClient::get_json`] parsed straight into `T` (delta pages into compact users,
     /// with no `serde_json::Value` of the page in between).
-    pub async fn get<T: serde::de::DeserializeOwned>(
+    pub async fn get_parsed<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
         minimal: bool,
     ) -> Result<T, GraphError> {
+        let resp = self.get(url, minimal).await?;
+        let body = resp.bytes().await.map_err(|source| GraphError::Transport {
+            what: "Microsoft Graph",
+            source,
+        })?;
+        serde_json::from_slice(&body)
+            .map_err(|e| GraphError::protocol("Microsoft Graph", e.to_string()))
+    }
+
+    /// GET `url` with the token, 401 and throttling handling; returns a 2xx response with its
+    /// body unread (photo bytes are read with a size limit by the caller).
+    pub async fn get(&self, url: &str, minimal: bool) -> Result<reqwest::Response, GraphError> {
         let mut attempt = 0u32;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
         loop {
+            self.wait_while_paused().await;
             let token = self.tokens.access_token().await?;
             let rid = new_uuid();
             let mut req = self
@@ -124,12 +144,7 @@ impl GraphClient {
             })?;
             let status = resp.status().as_u16();
             if (200..300).contains(&status) {
-                let body = resp.bytes().await.map_err(|source| GraphError::Transport {
-                    what: "Microsoft Graph",
-                    source,
-                })?;
-                return serde_json::from_slice(&body)
-                    .map_err(|e| GraphError::protocol("Microsoft Graph", e.to_string()));
+                return Ok(resp);
             }
             let err = self.api_error(resp, rid).await;
             tracing::debug!(status, code = %err.code, request_id = ?err.request_id, "Graph error");
@@ -145,6 +160,7 @@ impl GraphClient {
                     .unwrap_or_else(|| self.retry.backoff(attempt));
                 if waited + delay <= self.retry.total_cap {
                     tracing::debug!(status, ?delay, attempt, "Graph throttled; waiting");
+                    self.pause(delay);
                     self.clock.sleep(delay).await;
                     waited += delay;
                     attempt += 1;
@@ -152,6 +168,30 @@ impl GraphClient {
                 }
             }
             return Err(GraphError::Api(err));
+        }
+    }
+
+    fn pause(&self, delay: Duration) {
+        let until = self.clock.now() + delay;
+        let mut p = self.paused_until.lock().unwrap();
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Sleep until a pause another request set (throttling) is over.
+    async fn wait_while_paused(&self) {
+        loop {
+            let until = *self.paused_until.lock().unwrap();
+            let Some(left) = until
+                .map(|t| t - self.clock.now())
+                .filter(|d| d.is_positive())
+            else {
+                return;
+            };
+            self.clock
+                .sleep(Duration::try_from(left).unwrap_or_default())
+                .await;
         }
     }
 

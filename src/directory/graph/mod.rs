@@ -8,6 +8,9 @@
 pub mod client;
 pub mod clock;
 pub mod error;
+pub mod extras;
+pub mod groups;
+pub mod photos;
 pub mod state;
 pub mod sync;
 pub mod token;
@@ -55,6 +58,14 @@ pub struct GraphConfig {
     /// Timeout of one HTTP request to the token endpoint or Graph.
     #[serde(default = "default_request_timeout", with = "crate::config::duration")]
     pub request_timeout: Duration,
+    /// Fetch users' photos for `{{photo}}` (see [`photos`]).
+    #[serde(default)]
+    pub photos: bool,
+    /// Where photos are cached; default `photos/` beside `[directory] snapshot`.
+    pub photo_dir: Option<PathBuf>,
+    /// How often each user's photo is checked again (its ETag compared).
+    #[serde(default = "default_photo_refresh", with = "crate::config::duration")]
+    pub photo_refresh: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -80,6 +91,10 @@ fn default_sync_interval() -> Duration {
 
 fn default_request_timeout() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_photo_refresh() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 impl GraphConfig {
@@ -155,6 +170,7 @@ impl GraphConfig {
                 "must not be zero",
             ));
         }
+        photos::validate(self)?;
         Ok(())
     }
 
@@ -372,6 +388,16 @@ pub async fn run_with_clock(
     app: Arc<crate::app::App>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
+    run_with(app, clock, extras::Extras::default()).await
+}
+
+/// [`run_with_clock`] that also refreshes user photos and group memberships after each
+/// successful sync (see [`extras::Extras`]).
+pub async fn run_with(
+    app: Arc<crate::app::App>,
+    clock: Arc<dyn Clock>,
+    extras: extras::Extras,
+) -> anyhow::Result<()> {
     let tracker = TokenTracker::new(app.status.clone(), app.metrics.clone(), clock.clone());
     let Some(cfg) = app.config.graph.clone() else {
         tracker.set(crate::status::TokenStatus::unconfigured());
@@ -385,6 +411,7 @@ pub async fn run_with_clock(
         clock: clock.clone(),
     };
     let client = cfg.client(clock.clone(), RetryPolicy::background())?;
+    let extras = extras::Running::start(extras, &cfg, &client, &sink, &app.shutdown);
     let mut syncer = Syncer::new(client, clock.clone());
     sink.seed(&mut syncer);
     let mut refresher = Refresher {
@@ -393,6 +420,7 @@ pub async fn run_with_clock(
         interval: cfg.sync_interval,
         failures: 0,
         snapshot_ok: true,
+        extras,
     };
     loop {
         let wait = tokio::select! {
@@ -412,6 +440,7 @@ struct Refresher {
     interval: Duration,
     failures: u32,
     snapshot_ok: bool,
+    extras: extras::Running,
 }
 
 impl Refresher {
@@ -430,6 +459,7 @@ impl Refresher {
                 );
                 let written = self.sink.publish(syncer, &report).await;
                 self.snapshot_result(written);
+                self.extras.after_sync(syncer.client(), &self.sink).await;
                 self.interval
             }
             Err(e) => {

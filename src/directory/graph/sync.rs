@@ -206,7 +206,7 @@ impl Syncer {
         let started_at = self.clock.now();
         let (mut pages, mut entries) = (0, 0);
         loop {
-            let page: Page = self.client.get(&url, true).await?;
+            let page: Page = self.client.get_parsed(&url, true).await?;
             pages += 1;
             entries += page.value.len();
             // Each entry is merged as it comes: no page is kept once it is staged.

@@ -1,13 +1,19 @@
 //! DATA and BDAT: take the message whole, stamp it, send it, answer with the next hop's
-//! final reply. 250 reaches the client only after the next hop said 250.
+//! final reply. 250 reaches the client only after the next hop said 250. When rules give
+//! internal and external recipients different signatures, each group is sent as its own
+//! next-hop transaction (`send_split`).
 
-use super::{Session, State, INLINE_STAMP_LIMIT};
-use crate::pipeline::{Envelope, Unchanged, Verdict};
+use super::{Session, State, Transaction, INLINE_STAMP_LIMIT};
+use crate::pipeline::{Audience, Envelope, Part, Unchanged, Verdict};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::stamp::{Skip, TRACE_HEADER};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// One part of a split message as sent: its audience, its recipients (indices into the
+/// transaction's), its bytes.
+type Outgoing = (Option<Audience>, Vec<usize>, Vec<u8>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn on_data(&mut self) -> Result<Option<Reply>, SmtpError> {
@@ -89,41 +95,144 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let data = std::mem::take(&mut tx.data);
         let started = Instant::now();
-        let (data, verdict) = if data.len() <= INLINE_STAMP_LIMIT {
-            let v = self.shared.stamper.process(
+        let (data, mut parts) = self.stamp(&tx, data).await?;
+        let metrics = &self.shared.metrics;
+        metrics
+            .stamp_seconds
+            .observe(started.elapsed().as_secs_f64());
+        for part in &parts {
+            metrics.count_message("relay", part.verdict.label());
+        }
+        if parts.len() == 1 {
+            // The common case: one transaction, already open at the next hop.
+            let part = parts.remove(0);
+            let message = self.outgoing(part.verdict, data);
+            return self.send_whole(&tx, &message).await;
+        }
+        // The rules gave internal and external recipients different signatures.
+        let split: Vec<Outgoing> = parts
+            .into_iter()
+            .map(|p| {
+                let message = match p.verdict {
+                    Verdict::Stamped { message, .. } => message,
+                    unchanged => self.outgoing(unchanged, data.clone()),
+                };
+                (p.audience, p.rcpts, message)
+            })
+            .collect();
+        self.send_split(&tx, split).await
+    }
+
+    /// One next-hop transaction per part, in order, on the session whose transaction MAIL
+    /// and RCPT opened (it is reset first). The client hears 250 only if every part was
+    /// accepted; otherwise the failing part's reply, so a 4xx stays temporary and the client
+    /// retries. Parts accepted before a failure are delivered: that retry duplicates them
+    /// (see README, "Mixed recipients").
+    async fn send_split(
+        &mut self,
+        tx: &Transaction,
+        parts: Vec<Outgoing>,
+    ) -> Result<Reply, SmtpError> {
+        let sent = Instant::now();
+        let total = parts.len();
+        let mut accepted: Vec<String> = Vec::with_capacity(total);
+        for (n, (audience, rcpts, message)) in parts.iter().enumerate() {
+            let audience = audience.map_or("all", |a| a.as_str());
+            let rcpts: Vec<&str> = rcpts
+                .iter()
+                .filter_map(|&i| tx.rcpt_lines.get(i).map(String::as_str))
+                .collect();
+            let Some(hop) = self.hop.as_mut() else {
+                return Err(replies::NEXT_HOP_BROKEN.into());
+            };
+            let result = hop.transaction(&tx.mail_line, &rcpts, message).await;
+            let reply = match result {
+                Ok(reply) => reply,
+                Err(e) => {
+                    self.warn_partial(tx, n, total, &format!("{e}"));
+                    return Err(self.hop_failed(e));
+                }
+            };
+            tracing::info!(
+                peer = ?self.peer,
+                from = %tx.mail_from,
+                part = n + 1,
+                parts = total,
+                audience,
+                rcpts = rcpts.len(),
+                size = message.len(),
+                reply = %reply,
+                "relayed part"
+            );
+            if !reply.is_positive() {
+                self.warn_partial(tx, n, total, &reply.to_string());
+                return Err(reply.into());
+            }
+            accepted.push(format!("{audience}: {}", reply.lines.join(" ")));
+        }
+        self.shared
+            .metrics
+            .relay_seconds
+            .observe(sent.elapsed().as_secs_f64());
+        Ok(replies::SPLIT_ACCEPTED.with_detail(accepted.join("; ")))
+    }
+
+    /// A part failed after `delivered` parts were accepted: those are delivered, and the
+    /// client's retry will deliver them again.
+    fn warn_partial(&self, tx: &Transaction, delivered: usize, total: usize, why: &str) {
+        if delivered > 0 {
+            tracing::warn!(
+                peer = ?self.peer,
+                from = %tx.mail_from,
+                delivered,
+                parts = total,
+                error = %why,
+                "split message partly delivered; a retry by the client duplicates the delivered parts"
+            );
+        }
+    }
+
+    /// Run the pipeline: one part, or one per recipient group. Large messages are stamped
+    /// on the blocking pool.
+    async fn stamp(
+        &mut self,
+        tx: &Transaction,
+        data: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<Part>), SmtpError> {
+        if data.len() <= INLINE_STAMP_LIMIT {
+            let parts = self.shared.stamper.process_split(
                 &data,
                 &Envelope {
                     mail_from: Some(&tx.mail_from),
                     rcpt_to: &tx.rcpts,
                 },
             );
-            (data, v)
-        } else {
-            let stamper = self.shared.stamper.clone();
-            let (from, rcpts) = (tx.mail_from.clone(), tx.rcpts.clone());
-            let job = tokio::task::spawn_blocking(move || {
-                let env = Envelope {
-                    mail_from: Some(&from),
-                    rcpt_to: &rcpts,
-                };
-                let v = stamper.process(&data, &env);
-                (data, v)
-            });
-            match job.await {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::error!(error = %e, "stamping task failed");
-                    self.abort_transaction().await;
-                    return Err(replies::LOCAL_ERROR.into());
-                }
+            return Ok((data, parts));
+        }
+        let stamper = self.shared.stamper.clone();
+        let (from, rcpts) = (tx.mail_from.clone(), tx.rcpts.clone());
+        let job = tokio::task::spawn_blocking(move || {
+            let env = Envelope {
+                mail_from: Some(&from),
+                rcpt_to: &rcpts,
+            };
+            let parts = stamper.process_split(&data, &env);
+            (data, parts)
+        });
+        match job.await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                tracing::error!(error = %e, "stamping task failed");
+                self.abort_transaction().await;
+                Err(replies::LOCAL_ERROR.into())
             }
-        };
-        let metrics = &self.shared.metrics;
-        metrics
-            .stamp_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.count_message("relay", verdict.label());
-        let message = match verdict {
+        }
+    }
+
+    /// The bytes to send for one verdict: the stamped message, or the original (marked
+    /// when `mark_unchanged` asks for it).
+    fn outgoing(&self, verdict: Verdict, data: Vec<u8>) -> Vec<u8> {
+        match verdict {
             Verdict::Stamped { message, .. } => message,
             Verdict::Unchanged(reason) => {
                 tracing::debug!(%reason, "message passed on unchanged");
@@ -134,12 +243,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     data
                 }
             }
-        };
+        }
+    }
+
+    /// DATA on the transaction MAIL and RCPT opened; the next hop's reply is the client's.
+    async fn send_whole(&mut self, tx: &Transaction, message: &[u8]) -> Result<Reply, SmtpError> {
         let Some(hop) = self.hop.as_mut() else {
             return Err(replies::NEXT_HOP_BROKEN.into());
         };
         let sent = Instant::now();
-        match hop.send(&message).await {
+        match hop.send(message).await {
             Ok(reply) => {
                 self.shared
                     .metrics

@@ -42,7 +42,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let line = commands::mail_line(&from)?;
         let reply = self.hop_mail(&line).await?;
         if reply.is_positive() {
-            self.tx = Some(Transaction::new(from.address, from.size));
+            self.tx = Some(Transaction::new(from.address, from.size, line));
         }
         Ok(Some(reply))
     }

@@ -80,8 +80,13 @@ impl State {
 /// One mail transaction, open once the next hop accepted MAIL.
 struct Transaction {
     mail_from: String,
+    /// The MAIL line sent to the next hop, parameters included (sent again per part when a
+    /// message is split by recipient group).
+    mail_line: String,
     /// Recipients the next hop accepted.
     rcpts: Vec<String>,
+    /// Their RCPT lines as sent, parameters included; parallel to `rcpts`.
+    rcpt_lines: Vec<String>,
     /// RCPT commands tried, accepted or not.
     attempted: usize,
     data: Vec<u8>,
@@ -92,10 +97,12 @@ struct Transaction {
 const MAX_PRESIZE: usize = 1024 * 1024;
 
 impl Transaction {
-    fn new(mail_from: String, declared_size: usize) -> Self {
+    fn new(mail_from: String, declared_size: usize, mail_line: String) -> Self {
         Transaction {
             mail_from,
+            mail_line,
             rcpts: Vec::new(),
+            rcpt_lines: Vec::new(),
             attempted: 0,
             data: Vec::with_capacity(declared_size.min(MAX_PRESIZE)),
             bdat: false,

@@ -27,6 +27,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if reply.is_positive() {
                     if let Some(tx) = self.tx.as_mut() {
                         tx.rcpts.push(to.address);
+                        tx.rcpt_lines.push(line);
                     }
                 }
                 Ok(Some(reply))

@@ -244,6 +244,29 @@ impl Delivery {
         result
     }
 
+    /// One whole transaction (a part of a message split by recipient group): MAIL (after
+    /// RSET of the open one), every RCPT, DATA. The first negative reply ends it and is
+    /// returned; a part reaches all of its recipients or none of them.
+    pub async fn transaction(
+        &mut self,
+        mail: &str,
+        rcpts: &[&str],
+        message: &[u8],
+    ) -> Result<Reply, HopError> {
+        let reply = self.mail_from(mail).await?;
+        if !reply.is_positive() {
+            return Ok(reply);
+        }
+        for line in rcpts {
+            let reply = self.add_rcpt(line).await?;
+            if !reply.is_positive() {
+                self.reset().await?;
+                return Ok(reply);
+            }
+        }
+        self.send(message).await
+    }
+
     /// End the open transaction (client RSET, or before reuse).
     pub async fn reset(&mut self) -> Result<(), HopError> {
         if self.in_transaction {
