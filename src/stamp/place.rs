@@ -49,18 +49,32 @@ const HTML_TAG_MARKERS: &[&[u8]] = &[
     b"border-top:solid #E1E1E1", // Outlook desktop reply header block
     b"border-top:solid #B5C4DF",
     b"border-top: solid #E1E1E1",
-    b"id=\"zwchr\"",                 // Zimbra
-    b"class=\"yahoo_quoted",         // Yahoo
-    b"id=\"AOLMsgPart",              // AOL
-    b"id=\"stopSpelling\"",          // Hotmail
+    b"id=\"zwchr\"",                                 // Zimbra
+    b"yahoo_quoted",        // Yahoo (class and id, often with a "ydp…" prefix)
+    b"id=\"AOLMsgPart",     // AOL
+    b"id=\"stopSpelling\"", // Hotmail
     b"class=\"OutlookMessageHeader", // Outlook 2003
-    b"OLK_SRC_BODY_SECTION",         // Outlook for Mac
-    b"class=\"protonmail_quote",     // Proton Mail
-    b"class=\"zmail_extra",          // Zoho Mail
+    b"OLK_SRC_BODY_SECTION", // Outlook for Mac
+    b"class=\"protonmail_quote", // Proton Mail
+    b"class=\"zmail_extra", // Zoho Mail
+    b"id=\"mail-editor-reference-message-container", // new Outlook (Monarch), Outlook mobile
+    b"class=\"moz-forward-container", // Thunderbird forward
+    b"-----Original Message-----", // Outlook plain-style separator written into HTML
+    b"----- Original Message -----",
 ];
 
-/// Outlook desktop's bold reply header starts with this; it is checked further on a match.
-const BOLD_FROM: &[u8] = b"From:</";
+/// Outlook desktop's bold reply header starts with one of these (English, German, French,
+/// Spanish/Portuguese, Dutch, Italian); it is checked further on a match.
+const BOLD_FROM: &[&[u8]] = &[
+    b"From:</",
+    b"Von:</",
+    b"De:</",
+    b"De :</",
+    b"De&nbsp;:</",
+    b"De\xc2\xa0:</",
+    b"Van:</",
+    b"Da:</",
+];
 
 /// One case-insensitive DFA over every marker (and [`BOLD_FROM`]): a single pass over the
 /// HTML finds the earliest quote, whatever the client.
@@ -71,7 +85,7 @@ fn html_markers() -> &'static aho_corasick::AhoCorasick {
             .ascii_case_insensitive(true)
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(HTML_TAG_MARKERS.iter().chain([&BOLD_FROM]))
+            .build(HTML_TAG_MARKERS.iter().chain(BOLD_FROM))
             .expect("static markers")
     })
 }
@@ -80,7 +94,7 @@ fn html_markers() -> &'static aho_corasick::AhoCorasick {
 pub fn html_position(html: &[u8]) -> usize {
     for m in html_markers().find_iter(html) {
         let Some(marker) = HTML_TAG_MARKERS.get(m.pattern().as_usize()) else {
-            match outlook_bold_header(html, m.start()) {
+            match outlook_bold_header(html, m.start(), m.end()) {
                 Some(at) => return at,
                 None => continue,
             }
@@ -134,6 +148,13 @@ fn include_preceding_attribution(html: &[u8], start: usize) -> usize {
             b"escribi",
             b"scritto",
             b"schreef",
+            // Apple Mail forwards: "Begin forwarded message:" above the cited message.
+            b"forwarded message",
+            b"weitergeleiteten nachricht",
+            b"message r\xc3\xa9exp\xc3\xa9di",
+            b"mensaje reenviado",
+            b"messaggio inoltrato",
+            b"doorgestuurd bericht",
         ]
         .iter()
         .any(|w| find_ci(line, w, 0).is_some());
@@ -166,10 +187,10 @@ fn include_preceding_hr(html: &[u8], start: usize) -> usize {
 }
 
 /// Outlook desktop without the border block: `<b>From:</b> … <b>Sent:</b>` (possibly with a
-/// `<span>` inside the bold). `at` is where "From:</" was found; the signature goes before the
+/// `<span>` inside the bold). "From:</" was found at `at..end`; the signature goes before the
 /// paragraph holding it.
-fn outlook_bold_header(html: &[u8], at: usize) -> Option<usize> {
-    let after = &html[at + 5..html.len().min(at + 20)];
+fn outlook_bold_header(html: &[u8], at: usize, end: usize) -> Option<usize> {
+    let after = &html[end - 2..html.len().min(end + 13)];
     let bold = after.starts_with(b"</b>")
         || after.starts_with(b"</B>")
         || after.to_ascii_lowercase().starts_with(b"</span></b>");
@@ -182,6 +203,18 @@ fn outlook_bold_header(html: &[u8], at: usize) -> Option<usize> {
         b"Date:</",
         b"Gesendet:</",
         b"Envoy\xc3\xa9:</",
+        b"Envoy\xc3\xa9 :</",
+        b"Envoy\xc3\xa9&nbsp;:</",
+        b"Envoy&eacute;&nbsp;:</",
+        b"Envoy&eacute;:</",
+        b"Envoy\xe9:</",
+        b"Envoy\xe9&nbsp;:</",
+        b"Enviado:</",
+        b"Enviada:</",
+        b"Verzonden:</",
+        b"Inviato:</",
+        b"Datum:</",
+        b"Data:</",
     ]
     .iter()
     .any(|n| find_ci(window, n, 0).is_some());
@@ -208,11 +241,20 @@ fn closing_tag(html: &[u8], name: &[u8]) -> Option<usize> {
             && rest
                 .get(name.len())
                 .is_none_or(|b| *b == b'>' || b.is_ascii_whitespace())
+            && !in_comment(html, at)
         {
             return Some(at);
         }
         end = at;
     }
+}
+
+/// Whether `at` lies inside an HTML comment (`<!-- … </body> … -->` after the real end of the
+/// body, or an Outlook conditional comment): a closing tag there is not the real one.
+fn in_comment(html: &[u8], at: usize) -> bool {
+    let before = &html[..at];
+    memchr::memmem::rfind(before, b"<!--")
+        .is_some_and(|open| memchr::memmem::find(&before[open + 4..], b"-->").is_none())
 }
 
 /// Where in a text body the signature goes: the start of the line that opens the quoted
@@ -301,7 +343,15 @@ fn is_attribution(line: &[u8], next: Option<&[u8]>) -> bool {
 
 /// "-----Original Message-----" and friends.
 fn is_separator(line: &[u8]) -> bool {
-    if starts_ci(line, b"begin forwarded message:") {
+    const APPLE_FORWARD: &[&[u8]] = &[
+        b"begin forwarded message:",
+        b"anfang der weitergeleiteten nachricht:",
+        b"d\xc3\xa9but du message r\xc3\xa9exp\xc3\xa9di\xc3\xa9 :",
+        b"inicio del mensaje reenviado:",
+        b"inizio messaggio inoltrato:",
+        b"begin doorgestuurd bericht:",
+    ];
+    if APPLE_FORWARD.iter().any(|p| starts_ci(line, p)) {
         return true;
     }
     if !line.starts_with(b"--") {
@@ -322,19 +372,49 @@ fn is_separator(line: &[u8]) -> bool {
     NAMES.iter().any(|n| core.eq_ignore_ascii_case(n))
 }
 
-/// Outlook's plain-text reply header: "From: …" then "Sent: …" / "Date: …" within a few lines.
+/// Outlook's plain-text reply header: "From: …" then "Sent: …" / "Date: …" within a few
+/// lines, in the languages Outlook writes it in ("De : …" / "Envoyé : …" in French).
 fn is_header_block<'a>(line: &[u8], mut next: impl Iterator<Item = &'a [u8]>) -> bool {
-    let from = starts_ci(line, b"from:") || starts_ci(line, b"*from:*") || starts_ci(line, b"von:");
-    from && next.any(|t| {
-        [
-            b"sent:".as_slice(),
-            b"*sent:*",
-            b"date:",
-            b"*date:*",
-            b"gesendet:",
-        ]
-        .iter()
-        .any(|p| starts_ci(t, p))
+    const FROM: &[&[u8]] = &[
+        b"from",
+        b"von",
+        b"de",
+        b"van",
+        b"da",
+        b"fr\xc3\xa5n",
+        b"fr\xe5n",
+        b"fra",
+    ];
+    const SENT: &[&[u8]] = &[
+        b"sent",
+        b"date",
+        b"gesendet",
+        b"datum",
+        b"envoy\xc3\xa9",
+        b"envoy\xe9",
+        b"enviado",
+        b"enviada",
+        b"verzonden",
+        b"inviato",
+        b"data",
+        b"skickat",
+        b"sendt",
+    ];
+    header_label(line, FROM) && next.any(|t| header_label(t, SENT))
+}
+
+/// Whether `line` starts with one of `names`, optionally in bold (`*From:*`), then a colon
+/// (French puts a space or a no-break space before it).
+fn header_label(line: &[u8], names: &[&[u8]]) -> bool {
+    let line = line.strip_prefix(b"*").unwrap_or(line);
+    names.iter().any(|n| {
+        if !starts_ci(line, n) {
+            return false;
+        }
+        let rest = &line[n.len()..];
+        let rest = rest.strip_prefix(b"\xc2\xa0").unwrap_or(rest);
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        rest.starts_with(b":")
     })
 }
 
@@ -360,6 +440,11 @@ mod tests {
             ("<p>Hi</p>|<div class=\"moz-cite-prefix\">On x wrote:</div><blockquote type=\"cite\">q</blockquote>", "thunderbird"),
             ("<p>Hi</p>|<div style=\"border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0in 0in 0in\"><p><b>From:</b> x</p></div>", "outlook border"),
             ("<p>Hi</p>|<p class=MsoNormal><b><span lang=EN-US>From:</span></b><span> x<br><b>Sent:</b> y</span></p></body>", "outlook bold"),
+            ("<p>Hi</p>|</body></html><!-- </body> -->", "closing tag in a trailing comment"),
+            ("<p>Hi</p><!--[if mso]></body><![endif]-->|</body>", "closing tag in a conditional comment"),
+            ("<p>Hi</p>|<div id=\"mail-editor-reference-message-container\"><hr><div><b>From:</b> x<br><b>Sent:</b> y</div></div>", "new Outlook"),
+            ("<p>Hi</p>|<p><b>Da:</b> x<br><b>Inviato:</b> y</p>", "Outlook bold, Italian"),
+            ("<p>Hi</p><p>Der <b>Von:</b> Plan</p>|</body>", "bold Von: without a date is text"),
         ];
         for (marked, what) in cases {
             let want = marked.find('|').unwrap();
@@ -402,6 +487,23 @@ mod tests {
             (
                 "Hi\nFrom: the team\nregards\n",
                 "From: without Sent: is not a quote",
+            ),
+            (
+                "Hi\n\n|De\u{a0}: Bob\nEnvoy\u{e9}\u{a0}: lundi\n",
+                "French header with no-break spaces",
+            ),
+            (
+                "Hi\n\n|*De:* Bob\n*Enviado:* lunes\n",
+                "Spanish header in bold",
+            ),
+            ("Hi\n\n|Da: Bob\nInviato: luned\u{ec}\n", "Italian header"),
+            (
+                "Hi\n\n|Anfang der weitergeleiteten Nachricht:\n\nVon: Bob\n",
+                "Apple Mail forward, German",
+            ),
+            (
+                "Hi\nDe: Lyon\nA bient\u{f4}t\n",
+                "De: without a date line is text",
             ),
         ];
         for (marked, what) in cases {
