@@ -377,17 +377,24 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
         }
         ("multipart", "digest") => Bodies::default(),
         ("multipart", _) => {
-            // mixed and unknown multiparts: the body is the first part; the rest are attached.
-            let Some(&first) = part.children.first() else {
+            // mixed and unknown multiparts: the body is the first part that is not itself an
+            // attached file (some clients put a file or an image ahead of the text); the rest
+            // are attached.
+            let Some(pos) = part
+                .children
+                .iter()
+                .position(|&c| !is_attached_file(raw, tree, c))
+            else {
                 return Bodies::default();
             };
+            let first = part.children[pos];
             let body = select(raw, tree, first);
             // Apple Mail puts an inline image in the middle of the text as
             // mixed[text, image (inline), text]: the author's text ends in the last text part.
             let Some(kind) = inline_text_kind(raw, tree, first) else {
                 return body;
             };
-            let tail = part.children[1..]
+            let tail = part.children[pos + 1..]
                 .iter()
                 .copied()
                 .take_while(|&c| {
@@ -456,6 +463,14 @@ fn inline_text_kind(raw: &[u8], tree: &Tree, idx: usize) -> Option<Kind> {
             .and_then(|f| mime::parse_content_type(raw, f.value.clone(), true))
             .is_some_and(|d| d.params.iter().any(|x| x.name.starts_with("filename")));
     (!p.attachment && !named).then_some(kind)
+}
+
+/// A leaf of a multipart/mixed that is a file rather than the message text: marked as an
+/// attachment, a named text part (`name=` / `filename=` without a disposition is a file
+/// too), or any leaf that is not text/plain or text/html (images, documents, message/*).
+fn is_attached_file(raw: &[u8], tree: &Tree, idx: usize) -> bool {
+    let p = &tree.parts[idx];
+    p.attachment || (p.ctype.mtype != "multipart" && inline_text_kind(raw, tree, idx).is_none())
 }
 
 /// A part explicitly marked `Content-Disposition: inline` (an image shown in the text).
@@ -553,6 +568,13 @@ fn stamp_part(
         }
     };
     refuse_inline_pgp(&decoded)?;
+    let flowed_sig;
+    let sig = if kind == Kind::Text && is_flowed(&part.ctype) {
+        flowed_sig = Signature::new("", flowed_text(&sig.text));
+        &flowed_sig
+    } else {
+        sig
+    };
     let msg_eol = if eol == b"\r\n" { "\r\n" } else { "\n" };
     let label = part.ctype.param("charset").map(|p| p.value.as_str());
     let charset = Charset::classify(label, &decoded);
@@ -666,6 +688,31 @@ fn stamp_part(
     }
     edits.0.extend(body_edits);
     Ok(())
+}
+
+fn is_flowed(ct: &mime::ContentType) -> bool {
+    ct.param("format")
+        .is_some_and(|p| p.value.trim().eq_ignore_ascii_case("flowed"))
+}
+
+/// The signature text as fixed lines of a format=flowed body (RFC 3676): no trailing spaces
+/// (they would join a line to the next; the "-- " separator keeps its own), and lines that
+/// start with a space, ">" or "From " are space-stuffed so they read as written.
+fn flowed_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        let line = if line == "-- " {
+            line
+        } else {
+            line.trim_end_matches([' ', '\t'])
+        };
+        if line.starts_with([' ', '>']) || line.starts_with("From ") {
+            out.push(' ');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn apply_change(decoded: &[u8], change: Change) -> Vec<u8> {
@@ -948,6 +995,36 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod flowed_tests {
+    use super::*;
+
+    /// A format=flowed body: the signature's lines are fixed lines (a template's trailing
+    /// spaces would join them), "-- " stays, and a line starting with ">" is space-stuffed.
+    #[test]
+    fn signature_lines_stay_fixed_in_flowed_text() {
+        let sig = Signature::new("", "-- \nAna Silva  \n> Contoso \nFrom Lisbon");
+        for params in ["format=flowed", "format=\"Flowed\"; delsp=yes"] {
+            let raw = format!(
+                "Content-Type: text/plain; charset=us-ascii; {params}\n\nA line that \nflows on.\n"
+            );
+            let out = stamp(raw.as_bytes(), &sig, &Options::default()).unwrap();
+            let body = String::from_utf8(out.message).unwrap();
+            let body = body.split_once("\n\n").unwrap().1;
+            assert_eq!(
+                body, "A line that \nflows on.\n\n-- \nAna Silva\n > Contoso\n From Lisbon\n",
+                "{params}"
+            );
+        }
+        // Not flowed: the text goes in as written.
+        let raw = b"Content-Type: text/plain\n\nHi\n";
+        let out = stamp(raw, &sig, &Options::default()).unwrap();
+        assert!(String::from_utf8(out.message)
+            .unwrap()
+            .ends_with("Ana Silva  \n> Contoso \nFrom Lisbon\n"));
     }
 }
 
