@@ -266,14 +266,26 @@ pub fn text_position(text: &[u8]) -> Option<usize> {
         let t = trim(line);
         let rest = || lines(&text[start + line.len()..]).map(|(_, l)| trim(l));
         if t.starts_with(b">") {
+            // The author answers below or between the quoted lines (bottom-posting, inline
+            // replies): the signature goes after the author's last words, at the end.
+            if interleaved(&text[start..]) {
+                return None;
+            }
             // An attribution line ("X wrote:") right above the quote belongs to it.
             return Some(match prev_nonblank {
                 Some((ps, pl)) if pl.ends_with(b":") => ps,
                 _ => start,
             });
         }
-        if is_attribution(t, rest().next()) || is_separator(t) || is_header_block(t, rest().take(4))
-        {
+        if is_attribution(t, rest().next()) {
+            let after = &text[start + line.len()..];
+            let quote = lines(after).find(|(_, l)| trim(l).starts_with(b">"));
+            if quote.is_some_and(|(q, _)| interleaved(&after[q..])) {
+                return None;
+            }
+            return Some(start);
+        }
+        if is_separator(t) || is_header_block(t, rest().take(4)) {
             return Some(start);
         }
         if t.len() >= 20 && t.iter().all(|b| *b == b'_') {
@@ -287,6 +299,14 @@ pub fn text_position(text: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether unquoted text follows the quote that starts `rest`.
+fn interleaved(rest: &[u8]) -> bool {
+    lines(rest).any(|(_, l)| {
+        let t = trim(l);
+        !t.is_empty() && !t.starts_with(b">")
+    })
 }
 
 fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
@@ -483,6 +503,15 @@ mod tests {
             ),
             ("Hi\n|Bob wrote:\n> q\n", "> run with attribution"),
             ("Hi\n|> q\n> r\n", "> run"),
+            ("Hi\n|> q\n>\n> r\n\n", "> run with blank lines"),
+            (
+                "Bob wrote:\n> q1\na1\n> q2\na2\n",
+                "inline answers: at the end",
+            ),
+            (
+                "On Mon, Bob wrote:\n> q\n\nMy answer below.\n",
+                "bottom-posting: at the end",
+            ),
             ("Hi\n|Am 01.01.2024 um 10:00 schrieb Bob:\n> q\n", "german"),
             (
                 "Hi\nFrom: the team\nregards\n",
