@@ -90,9 +90,26 @@ fn html_markers() -> &'static aho_corasick::AhoCorasick {
     })
 }
 
+/// How many quote markers (or closing tags) are looked at before giving up on them.
+const MAX_HIDDEN_CHECKS: usize = 32;
+
 /// Where in an HTML body the signature goes (a byte offset).
 pub fn html_position(html: &[u8]) -> usize {
+    let body_open = open_tag(html, b"body").unwrap_or(0);
+    // Each hidden-check looks back over the HTML: bounded, so odd input stays linear.
+    let mut checks = 0;
     for m in html_markers().find_iter(html) {
+        // Class names in the head's CSS, commented-out markup and scripts are not the quote.
+        if m.start() < body_open {
+            continue;
+        }
+        checks += 1;
+        if checks > MAX_HIDDEN_CHECKS {
+            break;
+        }
+        if hidden(html, m.start()) {
+            continue;
+        }
         let Some(marker) = HTML_TAG_MARKERS.get(m.pattern().as_usize()) else {
             match outlook_bold_header(html, m.start(), m.end()) {
                 Some(at) => return at,
@@ -229,6 +246,7 @@ fn outlook_bold_header(html: &[u8], at: usize, end: usize) -> Option<usize> {
 /// The last `</name` followed by `>` or whitespace.
 fn closing_tag(html: &[u8], name: &[u8]) -> Option<usize> {
     let mut end = html.len();
+    let mut checks = 0;
     loop {
         let at = rfind_ci(&html[..end], b"</")?;
         let rest = &html[at + 2..];
@@ -241,9 +259,11 @@ fn closing_tag(html: &[u8], name: &[u8]) -> Option<usize> {
             && rest
                 .get(name.len())
                 .is_none_or(|b| *b == b'>' || b.is_ascii_whitespace())
-            && !in_comment(html, at)
         {
-            return Some(at);
+            checks += 1;
+            if checks > MAX_HIDDEN_CHECKS || !in_comment(html, at) {
+                return Some(at);
+            }
         }
         end = at;
     }
@@ -255,6 +275,33 @@ fn in_comment(html: &[u8], at: usize) -> bool {
     let before = &html[..at];
     memchr::memmem::rfind(before, b"<!--")
         .is_some_and(|open| memchr::memmem::find(&before[open + 4..], b"-->").is_none())
+}
+
+/// Whether `at` lies in a comment or inside a `<style>` or `<script>` element.
+fn hidden(html: &[u8], at: usize) -> bool {
+    let before = &html[..at];
+    let unclosed = |open: &[u8], close: &[u8]| {
+        rfind_ci(before, open).is_some_and(|o| find_ci(before, close, o).is_none())
+    };
+    in_comment(html, at) || unclosed(b"<style", b"</style") || unclosed(b"<script", b"</script")
+}
+
+/// The first `<name` followed by `>`, `/` or whitespace.
+fn open_tag(html: &[u8], name: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = find_ci(html, b"<", from) {
+        let rest = &html[at + 1..];
+        if rest.len() > name.len()
+            && rest[..name.len()].eq_ignore_ascii_case(name)
+            && (rest[name.len()] == b'>'
+                || rest[name.len()] == b'/'
+                || rest[name.len()].is_ascii_whitespace())
+        {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Where in a text body the signature goes: the start of the line that opens the quoted
@@ -465,6 +512,9 @@ mod tests {
             ("<p>Hi</p>|<div id=\"mail-editor-reference-message-container\"><hr><div><b>From:</b> x<br><b>Sent:</b> y</div></div>", "new Outlook"),
             ("<p>Hi</p>|<p><b>Da:</b> x<br><b>Inviato:</b> y</p>", "Outlook bold, Italian"),
             ("<p>Hi</p><p>Der <b>Von:</b> Plan</p>|</body>", "bold Von: without a date is text"),
+            ("<html><head><style>.yahoo_quoted{color:red}</style></head><body><p>Hi</p>|</body></html>", "quote class in the head's CSS"),
+            ("<body><style>.gmail_quote{}</style><p>Hi</p><!-- <div class=\"gmail_quote\"> -->|</body>", "quote class in a body style and a comment"),
+            ("<body><p>Hi</p><script>x='<div class=\"gmail_quote\">'</script>|</body>", "quote class in a script"),
         ];
         for (marked, what) in cases {
             let want = marked.find('|').unwrap();
