@@ -636,7 +636,10 @@ fn stamp_part(
                 Change::Insert { bytes, .. } => !bytes.is_ascii(),
                 Change::Replace(new) => !new.is_ascii(),
             };
-            if seven_bit && adds_8bit {
+            // A line made longer than SMTP's 998 octets by the insertion would be cut or
+            // refused on the way: quoted-printable keeps lines short (binary has no limit).
+            let overlong = cte != "binary" && makes_overlong_line(&decoded, &change);
+            if seven_bit && adds_8bit || overlong {
                 // A 7bit part that must now carry non-ASCII becomes quoted-printable.
                 let new = apply_change(&decoded, change);
                 edits.replace(part.body.clone(), transfer::qp_encode(&new, body_eol));
@@ -713,6 +716,35 @@ fn flowed_text(text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// SMTP's line limit, without the line ending (RFC 5322 2.1.1).
+const MAX_LINE: usize = 998;
+
+/// Whether inserting creates a line over [`MAX_LINE`] that was not that long before.
+fn makes_overlong_line(decoded: &[u8], change: &Change) -> bool {
+    let Change::Insert { at, bytes } = change else {
+        return false;
+    };
+    let at = *at;
+    let line_start = memchr::memrchr(b'\n', &decoded[..at]).map_or(0, |p| p + 1);
+    let line_end = memchr::memchr(b'\n', &decoded[at..]).map_or(decoded.len(), |p| at + p);
+    let (head, tail) = (at - line_start, line_end - at);
+    let len = |l: &[u8]| l.strip_suffix(b"\r").unwrap_or(l).len();
+    let longest = match (memchr::memchr(b'\n', bytes), memchr::memrchr(b'\n', bytes)) {
+        (Some(first), Some(last)) => {
+            let inner = bytes[first + 1..last]
+                .split(|b| *b == b'\n')
+                .map(len)
+                .max()
+                .unwrap_or(0);
+            (head + len(&bytes[..first]))
+                .max(inner)
+                .max(bytes.len() - last - 1 + tail)
+        }
+        _ => head + bytes.len() + tail,
+    };
+    longest > MAX_LINE && longest > len(&decoded[line_start..line_end])
 }
 
 fn apply_change(decoded: &[u8], change: Change) -> Vec<u8> {
@@ -1025,6 +1057,47 @@ mod flowed_tests {
         assert!(String::from_utf8(out.message)
             .unwrap()
             .ends_with("Ana Silva  \n> Contoso \nFrom Lisbon\n"));
+    }
+}
+
+#[cfg(test)]
+mod line_length_tests {
+    use super::*;
+
+    /// An unencoded HTML part whose last line is close to the limit: the signature would make
+    /// it longer than 998 octets, so the part goes quoted-printable (lines ≤ 76) instead.
+    #[test]
+    fn insertion_never_creates_overlong_lines() {
+        let sig = Signature::new(format!("<div>{}</div>", "x".repeat(60)), "-- \nA");
+        for (cte, width, want_qp) in [
+            ("7bit", 950, true),
+            ("8bit", 950, true),
+            ("7bit", 100, false),
+        ] {
+            let raw = format!(
+                "Content-Type: text/html\nContent-Transfer-Encoding: {cte}\n\n<html><body><p>{}</p></body></html>\n",
+                "y".repeat(width)
+            );
+            let out = stamp(raw.as_bytes(), &sig, &Options::default()).unwrap();
+            let text = String::from_utf8(out.message).unwrap();
+            assert_eq!(
+                text.contains("Content-Transfer-Encoding: quoted-printable"),
+                want_qp,
+                "{cte} {width}"
+            );
+            assert!(text.lines().all(|l| l.len() <= 998), "{cte} {width}");
+            let body = text.split_once("\n\n").unwrap().1;
+            let decoded = if want_qp {
+                transfer::qp_decode(body.as_bytes())
+            } else {
+                body.as_bytes().to_vec()
+            };
+            assert!(String::from_utf8(decoded).unwrap().contains(&format!(
+                "{}</p><div>{}</div></body>",
+                "y".repeat(width),
+                "x".repeat(60)
+            )));
+        }
     }
 }
 
