@@ -512,6 +512,8 @@ mod tests {
             ("<p>Hi</p>|<div id=\"mail-editor-reference-message-container\"><hr><div><b>From:</b> x<br><b>Sent:</b> y</div></div>", "new Outlook"),
             ("<p>Hi</p>|<p><b>Da:</b> x<br><b>Inviato:</b> y</p>", "Outlook bold, Italian"),
             ("<p>Hi</p><p>Der <b>Von:</b> Plan</p>|</body>", "bold Von: without a date is text"),
+            ("<div>ok</div><div align=\"left\"><div><!-- originalMessage -->|<div>-------- Original message --------</div><div>From: x</div></div></div>", "Samsung Email"),
+            ("<p>Hi</p>|<p class=MsoNormal><b><span lang=DE>Von:</span></b><span> x<br><b>Gesendet:</b> y</span></p>", "Outlook bold with span, German"),
             ("<html><head><style>.yahoo_quoted{color:red}</style></head><body><p>Hi</p>|</body></html>", "quote class in the head's CSS"),
             ("<body><style>.gmail_quote{}</style><p>Hi</p><!-- <div class=\"gmail_quote\"> -->|</body>", "quote class in a body style and a comment"),
             ("<body><p>Hi</p><script>x='<div class=\"gmail_quote\">'</script>|</body>", "quote class in a script"),
