@@ -117,6 +117,12 @@ pub fn html_position(html: &[u8]) -> usize {
             }
         };
         let start = tag_start(html, m.start());
+        let cite = marker.starts_with(b"type=") || find_ci(marker, b"moz-cite-prefix", 0).is_some();
+        if cite && answered_below(html, start) {
+            // Bottom-posting (Thunderbird's default) or inline answers: the author's text
+            // follows the quote, so the signature goes after it, at the end.
+            break;
+        }
         return if marker.eq_ignore_ascii_case(b"divRplyFwdMsg") {
             include_preceding_hr(html, start)
         } else if marker.starts_with(b"type=") {
@@ -129,6 +135,61 @@ pub fn html_position(html: &[u8]) -> usize {
         return at;
     }
     html.len()
+}
+
+/// Whether visible text follows the end of the first cited `<blockquote>` at or after `from`.
+fn answered_below(html: &[u8], from: usize) -> bool {
+    blockquote_end(html, from).is_some_and(|close| {
+        let end = closing_tag(&html[close..], b"body").map_or(html.len(), |e| close + e);
+        visible_text(&html[close..end])
+    })
+}
+
+/// Where the first `<blockquote>` at or after `from` closes (its `</blockquote`).
+fn blockquote_end(html: &[u8], from: usize) -> Option<usize> {
+    let open = find_ci(html, b"<blockquote", from)?;
+    // The matching close: count nested blockquotes (each search resumes where it stopped).
+    let mut depth = 1usize;
+    let mut next_open = find_ci(html, b"<blockquote", open + 1);
+    let mut next_close = find_ci(html, b"</blockquote", open + 1)?;
+    let close = loop {
+        match next_open {
+            Some(o) if o < next_close => {
+                depth += 1;
+                next_open = find_ci(html, b"<blockquote", o + 1);
+            }
+            _ => {
+                depth -= 1;
+                if depth == 0 {
+                    break next_close;
+                }
+                next_close = find_ci(html, b"</blockquote", next_close + 1)?;
+            }
+        }
+    };
+    Some(close)
+}
+
+/// Whether `html` shows any text: something outside tags and comments other than whitespace
+/// and `&nbsp;`.
+fn visible_text(html: &[u8]) -> bool {
+    let mut i = 0;
+    while i < html.len() {
+        match html[i] {
+            b'<' if html[i..].starts_with(b"<!--") => {
+                i = memchr::memmem::find(&html[i..], b"-->").map_or(html.len(), |e| i + e + 3);
+            }
+            b'<' => i = memchr::memchr(b'>', &html[i..]).map_or(html.len(), |e| i + e + 1),
+            b'&' if html[i..].len() >= 6 && html[i..i + 6].eq_ignore_ascii_case(b"&nbsp;") => {
+                i += 6
+            }
+            b if b.is_ascii_whitespace() => i += 1,
+            // U+00A0 in UTF-8.
+            0xC2 if html.get(i + 1) == Some(&0xA0) => i += 2,
+            _ => return true,
+        }
+    }
+    false
 }
 
 /// Roundcube, Fastmail and others write "On …, Bob wrote:" in a paragraph just above the
@@ -512,6 +573,9 @@ mod tests {
             ("<p>Hi</p>|<div id=\"mail-editor-reference-message-container\"><hr><div><b>From:</b> x<br><b>Sent:</b> y</div></div>", "new Outlook"),
             ("<p>Hi</p>|<p><b>Da:</b> x<br><b>Inviato:</b> y</p>", "Outlook bold, Italian"),
             ("<p>Hi</p><p>Der <b>Von:</b> Plan</p>|</body>", "bold Von: without a date is text"),
+            ("<body><div class=\"moz-cite-prefix\">On x, Bob wrote:<br></div><blockquote type=\"cite\">q<blockquote type=\"cite\">qq</blockquote></blockquote><p>My answer.</p>|</body>", "Thunderbird bottom-posting"),
+            ("<body><blockquote type=\"cite\">q1</blockquote>a1<blockquote type=\"cite\">q2</blockquote>a2|</body>", "inline answers"),
+            ("<body><p>Hi</p>|<blockquote type=\"cite\">q<blockquote>qq</blockquote></blockquote><div><br>&nbsp;</div><!-- x --></body>", "nothing visible after the quote"),
             ("<div>ok</div><div align=\"left\"><div><!-- originalMessage -->|<div>-------- Original message --------</div><div>From: x</div></div></div>", "Samsung Email"),
             ("<p>Hi</p>|<p class=MsoNormal><b><span lang=DE>Von:</span></b><span> x<br><b>Gesendet:</b> y</span></p>", "Outlook bold with span, German"),
             ("<html><head><style>.yahoo_quoted{color:red}</style></head><body><p>Hi</p>|</body></html>", "quote class in the head's CSS"),
