@@ -141,6 +141,9 @@ pub fn html_position(html: &[u8]) -> usize {
 fn answered_below(html: &[u8], from: usize) -> bool {
     blockquote_end(html, from).is_some_and(|close| {
         let end = closing_tag(&html[close..], b"body").map_or(html.len(), |e| close + e);
+        // The author's own client signature placed below the quote is not an answer.
+        let end =
+            find_ci(&html[..end], b"moz-signature", close).map_or(end, |s| tag_start(html, s));
         visible_text(&html[close..end])
     })
 }
@@ -409,12 +412,17 @@ pub fn text_position(text: &[u8]) -> Option<usize> {
     None
 }
 
-/// Whether unquoted text follows the quote that starts `rest`.
+/// Whether unquoted text follows the quote that starts `rest` (the author's own "-- "
+/// signature block placed below the quote does not count).
 fn interleaved(rest: &[u8]) -> bool {
-    lines(rest).any(|(_, l)| {
-        let t = trim(l);
-        !t.is_empty() && !t.starts_with(b">")
-    })
+    lines(rest)
+        .map(|(_, l)| l.strip_suffix(b"\n").unwrap_or(l))
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| *l != b"-- ")
+        .any(|l| {
+            let t = trim(l);
+            !t.is_empty() && !t.starts_with(b">")
+        })
 }
 
 fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
@@ -575,6 +583,7 @@ mod tests {
             ("<p>Hi</p><p>Der <b>Von:</b> Plan</p>|</body>", "bold Von: without a date is text"),
             ("<body><div class=\"moz-cite-prefix\">On x, Bob wrote:<br></div><blockquote type=\"cite\">q<blockquote type=\"cite\">qq</blockquote></blockquote><p>My answer.</p>|</body>", "Thunderbird bottom-posting"),
             ("<body><blockquote type=\"cite\">q1</blockquote>a1<blockquote type=\"cite\">q2</blockquote>a2|</body>", "inline answers"),
+            ("<body><p>Answer</p>|<div class=\"moz-cite-prefix\">On x:</div><blockquote type=\"cite\">q</blockquote><br><div class=\"moz-signature\">-- <br>Ana</div></body>", "own signature below the quote"),
             ("<body><p>Hi</p>|<blockquote type=\"cite\">q<blockquote>qq</blockquote></blockquote><div><br>&nbsp;</div><!-- x --></body>", "nothing visible after the quote"),
             ("<div>ok</div><div align=\"left\"><div><!-- originalMessage -->|<div>-------- Original message --------</div><div>From: x</div></div></div>", "Samsung Email"),
             ("<p>Hi</p>|<p class=MsoNormal><b><span lang=DE>Von:</span></b><span> x<br><b>Gesendet:</b> y</span></p>", "Outlook bold with span, German"),
@@ -627,6 +636,14 @@ mod tests {
             (
                 "On Mon, Bob wrote:\n> q\n\nMy answer below.\n",
                 "bottom-posting: at the end",
+            ),
+            (
+                "Answer\n\n|On Mon, Bob wrote:\n> q\n\n-- \nAna\n",
+                "own signature below the quote",
+            ),
+            (
+                "On Mon, Bob wrote:\n> q\n\nAnswer\n-- \nAna\n",
+                "bottom-posting with own signature",
             ),
             ("Hi\n|Am 01.01.2024 um 10:00 schrieb Bob:\n> q\n", "german"),
             (
