@@ -344,10 +344,14 @@ fn in_comment(html: &[u8], at: usize) -> bool {
 /// Whether `at` lies in a comment or inside a `<style>` or `<script>` element.
 fn hidden(html: &[u8], at: usize) -> bool {
     let before = &html[..at];
-    let unclosed = |open: &[u8], close: &[u8]| {
-        rfind_ci(before, open).is_some_and(|o| find_ci(before, close, o).is_none())
+    // Lower- or upper-case tags (SIMD substring search; a '<' scan would stop at every tag).
+    let unclosed = |lower: &[u8], upper: &[u8], close: &[u8]| {
+        let open = memchr::memmem::rfind(before, lower).max(memchr::memmem::rfind(before, upper));
+        open.is_some_and(|o| find_ci(before, close, o).is_none())
     };
-    in_comment(html, at) || unclosed(b"<style", b"</style") || unclosed(b"<script", b"</script")
+    in_comment(html, at)
+        || unclosed(b"<style", b"<STYLE", b"</style")
+        || unclosed(b"<script", b"<SCRIPT", b"</script")
 }
 
 /// The first `<name` followed by `>`, `/` or whitespace.
