@@ -26,7 +26,11 @@ pub enum Charset {
 
 impl Charset {
     pub fn classify(label: Option<&str>, body: &[u8]) -> Charset {
-        let Some(label) = label.map(|l| l.trim().to_ascii_lowercase()) else {
+        // Some mailers quote the label in single quotes (`charset='UTF-8'`).
+        let Some(label) = label.map(|l| {
+            l.trim_matches(|c: char| c == '\'' || c.is_ascii_whitespace())
+                .to_ascii_lowercase()
+        }) else {
             return Charset::Ascii;
         };
         match label.as_str() {
@@ -173,6 +177,13 @@ mod tests {
             (Some("US-ASCII"), b"", Charset::Ascii),
             (Some("utf-8"), b"", Charset::Utf8),
             (Some("UTF8"), b"", Charset::Utf8),
+            (Some("'UTF-8'"), b"", Charset::Utf8),
+            (Some(" utf-8 "), b"", Charset::Utf8),
+            (
+                Some("ks_c_5601-1987"),
+                b"",
+                Charset::Compatible(encoding_rs::EUC_KR),
+            ),
             (
                 Some("iso-8859-1"),
                 b"",

@@ -109,6 +109,65 @@ impl ContentType {
             .iter()
             .find(|p| p.name.eq_ignore_ascii_case(name))
     }
+
+    /// A parameter's value, also when it is written as RFC 2231 continuations
+    /// (`boundary*0="ab"; boundary*1="cd"`) or extended (`boundary*=us-ascii''abcd`).
+    pub fn param_value(&self, name: &str) -> Option<String> {
+        if let Some(p) = self.param(name) {
+            return Some(p.value.clone());
+        }
+        let mut sections: Vec<(usize, bool, &str)> = Vec::new();
+        for p in &self.params {
+            let Some(rest) = p.name.strip_prefix(name).and_then(|r| r.strip_prefix('*')) else {
+                continue;
+            };
+            // `name*` alone is one extended section; `name*N` and `name*N*` are numbered.
+            let (num, extended) = match rest.strip_suffix('*') {
+                Some(n) => (n, true),
+                None if rest.is_empty() => ("0", true),
+                None => (rest, false),
+            };
+            let n: usize = num.parse().ok()?;
+            sections.push((n, extended, p.value.as_str()));
+        }
+        sections.sort_by_key(|s| s.0);
+        if sections.is_empty() || sections.iter().enumerate().any(|(i, s)| s.0 != i) {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (i, &(_, extended, v)) in sections.iter().enumerate() {
+            if !extended {
+                out.extend_from_slice(v.as_bytes());
+                continue;
+            }
+            // The first extended section starts with charset'language'.
+            let v = if i == 0 {
+                v.splitn(3, '\'').nth(2).unwrap_or(v)
+            } else {
+                v
+            };
+            let b = v.as_bytes();
+            let mut j = 0;
+            while j < b.len() {
+                let hex = (b[j] == b'%')
+                    .then(|| b.get(j + 1..j + 3))
+                    .flatten()
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(x) => {
+                        out.push(x);
+                        j += 3;
+                    }
+                    None => {
+                        out.push(b[j]);
+                        j += 1;
+                    }
+                }
+            }
+        }
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
 }
 
 fn is_token(b: u8) -> bool {
@@ -338,8 +397,7 @@ impl Tree {
             let ct = &self.parts[idx].ctype;
             let digest = ct.subtype == "digest";
             let boundary = ct
-                .param("boundary")
-                .map(|p| p.value.clone())
+                .param_value("boundary")
                 .filter(|b| !b.is_empty())
                 .ok_or_else(|| Skip::Malformed("multipart without boundary".into()))?;
             let ranges = split_multipart(raw, body_start..end, boundary.as_bytes())?;
@@ -419,6 +477,32 @@ mod tests {
 
     fn ct(s: &str) -> Option<ContentType> {
         parse_content_type(s.as_bytes(), 0..s.len(), false)
+    }
+
+    #[test]
+    fn rfc2231_parameter_values() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("multipart/mixed; boundary=\"plain\"", Some("plain")),
+            (
+                "multipart/mixed; boundary*0=\"ab\"; boundary*1=cd",
+                Some("abcd"),
+            ),
+            (
+                "multipart/mixed; boundary*1=\"cd\"; boundary*0=\"ab\"",
+                Some("abcd"),
+            ),
+            ("multipart/mixed; boundary*=us-ascii''a%20b", Some("a b")),
+            (
+                "multipart/mixed; boundary*0*=us-ascii'en'a%3D; boundary*1=b",
+                Some("a=b"),
+            ),
+            ("multipart/mixed; boundary*1=\"cd\"", None),
+            ("multipart/mixed; charset=x", None),
+        ];
+        for (input, want) in cases {
+            let got = ct(input).unwrap().param_value("boundary");
+            assert_eq!(got.as_deref(), *want, "{input}");
+        }
     }
 
     #[test]

@@ -377,17 +377,24 @@ fn select(raw: &[u8], tree: &Tree, idx: usize) -> Bodies {
         }
         ("multipart", "digest") => Bodies::default(),
         ("multipart", _) => {
-            // mixed and unknown multiparts: the body is the first part; the rest are attached.
-            let Some(&first) = part.children.first() else {
+            // mixed and unknown multiparts: the body is the first part that is not itself an
+            // attached file (some clients put a file or an image ahead of the text); the rest
+            // are attached.
+            let Some(pos) = part
+                .children
+                .iter()
+                .position(|&c| !is_attached_file(raw, tree, c))
+            else {
                 return Bodies::default();
             };
+            let first = part.children[pos];
             let body = select(raw, tree, first);
             // Apple Mail puts an inline image in the middle of the text as
             // mixed[text, image (inline), text]: the author's text ends in the last text part.
             let Some(kind) = inline_text_kind(raw, tree, first) else {
                 return body;
             };
-            let tail = part.children[1..]
+            let tail = part.children[pos + 1..]
                 .iter()
                 .copied()
                 .take_while(|&c| {
@@ -456,6 +463,14 @@ fn inline_text_kind(raw: &[u8], tree: &Tree, idx: usize) -> Option<Kind> {
             .and_then(|f| mime::parse_content_type(raw, f.value.clone(), true))
             .is_some_and(|d| d.params.iter().any(|x| x.name.starts_with("filename")));
     (!p.attachment && !named).then_some(kind)
+}
+
+/// A leaf of a multipart/mixed that is a file rather than the message text: marked as an
+/// attachment, a named text part (`name=` / `filename=` without a disposition is a file
+/// too), or any leaf that is not text/plain or text/html (images, documents, message/*).
+fn is_attached_file(raw: &[u8], tree: &Tree, idx: usize) -> bool {
+    let p = &tree.parts[idx];
+    p.attachment || (p.ctype.mtype != "multipart" && inline_text_kind(raw, tree, idx).is_none())
 }
 
 /// A part explicitly marked `Content-Disposition: inline` (an image shown in the text).
@@ -553,6 +568,13 @@ fn stamp_part(
         }
     };
     refuse_inline_pgp(&decoded)?;
+    let flowed_sig;
+    let sig = if kind == Kind::Text && is_flowed(&part.ctype) {
+        flowed_sig = Signature::new("", flowed_text(&sig.text));
+        &flowed_sig
+    } else {
+        sig
+    };
     let msg_eol = if eol == b"\r\n" { "\r\n" } else { "\n" };
     let label = part.ctype.param("charset").map(|p| p.value.as_str());
     let charset = Charset::classify(label, &decoded);
@@ -614,7 +636,10 @@ fn stamp_part(
                 Change::Insert { bytes, .. } => !bytes.is_ascii(),
                 Change::Replace(new) => !new.is_ascii(),
             };
-            if seven_bit && adds_8bit {
+            // A line made longer than SMTP's 998 octets by the insertion would be cut or
+            // refused on the way: quoted-printable keeps lines short (binary has no limit).
+            let overlong = cte != "binary" && makes_overlong_line(&decoded, &change);
+            if seven_bit && adds_8bit || overlong {
                 // A 7bit part that must now carry non-ASCII becomes quoted-printable.
                 let new = apply_change(&decoded, change);
                 edits.replace(part.body.clone(), transfer::qp_encode(&new, body_eol));
@@ -666,6 +691,60 @@ fn stamp_part(
     }
     edits.0.extend(body_edits);
     Ok(())
+}
+
+fn is_flowed(ct: &mime::ContentType) -> bool {
+    ct.param("format")
+        .is_some_and(|p| p.value.trim().eq_ignore_ascii_case("flowed"))
+}
+
+/// The signature text as fixed lines of a format=flowed body (RFC 3676): no trailing spaces
+/// (they would join a line to the next; the "-- " separator keeps its own), and lines that
+/// start with a space, ">" or "From " are space-stuffed so they read as written.
+fn flowed_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        let line = if line == "-- " {
+            line
+        } else {
+            line.trim_end_matches([' ', '\t'])
+        };
+        if line.starts_with([' ', '>']) || line.starts_with("From ") {
+            out.push(' ');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// SMTP's line limit, without the line ending (RFC 5322 2.1.1).
+const MAX_LINE: usize = 998;
+
+/// Whether inserting creates a line over [`MAX_LINE`] that was not that long before.
+fn makes_overlong_line(decoded: &[u8], change: &Change) -> bool {
+    let Change::Insert { at, bytes } = change else {
+        return false;
+    };
+    let at = *at;
+    let line_start = memchr::memrchr(b'\n', &decoded[..at]).map_or(0, |p| p + 1);
+    let line_end = memchr::memchr(b'\n', &decoded[at..]).map_or(decoded.len(), |p| at + p);
+    let (head, tail) = (at - line_start, line_end - at);
+    let len = |l: &[u8]| l.strip_suffix(b"\r").unwrap_or(l).len();
+    let longest = match (memchr::memchr(b'\n', bytes), memchr::memrchr(b'\n', bytes)) {
+        (Some(first), Some(last)) => {
+            let inner = bytes[first + 1..last]
+                .split(|b| *b == b'\n')
+                .map(len)
+                .max()
+                .unwrap_or(0);
+            (head + len(&bytes[..first]))
+                .max(inner)
+                .max(bytes.len() - last - 1 + tail)
+        }
+        _ => head + bytes.len() + tail,
+    };
+    longest > MAX_LINE && longest > len(&decoded[line_start..line_end])
 }
 
 fn apply_change(decoded: &[u8], change: Change) -> Vec<u8> {
@@ -947,6 +1026,77 @@ mod tests {
                 Err(Skip::AlreadyStamped),
                 "{raw:?}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod flowed_tests {
+    use super::*;
+
+    /// A format=flowed body: the signature's lines are fixed lines (a template's trailing
+    /// spaces would join them), "-- " stays, and a line starting with ">" is space-stuffed.
+    #[test]
+    fn signature_lines_stay_fixed_in_flowed_text() {
+        let sig = Signature::new("", "-- \nAna Silva  \n> Contoso \nFrom Lisbon");
+        for params in ["format=flowed", "format=\"Flowed\"; delsp=yes"] {
+            let raw = format!(
+                "Content-Type: text/plain; charset=us-ascii; {params}\n\nA line that \nflows on.\n"
+            );
+            let out = stamp(raw.as_bytes(), &sig, &Options::default()).unwrap();
+            let body = String::from_utf8(out.message).unwrap();
+            let body = body.split_once("\n\n").unwrap().1;
+            assert_eq!(
+                body, "A line that \nflows on.\n\n-- \nAna Silva\n > Contoso\n From Lisbon\n",
+                "{params}"
+            );
+        }
+        // Not flowed: the text goes in as written.
+        let raw = b"Content-Type: text/plain\n\nHi\n";
+        let out = stamp(raw, &sig, &Options::default()).unwrap();
+        assert!(String::from_utf8(out.message)
+            .unwrap()
+            .ends_with("Ana Silva  \n> Contoso \nFrom Lisbon\n"));
+    }
+}
+
+#[cfg(test)]
+mod line_length_tests {
+    use super::*;
+
+    /// An unencoded HTML part whose last line is close to the limit: the signature would make
+    /// it longer than 998 octets, so the part goes quoted-printable (lines ≤ 76) instead.
+    #[test]
+    fn insertion_never_creates_overlong_lines() {
+        let sig = Signature::new(format!("<div>{}</div>", "x".repeat(60)), "-- \nA");
+        for (cte, width, want_qp) in [
+            ("7bit", 950, true),
+            ("8bit", 950, true),
+            ("7bit", 100, false),
+        ] {
+            let raw = format!(
+                "Content-Type: text/html\nContent-Transfer-Encoding: {cte}\n\n<html><body><p>{}</p></body></html>\n",
+                "y".repeat(width)
+            );
+            let out = stamp(raw.as_bytes(), &sig, &Options::default()).unwrap();
+            let text = String::from_utf8(out.message).unwrap();
+            assert_eq!(
+                text.contains("Content-Transfer-Encoding: quoted-printable"),
+                want_qp,
+                "{cte} {width}"
+            );
+            assert!(text.lines().all(|l| l.len() <= 998), "{cte} {width}");
+            let body = text.split_once("\n\n").unwrap().1;
+            let decoded = if want_qp {
+                transfer::qp_decode(body.as_bytes())
+            } else {
+                body.as_bytes().to_vec()
+            };
+            assert!(String::from_utf8(decoded).unwrap().contains(&format!(
+                "{}</p><div>{}</div></body>",
+                "y".repeat(width),
+                "x".repeat(60)
+            )));
         }
     }
 }

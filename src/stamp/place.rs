@@ -49,18 +49,32 @@ const HTML_TAG_MARKERS: &[&[u8]] = &[
     b"border-top:solid #E1E1E1", // Outlook desktop reply header block
     b"border-top:solid #B5C4DF",
     b"border-top: solid #E1E1E1",
-    b"id=\"zwchr\"",                 // Zimbra
-    b"class=\"yahoo_quoted",         // Yahoo
-    b"id=\"AOLMsgPart",              // AOL
-    b"id=\"stopSpelling\"",          // Hotmail
+    b"id=\"zwchr\"",                                 // Zimbra
+    b"yahoo_quoted",        // Yahoo (class and id, often with a "ydp…" prefix)
+    b"id=\"AOLMsgPart",     // AOL
+    b"id=\"stopSpelling\"", // Hotmail
     b"class=\"OutlookMessageHeader", // Outlook 2003
-    b"OLK_SRC_BODY_SECTION",         // Outlook for Mac
-    b"class=\"protonmail_quote",     // Proton Mail
-    b"class=\"zmail_extra",          // Zoho Mail
+    b"OLK_SRC_BODY_SECTION", // Outlook for Mac
+    b"class=\"protonmail_quote", // Proton Mail
+    b"class=\"zmail_extra", // Zoho Mail
+    b"id=\"mail-editor-reference-message-container", // new Outlook (Monarch), Outlook mobile
+    b"class=\"moz-forward-container", // Thunderbird forward
+    b"-----Original Message-----", // Outlook plain-style separator written into HTML
+    b"----- Original Message -----",
 ];
 
-/// Outlook desktop's bold reply header starts with this; it is checked further on a match.
-const BOLD_FROM: &[u8] = b"From:</";
+/// Outlook desktop's bold reply header starts with one of these (English, German, French,
+/// Spanish/Portuguese, Dutch, Italian); it is checked further on a match.
+const BOLD_FROM: &[&[u8]] = &[
+    b"From:</",
+    b"Von:</",
+    b"De:</",
+    b"De :</",
+    b"De&nbsp;:</",
+    b"De\xc2\xa0:</",
+    b"Van:</",
+    b"Da:</",
+];
 
 /// One case-insensitive DFA over every marker (and [`BOLD_FROM`]): a single pass over the
 /// HTML finds the earliest quote, whatever the client.
@@ -71,21 +85,44 @@ fn html_markers() -> &'static aho_corasick::AhoCorasick {
             .ascii_case_insensitive(true)
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(HTML_TAG_MARKERS.iter().chain([&BOLD_FROM]))
+            .build(HTML_TAG_MARKERS.iter().chain(BOLD_FROM))
             .expect("static markers")
     })
 }
 
+/// How many quote markers (or closing tags) are looked at before giving up on them.
+const MAX_HIDDEN_CHECKS: usize = 32;
+
 /// Where in an HTML body the signature goes (a byte offset).
 pub fn html_position(html: &[u8]) -> usize {
+    let body_open = open_tag(html, b"body").unwrap_or(0);
+    // Each hidden-check looks back over the HTML: bounded, so odd input stays linear.
+    let mut checks = 0;
     for m in html_markers().find_iter(html) {
+        // Class names in the head's CSS, commented-out markup and scripts are not the quote.
+        if m.start() < body_open {
+            continue;
+        }
+        checks += 1;
+        if checks > MAX_HIDDEN_CHECKS {
+            break;
+        }
+        if hidden(html, m.start()) {
+            continue;
+        }
         let Some(marker) = HTML_TAG_MARKERS.get(m.pattern().as_usize()) else {
-            match outlook_bold_header(html, m.start()) {
+            match outlook_bold_header(html, m.start(), m.end()) {
                 Some(at) => return at,
                 None => continue,
             }
         };
         let start = tag_start(html, m.start());
+        let cite = marker.starts_with(b"type=") || find_ci(marker, b"moz-cite-prefix", 0).is_some();
+        if cite && answered_below(html, start) {
+            // Bottom-posting (Thunderbird's default) or inline answers: the author's text
+            // follows the quote, so the signature goes after it, at the end.
+            break;
+        }
         return if marker.eq_ignore_ascii_case(b"divRplyFwdMsg") {
             include_preceding_hr(html, start)
         } else if marker.starts_with(b"type=") {
@@ -98,6 +135,64 @@ pub fn html_position(html: &[u8]) -> usize {
         return at;
     }
     html.len()
+}
+
+/// Whether visible text follows the end of the first cited `<blockquote>` at or after `from`.
+fn answered_below(html: &[u8], from: usize) -> bool {
+    blockquote_end(html, from).is_some_and(|close| {
+        let end = closing_tag(&html[close..], b"body").map_or(html.len(), |e| close + e);
+        // The author's own client signature placed below the quote is not an answer.
+        let end =
+            find_ci(&html[..end], b"moz-signature", close).map_or(end, |s| tag_start(html, s));
+        visible_text(&html[close..end])
+    })
+}
+
+/// Where the first `<blockquote>` at or after `from` closes (its `</blockquote`).
+fn blockquote_end(html: &[u8], from: usize) -> Option<usize> {
+    let open = find_ci(html, b"<blockquote", from)?;
+    // The matching close: count nested blockquotes (each search resumes where it stopped).
+    let mut depth = 1usize;
+    let mut next_open = find_ci(html, b"<blockquote", open + 1);
+    let mut next_close = find_ci(html, b"</blockquote", open + 1)?;
+    let close = loop {
+        match next_open {
+            Some(o) if o < next_close => {
+                depth += 1;
+                next_open = find_ci(html, b"<blockquote", o + 1);
+            }
+            _ => {
+                depth -= 1;
+                if depth == 0 {
+                    break next_close;
+                }
+                next_close = find_ci(html, b"</blockquote", next_close + 1)?;
+            }
+        }
+    };
+    Some(close)
+}
+
+/// Whether `html` shows any text: something outside tags and comments other than whitespace
+/// and `&nbsp;`.
+fn visible_text(html: &[u8]) -> bool {
+    let mut i = 0;
+    while i < html.len() {
+        match html[i] {
+            b'<' if html[i..].starts_with(b"<!--") => {
+                i = memchr::memmem::find(&html[i..], b"-->").map_or(html.len(), |e| i + e + 3);
+            }
+            b'<' => i = memchr::memchr(b'>', &html[i..]).map_or(html.len(), |e| i + e + 1),
+            b'&' if html[i..].len() >= 6 && html[i..i + 6].eq_ignore_ascii_case(b"&nbsp;") => {
+                i += 6
+            }
+            b if b.is_ascii_whitespace() => i += 1,
+            // U+00A0 in UTF-8.
+            0xC2 if html.get(i + 1) == Some(&0xA0) => i += 2,
+            _ => return true,
+        }
+    }
+    false
 }
 
 /// Roundcube, Fastmail and others write "On …, Bob wrote:" in a paragraph just above the
@@ -134,6 +229,13 @@ fn include_preceding_attribution(html: &[u8], start: usize) -> usize {
             b"escribi",
             b"scritto",
             b"schreef",
+            // Apple Mail forwards: "Begin forwarded message:" above the cited message.
+            b"forwarded message",
+            b"weitergeleiteten nachricht",
+            b"message r\xc3\xa9exp\xc3\xa9di",
+            b"mensaje reenviado",
+            b"messaggio inoltrato",
+            b"doorgestuurd bericht",
         ]
         .iter()
         .any(|w| find_ci(line, w, 0).is_some());
@@ -166,10 +268,10 @@ fn include_preceding_hr(html: &[u8], start: usize) -> usize {
 }
 
 /// Outlook desktop without the border block: `<b>From:</b> … <b>Sent:</b>` (possibly with a
-/// `<span>` inside the bold). `at` is where "From:</" was found; the signature goes before the
+/// `<span>` inside the bold). "From:</" was found at `at..end`; the signature goes before the
 /// paragraph holding it.
-fn outlook_bold_header(html: &[u8], at: usize) -> Option<usize> {
-    let after = &html[at + 5..html.len().min(at + 20)];
+fn outlook_bold_header(html: &[u8], at: usize, end: usize) -> Option<usize> {
+    let after = &html[end - 2..html.len().min(end + 13)];
     let bold = after.starts_with(b"</b>")
         || after.starts_with(b"</B>")
         || after.to_ascii_lowercase().starts_with(b"</span></b>");
@@ -182,6 +284,18 @@ fn outlook_bold_header(html: &[u8], at: usize) -> Option<usize> {
         b"Date:</",
         b"Gesendet:</",
         b"Envoy\xc3\xa9:</",
+        b"Envoy\xc3\xa9 :</",
+        b"Envoy\xc3\xa9&nbsp;:</",
+        b"Envoy&eacute;&nbsp;:</",
+        b"Envoy&eacute;:</",
+        b"Envoy\xe9:</",
+        b"Envoy\xe9&nbsp;:</",
+        b"Enviado:</",
+        b"Enviada:</",
+        b"Verzonden:</",
+        b"Inviato:</",
+        b"Datum:</",
+        b"Data:</",
     ]
     .iter()
     .any(|n| find_ci(window, n, 0).is_some());
@@ -196,6 +310,7 @@ fn outlook_bold_header(html: &[u8], at: usize) -> Option<usize> {
 /// The last `</name` followed by `>` or whitespace.
 fn closing_tag(html: &[u8], name: &[u8]) -> Option<usize> {
     let mut end = html.len();
+    let mut checks = 0;
     loop {
         let at = rfind_ci(&html[..end], b"</")?;
         let rest = &html[at + 2..];
@@ -209,10 +324,52 @@ fn closing_tag(html: &[u8], name: &[u8]) -> Option<usize> {
                 .get(name.len())
                 .is_none_or(|b| *b == b'>' || b.is_ascii_whitespace())
         {
-            return Some(at);
+            checks += 1;
+            if checks > MAX_HIDDEN_CHECKS || !in_comment(html, at) {
+                return Some(at);
+            }
         }
         end = at;
     }
+}
+
+/// Whether `at` lies inside an HTML comment (`<!-- … </body> … -->` after the real end of the
+/// body, or an Outlook conditional comment): a closing tag there is not the real one.
+fn in_comment(html: &[u8], at: usize) -> bool {
+    let before = &html[..at];
+    memchr::memmem::rfind(before, b"<!--")
+        .is_some_and(|open| memchr::memmem::find(&before[open + 4..], b"-->").is_none())
+}
+
+/// Whether `at` lies in a comment or inside a `<style>` or `<script>` element.
+fn hidden(html: &[u8], at: usize) -> bool {
+    let before = &html[..at];
+    // Lower- or upper-case tags (SIMD substring search; a '<' scan would stop at every tag).
+    let unclosed = |lower: &[u8], upper: &[u8], close: &[u8]| {
+        let open = memchr::memmem::rfind(before, lower).max(memchr::memmem::rfind(before, upper));
+        open.is_some_and(|o| find_ci(before, close, o).is_none())
+    };
+    in_comment(html, at)
+        || unclosed(b"<style", b"<STYLE", b"</style")
+        || unclosed(b"<script", b"<SCRIPT", b"</script")
+}
+
+/// The first `<name` followed by `>`, `/` or whitespace.
+fn open_tag(html: &[u8], name: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = find_ci(html, b"<", from) {
+        let rest = &html[at + 1..];
+        if rest.len() > name.len()
+            && rest[..name.len()].eq_ignore_ascii_case(name)
+            && (rest[name.len()] == b'>'
+                || rest[name.len()] == b'/'
+                || rest[name.len()].is_ascii_whitespace())
+        {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Where in a text body the signature goes: the start of the line that opens the quoted
@@ -224,14 +381,26 @@ pub fn text_position(text: &[u8]) -> Option<usize> {
         let t = trim(line);
         let rest = || lines(&text[start + line.len()..]).map(|(_, l)| trim(l));
         if t.starts_with(b">") {
+            // The author answers below or between the quoted lines (bottom-posting, inline
+            // replies): the signature goes after the author's last words, at the end.
+            if interleaved(&text[start..]) {
+                return None;
+            }
             // An attribution line ("X wrote:") right above the quote belongs to it.
             return Some(match prev_nonblank {
                 Some((ps, pl)) if pl.ends_with(b":") => ps,
                 _ => start,
             });
         }
-        if is_attribution(t, rest().next()) || is_separator(t) || is_header_block(t, rest().take(4))
-        {
+        if is_attribution(t, rest().next()) {
+            let after = &text[start + line.len()..];
+            let quote = lines(after).find(|(_, l)| trim(l).starts_with(b">"));
+            if quote.is_some_and(|(q, _)| interleaved(&after[q..])) {
+                return None;
+            }
+            return Some(start);
+        }
+        if is_separator(t) || is_header_block(t, rest().take(4)) {
             return Some(start);
         }
         if t.len() >= 20 && t.iter().all(|b| *b == b'_') {
@@ -245,6 +414,19 @@ pub fn text_position(text: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// Whether unquoted text follows the quote that starts `rest` (the author's own "-- "
+/// signature block placed below the quote does not count).
+fn interleaved(rest: &[u8]) -> bool {
+    lines(rest)
+        .map(|(_, l)| l.strip_suffix(b"\n").unwrap_or(l))
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| *l != b"-- ")
+        .any(|l| {
+            let t = trim(l);
+            !t.is_empty() && !t.starts_with(b">")
+        })
 }
 
 fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
@@ -301,7 +483,15 @@ fn is_attribution(line: &[u8], next: Option<&[u8]>) -> bool {
 
 /// "-----Original Message-----" and friends.
 fn is_separator(line: &[u8]) -> bool {
-    if starts_ci(line, b"begin forwarded message:") {
+    const APPLE_FORWARD: &[&[u8]] = &[
+        b"begin forwarded message:",
+        b"anfang der weitergeleiteten nachricht:",
+        b"d\xc3\xa9but du message r\xc3\xa9exp\xc3\xa9di\xc3\xa9 :",
+        b"inicio del mensaje reenviado:",
+        b"inizio messaggio inoltrato:",
+        b"begin doorgestuurd bericht:",
+    ];
+    if APPLE_FORWARD.iter().any(|p| starts_ci(line, p)) {
         return true;
     }
     if !line.starts_with(b"--") {
@@ -322,19 +512,49 @@ fn is_separator(line: &[u8]) -> bool {
     NAMES.iter().any(|n| core.eq_ignore_ascii_case(n))
 }
 
-/// Outlook's plain-text reply header: "From: …" then "Sent: …" / "Date: …" within a few lines.
+/// Outlook's plain-text reply header: "From: …" then "Sent: …" / "Date: …" within a few
+/// lines, in the languages Outlook writes it in ("De : …" / "Envoyé : …" in French).
 fn is_header_block<'a>(line: &[u8], mut next: impl Iterator<Item = &'a [u8]>) -> bool {
-    let from = starts_ci(line, b"from:") || starts_ci(line, b"*from:*") || starts_ci(line, b"von:");
-    from && next.any(|t| {
-        [
-            b"sent:".as_slice(),
-            b"*sent:*",
-            b"date:",
-            b"*date:*",
-            b"gesendet:",
-        ]
-        .iter()
-        .any(|p| starts_ci(t, p))
+    const FROM: &[&[u8]] = &[
+        b"from",
+        b"von",
+        b"de",
+        b"van",
+        b"da",
+        b"fr\xc3\xa5n",
+        b"fr\xe5n",
+        b"fra",
+    ];
+    const SENT: &[&[u8]] = &[
+        b"sent",
+        b"date",
+        b"gesendet",
+        b"datum",
+        b"envoy\xc3\xa9",
+        b"envoy\xe9",
+        b"enviado",
+        b"enviada",
+        b"verzonden",
+        b"inviato",
+        b"data",
+        b"skickat",
+        b"sendt",
+    ];
+    header_label(line, FROM) && next.any(|t| header_label(t, SENT))
+}
+
+/// Whether `line` starts with one of `names`, optionally in bold (`*From:*`), then a colon
+/// (French puts a space or a no-break space before it).
+fn header_label(line: &[u8], names: &[&[u8]]) -> bool {
+    let line = line.strip_prefix(b"*").unwrap_or(line);
+    names.iter().any(|n| {
+        if !starts_ci(line, n) {
+            return false;
+        }
+        let rest = &line[n.len()..];
+        let rest = rest.strip_prefix(b"\xc2\xa0").unwrap_or(rest);
+        let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+        rest.starts_with(b":")
     })
 }
 
@@ -360,6 +580,20 @@ mod tests {
             ("<p>Hi</p>|<div class=\"moz-cite-prefix\">On x wrote:</div><blockquote type=\"cite\">q</blockquote>", "thunderbird"),
             ("<p>Hi</p>|<div style=\"border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0in 0in 0in\"><p><b>From:</b> x</p></div>", "outlook border"),
             ("<p>Hi</p>|<p class=MsoNormal><b><span lang=EN-US>From:</span></b><span> x<br><b>Sent:</b> y</span></p></body>", "outlook bold"),
+            ("<p>Hi</p>|</body></html><!-- </body> -->", "closing tag in a trailing comment"),
+            ("<p>Hi</p><!--[if mso]></body><![endif]-->|</body>", "closing tag in a conditional comment"),
+            ("<p>Hi</p>|<div id=\"mail-editor-reference-message-container\"><hr><div><b>From:</b> x<br><b>Sent:</b> y</div></div>", "new Outlook"),
+            ("<p>Hi</p>|<p><b>Da:</b> x<br><b>Inviato:</b> y</p>", "Outlook bold, Italian"),
+            ("<p>Hi</p><p>Der <b>Von:</b> Plan</p>|</body>", "bold Von: without a date is text"),
+            ("<body><div class=\"moz-cite-prefix\">On x, Bob wrote:<br></div><blockquote type=\"cite\">q<blockquote type=\"cite\">qq</blockquote></blockquote><p>My answer.</p>|</body>", "Thunderbird bottom-posting"),
+            ("<body><blockquote type=\"cite\">q1</blockquote>a1<blockquote type=\"cite\">q2</blockquote>a2|</body>", "inline answers"),
+            ("<body><p>Answer</p>|<div class=\"moz-cite-prefix\">On x:</div><blockquote type=\"cite\">q</blockquote><br><div class=\"moz-signature\">-- <br>Ana</div></body>", "own signature below the quote"),
+            ("<body><p>Hi</p>|<blockquote type=\"cite\">q<blockquote>qq</blockquote></blockquote><div><br>&nbsp;</div><!-- x --></body>", "nothing visible after the quote"),
+            ("<div>ok</div><div align=\"left\"><div><!-- originalMessage -->|<div>-------- Original message --------</div><div>From: x</div></div></div>", "Samsung Email"),
+            ("<p>Hi</p>|<p class=MsoNormal><b><span lang=DE>Von:</span></b><span> x<br><b>Gesendet:</b> y</span></p>", "Outlook bold with span, German"),
+            ("<html><head><style>.yahoo_quoted{color:red}</style></head><body><p>Hi</p>|</body></html>", "quote class in the head's CSS"),
+            ("<body><style>.gmail_quote{}</style><p>Hi</p><!-- <div class=\"gmail_quote\"> -->|</body>", "quote class in a body style and a comment"),
+            ("<body><p>Hi</p><script>x='<div class=\"gmail_quote\">'</script>|</body>", "quote class in a script"),
         ];
         for (marked, what) in cases {
             let want = marked.find('|').unwrap();
@@ -398,10 +632,44 @@ mod tests {
             ),
             ("Hi\n|Bob wrote:\n> q\n", "> run with attribution"),
             ("Hi\n|> q\n> r\n", "> run"),
+            ("Hi\n|> q\n>\n> r\n\n", "> run with blank lines"),
+            (
+                "Bob wrote:\n> q1\na1\n> q2\na2\n",
+                "inline answers: at the end",
+            ),
+            (
+                "On Mon, Bob wrote:\n> q\n\nMy answer below.\n",
+                "bottom-posting: at the end",
+            ),
+            (
+                "Answer\n\n|On Mon, Bob wrote:\n> q\n\n-- \nAna\n",
+                "own signature below the quote",
+            ),
+            (
+                "On Mon, Bob wrote:\n> q\n\nAnswer\n-- \nAna\n",
+                "bottom-posting with own signature",
+            ),
             ("Hi\n|Am 01.01.2024 um 10:00 schrieb Bob:\n> q\n", "german"),
             (
                 "Hi\nFrom: the team\nregards\n",
                 "From: without Sent: is not a quote",
+            ),
+            (
+                "Hi\n\n|De\u{a0}: Bob\nEnvoy\u{e9}\u{a0}: lundi\n",
+                "French header with no-break spaces",
+            ),
+            (
+                "Hi\n\n|*De:* Bob\n*Enviado:* lunes\n",
+                "Spanish header in bold",
+            ),
+            ("Hi\n\n|Da: Bob\nInviato: luned\u{ec}\n", "Italian header"),
+            (
+                "Hi\n\n|Anfang der weitergeleiteten Nachricht:\n\nVon: Bob\n",
+                "Apple Mail forward, German",
+            ),
+            (
+                "Hi\nDe: Lyon\nA bient\u{f4}t\n",
+                "De: without a date line is text",
             ),
         ];
         for (marked, what) in cases {

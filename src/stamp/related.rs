@@ -198,7 +198,8 @@ fn add_to_related(
     edits: &mut Edits,
 ) -> usize {
     let part = &tree.parts[related];
-    let (Some(boundary), Some(&last)) = (part.ctype.param("boundary"), part.children.last()) else {
+    let (Some(boundary), Some(&last)) = (part.ctype.param_value("boundary"), part.children.last())
+    else {
         return 0;
     };
     let present: Vec<&[u8]> = part
@@ -213,7 +214,7 @@ fn add_to_related(
         if present.contains(&cid.as_bytes()) {
             continue;
         }
-        delimiter(&mut bytes, &boundary.value, eol, false);
+        delimiter(&mut bytes, &boundary, eol, false);
         image_part(&mut bytes, img, eol);
         added += 1;
     }
@@ -248,11 +249,12 @@ fn wrap_part(
     let mut outer = Vec::new();
     let mut a = parents[html];
     while a != usize::MAX {
-        if let Some(b) = tree.parts[a].ctype.param("boundary") {
-            outer.push(b.value.as_str());
+        if let Some(b) = tree.parts[a].ctype.param_value("boundary") {
+            outer.push(b);
         }
         a = parents[a];
     }
+    let outer: Vec<&str> = outer.iter().map(String::as_str).collect();
     let boundary = choose_boundary(&content, &outer).ok_or(ImagesDropped::NoBoundary)?;
     let mut open = Vec::new();
     related_header(&mut open, &boundary, eight_bit(raw, part), eol);
