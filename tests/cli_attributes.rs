@@ -234,3 +234,33 @@ fn import_is_all_or_nothing() {
     std::fs::write(&file, "{ broken").unwrap();
     fails(&["attributes", "list", "--overrides", f], "not valid");
 }
+
+#[test]
+fn concurrent_edits_are_all_kept() {
+    // Each process reads, edits and saves the whole file; without the edit lock a save made
+    // from an older read drops the edits saved in between.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("overrides.json");
+    let n = 24;
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_sigstamp"))
+                .args(["attributes", "--overrides", s(&file), "set"])
+                .arg(format!("user{i}@contoso.example"))
+                .args(["extension", &format!("value {i}")])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn sigstamp")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ov = overrides::load(&file).unwrap();
+    assert_eq!(ov.entries().len(), n, "{:?}", ov.entries());
+}

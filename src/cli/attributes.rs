@@ -54,6 +54,11 @@ pub enum Action {
 
 pub fn run(args: Args) -> CliResult {
     let path = overrides_path(args.config.as_deref(), args.overrides.as_deref())?;
+    // Edits hold the lock from read to save, so concurrent edits are all kept.
+    let _lock = match args.action {
+        Action::List { .. } => None,
+        _ => Some(overrides::lock_for_edit(&path)?),
+    };
     let mut ov = overrides::load(&path)?;
     match args.action {
         Action::Set {

@@ -266,6 +266,34 @@ pub fn save(path: &Path, ov: &Overrides) -> Result<(), OverridesError> {
     })
 }
 
+/// Held while a command reads, edits and saves the overrides file, so two edits running at
+/// once cannot lose one another (each would otherwise save its own copy over the other's).
+/// An exclusive lock on `.<name>.lock` beside the file; released when dropped.
+pub struct EditLock(#[allow(dead_code)] std::fs::File);
+
+pub fn lock_for_edit(path: &Path) -> Result<EditLock, OverridesError> {
+    let err = |source| OverridesError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "overrides".into(), |n| n.to_string_lossy().into_owned());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!(".{name}.lock")))
+        .map_err(err)?;
+    file.lock().map_err(err)?;
+    Ok(EditLock(file))
+}
+
 /// One CSV record: `address,attribute,value`; `value` is `None` when blank (unset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvRow {
