@@ -122,6 +122,7 @@ async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
     };
     let postfix_ok = postfix::available();
     let mut rows = Vec::new();
+    let mut half = Vec::new();
     for kind in ctx.args.rows.clone() {
         if kind.needs_postfix() && !postfix_ok {
             ctx.notes.push(format!(
@@ -132,8 +133,13 @@ async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
         }
         let rate = ctx.args.rate;
         rows.push(run_row(&mut ctx, kind, rate, kind.label().to_string()).await?);
+        if kind == RowKind::Relay {
+            // Right after the relay row, before any Postfix row: Postfix keeps delivering
+            // its queue after a row ends, which would load the box during these.
+            half = half_rate_rows(&mut ctx, &rows).await?;
+        }
     }
-    half_rate_rows(&mut ctx, &mut rows).await?;
+    rows.extend(half);
     println!();
     print!("{}", stats::table(&rows));
     if ctx.args.idle_sessions > 0 {
@@ -151,10 +157,10 @@ async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Rerun straight and relay at half the relay's throughput: the latency sigstamp adds when
 /// it is not the bottleneck (issue 7: p99 added ≤ 5 ms).
-async fn half_rate_rows(ctx: &mut Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+async fn half_rate_rows(ctx: &mut Ctx, rows: &[Row]) -> anyhow::Result<Vec<Row>> {
     let relay = rows.iter().find(|r| r.label == RowKind::Relay.label());
     let (true, None, Some(relay)) = (ctx.args.half_rate, ctx.args.rate, relay) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let rate = (relay.measured.msgs_per_sec() / 2.0).round().max(1.0);
     let straight = run_row(
@@ -182,9 +188,7 @@ async fn half_rate_rows(ctx: &mut Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()
             fmt_delta(a.p999, b.p999)
         ));
     }
-    rows.push(straight);
-    rows.push(through);
-    Ok(())
+    Ok(vec![straight, through])
 }
 
 fn fmt_delta(base: u64, with: u64) -> String {
