@@ -33,17 +33,6 @@ fn fixtures() -> Vec<PathBuf> {
     v
 }
 
-fn crlf(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() + b.len() / 20);
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'\n' && (i == 0 || b[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(c);
-    }
-    out
-}
-
 const IMAGE_MARK: &str = "Contoso";
 
 fn signature_for(name: &str) -> Signature {
@@ -92,9 +81,9 @@ fn golden_fixtures() {
             ));
         }
         // The same message with CRLF line endings.
-        let (got_crlf, _) = outcome(&name, &crlf(&raw));
+        let (got_crlf, _) = outcome(&name, &support::crlf(&raw));
         let want_crlf = if ext == "eml" {
-            crlf(&expected)
+            support::crlf(&expected)
         } else {
             expected.clone()
         };
@@ -108,7 +97,10 @@ fn golden_fixtures() {
             }
         }
         if ext == "eml" && !sig.images.is_empty() && got.windows(4).any(|w| w == b"<img") {
-            for (input, output) in [(raw.clone(), got.clone()), (crlf(&raw), got_crlf.clone())] {
+            for (input, output) in [
+                (raw.clone(), got.clone()),
+                (support::crlf(&raw), got_crlf.clone()),
+            ] {
                 if let Err(e) = support::images::check_images(&input, &output, &sig, IMAGE_MARK) {
                     failures.push(format!("{name}: {e}"));
                 }

@@ -7,7 +7,7 @@ mod support;
 use sigstamp::stamp::{self, ImagesDropped, InlineImage, Options, Skip};
 use std::path::{Path, PathBuf};
 use support::images::{check_images, image_signature, LOGO_CID, PNG};
-use support::{corpus_dir, test_signature, MARKER};
+use support::{corpus_dir, crlf, test_signature, MARKER};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -31,17 +31,6 @@ fn image_fixtures() -> Vec<(String, Vec<u8>)> {
         .collect();
     v.sort();
     v
-}
-
-fn crlf(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() + b.len() / 20);
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'\n' && (i == 0 || b[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn corpus() -> Vec<(String, Vec<u8>)> {

@@ -243,14 +243,8 @@ pub fn save(path: &Path, ov: &Overrides) -> Result<(), OverridesError> {
     };
     let mut json = serde_json::to_vec_pretty(&ov.to_shape()).expect("JSON values serialise");
     json.push(b'\n');
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let (dir, name) = dir_and_name(path);
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map_or_else(|| "overrides".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -266,6 +260,19 @@ pub fn save(path: &Path, ov: &Overrides) -> Result<(), OverridesError> {
     })
 }
 
+/// The file's folder (`.` for a bare name) and its file name: where the temporary file and
+/// the lock file go.
+fn dir_and_name(path: &Path) -> (PathBuf, String) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "overrides".into(), |n| n.to_string_lossy().into_owned());
+    (dir, name)
+}
+
 /// Held while a command reads, edits and saves the overrides file, so two edits running at
 /// once cannot lose one another (each would otherwise save its own copy over the other's).
 /// An exclusive lock on `.<name>.lock` beside the file; released when dropped.
@@ -276,14 +283,8 @@ pub fn lock_for_edit(path: &Path) -> Result<EditLock, OverridesError> {
         path: path.display().to_string(),
         source,
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let (dir, name) = dir_and_name(path);
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map_or_else(|| "overrides".into(), |n| n.to_string_lossy().into_owned());
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -1012,6 +1012,37 @@ struct StateToken {
 }
 
 impl Inner {
+    /// One page of users: `@odata.context` and the values, plus an `@odata.nextLink` to
+    /// `path` carrying the next offset when more than this page's `n` of `total` remain.
+    /// Also says whether more remain.
+    fn users_page(
+        &self,
+        props: &[&str],
+        page: Vec<Value>,
+        st: &StateToken,
+        n: usize,
+        total: usize,
+        path: &str,
+    ) -> (Value, bool) {
+        let mut body = json!({
+            "@odata.context": format!("{}/v1.0/$metadata#users({})", self.base, props.join(",")),
+            "value": page,
+        });
+        let more = st.offset + n < total;
+        if more {
+            let next = StateToken {
+                offset: st.offset + n,
+                ..st.clone()
+            };
+            body["@odata.nextLink"] = json!(format!(
+                "{}/v1.0/{path}?$skiptoken={}",
+                self.base,
+                self.seal(&next)
+            ));
+        }
+        (body, more)
+    }
+
     fn seal(&self, t: &StateToken) -> String {
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(t).unwrap());
         format!("{payload}.{:016x}", self.mac(&payload))
@@ -1237,23 +1268,9 @@ impl Inner {
             .take(st.top)
             .map(|u| Value::Object(project(&u.props, &props, true)))
             .collect();
-        let mut body = json!({
-            "@odata.context": format!("{}/v1.0/$metadata#users({})", self.base, props.join(",")),
-            "value": page,
-        });
+        let (mut body, _) = self.users_page(&props, page, &st, st.top, live.len(), "users");
         if get(query, "$count") == Some("true") && st.offset == 0 {
             body["@odata.count"] = json!(live.len());
-        }
-        if st.offset + st.top < live.len() {
-            let next = StateToken {
-                offset: st.offset + st.top,
-                ..st.clone()
-            };
-            body["@odata.nextLink"] = json!(format!(
-                "{}/v1.0/users?$skiptoken={}",
-                self.base,
-                self.seal(&next)
-            ));
         }
         Ok(json_response(200, body))
     }
@@ -1379,21 +1396,8 @@ impl Inner {
                 page.push(first);
             }
         }
-        let mut body = json!({
-            "@odata.context": format!("{}/v1.0/$metadata#users({})", self.base, props.join(",")),
-            "value": page,
-        });
-        if st.offset + n < ids.len() {
-            let next = StateToken {
-                offset: st.offset + n,
-                ..st.clone()
-            };
-            body["@odata.nextLink"] = json!(format!(
-                "{}/v1.0/users/delta?$skiptoken={}",
-                self.base,
-                self.seal(&next)
-            ));
-        } else {
+        let (mut body, more) = self.users_page(&props, page, &st, n, ids.len(), "users/delta");
+        if !more {
             let next = StateToken {
                 since: st.upto,
                 upto: st.upto,
@@ -1508,21 +1512,8 @@ impl Inner {
                 Value::Object(v)
             })
             .collect();
-        let mut body = json!({
-            "@odata.context": format!("{}/v1.0/$metadata#users({})", self.base, props.join(",")),
-            "value": page,
-        });
-        if st.offset + n < users.len() {
-            let next = StateToken {
-                offset: st.offset + n,
-                ..st.clone()
-            };
-            body["@odata.nextLink"] = json!(format!(
-                "{}/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user?$skiptoken={}",
-                self.base,
-                self.seal(&next)
-            ));
-        }
+        let path = format!("groups/{id}/transitiveMembers/microsoft.graph.user");
+        let (body, _) = self.users_page(&props, page, &st, n, users.len(), &path);
         Ok(json_response(200, body))
     }
 

@@ -11,6 +11,18 @@ use std::path::PathBuf;
 /// A token that appears once per stamped body.
 pub const MARKER: &str = "SIGSTAMP-MARK";
 
+/// The message with every bare LF made CRLF (the CRLF variant of an LF fixture).
+pub fn crlf(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() + b.len() / 20);
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'\n' && (i == 0 || b[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A signature with non-ASCII text, so charset handling is exercised on every message.
 pub fn test_signature() -> Signature {
     Signature {
