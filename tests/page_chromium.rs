@@ -7,28 +7,20 @@
 //! that is not loopback goes to a closed proxy port, and the page loads nothing external.
 
 mod fake_graph;
+mod serve_support;
 
 use fake_graph::{seed_abc, FakeGraph, CLIENT_ID, SECRET, TENANT};
 use serde_json::Value;
+use serve_support::Guard;
 use sigstamp::directory::graph::clock::Clock;
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A bound on each Chromium run; a normal `--dump-dom` takes about a second.
 const CHROMIUM_LIMIT: Duration = Duration::from_secs(30);
-
-/// Kills `sigstamp serve` if the test fails before it is stopped.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The browser (`SIGSTAMP_CHROMIUM` overrides the path), or `None` (with the reason
 /// printed) when the test must be skipped.
@@ -145,44 +137,9 @@ fn assert_loopback_only(net_log: &Path) {
 
 /// Start `sigstamp serve` with `config`; returns the admin base URL from its log.
 fn serve(config: &str, dir: &Path) -> (Guard, String) {
-    let path = dir.join("sigstamp.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut guard = Guard(
-        Command::new(env!("CARGO_BIN_EXE_sigstamp"))
-            .args(["serve", "--config", path.to_str().unwrap()])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = guard.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("sigstamp serve logs the admin address");
-        if line.contains("admin HTTP listening") {
-            let addr = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-                .expect("addr= in the log line");
-            // Keep draining the log so the child never blocks on a full pipe.
-            std::thread::spawn(move || rx.into_iter().for_each(drop));
-            return (guard, format!("http://{addr}"));
-        }
-    }
+    let (guard, addr, _log) =
+        serve_support::serve(config, dir.to_path_buf(), "admin HTTP listening", "addr");
+    (guard, format!("http://{addr}"))
 }
 
 /// Poll `/status` until `f` accepts it, for at most `limit`.

@@ -1,82 +1,24 @@
 //! The real binary: `sigstamp serve` with a bad config, and SIGTERM with sessions in flight.
 
+mod serve_support;
 mod smtp_support;
 
+use serve_support::Guard;
 use sigstamp::smtp::sink::SinkOptions;
 use smtp_support::*;
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn sigstamp() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sigstamp"))
 }
 
-/// Kills the child if the test fails before it exits.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Start `sigstamp serve` and read the relay's address from its log.
 fn serve(config: &str) -> (Guard, SocketAddr, std::sync::mpsc::Receiver<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sigstamp.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut guard = Guard(
-        sigstamp()
-            .args(["serve", "--config", path.to_str().unwrap()])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = guard.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _keep = dir;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(strip_ansi(&line));
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("sigstamp serve logs its listening address");
-        if line.contains("SMTP relay listening") {
-            let addr = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("listen="))
-                .expect("listen= in the log line");
-            return (guard, addr.parse().unwrap(), rx);
-        }
-    }
+    let (guard, addr, rx) = serve_support::serve(config, dir, "SMTP relay listening", "listen");
+    (guard, addr.parse().unwrap(), rx)
 }
 
 #[test]
