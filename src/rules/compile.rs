@@ -4,9 +4,10 @@
 use super::config::{RecipientsConfig, RuleConfig};
 use super::dates::{parse_bound, Edge, Window};
 use super::exceptions::{HeaderTest, Keywords};
-use super::matchers::{normalize_domain, valid_domain, AttributeMatch, Domains, MEMBER_OF};
+use super::matchers::{normalize_domain, valid_domain, AttributeMatch, Domains};
 use super::rule::{Action, Recipients, Rule};
 use crate::config::ConfigError;
+use crate::directory::memberships::MEMBER_OF;
 
 /// The template name that means "no signature".
 pub const NONE: &str = "none";

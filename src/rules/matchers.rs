@@ -125,10 +125,6 @@ impl AttributeMatch {
     }
 }
 
-/// The synthetic attribute holding a user's transitive group memberships: display names
-/// and object ids of each group, as strings.
-pub const MEMBER_OF: &str = "memberOf";
-
 #[cfg(test)]
 mod tests {
     use super::*;

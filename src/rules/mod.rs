@@ -13,11 +13,13 @@ mod exceptions;
 mod matchers;
 mod rule;
 
+/// `group` matches against this attribute, filled by the Graph group sync.
+pub use crate::directory::memberships::MEMBER_OF;
 pub use compile::NONE;
 pub use config::{RecipientsConfig, RuleConfig};
 pub use eval::RuleSet;
 pub use exceptions::MessageFacts;
-pub use matchers::{Domains, MEMBER_OF};
+pub use matchers::Domains;
 pub use rule::{Action, Recipients, Rule, Sender};
 
 /// Who a copy of a message is for.
