@@ -14,7 +14,6 @@ use crate::status::TokenState;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -421,7 +420,7 @@ fn signature(h: &mut String, p: &Preview, audience: Audience) {
                 "<h4>HTML</h4>\n<iframe class=\"preview\" id=\"preview-html\" sandbox \
                  title=\"HTML signature\" srcdoc=\"{}\"></iframe>\n\
                  <h4>Text</h4>\n<pre class=\"text\" id=\"preview-text\">{}</pre>\n",
-                escape(&frame_document(&inline_images(&sig.html, &sig.images))),
+                escape(&frame_document(&crate::render::preview_html(sig))),
                 escape(&sig.text)
             );
             images_list(h, &sig.images);
@@ -443,30 +442,6 @@ fn signature(h: &mut String, p: &Preview, audience: Audience) {
             );
         }
     }
-}
-
-/// `cid:` references as `data:` URIs: the frame shows the inline images as a mail client
-/// would, with no request anywhere (the page's CSP allows `data:` images).
-fn inline_images(html: &str, images: &[InlineImage]) -> String {
-    let mut out = html.to_string();
-    for img in images {
-        let safe_type = img.content_type.strip_prefix("image/").is_some_and(|sub| {
-            !sub.is_empty()
-                && sub
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
-        });
-        if !safe_type {
-            continue;
-        }
-        let data = format!(
-            "data:{};base64,{}",
-            img.content_type,
-            base64::engine::general_purpose::STANDARD.encode(&*img.bytes)
-        );
-        out = out.replace(&format!("cid:{}", img.cid), &data);
-    }
-    out
 }
 
 /// The inline parts the stamper adds next to the HTML, by file name.
@@ -499,37 +474,4 @@ fn frame_document(fragment: &str) -> String {
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"></head>\n\
          <body style=\"margin:12px;font-family:Arial,Helvetica,sans-serif\">\n{fragment}\n</body></html>\n"
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inline_images_become_data_uris() {
-        let png = b"\x89PNG\r\n\x1a\nrest".to_vec();
-        let img = |cid: &str, ct: &str| InlineImage {
-            cid: cid.into(),
-            content_type: ct.into(),
-            filename: "logo.png".into(),
-            bytes: png.clone().into(),
-        };
-        let html = r#"<img src="cid:a@sigstamp"> <img src="cid:b@sigstamp"> <img src="cid:c@x">"#;
-        let out = inline_images(
-            html,
-            &[
-                img("a@sigstamp", "image/png"),
-                img("b@sigstamp", "text/html"),
-            ],
-        );
-        assert_eq!(
-            out,
-            r#"<img src="data:image/png;base64,iVBORw0KGgpyZXN0"> <img src="cid:b@sigstamp"> <img src="cid:c@x">"#,
-            "only image types become data: URIs; unknown cids stay"
-        );
-        assert_eq!(
-            inline_images(html, &[img("a@sigstamp", "image/svg+xml\"><x")]),
-            html
-        );
-    }
 }

@@ -372,11 +372,22 @@ fn load_images(
 }
 
 /// The HTML with each `cid:` image replaced by a `data:` URL, for showing a signature outside
-/// a message (previews).
+/// a message (previews: a browser shows them as a mail client would, with no request
+/// anywhere). Only plain `image/<subtype>` types are written into the URL; anything else (a
+/// photo type from Graph is not ours to trust) stays a `cid:` reference.
 pub fn preview_html(sig: &Signature) -> String {
     use base64::Engine;
     let mut html = sig.html.clone();
     for img in &sig.images {
+        let safe_type = img.content_type.strip_prefix("image/").is_some_and(|sub| {
+            !sub.is_empty()
+                && sub
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+        });
+        if !safe_type {
+            continue;
+        }
         let data = base64::engine::general_purpose::STANDARD.encode(&*img.bytes);
         html = html.replace(
             &format!("cid:{}", img.cid),
@@ -405,4 +416,44 @@ fn register(
             line: e.pos().map_or(0, |(line, _)| line),
             message: e.reason().to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preview_html;
+    use crate::stamp::{InlineImage, Signature};
+
+    fn preview(html: &str, images: Vec<InlineImage>) -> String {
+        let mut sig = Signature::new(html.to_string(), String::new());
+        sig.images = images;
+        preview_html(&sig)
+    }
+
+    #[test]
+    fn inline_images_become_data_uris() {
+        let png = b"\x89PNG\r\n\x1a\nrest".to_vec();
+        let img = |cid: &str, ct: &str| InlineImage {
+            cid: cid.into(),
+            content_type: ct.into(),
+            filename: "logo.png".into(),
+            bytes: png.clone().into(),
+        };
+        let html = r#"<img src="cid:a@sigstamp"> <img src="cid:b@sigstamp"> <img src="cid:c@x">"#;
+        let out = preview(
+            html,
+            vec![
+                img("a@sigstamp", "image/png"),
+                img("b@sigstamp", "text/html"),
+            ],
+        );
+        assert_eq!(
+            out,
+            r#"<img src="data:image/png;base64,iVBORw0KGgpyZXN0"> <img src="cid:b@sigstamp"> <img src="cid:c@x">"#,
+            "only image types become data: URIs; unknown cids stay"
+        );
+        assert_eq!(
+            preview(html, vec![img("a@sigstamp", "image/svg+xml\"><x")]),
+            html
+        );
+    }
 }
