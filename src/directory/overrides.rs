@@ -11,7 +11,6 @@
 use super::{normalize_address, AttrValue, Directory, Name, User};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -243,21 +242,10 @@ pub fn save(path: &Path, ov: &Overrides) -> Result<(), OverridesError> {
     };
     let mut json = serde_json::to_vec_pretty(&ov.to_shape()).expect("JSON values serialise");
     json.push(b'\n');
-    let (dir, name) = dir_and_name(path);
+    let (dir, _) = dir_and_name(path);
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename itself must reach the disk too.
-        std::fs::File::open(&dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
+    // 0o666 less the umask, as a plain create would give: the file is not secret.
+    super::snapshot::write_atomic(path, &json, 0o666).map_err(err)
 }
 
 /// The file's folder (`.` for a bare name) and its file name: where the temporary file and
