@@ -722,29 +722,33 @@ fn flowed_text(text: &str) -> String {
 const MAX_LINE: usize = 998;
 
 /// Whether inserting creates a line over [`MAX_LINE`] that was not that long before.
+/// Measures by walking the bytes, never by slicing between line-break positions: an
+/// insertion of any line structure (none, one or many breaks) at any offset is safe.
 fn makes_overlong_line(decoded: &[u8], change: &Change) -> bool {
     let Change::Insert { at, bytes } = change else {
         return false;
     };
-    let at = *at;
-    let line_start = memchr::memrchr(b'\n', &decoded[..at]).map_or(0, |p| p + 1);
-    let line_end = memchr::memchr(b'\n', &decoded[at..]).map_or(decoded.len(), |p| at + p);
-    let (head, tail) = (at - line_start, line_end - at);
-    let len = |l: &[u8]| l.strip_suffix(b"\r").unwrap_or(l).len();
-    let longest = match (memchr::memchr(b'\n', bytes), memchr::memrchr(b'\n', bytes)) {
-        (Some(first), Some(last)) => {
-            let inner = bytes[first + 1..last]
-                .split(|b| *b == b'\n')
-                .map(len)
-                .max()
-                .unwrap_or(0);
-            (head + len(&bytes[..first]))
-                .max(inner)
-                .max(bytes.len() - last - 1 + tail)
+    let (before, after) = decoded.split_at((*at).min(decoded.len()));
+    // The line the insertion lands in: its part before and after the insertion point.
+    let head = before.rsplit(|b| *b == b'\n').next().unwrap_or_default();
+    let tail = after.split(|b| *b == b'\n').next().unwrap_or_default();
+    let longest = longest_line(head.iter().chain(bytes).chain(tail));
+    longest > MAX_LINE && longest > longest_line(head.iter().chain(tail))
+}
+
+/// The longest line of a byte stream, without its line ending (CRLF or LF).
+fn longest_line<'a>(bytes: impl Iterator<Item = &'a u8>) -> usize {
+    let (mut longest, mut cur, mut cr) = (0, 0, false);
+    for &b in bytes {
+        if b == b'\n' {
+            longest = longest.max(cur - usize::from(cr));
+            (cur, cr) = (0, false);
+        } else {
+            cur += 1;
+            cr = b == b'\r';
         }
-        _ => head + bytes.len() + tail,
-    };
-    longest > MAX_LINE && longest > len(&decoded[line_start..line_end])
+    }
+    longest.max(cur - usize::from(cr))
 }
 
 fn apply_change(decoded: &[u8], change: Change) -> Vec<u8> {
@@ -1098,6 +1102,55 @@ mod line_length_tests {
                 "x".repeat(60)
             )));
         }
+    }
+
+    /// Issue 11, finding 11: an HTML signature of exactly two lines (one line break) made
+    /// the overlong-line check slice `first + 1..last` with first == last + … and panic on
+    /// every 8bit HTML part. Any line structure of the signature, at any width, must stamp.
+    #[test]
+    fn signatures_of_any_line_structure_never_panic() {
+        let shapes = [
+            "<p>a</p>",
+            "<p>a</p>\n<p>b</p>",
+            "<p>a</p>\r\n<p>b</p>",
+            "\n",
+            "\n\n",
+            "<p>a</p>\n",
+            "\n<p>a</p>",
+            "<p>a</p>\n\n<p>b</p>\n<p>c</p>",
+            "\r",
+            "",
+        ];
+        for html in shapes {
+            for cte in ["7bit", "8bit", "binary"] {
+                for width in [0, 10, 990, 1200] {
+                    for eol in ["\n", "\r\n"] {
+                        let raw = format!(
+                            "Content-Type: text/html; charset=utf-8{eol}Content-Transfer-Encoding: {cte}{eol}{eol}<p>{}\u{e9}</p>{eol}",
+                            "y".repeat(width)
+                        );
+                        let sig = Signature::new(html, "-- \nA");
+                        let out = stamp(raw.as_bytes(), &sig, &Options::default());
+                        assert!(out.is_ok(), "{html:?} {cte} {width}: {out:?}");
+                    }
+                }
+            }
+        }
+        let change = |at, bytes: &[u8]| Change::Insert {
+            at,
+            bytes: bytes.to_vec(),
+        };
+        assert!(!makes_overlong_line(b"ab\ncd", &change(3, b"x\ny")));
+        assert!(makes_overlong_line(
+            &[b'a'; 990],
+            &change(990, &[b'b'; 20])
+        ));
+        assert!(!makes_overlong_line(
+            &[b'a'; 990],
+            &change(990, b"\nbb")
+        ));
+        // Already overlong before: not made so by the insertion.
+        assert!(!makes_overlong_line(&[b'a'; 1000], &change(0, b"x\n")));
     }
 }
 
