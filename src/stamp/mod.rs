@@ -235,6 +235,15 @@ pub fn from_address(raw: &[u8]) -> Option<String> {
     parse_address(&raw[f.value.clone()])
 }
 
+/// The Message-ID header's value, trimmed (for logs).
+pub fn message_id(raw: &[u8]) -> Option<String> {
+    let start = bom_len(raw);
+    let (fields, _) = mime::parse_header(raw, start, raw.len());
+    let f = mime::find_field(raw, &fields, "message-id")?;
+    let v = String::from_utf8_lossy(trim_ascii(&raw[f.value.clone()])).into_owned();
+    (!v.is_empty()).then_some(v)
+}
+
 /// The first address of an address-list header value: `Name <a@b>`, `a@b (Name)`, `a@b`.
 fn parse_address(value: &[u8]) -> Option<String> {
     let v = String::from_utf8_lossy(value);
