@@ -712,7 +712,7 @@ fn is_flowed(ct: &mime::ContentType) -> bool {
 /// start with a space, ">" or "From " are space-stuffed so they read as written.
 fn flowed_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
-    for line in text.lines() {
+    for line in with_line_ending(text, "\n").lines() {
         let line = if line == "-- " {
             line
         } else {
@@ -802,13 +802,12 @@ fn content_eol(decoded: &[u8], default: &'static str) -> &'static str {
 fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature, eol: &'static str) -> String {
     let le = content_eol(content, eol);
     match kind {
-        Kind::Html => sig.html.clone(),
+        // Whatever breaks the template and the directory values brought (LF, CRLF, a lone
+        // CR), the signature takes the part's own line ending.
+        Kind::Html => with_line_ending(&sig.html, le),
         Kind::Text => {
-            let mut body = String::new();
-            for line in sig.text.trim_end_matches(['\r', '\n']).lines() {
-                body.push_str(line);
-                body.push_str(le);
-            }
+            let mut body = with_line_ending(sig.text.trim_end_matches(['\r', '\n']), le);
+            body.push_str(le);
             let before = &content[..at];
             let mut out = String::new();
             // The signature starts after a blank line, whatever the text before ends with.
@@ -828,6 +827,20 @@ fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature, eol: &'stati
             out
         }
     }
+}
+
+/// `text` with every line break (CRLF, LF, or a lone CR) written as `le`.
+fn with_line_ending(text: &str, le: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(i) = rest.find(['\r', '\n']) {
+        out.push_str(&rest[..i]);
+        out.push_str(le);
+        let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[i + skip..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn position(content: &[u8], kind: Kind) -> usize {
@@ -1040,6 +1053,35 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod line_ending_tests {
+    use super::*;
+
+    /// Issue 11, finding 2: the signature takes the part's line ending, whatever breaks the
+    /// template or a value brought (LF, CRLF, lone CR).
+    #[test]
+    fn signature_takes_the_parts_line_ending() {
+        let sig = Signature::new("<p>a</p>\n<p>b</p>\r<p>c</p>\r\n", "-- \rA\nB\r\nC\n");
+        for eol in ["\n", "\r\n"] {
+            for ct in ["text/plain", "text/html"] {
+                let raw = format!("Content-Type: {ct}{eol}{eol}line one{eol}<body>x</body>{eol}");
+                let out = stamp(raw.as_bytes(), &sig, &Options::default()).unwrap().message;
+                let lines = out.split(|b| *b == b'\n').count();
+                let breaks = if eol == "\n" {
+                    assert!(!out.contains(&b'\r'), "{ct} {eol:?}: CR in LF message");
+                    lines
+                } else {
+                    let crlf = out.windows(2).filter(|w| w == b"\r\n").count();
+                    assert_eq!(out.iter().filter(|b| **b == b'\r').count(), crlf, "{ct}: bare CR");
+                    crlf + 1
+                };
+                assert_eq!(breaks, lines, "{ct} {eol:?}: bare LF");
+            }
+        }
+        assert_eq!(with_line_ending("a\rb\r\nc\nd\r", "\r\n"), "a\r\nb\r\nc\r\nd\r\n");
     }
 }
 
