@@ -142,9 +142,14 @@ impl fmt::Display for Skip {
 
 /// Stamp `raw` with `sig`. Returns the stamped message, or why it stays unchanged.
 pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Skip> {
+    let raw = &*cr_lines(raw);
     let start = bom_len(raw);
-    let (fields, _) = mime::parse_header(raw, start, raw.len());
+    let (fields, body_start) = mime::parse_header(raw, start, raw.len());
     precheck_fields(raw, &fields)?;
+    if has_lone_cr(&raw[start..body_start]) {
+        // Some lines break at a lone CR, others at LF: reading on would glue header lines.
+        return Err(Skip::Malformed("lone CR line breaks in the header".into()));
+    }
     let tree = Tree::parse(raw, start)?;
     if tree.parts[0].ctype_invalid {
         return Err(Skip::InvalidContentType);
@@ -222,6 +227,7 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
 /// Cheap checks that need no signature: trace header, null sender, Auto-Submitted.
 /// The pipeline runs these before the directory lookup; [`stamp`] runs them too.
 pub fn precheck(raw: &[u8]) -> Result<(), Skip> {
+    let raw = &*cr_lines(raw);
     let start = bom_len(raw);
     let (fields, _) = mime::parse_header(raw, start, raw.len());
     precheck_fields(raw, &fields)
@@ -229,6 +235,7 @@ pub fn precheck(raw: &[u8]) -> Result<(), Skip> {
 
 /// The address of the From header (without display name), if any.
 pub fn from_address(raw: &[u8]) -> Option<String> {
+    let raw = &*cr_lines(raw);
     let start = bom_len(raw);
     let (fields, _) = mime::parse_header(raw, start, raw.len());
     let f = mime::find_field(raw, &fields, "from")?;
@@ -237,6 +244,7 @@ pub fn from_address(raw: &[u8]) -> Option<String> {
 
 /// The Message-ID header's value, trimmed (for logs).
 pub fn message_id(raw: &[u8]) -> Option<String> {
+    let raw = &*cr_lines(raw);
     let start = bom_len(raw);
     let (fields, _) = mime::parse_header(raw, start, raw.len());
     let f = mime::find_field(raw, &fields, "message-id")?;
@@ -290,6 +298,48 @@ fn bom_len(raw: &[u8]) -> usize {
     start
 }
 
+/// A message whose lines end in a lone CR (old Mac style; over SMTP it still ends in the
+/// final CRLF): each CR becomes CRLF, so its lines are read as lines, never glued into one.
+/// Any other message is used as it is.
+fn cr_lines(raw: &[u8]) -> Cow<'_, [u8]> {
+    let inner = raw.strip_suffix(b"\r\n").unwrap_or(raw);
+    if memchr::memchr(b'\n', inner).is_some() || memchr::memchr(b'\r', inner).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
+    for &b in inner {
+        out.push(b);
+        if b == b'\r' {
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(&raw[inner.len()..]);
+    Cow::Owned(out)
+}
+
+/// A CR not followed by LF.
+fn has_lone_cr(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n'))
+}
+
+/// `<>` with any whitespace, folding and comments around or inside it.
+fn is_null_path(value: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut rest = Vec::with_capacity(2);
+    for &b in value {
+        match b {
+            b'(' => depth += 1,
+            b')' if depth > 0 => depth -= 1,
+            _ if depth > 0 || b.is_ascii_whitespace() => {}
+            _ => rest.push(b),
+        }
+        if rest.len() > 2 {
+            return false;
+        }
+    }
+    rest == b"<>"
+}
+
 fn line_ending_is_crlf(raw: &[u8]) -> bool {
     memchr::memchr(b'\n', raw).is_some_and(|i| i > 0 && raw[i - 1] == b'\r')
 }
@@ -302,11 +352,7 @@ fn precheck_fields(raw: &[u8], fields: &[Field]) -> Result<(), Skip> {
             return Err(Skip::AlreadyStamped);
         }
         if name.eq_ignore_ascii_case(b"return-path") {
-            let v = &raw[f.value.clone()];
-            if v.iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .eq(b"<>".iter())
-            {
+            if is_null_path(&raw[f.value.clone()]) {
                 return Err(Skip::NullSender);
             }
         }
@@ -1059,6 +1105,31 @@ mod tests {
 #[cfg(test)]
 mod line_ending_tests {
     use super::*;
+
+    /// Issue 11, finding 9: a bounce is recognised whatever its line endings and however
+    /// its null path is written; a CR-only message is read line by line (over SMTP it still
+    /// ends in CRLF).
+    #[test]
+    fn null_reverse_path_is_always_recognised() {
+        let bounces: &[&[u8]] = &[
+            b"Return-Path: <>\rFrom: a@b.example\r\rbody\r",
+            b"Return-Path: <>\rFrom: a@b.example\r\rbody\r\n",
+            b"From: a@b.example\r\nReturn-Path:\r\n <>\r\n\r\nbody\r\n",
+            b"Return-Path: < > (bounce)\nFrom: a@b.example\n\nbody\n",
+            b"\xEF\xBB\xBFReturn-Path:<>\n\nbody\n",
+        ];
+        let sig = Signature::new("<p>s</p>", "-- \ns");
+        for raw in bounces {
+            assert_eq!(precheck(raw), Err(Skip::NullSender), "{raw:?}");
+            assert_eq!(stamp(raw, &sig, &Options::default()), Err(Skip::NullSender));
+        }
+        assert_eq!(precheck(b"Return-Path: <a@b>\r\n\r\nx\r\n"), Ok(()));
+        assert!(!is_null_path(b" <x> "));
+        let raw = b"From: Ann <ann@b.example>\rSubject: s\r\rHi\r\n";
+        assert_eq!(from_address(raw).as_deref(), Some("ann@b.example"));
+        let out = stamp(raw, &sig, &Options::default()).unwrap().message;
+        assert!(out.starts_with(b"X-Sigstamp: stamped\r\nFrom: Ann <ann@b.example>\r\nSubject: s\r\n\r\nHi\r\n"));
+    }
 
     /// Issue 11, finding 2: the signature takes the part's line ending, whatever breaks the
     /// template or a value brought (LF, CRLF, lone CR).
