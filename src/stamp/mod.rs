@@ -101,6 +101,9 @@ pub enum Skip {
     Malformed(String),
     /// No text/plain or text/html body to stamp.
     NoTextBody,
+    /// More MIME parts, nesting levels or header fields than sigstamp reads
+    /// ([`mime::MAX_PARTS`], [`mime::MAX_DEPTH`], [`mime::MAX_FIELDS`]).
+    TooComplex,
 }
 
 impl Skip {
@@ -118,6 +121,7 @@ impl Skip {
             Skip::InvalidContentType => "invalid_content_type",
             Skip::Malformed(_) => "malformed",
             Skip::NoTextBody => "no_text_body",
+            Skip::TooComplex => "too_complex",
         }
     }
 }
@@ -136,6 +140,13 @@ impl fmt::Display for Skip {
             Skip::InvalidContentType => f.write_str("invalid Content-Type"),
             Skip::Malformed(what) => write!(f, "malformed MIME: {what}"),
             Skip::NoTextBody => f.write_str("no text/plain or text/html body"),
+            Skip::TooComplex => write!(
+                f,
+                "too complex (over {} MIME parts, {} nesting levels or {} header fields in a part)",
+                mime::MAX_PARTS,
+                mime::MAX_DEPTH,
+                mime::MAX_FIELDS
+            ),
         }
     }
 }
@@ -1153,6 +1164,58 @@ mod line_ending_tests {
             }
         }
         assert_eq!(with_line_ending("a\rb\r\nc\nd\r", "\r\n"), "a\r\nb\r\nc\r\nd\r\n");
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn multipart(parts: usize) -> Vec<u8> {
+        let mut m = b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        m.extend_from_slice(b"--b\r\nContent-Type: text/plain\r\n\r\nHi\r\n");
+        for _ in 1..parts {
+            m.extend_from_slice(b"--b\r\n");
+        }
+        m.extend_from_slice(b"--b--\r\n");
+        m
+    }
+
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut m = b"From: a@b.example\r\n".to_vec();
+        for d in 0..depth {
+            m.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=b{d}\r\n\r\n--b{d}\r\n").as_bytes());
+        }
+        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\nHi\r\n");
+        for d in (0..depth).rev() {
+            m.extend_from_slice(format!("--b{d}--\r\n").as_bytes());
+        }
+        m
+    }
+
+    fn fields(n: usize) -> Vec<u8> {
+        let mut m = b"From: a@b.example\r\n".to_vec();
+        for i in 1..n {
+            m.extend_from_slice(format!("X-F{i}: v\r\n").as_bytes());
+        }
+        m.extend_from_slice(b"\r\nHi\r\n");
+        m
+    }
+
+    /// Issue 11, finding 8: the limits, at and one past each.
+    #[test]
+    fn past_a_limit_the_message_is_too_complex() {
+        let sig = Signature::new("<p>s</p>", "-- \ns");
+        let run = |raw: Vec<u8>| stamp(&raw, &sig, &Options::default()).map(|_| ());
+        // The message itself and its parts: 10,000 in all.
+        assert_eq!(run(multipart(mime::MAX_PARTS - 1)), Ok(()));
+        assert_eq!(run(multipart(mime::MAX_PARTS)), Err(Skip::TooComplex));
+        assert_eq!(run(multipart(4_000_000 / 100)), Err(Skip::TooComplex));
+        assert_eq!(run(nested(mime::MAX_DEPTH)), Ok(()));
+        assert_eq!(run(nested(mime::MAX_DEPTH + 1)), Err(Skip::TooComplex));
+        assert_eq!(run(fields(mime::MAX_FIELDS)), Ok(()));
+        assert_eq!(run(fields(mime::MAX_FIELDS + 1)), Err(Skip::TooComplex));
+        assert_eq!(Skip::TooComplex.label(), "too_complex");
     }
 }
 
