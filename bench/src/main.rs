@@ -7,6 +7,7 @@ mod message;
 mod postfix;
 mod procs;
 mod stats;
+mod stamp_memory;
 
 use anyhow::Context;
 use args::{Args, Load, MilterSocket, RowKind, SinkKind};
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
     };
     let result = match args.directory_users {
         Some(users) => rt.block_on(directory::run(users, args.sigstamp.as_deref())),
+        None if args.stamp_memory => stamp_memory::run(args.sigstamp.as_deref()),
         None => rt.block_on(smtp_table(args)),
     };
     match result {
