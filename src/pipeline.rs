@@ -403,7 +403,10 @@ mod tests {
         assert_eq!(caught.message_id.as_deref(), Some("<p1@example.com>"));
         assert_eq!(contain(raw, || 7), Ok(7));
         let caught = contain(b"no header at all", || -> u8 { panic!("static") }).unwrap_err();
-        assert_eq!((caught.reason.as_str(), caught.message_id), ("static", None));
+        assert_eq!(
+            (caught.reason.as_str(), caught.message_id),
+            ("static", None)
+        );
     }
 
     #[test]

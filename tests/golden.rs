@@ -97,7 +97,13 @@ fn golden_fixtures() {
                 raw.clone()
             } else {
                 raw.iter()
-                    .flat_map(|&b| if b == b'\r' { vec![b'\r', b'\n'] } else { vec![b] })
+                    .flat_map(|&b| {
+                        if b == b'\r' {
+                            vec![b'\r', b'\n']
+                        } else {
+                            vec![b]
+                        }
+                    })
                     .collect()
             };
             if let Err(e) = support::check_structure(&read_as, &got) {

@@ -4,6 +4,7 @@
 
 mod milter_support;
 mod smtp_support;
+mod support;
 
 use proptest::prelude::*;
 use sigstamp::app::App;
@@ -122,17 +123,7 @@ fn check_wire(wire: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// LF lines as CRLF (the client's side).
-fn crlf(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() + 16);
-    for (i, b) in s.iter().enumerate() {
-        if *b == b'\n' && (i == 0 || s[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(*b);
-    }
-    out
-}
+use support::crlf;
 
 const USERS: &str = r#"[{"id":"1","displayName":"Alice Example","jobTitle":"Engineer","mail":"alice@example.com","userPrincipalName":"alice@example.com"}]"#;
 
@@ -197,7 +188,10 @@ async fn send(relay: &mut TestRelay, data: &str) -> (String, Seen) {
     let mut c = RawClient::connect(relay.addr).await.unwrap();
     assert!(c.reply().await.starts_with("220"));
     assert!(c.cmd("EHLO client.test").await.starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<alice@example.com>").await.starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<alice@example.com>")
+        .await
+        .starts_with("250"));
     assert!(c.cmd("RCPT TO:<bob@example.org>").await.starts_with("250"));
     assert!(c.cmd("DATA").await.starts_with("354"));
     c.send(data).await;
@@ -234,14 +228,26 @@ async fn directory_values_cannot_smuggle_a_second_message() {
     let mut relay = relay(stamper).await;
     let (reply, seen) = send(&mut relay, MESSAGE).await;
     assert!(reply.starts_with("250"), "{reply}");
-    assert_eq!(seen.wire.len(), 1, "exactly one message: {:?}", seen.commands);
-    let mails = seen.commands.iter().filter(|c| c.starts_with("MAIL")).count();
+    assert_eq!(
+        seen.wire.len(),
+        1,
+        "exactly one message: {:?}",
+        seen.commands
+    );
+    let mails = seen
+        .commands
+        .iter()
+        .filter(|c| c.starts_with("MAIL"))
+        .count();
     assert_eq!(mails, 1, "{:?}", seen.commands);
     let got = check_wire(&seen.wire[0]).unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8_lossy(&got);
     assert!(text.contains("X-Sigstamp: stamped"), "{text}");
     // In text the value's lines are lines of the message (CRLF); in HTML one line.
-    assert!(text.contains("\r\nEng\r\n.\r\nMAIL FROM:<evil@attacker.test>\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nEng\r\n.\r\nMAIL FROM:<evil@attacker.test>\r\n"),
+        "{text}"
+    );
     assert!(
         text.contains("<p>Eng . MAIL FROM:&lt;evil@attacker.test&gt; RCPT"),
         "{text}"
@@ -256,7 +262,11 @@ async fn bare_line_feeds_from_the_client_leave_as_crlf() {
     let tmp = tempfile::tempdir().unwrap();
     let stamper = Arc::new(Stamper::new(
         directory_with("Engineer"),
-        templates(tmp.path(), "<p>{{displayName}}</p>", "-- \n{{displayName}}\n"),
+        templates(
+            tmp.path(),
+            "<p>{{displayName}}</p>",
+            "-- \n{{displayName}}\n",
+        ),
     ));
     let mut relay = relay(stamper).await;
     let data = "From: alice@example.com\nSubject: lf\r\nContent-Type: text/plain\n\nline one\nline two\rthree\r\n";
@@ -365,7 +375,11 @@ async fn milter_continues_unchanged_when_stamping_panics() {
     let task = tokio::spawn(async move { sigstamp::milter::serve(a, &cfg, listener).await });
     let mut c = Client::like_postfix(addr).await;
     let replies = c
-        .message_nr("alice@example.com", &["bob@example.org"], MESSAGE.as_bytes())
+        .message_nr(
+            "alice@example.com",
+            &["bob@example.org"],
+            MESSAGE.as_bytes(),
+        )
         .await;
     assert_eq!(replies.len(), 1, "no modifications: {replies:?}");
     assert_eq!(replies[0].code, b'c', "continue: {replies:?}");
@@ -403,7 +417,9 @@ fn cli_stamps_with_a_two_line_html_template() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("stamped"), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("<p>Alice Example</p>\r\n<p>Engineer</p>"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("<p>Alice Example</p>\r\n<p>Engineer</p>")
+    );
 }
 
 /// Text with arbitrary line structure: none, one or many breaks of any kind, dots at line

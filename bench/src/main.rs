@@ -6,8 +6,8 @@ mod directory;
 mod message;
 mod postfix;
 mod procs;
-mod stats;
 mod stamp_memory;
+mod stats;
 
 use anyhow::Context;
 use args::{Args, Load, MilterSocket, RowKind, SinkKind};

@@ -185,7 +185,8 @@ fn utf16_is_big_endian(body: &[u8]) -> bool {
         enc.decode_without_bom_handling_and_without_replacement(sample)
             .is_some()
     };
-    !(valid(UTF_16LE) && !valid(UTF_16BE))
+    // Little-endian only when it alone decodes.
+    !valid(UTF_16LE) || valid(UTF_16BE)
 }
 
 #[cfg(test)]
@@ -273,7 +274,14 @@ mod tests {
                     bom: false,
                 },
             ),
-            (Some("utf-16"), b"", Charset::Utf16 { be: true, bom: false }),
+            (
+                Some("utf-16"),
+                b"",
+                Charset::Utf16 {
+                    be: true,
+                    bom: false,
+                },
+            ),
             (Some("utf-7"), b"", Charset::Utf7),
             (Some("x-unknown-thing"), b"", Charset::Unknown),
         ];

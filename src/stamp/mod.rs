@@ -362,10 +362,8 @@ fn precheck_fields(raw: &[u8], fields: &[Field]) -> Result<(), Skip> {
         if name.eq_ignore_ascii_case(TRACE_HEADER.as_bytes()) {
             return Err(Skip::AlreadyStamped);
         }
-        if name.eq_ignore_ascii_case(b"return-path") {
-            if is_null_path(&raw[f.value.clone()]) {
-                return Err(Skip::NullSender);
-            }
+        if name.eq_ignore_ascii_case(b"return-path") && is_null_path(&raw[f.value.clone()]) {
+            return Err(Skip::NullSender);
         }
         if name.eq_ignore_ascii_case(b"auto-submitted") && value(f) != "no" {
             return Err(Skip::AutoSubmitted);
@@ -1139,7 +1137,9 @@ mod line_ending_tests {
         let raw = b"From: Ann <ann@b.example>\rSubject: s\r\rHi\r\n";
         assert_eq!(from_address(raw).as_deref(), Some("ann@b.example"));
         let out = stamp(raw, &sig, &Options::default()).unwrap().message;
-        assert!(out.starts_with(b"X-Sigstamp: stamped\r\nFrom: Ann <ann@b.example>\r\nSubject: s\r\n\r\nHi\r\n"));
+        assert!(out.starts_with(
+            b"X-Sigstamp: stamped\r\nFrom: Ann <ann@b.example>\r\nSubject: s\r\n\r\nHi\r\n"
+        ));
     }
 
     /// Issue 11, finding 2: the signature takes the part's line ending, whatever breaks the
@@ -1150,20 +1150,29 @@ mod line_ending_tests {
         for eol in ["\n", "\r\n"] {
             for ct in ["text/plain", "text/html"] {
                 let raw = format!("Content-Type: {ct}{eol}{eol}line one{eol}<body>x</body>{eol}");
-                let out = stamp(raw.as_bytes(), &sig, &Options::default()).unwrap().message;
+                let out = stamp(raw.as_bytes(), &sig, &Options::default())
+                    .unwrap()
+                    .message;
                 let lines = out.split(|b| *b == b'\n').count();
                 let breaks = if eol == "\n" {
                     assert!(!out.contains(&b'\r'), "{ct} {eol:?}: CR in LF message");
                     lines
                 } else {
                     let crlf = out.windows(2).filter(|w| w == b"\r\n").count();
-                    assert_eq!(out.iter().filter(|b| **b == b'\r').count(), crlf, "{ct}: bare CR");
+                    assert_eq!(
+                        out.iter().filter(|b| **b == b'\r').count(),
+                        crlf,
+                        "{ct}: bare CR"
+                    );
                     crlf + 1
                 };
                 assert_eq!(breaks, lines, "{ct} {eol:?}: bare LF");
             }
         }
-        assert_eq!(with_line_ending("a\rb\r\nc\nd\r", "\r\n"), "a\r\nb\r\nc\r\nd\r\n");
+        assert_eq!(
+            with_line_ending("a\rb\r\nc\nd\r", "\r\n"),
+            "a\r\nb\r\nc\r\nd\r\n"
+        );
     }
 }
 
@@ -1172,7 +1181,8 @@ mod limit_tests {
     use super::*;
 
     fn multipart(parts: usize) -> Vec<u8> {
-        let mut m = b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        let mut m =
+            b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
         m.extend_from_slice(b"--b\r\nContent-Type: text/plain\r\n\r\nHi\r\n");
         for _ in 1..parts {
             m.extend_from_slice(b"--b\r\n");
@@ -1184,7 +1194,10 @@ mod limit_tests {
     fn nested(depth: usize) -> Vec<u8> {
         let mut m = b"From: a@b.example\r\n".to_vec();
         for d in 0..depth {
-            m.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=b{d}\r\n\r\n--b{d}\r\n").as_bytes());
+            m.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{d}\r\n\r\n--b{d}\r\n")
+                    .as_bytes(),
+            );
         }
         m.extend_from_slice(b"Content-Type: text/plain\r\n\r\nHi\r\n");
         for d in (0..depth).rev() {
@@ -1326,14 +1339,8 @@ mod line_length_tests {
             bytes: bytes.to_vec(),
         };
         assert!(!makes_overlong_line(b"ab\ncd", &change(3, b"x\ny")));
-        assert!(makes_overlong_line(
-            &[b'a'; 990],
-            &change(990, &[b'b'; 20])
-        ));
-        assert!(!makes_overlong_line(
-            &[b'a'; 990],
-            &change(990, b"\nbb")
-        ));
+        assert!(makes_overlong_line(&[b'a'; 990], &change(990, &[b'b'; 20])));
+        assert!(!makes_overlong_line(&[b'a'; 990], &change(990, b"\nbb")));
         // Already overlong before: not made so by the insertion.
         assert!(!makes_overlong_line(&[b'a'; 1000], &change(0, b"x\n")));
     }

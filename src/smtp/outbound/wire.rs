@@ -82,7 +82,12 @@ mod tests {
             (b"\n\r", b"\r\n\r\n"),
         ];
         for (input, want) in table {
-            assert_eq!(to_crlf(input), *want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                to_crlf(input),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
         assert_eq!(without_final_break(b"a\r\n"), b"a");
         assert_eq!(without_final_break(b"a\n"), b"a");
