@@ -56,12 +56,15 @@ fn long_header() -> Vec<u8> {
     m
 }
 
+/// Makes one input message.
+type Generator = fn() -> Vec<u8>;
+
 pub fn run(sigstamp: Option<&Path>) -> anyhow::Result<ExitCode> {
     let bin = sigstamp_binary(sigstamp)?;
     let dir = tempfile::Builder::new()
         .prefix("sigstamp-bench-mem")
         .tempdir()?;
-    let inputs: [(&str, fn() -> Vec<u8>); 3] = [
+    let inputs: [(&str, Generator); 3] = [
         ("50 MB attachment", attachment),
         ("4,000,000 empty parts", empty_parts),
         ("10 MB single header line", long_header),
