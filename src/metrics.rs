@@ -23,7 +23,8 @@ pub struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotificationLabels {
-    /// `token_expired`, `token_recovered` or `certificate_expiry`.
+    /// `token_expired`, `token_recovered`, `certificate_expiry`, `snapshot_failing` or
+    /// `snapshot_recovered`.
     pub kind: String,
     /// `sent` or `failed`.
     pub result: String,

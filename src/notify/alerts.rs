@@ -607,11 +607,11 @@ mod tests {
 
         let mut t2 = Tracker::new(DAY);
         t2.restore(back);
-        // After the restart the token starts `unconfigured`, then fails again with a new since.
+        // After the restart the token starts `starting`, then fails again with a new since.
         assert!(step(
             &mut t2,
             T0 + DAY / 2,
-            &token(TokenState::Unconfigured, None),
+            &token(TokenState::Starting, None),
             cert(T0 + 3 * DAY)
         )
         .is_empty());
