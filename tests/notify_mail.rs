@@ -351,7 +351,7 @@ async fn a_restart_does_not_repeat_what_was_sent() {
     assert!(state.exists(), "state saved after a send");
     drop(n);
 
-    // Restart: the token starts `unconfigured`, then fails again with a new `since`.
+    // Restart: the token starts `starting`, then fails again with a new `since`.
     let second = app(&config);
     let mut n = notifier(&second, &clock);
     clock.advance(10 * MIN);
