@@ -196,7 +196,10 @@ async fn status_json_shape_in_every_state() {
     let (_, _, body) = get(&format!("{base}/status")).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["directory"]["snapshot"]["error"], "disk full", "{body}");
-    assert_eq!(v["directory"]["snapshot"]["written_at"], "2026-11-20T09:00:00Z");
+    assert_eq!(
+        v["directory"]["snapshot"]["written_at"],
+        "2026-11-20T09:00:00Z"
+    );
     let (_, _, metrics) = get(&format!("{base}/metrics")).await;
     assert!(
         metrics.contains("sigstamp_snapshot_write_failing 1"),

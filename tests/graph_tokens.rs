@@ -706,7 +706,10 @@ async fn a_page_that_keeps_failing_is_failing_at_the_first_failed_retry() {
     let st = r.app.status.token.load_full();
     assert_eq!(st.error_code.as_deref(), Some("serviceNotAvailable"));
     assert!(st.description.contains("503"), "{}", st.description);
-    assert!(r.app.status.last_sync.load().is_none(), "the sync is not over");
+    assert!(
+        r.app.status.last_sync.load().is_none(),
+        "the sync is not over"
+    );
 
     // The retries go on; the state and its `since` stay.
     advancing(&fake, Duration::from_secs(1), "more retries", || {
@@ -771,7 +774,11 @@ async fn the_description_follows_the_current_error() {
     .await;
     let second = r.app.status.token.load_full();
     assert_eq!(second.state, TokenState::Failing);
-    assert!(!second.description.contains("502"), "{}", second.description);
+    assert!(
+        !second.description.contains("502"),
+        "{}",
+        second.description
+    );
     assert_eq!(second.since, first.since, "the same episode");
     r.stop().await;
 }

@@ -417,7 +417,10 @@ async fn unwritable_snapshot_is_announced_then_reminded_then_recovered() {
     });
     assert_eq!(n.tick().await.sent, ["snapshot_failing"]);
     clock.advance(30 * MIN);
-    assert!(n.tick().await.sent.is_empty(), "no repeat inside the interval");
+    assert!(
+        n.tick().await.sent.is_empty(),
+        "no repeat inside the interval"
+    );
     let m = &sink.all()[0];
     let s = subject(m);
     assert!(s.contains("snapshot cannot be written"), "{s}");
@@ -432,13 +435,15 @@ async fn unwritable_snapshot_is_announced_then_reminded_then_recovered() {
 
     // A restart inside the interval does not say it again.
     let mut again = notifier(&app, &clock);
-    assert!(again.tick().await.sent.is_empty(), "remembered across a restart");
+    assert!(
+        again.tick().await.sent.is_empty(),
+        "remembered across a restart"
+    );
     set(&clock, T0 + HOUR);
     assert_eq!(again.tick().await.sent, ["snapshot_failing"]);
     assert!(subject(&sink.all()[1]).contains("still cannot be written"));
 
-    app.status
-        .update_snapshot(path, |s| s.ok(Some(T0 + HOUR)));
+    app.status.update_snapshot(path, |s| s.ok(Some(T0 + HOUR)));
     assert_eq!(again.tick().await.sent, ["snapshot_recovered"]);
     assert!(again.tick().await.sent.is_empty());
     assert_eq!(sink.count(), 3);

@@ -148,12 +148,18 @@ async fn restart_with_dead_tokens_stamps_from_a_snapshot_in_a_new_folder() {
     let d = &st["directory"];
     assert_eq!(d["source"], "snapshot", "{st}");
     assert_eq!(d["users"], 3, "{st}");
-    assert_eq!(d["last_sync"], written, "the last sync is the snapshot's: {st}");
+    assert_eq!(
+        d["last_sync"], written,
+        "the last sync is the snapshot's: {st}"
+    );
     assert_eq!(d["snapshot"]["written_at"], written, "{st}");
     assert!(d["snapshot"]["error"].is_null(), "{st}");
 
     let message = send(&second, "bob.alias@contoso.test", &mut delivered).await;
-    assert!(message.contains("Bob Kelly"), "stamped from the snapshot: {message}");
+    assert!(
+        message.contains("Bob Kelly"),
+        "stamped from the snapshot: {message}"
+    );
 }
 
 /// A snapshot whose folder cannot be created (under a regular file): mail still flows, and
@@ -186,7 +192,10 @@ async fn an_unwritable_snapshot_shows_on_status_and_the_page() {
         .lines()
         .find(|l| l.contains("id=\"snapshot-error\""))
         .unwrap_or_else(|| panic!("the red line: {page}"));
-    assert!(line.contains("a restart now would start with no directory"), "{line}");
+    assert!(
+        line.contains("a restart now would start with no directory"),
+        "{line}"
+    );
     let metrics = get(&format!("{}/metrics", s.admin)).await;
     assert!(
         metrics.contains("sigstamp_snapshot_write_failing 1"),

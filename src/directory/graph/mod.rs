@@ -419,10 +419,7 @@ pub async fn run_with(
     let client = cfg.client(clock.clone(), RetryPolicy::background())?;
     let extras = extras::Running::start(extras, &cfg, &client, &sink, &app.shutdown);
     // The sync's requests report to the token state as they go; photos and groups do not.
-    let mut syncer = Syncer::new(
-        client.clone().with_observer(tracker.clone()),
-        clock.clone(),
-    );
+    let mut syncer = Syncer::new(client.clone().with_observer(tracker.clone()), clock.clone());
     sink.seed(&mut syncer);
     let mut refresher = Refresher {
         sink,
