@@ -108,6 +108,21 @@ async fn send(s: &Serving, from: &str, delivered: &mut UnboundedReceiver<Deliver
     String::from_utf8(m.message).unwrap()
 }
 
+/// The fake Graph with three users, a next hop and a folder to serve in.
+async fn setup() -> (
+    FakeGraph,
+    Sink,
+    UnboundedReceiver<Delivered>,
+    tempfile::TempDir,
+) {
+    let fake = FakeGraph::start().await;
+    seed_abc(&fake);
+    let (sink, delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
+        .await
+        .unwrap();
+    (fake, sink, delivered, tempfile::tempdir().unwrap())
+}
+
 #[cfg(unix)]
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -118,12 +133,7 @@ fn mode(p: &Path) -> u32 {
 /// restart with the tokens dead the directory comes from the snapshot and mail is stamped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_with_dead_tokens_stamps_from_a_snapshot_in_a_new_folder() {
-    let fake = FakeGraph::start().await;
-    seed_abc(&fake);
-    let (sink, mut delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (fake, sink, mut delivered, dir) = setup().await;
     let cfg = config(&fake, &sink.addr().to_string(), "state/directory.json");
     assert!(!dir.path().join("state").exists());
 
@@ -166,12 +176,7 @@ async fn restart_with_dead_tokens_stamps_from_a_snapshot_in_a_new_folder() {
 /// /status, the page and the metrics say a restart would start with no directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_snapshot_shows_on_status_and_the_page() {
-    let fake = FakeGraph::start().await;
-    seed_abc(&fake);
-    let (sink, mut delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (fake, sink, mut delivered, dir) = setup().await;
     std::fs::write(dir.path().join("blocker"), b"a file, not a folder").unwrap();
     let cfg = config(&fake, &sink.addr().to_string(), "blocker/directory.json");
     let s = serve(cfg, dir.path().to_path_buf()).await;

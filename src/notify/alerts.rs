@@ -63,6 +63,18 @@ struct Incident {
     last_sent: Option<OffsetDateTime>,
 }
 
+impl Incident {
+    /// Whether to say it now: `Some(false)` the first time, `Some(true)` again once `interval`
+    /// has passed since it was last said, `None` not yet.
+    fn due(&self, now: OffsetDateTime, interval: Duration) -> Option<bool> {
+        match self.last_sent {
+            None => Some(false),
+            Some(t) if now >= t + interval => Some(true),
+            Some(_) => None,
+        }
+    }
+}
+
 /// Remembers what was already said, so each thing is said once (or once per interval).
 #[derive(Debug)]
 pub struct Tracker {
@@ -117,11 +129,7 @@ impl Tracker {
                     inc.code = token.error_code.clone();
                     inc.last_sent = None;
                 }
-                let reminder = match inc.last_sent {
-                    None => false,
-                    Some(t) if now >= t + self.interval => true,
-                    Some(_) => return None,
-                };
+                let reminder = inc.due(now, self.interval)?;
                 Some(Alert::TokenExpired {
                     token: token.clone(),
                     reminder,
@@ -169,11 +177,7 @@ impl Tracker {
             code: None,
             last_sent: None,
         });
-        let reminder = match inc.last_sent {
-            None => false,
-            Some(t) if now >= t + self.interval => true,
-            Some(_) => return None,
-        };
+        let reminder = inc.due(now, self.interval)?;
         Some(Alert::SnapshotFailing {
             snapshot: snap.clone(),
             reminder,
