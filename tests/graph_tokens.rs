@@ -681,10 +681,52 @@ fn graph_answers(fake: &FakeGraph, status: u16) -> usize {
         .count()
 }
 
+/// The log lines written on this thread while it is alive (the tests' runtime runs the
+/// refresher on the test's own thread).
+struct Captured {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    _on: tracing::subscriber::DefaultGuard,
+}
+
+impl Captured {
+    fn start() -> Self {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Writer(w.clone()))
+            .finish();
+        Captured {
+            buf,
+            _on: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn lines_with(&self, needle: &str) -> usize {
+        let text = String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned();
+        text.lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+struct Writer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A page that keeps failing (503 without Retry-After) turns the state to `failing` as soon
-/// as the first retry fails, while the client's retries go on; `since` is set once.
+/// as the first retry fails, while the client's retries go on; `since` is set and the state
+/// logged once.
 #[tokio::test]
 async fn a_page_that_keeps_failing_is_failing_at_the_first_failed_retry() {
+    let log = Captured::start();
     let fake = manual_fake().await;
     seed_abc(&fake);
     fake.with(|s| {
@@ -718,6 +760,11 @@ async fn a_page_that_keeps_failing_is_failing_at_the_first_failed_retry() {
     .await;
     assert_eq!(r.state(), TokenState::Failing);
     assert_eq!(r.app.status.token.load().since, st.since);
+    assert_eq!(
+        log.lines_with("Graph token state: failing"),
+        1,
+        "logged once"
+    );
 
     // Graph answers again: the same sync completes.
     fake.with(|s| s.page_faults.clear());
