@@ -203,10 +203,10 @@ fn config_errors_name_the_key() {
         ),
     ];
     for (text, key) in table {
-        let e = Config::parse(text).unwrap_err().to_string();
+        let e = sigstamp::app::parse_config(text).unwrap_err().to_string();
         assert!(e.contains(&format!("`{key}`")), "{e}");
     }
-    let e = Config::parse("[[rules]]\ntemplate = \"x\"\nsubject = \"y\"\n")
+    let e = sigstamp::app::parse_config("[[rules]]\ntemplate = \"x\"\nsubject = \"y\"\n")
         .unwrap_err()
         .to_string();
     assert!(e.contains("subject"), "{e}");

@@ -6,56 +6,17 @@ mod html;
 mod page;
 
 use crate::app::App;
-use crate::config::ConfigError;
+pub use crate::config::AdminConfig;
 use crate::status::{TokenState, TokenStatus};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use serde::Serialize;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-
-/// `[admin]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// `host:port` of the admin HTTP listener.
-    #[serde(default = "default_listen")]
-    pub listen: String,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: default_listen(),
-        }
-    }
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:8025".into()
-}
-
-impl AdminConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addr().map(|_| ())
-    }
-
-    /// The listen address; a name like `localhost:8025` is not accepted, to keep the bound
-    /// interface unambiguous.
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|e| {
-            ConfigError::invalid(
-                "admin.listen",
-                format!("{:?} is not an IP:port address: {e}", self.listen),
-            )
-        })
-    }
-}
 
 /// The content type of prometheus-client's text encoder (OpenMetrics 1.0).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

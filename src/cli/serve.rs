@@ -29,7 +29,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
     super::init_tracing();
-    let config = Config::load(&args.config)?;
+    let config = crate::app::load_config(&args.config)?;
     if config.smtp.is_none() && config.milter.is_none() {
         return Err(format!(
             "config {}: nothing to serve, add an [smtp] or a [milter] section",

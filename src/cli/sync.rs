@@ -2,7 +2,6 @@
 //! printed. The background sync of `sigstamp serve` uses the same code.
 
 use super::CliResult;
-use crate::config::Config;
 use crate::directory::graph::clock::SystemClock;
 use crate::directory::graph::state::describe;
 use crate::directory::graph::{sync_once, Sink};
@@ -30,7 +29,7 @@ pub fn run(args: Args) -> CliResult {
         );
     }
     super::init_tracing();
-    let config = Config::load(&args.config)?;
+    let config = crate::app::load_config(&args.config)?;
     let graph = config
         .graph
         .clone()

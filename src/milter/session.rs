@@ -375,11 +375,11 @@ where
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let mut w = BufWriter::new(w);
     let shutdown = app.shutdown.clone();
-    let timeout = settings.read_timeout;
+    let timeout = settings.data_timeout;
     let mut session = Session::new(app, settings.clone());
     loop {
         let idle = session.idle();
-        let wait = if idle { settings.idle_timeout } else { timeout };
+        let wait = if idle { settings.command_timeout } else { timeout };
         let cmd = tokio::select! {
             // Between messages we may leave; inside one we finish it first.
             _ = shutdown.cancelled(), if idle => {

@@ -1,7 +1,7 @@
 //! `[[rules]]` as written → [`Rule`]s, checked. Every error names its key, counting
 //! `[[rules]]` tables from 1 as the admin page does: `rules[2].until: …`.
 
-use super::config::{RecipientsConfig, RuleConfig};
+use crate::config::{RecipientsConfig, RuleConfig};
 use super::dates::{parse_bound, Edge, Window};
 use super::exceptions::{HeaderTest, Keywords};
 use super::matchers::{normalize_domain, valid_domain, AttributeMatch, Domains};

@@ -1,7 +1,7 @@
 //! The rule set: rules in file order, the first that matches decides.
 
 use super::compile;
-use super::config::{RecipientsConfig, RuleConfig};
+use crate::config::{RecipientsConfig, RuleConfig};
 use super::exceptions::MessageFacts;
 use super::matchers::{is_internal, Domains};
 use super::rule::{Rule, Sender};

@@ -6,7 +6,7 @@
 //! answers to MAIL and RCPT are the client's answers, and the client hears 250 for a message
 //! only after the next hop said 250 for the stamped message. Nothing is queued here.
 
-pub mod config;
+
 pub mod inbound;
 pub mod io;
 pub mod outbound;
@@ -14,7 +14,7 @@ pub mod replies;
 pub mod sink;
 pub mod tls;
 
-pub use config::{NextHopTls, SmtpConfig};
+pub use crate::config::{NextHopTls, SmtpConfig};
 
 use crate::app::App;
 use crate::metrics::Metrics;

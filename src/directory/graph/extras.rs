@@ -5,7 +5,8 @@
 use super::client::GraphClient;
 use super::groups::{self, GroupSync};
 use super::photos::PhotoStore;
-use super::{GraphConfig, Sink};
+use super::Sink;
+use crate::config::GraphConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 use super::client::GraphClient;
 use super::clock::Clock;
 use super::error::GraphError;
-use super::GraphConfig;
+use crate::config::GraphConfig;
 use crate::config::{Config, ConfigError};
 use crate::directory::photo::{Photo, PhotoSource};
 use crate::metrics::{KindLabels, Metrics};
@@ -32,26 +32,6 @@ pub const CONCURRENCY: usize = 4;
 /// round): often enough that photos appear during a long first round, rarely enough that
 /// copying the map stays cheap.
 const PUBLISH_EVERY: usize = 64;
-const MIN_REFRESH: Duration = Duration::from_secs(60);
-
-/// Checks of the `[graph]` photo keys (called by [`GraphConfig::validate`]).
-pub fn validate(cfg: &GraphConfig) -> Result<(), ConfigError> {
-    if cfg.photo_refresh < MIN_REFRESH {
-        return Err(ConfigError::invalid(
-            "graph.photo_refresh",
-            "must be at least 1m",
-        ));
-    }
-    if cfg
-        .photo_dir
-        .as_ref()
-        .is_some_and(|d| d.as_os_str().is_empty())
-    {
-        return Err(ConfigError::invalid("graph.photo_dir", "must not be empty"));
-    }
-    Ok(())
-}
-
 /// `graph.photo_dir`, else `photos/` beside `[directory] snapshot`; `None`: memory only.
 pub fn cache_dir(graph: &GraphConfig, snapshot: Option<&Path>) -> Option<PathBuf> {
     if let Some(d) = &graph.photo_dir {

@@ -9,7 +9,7 @@
 
 pub mod commands;
 
-use super::config::{NextHopTls, SmtpConfig};
+use crate::config::{NextHopTls, SmtpConfig};
 use super::replies::{self, Canned, Reply};
 use super::tls::{self, TlsError};
 use lettre::transport::smtp::client::{
