@@ -431,7 +431,10 @@ async fn unix_socket_replaces_a_stale_socket_file() {
         .await
         .expect("bind over stale socket");
     let a = app.clone();
-    let task = tokio::spawn(async move { sigstamp::milter::serve(a, &cfg, listener).await });
+    let task =
+        tokio::spawn(
+            async move { sigstamp::milter::serve(a.milter_handles(), &cfg, listener).await },
+        );
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,

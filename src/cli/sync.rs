@@ -4,7 +4,7 @@
 use super::CliResult;
 use crate::directory::graph::clock::SystemClock;
 use crate::directory::graph::state::describe;
-use crate::directory::graph::{sync_once, Sink};
+use crate::directory::graph::{sync_once, SyncTarget};
 use crate::directory::Directory;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ pub fn run(args: Args) -> CliResult {
         .graph
         .clone()
         .ok_or("the config has no [graph] section")?;
-    let sink = Sink {
+    let sink = SyncTarget {
         directory: Arc::new(Directory::new()),
         status: Arc::default(),
         metrics: Arc::default(),

@@ -178,8 +178,18 @@ mod tests {
         .unwrap();
         let (n, o) = (new.milter.unwrap(), old.milter.unwrap());
         assert_eq!(
-            (n.data_timeout, n.command_timeout, n.max_sessions, n.drain_time),
-            (o.data_timeout, o.command_timeout, o.max_sessions, o.drain_time)
+            (
+                n.data_timeout,
+                n.command_timeout,
+                n.max_sessions,
+                n.drain_time
+            ),
+            (
+                o.data_timeout,
+                o.command_timeout,
+                o.max_sessions,
+                o.drain_time
+            )
         );
         assert_eq!(n.max_sessions, 3);
         assert_eq!(

@@ -55,10 +55,7 @@ impl TemplatesConfig {
                 ));
             }
         }
-        let url_mode = self
-            .image_mode
-            .iter()
-            .find(|(_, m)| **m == ImageMode::Url);
+        let url_mode = self.image_mode.iter().find(|(_, m)| **m == ImageMode::Url);
         if let (Some((name, _)), None) = (url_mode, &self.image_url) {
             return Err(ConfigError::invalid(
                 "templates.image_url",

@@ -21,8 +21,10 @@ pub mod message;
 pub mod session;
 pub mod wire;
 
-use crate::app::App;
 pub use crate::config::{Listen, MilterConfig, OnError};
+use crate::metrics::Metrics;
+use crate::pipeline::Stamper;
+use crate::status::Status;
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -114,29 +117,38 @@ async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("milter: cannot remove stale socket {}", path.display()))
 }
 
-/// Run the milter until `app.shutdown` fires, then let messages in progress finish.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
-    let cfg = app
-        .config
-        .milter
-        .clone()
-        .context("milter: no [milter] section in the config")?;
+/// What the milter uses besides its section.
+#[derive(Clone)]
+pub struct MilterHandles {
+    pub stamper: Arc<Stamper>,
+    pub metrics: Arc<Metrics>,
+    /// `milter_listening` is set once the listener accepts.
+    pub status: Arc<Status>,
+    /// Stop accepting, let messages in progress finish.
+    pub shutdown: CancellationToken,
+}
+
+/// Run the milter until `handles.shutdown` fires, then let messages in progress finish.
+pub async fn run(cfg: MilterConfig, handles: MilterHandles) -> anyhow::Result<()> {
     let listener = bind(&cfg).await?;
-    serve(app, &cfg, listener).await
+    serve(handles, &cfg, listener).await
 }
 
 /// Accept connections on `listener` until shutdown.
 pub async fn serve(
-    app: Arc<App>,
+    handles: MilterHandles,
     cfg: &MilterConfig,
     listener: MilterListener,
 ) -> anyhow::Result<()> {
     let settings = Arc::new(Settings::from(cfg));
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(cfg.max_sessions));
-    let shutdown = app.shutdown.clone();
+    let shutdown = handles.shutdown.clone();
     info!(listen = %cfg.listen, "milter listening");
-    app.status.milter_listening.store(true, Ordering::Relaxed);
+    handles
+        .status
+        .milter_listening
+        .store(true, Ordering::Relaxed);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -148,11 +160,11 @@ pub async fn serve(
         };
         match accepted {
             Ok((conn, peer)) => {
-                let (app, settings) = (app.clone(), settings.clone());
+                let (handles, settings) = (handles.clone(), settings.clone());
                 tracker.spawn(async move {
                     match conn {
-                        Conn::Tcp(s) => session::serve(QuickAck(s), peer, app, settings).await,
-                        Conn::Unix(s) => session::serve(s, peer, app, settings).await,
+                        Conn::Tcp(s) => session::serve(QuickAck(s), peer, handles, settings).await,
+                        Conn::Unix(s) => session::serve(s, peer, handles, settings).await,
                     }
                     drop(permit);
                 });

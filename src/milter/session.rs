@@ -3,8 +3,7 @@
 
 use super::message::{self, Edits, Header, HeaderEdit};
 use super::wire::{self, Command, WireError, BODY_CHUNK};
-use super::{OnError, Settings};
-use crate::app::App;
+use super::{MilterHandles, OnError, Settings};
 use crate::pipeline::{Envelope, Stamper, Verdict};
 use miltr_common::actions::{Action, Continue, Tempfail};
 use miltr_common::encoding::ServerMessage;
@@ -93,7 +92,7 @@ struct Message {
 }
 
 pub struct Session {
-    app: Arc<App>,
+    handles: MilterHandles,
     settings: Arc<Settings>,
     protocol: Option<Protocol>,
     /// `{mail_addr}` from the MAIL macros: a fallback if MAIL itself is not sent.
@@ -102,9 +101,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(app: Arc<App>, settings: Arc<Settings>) -> Self {
+    pub fn new(handles: MilterHandles, settings: Arc<Settings>) -> Self {
         Session {
-            app,
+            handles,
             settings,
             protocol: None,
             macro_mail_addr: None,
@@ -222,7 +221,7 @@ impl Session {
     async fn end_of_message(&mut self) -> Answer {
         let msg = std::mem::take(&mut self.msg);
         let macro_addr = self.macro_mail_addr.take();
-        let metrics = &self.app.metrics;
+        let metrics = &self.handles.metrics;
         if msg.too_large {
             debug!(
                 size = msg.size,
@@ -233,7 +232,7 @@ impl Session {
         }
         let leadspc = self.has(Protocol::SMFIP_HDR_LEADSPC);
         let size = msg.size;
-        let stamper = self.app.stamper.clone();
+        let stamper = self.handles.stamper.clone();
         let started = Instant::now();
         let work = move || stamp_message(&stamper, msg, macro_addr, leadspc);
         // Stamping is CPU work proportional to the message. A typical message takes well
@@ -367,19 +366,23 @@ fn strip_brackets(addr: &str) -> &str {
 }
 
 /// Drive one connection until QUIT, end of stream, an error, or shutdown while idle.
-pub async fn serve<S>(stream: S, peer: String, app: Arc<App>, settings: Arc<Settings>)
+pub async fn serve<S>(stream: S, peer: String, handles: MilterHandles, settings: Arc<Settings>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (r, w) = tokio::io::split(stream);
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let mut w = BufWriter::new(w);
-    let shutdown = app.shutdown.clone();
+    let shutdown = handles.shutdown.clone();
     let timeout = settings.data_timeout;
-    let mut session = Session::new(app, settings.clone());
+    let mut session = Session::new(handles, settings.clone());
     loop {
         let idle = session.idle();
-        let wait = if idle { settings.command_timeout } else { timeout };
+        let wait = if idle {
+            settings.command_timeout
+        } else {
+            timeout
+        };
         let cmd = tokio::select! {
             // Between messages we may leave; inside one we finish it first.
             _ = shutdown.cancelled(), if idle => {
@@ -485,22 +488,20 @@ mod tests {
     fn session(on_error: OnError) -> Session {
         use crate::directory::Directory;
         use crate::render::Templates;
-        let app = App {
-            config: crate::config::Config::default(),
+        let handles = MilterHandles {
             stamper: Arc::new(crate::pipeline::Stamper::new(
                 Arc::new(Directory::new()),
                 Templates::embedded(),
             )),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             status: Arc::new(crate::status::Status::default()),
-            photos: Arc::new(crate::directory::photo::NoPhotos),
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         let settings = Settings {
             on_error,
             ..Settings::from(&super::super::MilterConfig::default())
         };
-        Session::new(Arc::new(app), Arc::new(settings))
+        Session::new(handles, Arc::new(settings))
     }
 
     #[test]

@@ -11,9 +11,11 @@ pub mod alerts;
 pub mod cert;
 pub mod mail;
 
-use crate::app::App;
 use crate::config::ConfigError;
 pub use crate::config::NotifyConfig;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::status::Status;
 use alerts::{Alert, Context, Tracker};
 use cert::CertWatch;
 use mail::Mailer;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -49,8 +52,30 @@ pub struct Tick {
     pub backing_off: bool,
 }
 
+/// The sections the notifier reads: its own, and the keys of others it depends on.
+#[derive(Debug, Clone)]
+pub struct NotifySetup {
+    pub notify: NotifyConfig,
+    /// `[smtp] next_hop`: where alerts go without `[notify] smtp`.
+    pub next_hop: Option<String>,
+    /// `[graph] client_certificate`: watched for expiry.
+    pub client_certificate: Option<PathBuf>,
+    /// `[directory] snapshot`: the state file's default folder.
+    pub snapshot: Option<PathBuf>,
+}
+
+/// What the notifier watches and counts into.
+#[derive(Clone)]
+pub struct NotifyHandles {
+    /// Users and source, quoted in the alerts.
+    pub directory: Arc<Directory>,
+    /// The token state it watches.
+    pub status: Arc<Status>,
+    pub metrics: Arc<Metrics>,
+}
+
 pub struct Notifier {
-    app: Arc<App>,
+    handles: NotifyHandles,
     clock: Arc<dyn Clock>,
     mailer: Mailer,
     interval: Duration,
@@ -62,26 +87,22 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// `Ok(None)` when there is no `[notify]` section.
-    pub fn new(app: Arc<App>, clock: Arc<dyn Clock>) -> Result<Option<Notifier>, NotifyError> {
-        let Some(cfg) = app.config.notify.clone() else {
-            return Ok(None);
-        };
-        let hop = cfg.hop(app.config.smtp.as_ref().map(|s| s.next_hop.as_str()))?;
+    pub fn new(
+        setup: NotifySetup,
+        handles: NotifyHandles,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Notifier, NotifyError> {
+        let cfg = setup.notify;
+        let hop = cfg.hop(setup.next_hop.as_deref())?;
         let mailer = Mailer::new(&cfg.from, &cfg.admin, hop)?;
-        let cert = app
-            .config
-            .graph
-            .as_ref()
-            .and_then(|g| g.client_certificate.clone())
-            .map(CertWatch::new);
-        let state_path = cfg.state_path(app.config.directory.snapshot.as_deref());
+        let cert = setup.client_certificate.map(CertWatch::new);
+        let state_path = cfg.state_path(setup.snapshot.as_deref());
         let mut tracker = Tracker::new(cfg.notify_interval);
         if let Some(saved) = state_path.as_deref().and_then(load_state) {
             tracker.restore(saved);
         }
-        Ok(Some(Notifier {
-            app,
+        Ok(Notifier {
+            handles,
             clock,
             mailer,
             interval: cfg.notify_interval,
@@ -90,7 +111,7 @@ impl Notifier {
             failures: 0,
             retry_at: None,
             state_path,
-        }))
+        })
     }
 
     /// Look at the token and the certificate once and send what is due.
@@ -101,7 +122,7 @@ impl Notifier {
             tick.backing_off = true;
             return tick;
         }
-        let token = self.app.status.token.load_full();
+        let token = self.handles.status.token.load_full();
         let cert = self
             .cert
             .as_mut()
@@ -144,16 +165,18 @@ impl Notifier {
     }
 
     fn count(&self, alert: &Alert, result: &str) {
-        self.app.metrics.count_notification(alert.kind(), result);
+        self.handles
+            .metrics
+            .count_notification(alert.kind(), result);
     }
 
     fn context(&self, now: OffsetDateTime) -> Context {
-        let dir = &self.app.stamper.directory;
+        let dir = &self.handles.directory;
         Context {
             now,
             users: dir.snapshot().len(),
             source: dir.source().as_str(),
-            last_sync: **self.app.status.last_sync.load(),
+            last_sync: **self.handles.status.last_sync.load(),
             interval: self.interval,
         }
     }
@@ -205,21 +228,23 @@ fn backoff(failures: u32) -> Duration {
     (RETRY_FIRST * factor).min(RETRY_MAX)
 }
 
-/// The background task of `sigstamp serve`: poll once a second until `app.shutdown`.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
-    run_with(app, Arc::new(SystemClock), Duration::from_secs(1)).await
-}
-
-/// [`run`] with an injected clock and poll period (tests).
-pub async fn run_with(app: Arc<App>, clock: Arc<dyn Clock>, poll: Duration) -> anyhow::Result<()> {
-    let shutdown = app.shutdown.clone();
-    let mut notifier = match Notifier::new(app, clock) {
-        Ok(Some(n)) => n,
-        Ok(None) => {
-            tracing::info!("no [notify] section: admin notifications are off");
-            shutdown.cancelled().await;
-            return Ok(());
-        }
+/// The background task of `sigstamp serve`: poll every `poll` (a second in production; tests
+/// inject the clock and a shorter period) until `shutdown`. Without a `[notify]` section
+/// (`setup` is `None`) it only waits for shutdown.
+pub async fn run(
+    setup: Option<NotifySetup>,
+    handles: NotifyHandles,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(setup) = setup else {
+        tracing::info!("no [notify] section: admin notifications are off");
+        shutdown.cancelled().await;
+        return Ok(());
+    };
+    let mut notifier = match Notifier::new(setup, handles, clock) {
+        Ok(n) => n,
         Err(e) => {
             // Config validation catches this at start; never take the relay down for it.
             tracing::error!(error = %e, "admin notifications are off");

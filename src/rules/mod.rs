@@ -13,10 +13,10 @@ mod exceptions;
 mod matchers;
 mod rule;
 
+pub use crate::config::{RecipientsConfig, RuleConfig};
 /// `group` matches against this attribute, filled by the Graph group sync.
 pub use crate::directory::memberships::MEMBER_OF;
 pub use compile::NONE;
-pub use crate::config::{RecipientsConfig, RuleConfig};
 pub use eval::RuleSet;
 pub use exceptions::MessageFacts;
 pub use matchers::Domains;

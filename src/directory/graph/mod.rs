@@ -20,7 +20,7 @@ use crate::directory::{snapshot, Directory, Source};
 use crate::metrics::Metrics;
 use crate::status::Status;
 use client::{GraphClient, RetryPolicy};
-use clock::{Clock, SystemClock};
+use clock::Clock;
 use error::GraphError;
 use state::TokenTracker;
 use std::path::PathBuf;
@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use sync::{Progress, SyncReport, Syncer};
 use token::{ClientAuth, Grant, Secret, TokenProvider};
+use tokio_util::sync::CancellationToken;
 
 impl GraphConfig {
     /// The token provider's client authentication, from the configured credential.
@@ -95,7 +96,7 @@ impl GraphConfig {
 
 /// Where a sync's results go: the shared cache, the snapshot, `/status` and metrics.
 #[derive(Clone)]
-pub struct Sink {
+pub struct SyncTarget {
     pub directory: Arc<Directory>,
     pub status: Arc<Status>,
     pub metrics: Arc<Metrics>,
@@ -103,7 +104,7 @@ pub struct Sink {
     pub clock: Arc<dyn Clock>,
 }
 
-impl Sink {
+impl SyncTarget {
     /// Seed the directory (if nothing else loaded it yet) and the syncer from the snapshot.
     /// A missing, corrupt or unreadable snapshot is reported and ignored.
     pub fn seed(&self, syncer: &mut Syncer) {
@@ -166,7 +167,7 @@ impl Sink {
             .await
     }
 
-    /// [`Sink::publish`] from a syncer's parts: `users` (`None`: unchanged) replace the
+    /// [`SyncTarget::publish`] from a syncer's parts: `users` (`None`: unchanged) replace the
     /// directory's base users without another copy being kept.
     async fn publish_users(
         &self,
@@ -203,40 +204,25 @@ impl Sink {
     }
 }
 
-/// The background refresher of `sigstamp serve`. Returns when `app.shutdown` fires.
-pub async fn run(app: Arc<crate::app::App>) -> anyhow::Result<()> {
-    run_with_clock(app, Arc::new(SystemClock)).await
-}
-
-/// [`run`] on an injectable clock (tests drive time with [`clock::ManualClock`]).
-pub async fn run_with_clock(
-    app: Arc<crate::app::App>,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<()> {
-    run_with(app, clock, extras::Extras::default()).await
-}
-
-/// [`run_with_clock`] that also refreshes user photos and group memberships after each
-/// successful sync (see [`extras::Extras`]).
-pub async fn run_with(
-    app: Arc<crate::app::App>,
-    clock: Arc<dyn Clock>,
+/// The background refresher of `sigstamp serve`: syncs `[graph]` into `target` (the clock
+/// there drives the schedule; tests pass a [`clock::ManualClock`]) and, after each successful
+/// sync, refreshes user photos and group memberships (see [`extras::Extras`]). Without a
+/// `[graph]` section it only marks the token `unconfigured`. Returns when `shutdown` fires.
+pub async fn run(
+    cfg: Option<GraphConfig>,
+    target: SyncTarget,
     extras: extras::Extras,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let tracker = TokenTracker::new(app.status.clone(), app.metrics.clone(), clock.clone());
-    let Some(cfg) = app.config.graph.clone() else {
+    let clock = target.clock.clone();
+    let tracker = TokenTracker::new(target.status.clone(), target.metrics.clone(), clock.clone());
+    let Some(cfg) = cfg else {
         tracker.set(crate::status::TokenStatus::unconfigured());
         return Ok(());
     };
-    let sink = Sink {
-        directory: app.stamper.directory.clone(),
-        status: app.status.clone(),
-        metrics: app.metrics.clone(),
-        snapshot: app.config.directory.snapshot.clone(),
-        clock: clock.clone(),
-    };
+    let sink = target;
     let client = cfg.client(clock.clone(), RetryPolicy::background())?;
-    let extras = extras::Running::start(extras, &cfg, &client, &sink, &app.shutdown);
+    let extras = extras::Running::start(extras, &cfg, &client, &sink, &shutdown);
     let mut syncer = Syncer::new(client, clock.clone());
     sink.seed(&mut syncer);
     let mut refresher = Refresher {
@@ -249,18 +235,18 @@ pub async fn run_with(
     };
     loop {
         let wait = tokio::select! {
-            _ = app.shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
             wait = refresher.step(&mut syncer) => wait,
         };
         tokio::select! {
-            _ = app.shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
             _ = clock.sleep(wait) => {}
         }
     }
 }
 
 struct Refresher {
-    sink: Sink,
+    sink: SyncTarget,
     tracker: TokenTracker,
     interval: Duration,
     failures: u32,
@@ -339,7 +325,7 @@ pub fn retry_delay(e: &GraphError, failures: u32, interval: Duration) -> Duratio
 /// `sigstamp sync --once`: one full round, published to `sink`.
 pub async fn sync_once(
     cfg: &GraphConfig,
-    sink: &Sink,
+    sink: &SyncTarget,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(SyncReport, Result<(), snapshot::SnapshotError>), GraphError> {
     let client = cfg.client(sink.clock.clone(), RetryPolicy::interactive())?;

@@ -10,8 +10,8 @@
 use super::client::GraphClient;
 use super::clock::Clock;
 use super::error::GraphError;
+use crate::config::ConfigError;
 use crate::config::GraphConfig;
-use crate::config::{Config, ConfigError};
 use crate::directory::photo::{Photo, PhotoSource};
 use crate::metrics::{KindLabels, Metrics};
 use arc_swap::ArcSwap;
@@ -47,11 +47,14 @@ pub fn cache_dir(graph: &GraphConfig, snapshot: Option<&Path>) -> Option<PathBuf
 
 /// The store of `sigstamp serve`, with its disk cache loaded; `None` when photos are off.
 /// An unusable photo directory stops start-up, naming the key.
-pub fn open(config: &Config) -> Result<Option<Arc<PhotoStore>>, ConfigError> {
-    let Some(g) = config.graph.as_ref().filter(|g| g.photos) else {
+pub fn open(
+    graph: Option<&GraphConfig>,
+    snapshot: Option<&Path>,
+) -> Result<Option<Arc<PhotoStore>>, ConfigError> {
+    let Some(g) = graph.filter(|g| g.photos) else {
         return Ok(None);
     };
-    let store = match cache_dir(g, config.directory.snapshot.as_deref()) {
+    let store = match cache_dir(g, snapshot) {
         Some(dir) => {
             let key = if g.photo_dir.is_some() {
                 "graph.photo_dir"
@@ -582,6 +585,7 @@ fn remove_files(dir: &Path, id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn photo(b: &[u8]) -> Photo {
         Photo {
@@ -667,10 +671,10 @@ mod tests {
             file.join("sub")
         );
         let cfg = Config::parse(&text).unwrap();
-        let e = open(&cfg).err().unwrap().to_string();
+        let e = open(cfg.graph.as_ref(), None).err().unwrap().to_string();
         assert!(e.contains("graph.photo_dir"), "{e}");
         let cfg = Config::parse(&text.replace("photos = true", "photos = false")).unwrap();
-        assert!(open(&cfg).unwrap().is_none());
+        assert!(open(cfg.graph.as_ref(), None).unwrap().is_none());
     }
 
     #[test]

@@ -9,9 +9,9 @@
 
 pub mod commands;
 
-use crate::config::{NextHopTls, SmtpConfig};
 use super::replies::{self, Canned, Reply};
 use super::tls::{self, TlsError};
+use crate::config::{NextHopTls, SmtpConfig};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, Identity,
 };
