@@ -8,6 +8,8 @@
 //! - [`pipeline`]: sender → directory → rules → render → stamp, shared by every edge.
 //! - Edges: [`smtp`] (before-queue relay), [`milter`], [`admin`] (HTTP), [`notify`].
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod app;
 pub mod cli;

@@ -86,7 +86,7 @@ impl Verdict {
 /// One recipient group's share of a message: the relay sends each part as its own
 /// next-hop transaction.
 #[derive(Debug)]
-pub struct Part {
+pub struct Share {
     /// `None`: the message is not split, this part is for every recipient.
     pub audience: Option<Audience>,
     /// Indices into the envelope's `rcpt_to`.
@@ -160,7 +160,7 @@ impl Stamper {
     /// unless the rules give internal and external recipients different results (another
     /// template, or none versus one) and at least one group's copy is stamped: then an
     /// internal part and an external part, in that order.
-    pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Part> {
+    pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Share> {
         self.decide(raw, env, None, true)
     }
 
@@ -242,9 +242,9 @@ impl Stamper {
         env: &Envelope<'_>,
         forced: Option<&str>,
         split: bool,
-    ) -> Vec<Part> {
+    ) -> Vec<Share> {
         let whole = |verdict| {
-            vec![Part {
+            vec![Share {
                 audience: None,
                 rcpts: (0..env.rcpt_to.len()).collect(),
                 verdict,
@@ -295,12 +295,12 @@ impl Stamper {
             return whole(ve);
         }
         vec![
-            Part {
+            Share {
                 audience: Some(Audience::Internal),
                 rcpts: internal,
                 verdict: vi,
             },
-            Part {
+            Share {
                 audience: Some(Audience::External),
                 rcpts: external,
                 verdict: ve,

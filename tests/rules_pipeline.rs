@@ -5,9 +5,9 @@
 mod rules_support;
 
 use rules_support::*;
-use sigstamp::pipeline::{Audience, Envelope, Part, Stamper, Unchanged, Verdict};
+use sigstamp::pipeline::{Audience, Envelope, Share, Stamper, Unchanged, Verdict};
 
-fn split(s: &Stamper, from: &str, rcpts: &[&str]) -> Vec<Part> {
+fn split(s: &Stamper, from: &str, rcpts: &[&str]) -> Vec<Share> {
     let rcpts: Vec<String> = rcpts.iter().map(|r| r.to_string()).collect();
     s.process_split(
         message(from).as_bytes(),
@@ -19,7 +19,7 @@ fn split(s: &Stamper, from: &str, rcpts: &[&str]) -> Vec<Part> {
 }
 
 /// (audience, recipient indices, template or "none"/outcome label) of each part.
-fn summary(parts: &[Part]) -> Vec<(Option<Audience>, Vec<usize>, String)> {
+fn summary(parts: &[Share]) -> Vec<(Option<Audience>, Vec<usize>, String)> {
     parts
         .iter()
         .map(|p| {

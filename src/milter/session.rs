@@ -1,7 +1,7 @@
 //! One milter connection: option negotiation, collecting the envelope, headers and body,
 //! and the end-of-message answer.
 
-use super::message::{self, Edits, Header, HeaderEdit};
+use super::message::{self, Header, HeaderEdit, MtaChanges};
 use super::wire::{self, Command, WireError, BODY_CHUNK};
 use super::{MilterHandles, OnError, Settings};
 use crate::pipeline::{Envelope, Stamper, Verdict};
@@ -284,7 +284,7 @@ impl Session {
 const INLINE_LIMIT: usize = 256 * 1024;
 
 /// Outcome label, a detail for the log, and the edits (with "body changed") if stamped.
-type Stamping = (&'static str, String, Option<(Edits, bool)>);
+type Stamping = (&'static str, String, Option<(MtaChanges, bool)>);
 
 /// Rebuild the message, run the pipeline, compute what the MTA must change.
 fn stamp_message(
@@ -319,7 +319,7 @@ fn stamp_message(
     (label, detail, edits)
 }
 
-fn answer(edits: Edits, body_changed: bool) -> Answer {
+fn answer(edits: MtaChanges, body_changed: bool) -> Answer {
     let headers = edits
         .headers
         .into_iter()

@@ -4,7 +4,7 @@
 //! next-hop transaction (`send_split`).
 
 use super::{Session, State, Transaction, INLINE_STAMP_LIMIT};
-use crate::pipeline::{Audience, Envelope, Part, Unchanged, Verdict};
+use crate::pipeline::{Audience, Envelope, Share, Unchanged, Verdict};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::stamp::{Skip, TRACE_HEADER};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
@@ -198,7 +198,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         &mut self,
         tx: &Transaction,
         data: Vec<u8>,
-    ) -> Result<(Vec<u8>, Vec<Part>), SmtpError> {
+    ) -> Result<(Vec<u8>, Vec<Share>), SmtpError> {
         if data.len() <= INLINE_STAMP_LIMIT {
             let parts = self.shared.stamper.process_split(
                 &data,
