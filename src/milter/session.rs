@@ -4,7 +4,7 @@
 use super::message::{self, Header, HeaderEdit, MtaChanges};
 use super::wire::{self, Command, WireError, BODY_CHUNK};
 use super::{MilterHandles, OnError, Settings};
-use crate::pipeline::{Envelope, Stamper, Verdict};
+use crate::pipeline::{self, Envelope, Stamper, Verdict};
 use miltr_common::actions::{Action, Continue, Tempfail};
 use miltr_common::encoding::ServerMessage;
 use miltr_common::modifications::body::ReplaceBody;
@@ -234,32 +234,24 @@ impl Session {
         let size = msg.size;
         let stamper = self.handles.stamper.clone();
         let started = Instant::now();
-        let work = move || stamp_message(&stamper, msg, macro_addr, leadspc);
-        // Stamping is CPU work proportional to the message. A typical message takes well
-        // under a millisecond: do it here, as handing it to another thread costs more.
-        // Large ones go to the blocking pool so they do not hold up other connections.
-        // Either way a panic is caught and answered per `on_error`.
-        let outcome: Result<Stamping, String> = if size < INLINE_LIMIT {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-                .map_err(|_| "panic while stamping".to_string())
-        } else {
-            tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| e.to_string())
-        };
+        // Inline or on the blocking pool by size; a panic is answered per `on_error`.
+        let outcome = pipeline::run(size, move || {
+            stamp_message(&stamper, msg, macro_addr, leadspc)
+        })
+        .await;
         metrics
             .stamp_seconds
             .observe(started.elapsed().as_secs_f64());
         match outcome {
-            Ok((label, detail, edits)) => {
-                metrics.count_message("milter", label);
-                match edits {
-                    Some((edits, body_changed)) => {
-                        debug!(sender = %detail, "milter: stamped");
-                        answer(edits, body_changed)
+            Ok(s) => {
+                metrics.count_message("milter", s.label);
+                match s.changes {
+                    Some(changes) => {
+                        debug!(sender = %s.detail, "milter: stamped");
+                        answer(changes, s.body_changed)
                     }
                     None => {
-                        debug!(outcome = label, reason = %detail, "milter: left unchanged");
+                        debug!(outcome = s.label, reason = %s.detail, "milter: left unchanged");
                         Answer::only(Continue.into())
                     }
                 }
@@ -280,11 +272,17 @@ impl Session {
     }
 }
 
-/// Messages below this size are stamped on the connection's own task.
-const INLINE_LIMIT: usize = 256 * 1024;
-
-/// Outcome label, a detail for the log, and the edits (with "body changed") if stamped.
-type Stamping = (&'static str, String, Option<(MtaChanges, bool)>);
+/// What the pipeline made of one message.
+struct Stamping {
+    /// The outcome label (`sigstamp_messages_total`).
+    label: &'static str,
+    /// For the log: the sender signed for, or why the message was left unchanged.
+    detail: String,
+    /// What the MTA must change; `None`: left unchanged.
+    changes: Option<MtaChanges>,
+    /// The body differs (replace it); else only headers change.
+    body_changed: bool,
+}
 
 /// Rebuild the message, run the pipeline, compute what the MTA must change.
 fn stamp_message(
@@ -308,15 +306,17 @@ fn stamp_message(
         Verdict::Stamped { sender, .. } => sender.clone(),
         Verdict::Unchanged(why) => why.to_string(),
     };
-    let edits = match verdict {
-        Verdict::Stamped { message, .. } => {
-            let e = message::edits(&raw, &message, leadspc);
-            let body_changed = e.body != msg.body;
-            Some((e, body_changed))
-        }
+    let changes = match verdict {
+        Verdict::Stamped { message, .. } => Some(message::edits(&raw, &message, leadspc)),
         Verdict::Unchanged(_) => None,
     };
-    (label, detail, edits)
+    let body_changed = changes.as_ref().is_some_and(|c| c.body != msg.body);
+    Stamping {
+        label,
+        detail,
+        changes,
+        body_changed,
+    }
 }
 
 fn answer(edits: MtaChanges, body_changed: bool) -> Answer {
