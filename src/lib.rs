@@ -9,8 +9,6 @@
 //! - Edges: [`smtp`] (before-queue relay), [`milter`], [`admin`] (HTTP), [`notify`].
 #![forbid(unsafe_code)]
 
-#![forbid(unsafe_code)]
-
 pub mod admin;
 pub mod app;
 pub mod cli;
