@@ -59,6 +59,17 @@ pub struct MilterConfig {
         deserialize_with = "crate::config::duration::deserialize"
     )]
     pub idle_timeout: Duration,
+    /// A whole packet must arrive within this time of its first byte.
+    #[serde(
+        default = "crate::smtp::config::default_command_deadline",
+        deserialize_with = "crate::config::duration::deserialize"
+    )]
+    pub command_deadline: Duration,
+    /// Least rate (bytes/s) the MTA must keep while sending a message's headers and body
+    /// (the deadline starts at `read_timeout` and grows by bytes / rate, capped there);
+    /// 0: no minimum.
+    #[serde(default = "crate::smtp::config::default_min_data_rate")]
+    pub min_data_rate: u64,
     /// Largest message (headers + body, bytes) buffered for stamping; larger ones pass
     /// unchanged.
     #[serde(default = "default_max_message_size")]
@@ -111,6 +122,8 @@ impl Default for MilterConfig {
             on_error: OnError::default(),
             read_timeout: default_read_timeout(),
             idle_timeout: default_idle_timeout(),
+            command_deadline: crate::smtp::config::default_command_deadline(),
+            min_data_rate: crate::smtp::config::default_min_data_rate(),
             max_message_size: default_max_message_size(),
             max_connections: default_max_connections(),
             socket_mode: default_socket_mode(),
@@ -133,6 +146,7 @@ impl MilterConfig {
         for (key, d) in [
             ("milter.read_timeout", self.read_timeout),
             ("milter.idle_timeout", self.idle_timeout),
+            ("milter.command_deadline", self.command_deadline),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::invalid(key, "must be more than 0s"));
@@ -196,6 +210,8 @@ pub struct Settings {
     pub on_error: OnError,
     pub read_timeout: Duration,
     pub idle_timeout: Duration,
+    pub command_deadline: Duration,
+    pub min_data_rate: u64,
     pub max_message_size: u64,
 }
 
@@ -205,6 +221,8 @@ impl From<&MilterConfig> for Settings {
             on_error: c.on_error,
             read_timeout: c.read_timeout,
             idle_timeout: c.idle_timeout,
+            command_deadline: c.command_deadline,
+            min_data_rate: c.min_data_rate,
             max_message_size: c.max_message_size,
         }
     }
