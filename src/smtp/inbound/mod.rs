@@ -14,13 +14,14 @@ mod misc;
 mod rcpt;
 mod starttls;
 
+pub use dot::DotReader;
+
 use super::io::{MaybeTls, RateDeadline};
 use super::outbound::{Delivery, HopError, NextHop};
 use super::replies::{self, Reply, SmtpError};
 use super::SmtpConfig;
 use crate::metrics::{KindLabels, Metrics};
 use crate::pipeline::Stamper;
-use dot::DotReader;
 use line::Precheck;
 use smtp_proto::request::receiver::BdatReceiver;
 use smtp_proto::Request;
