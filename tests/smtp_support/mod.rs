@@ -340,6 +340,11 @@ impl RawClient {
         self.reply().await
     }
 
+    /// The connection itself (after a reply was read whole, nothing is left buffered).
+    pub fn into_stream(self) -> tokio::net::TcpStream {
+        self.stream.into_inner()
+    }
+
     /// True once the server has closed the connection.
     pub async fn closed(&mut self) -> bool {
         self.reply().await.is_empty()
