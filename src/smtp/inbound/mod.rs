@@ -8,6 +8,8 @@
 mod data;
 mod dot;
 mod ehlo;
+#[doc(hidden)]
+pub mod harness;
 mod line;
 mod mail;
 mod misc;
