@@ -130,12 +130,18 @@ pub async fn read_command<R: AsyncRead + Unpin>(
     if len > MAX_PACKET {
         return Err(WireError::TooLarge(len));
     }
-    let mut buf = Vec::with_capacity(len.min(READ_CHUNK));
+    let mut chunk = vec![0u8; len.min(READ_CHUNK)];
+    let mut buf = Vec::new();
     while buf.len() < len {
-        let old = buf.len();
-        buf.resize(old + (len - old).min(READ_CHUNK), 0);
-        let n = read_more(r, &mut buf[old..], limits.timeout, until, rate.as_deref_mut()).await?;
-        buf.truncate(old + n);
+        let want = (len - buf.len()).min(chunk.len());
+        let n = read_more(r, &mut chunk[..want], limits.timeout, until, rate.as_deref_mut()).await?;
+        if n == len {
+            // The whole packet in one read (the usual case): no copy.
+            chunk.truncate(n);
+            buf = chunk;
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
     decode(buf).map(Some)
 }
@@ -387,5 +393,56 @@ mod tests {
             read_command(&mut huge, LIMITS, None).await,
             Err(WireError::TooLarge(_))
         ));
+    }
+
+    /// A packet trickled a byte at a time is cut off by `command_deadline`; small packets
+    /// trickled inside a message by `min_data_rate`; neither by the idle timeout alone.
+    #[tokio::test]
+    async fn slow_mtas_are_cut_off() {
+        let (mut mta, mut us) = tokio::io::duplex(1024);
+        let trickle = tokio::spawn(async move {
+            let mut packet = 10u32.to_be_bytes().to_vec();
+            packet.extend_from_slice(b"B012345678");
+            for b in packet.iter().cycle() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if mta.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let limits = ReadLimits {
+            wait: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            deadline: Duration::from_millis(500),
+        };
+        let started = std::time::Instant::now();
+        let got = read_command(&mut us, limits, None).await;
+        assert!(matches!(got, Err(WireError::TooSlow(_))), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+        trickle.abort();
+
+        let (mut mta, mut us) = tokio::io::duplex(1024);
+        let trickle = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if mta.write_all(b"\0\0\0\x02Bx").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let limits = ReadLimits {
+            deadline: Duration::from_secs(5),
+            ..limits
+        };
+        let mut rate = RateDeadline::new(Duration::from_millis(500), 1024);
+        let started = std::time::Instant::now();
+        let err = loop {
+            match read_command(&mut us, limits, Some(&mut rate)).await {
+                Ok(Some(Command::Body(_))) => assert!(started.elapsed() < Duration::from_secs(4)),
+                other => break other,
+            }
+        };
+        assert!(matches!(err, Err(WireError::TooSlow(_))), "{err:?}");
+        trickle.abort();
     }
 }
