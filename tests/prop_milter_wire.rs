@@ -41,9 +41,22 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
     let packet = (
         prop_oneof![any::<u32>(), 0u32..64, Just(1 << 20), Just((1 << 20) + 1)],
         prop_oneof![
-            Just(b'O'), Just(b'D'), Just(b'M'), Just(b'R'), Just(b'L'), Just(b'B'),
-            Just(b'E'), Just(b'C'), Just(b'H'), Just(b'T'), Just(b'N'), Just(b'A'),
-            Just(b'Q'), Just(b'K'), Just(b'U'), any::<u8>()
+            Just(b'O'),
+            Just(b'D'),
+            Just(b'M'),
+            Just(b'R'),
+            Just(b'L'),
+            Just(b'B'),
+            Just(b'E'),
+            Just(b'C'),
+            Just(b'H'),
+            Just(b'T'),
+            Just(b'N'),
+            Just(b'A'),
+            Just(b'Q'),
+            Just(b'K'),
+            Just(b'U'),
+            any::<u8>()
         ],
         proptest::collection::vec(any::<u8>(), 0..200),
     )

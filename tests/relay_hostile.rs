@@ -17,7 +17,10 @@ async fn client(r: &TestRelay) -> RawClient {
 
 /// MAIL and RCPT, from a sender the directory does not know (the message goes on as sent).
 async fn envelope(c: &mut RawClient) {
-    for line in ["MAIL FROM:<nobody@example.com>", "RCPT TO:<bob@example.org>"] {
+    for line in [
+        "MAIL FROM:<nobody@example.com>",
+        "RCPT TO:<bob@example.org>",
+    ] {
         let r = c.cmd(line).await;
         assert!(r.starts_with("250"), "{line}: {r}");
     }
@@ -35,7 +38,8 @@ async fn data_starts_at_a_line_start() {
     assert!(r.next().await.is_some());
     envelope(&mut c).await;
     assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send("..first line\r\nSubject: dots\r\n\r\n..body\r\n").await;
+    c.send("..first line\r\nSubject: dots\r\n\r\n..body\r\n")
+        .await;
     let end = c.cmd(".").await;
     assert!(end.starts_with("250"), "{end}");
     let d = r.next().await.unwrap();
@@ -54,7 +58,10 @@ async fn pipelined_commands_after_an_overlong_line_are_answered() {
     assert!(long.starts_with("500 5.5.2"), "{long}");
     c.send("\r\nNOOP\r\n").await;
     let noop = c.reply().await;
-    assert!(noop.starts_with("250"), "the pipelined NOOP was lost: {noop:?}");
+    assert!(
+        noop.starts_with("250"),
+        "the pipelined NOOP was lost: {noop:?}"
+    );
     assert!(c.cmd("QUIT").await.starts_with("221"));
 }
 
@@ -115,7 +122,8 @@ async fn bdat_size_that_does_not_fit_is_refused() {
     assert!(c.closed().await);
     let mut c = client(&r).await;
     envelope(&mut c).await;
-    c.send(&format!("BDAT 101 LAST\r\n{}", "x".repeat(101))).await;
+    c.send(&format!("BDAT 101 LAST\r\n{}", "x".repeat(101)))
+        .await;
     let reply = c.reply().await;
     assert!(reply.starts_with("552 5.3.4"), "{reply}");
     assert!(r.none_left(), "nothing relayed");
@@ -130,7 +138,10 @@ async fn addresses_are_never_rewritten() {
     assert!(reply.starts_with("501 5.1.7"), "{reply}");
     let reply = c.cmd("MAIL FROM:<j\u{f6}rg@example.com>").await;
     assert!(reply.starts_with("553 5.6.7"), "{reply}");
-    assert!(c.cmd("MAIL FROM:<alice@example.com>").await.starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<alice@example.com>")
+        .await
+        .starts_with("250"));
     let reply = c.cmd("RCPT TO:<b\u{f6}b@example.org>").await;
     assert!(reply.starts_with("553 5.6.7"), "{reply}");
     assert!(c.cmd("QUIT").await.starts_with("221"));

@@ -5,11 +5,11 @@
 //! exposes them through a lossy UTF-8 conversion). Replies are encoded with miltr-common.
 
 use super::message::Header;
+use crate::smtp::io::RateDeadline;
 use bytes::BytesMut;
 use miltr_common::decoding::ClientCommand;
 use miltr_common::encoding::{ServerMessage, Writable};
 use miltr_common::optneg::OptNeg;
-use crate::smtp::io::RateDeadline;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -121,7 +121,14 @@ pub async fn read_command<R: AsyncRead + Unpin>(
     let until = Instant::now() + limits.deadline;
     let mut got = first;
     while got < 4 {
-        got += read_more(r, &mut len[got..], limits.timeout, until, rate.as_deref_mut()).await?;
+        got += read_more(
+            r,
+            &mut len[got..],
+            limits.timeout,
+            until,
+            rate.as_deref_mut(),
+        )
+        .await?;
     }
     let len = u32::from_be_bytes(len) as usize;
     if len == 0 {
@@ -134,7 +141,14 @@ pub async fn read_command<R: AsyncRead + Unpin>(
     let mut buf = Vec::new();
     while buf.len() < len {
         let want = (len - buf.len()).min(chunk.len());
-        let n = read_more(r, &mut chunk[..want], limits.timeout, until, rate.as_deref_mut()).await?;
+        let n = read_more(
+            r,
+            &mut chunk[..want],
+            limits.timeout,
+            until,
+            rate.as_deref_mut(),
+        )
+        .await?;
         if n == len {
             // The whole packet in one read (the usual case): no copy.
             chunk.truncate(n);

@@ -3,9 +3,9 @@
 //! bench. An optional policy answers MAIL, RCPT or end-of-data with a chosen reply instead,
 //! to play a next hop that refuses.
 
+use super::inbound::DotReader;
 use super::io::MaybeTls;
 use super::replies::Reply;
-use super::inbound::DotReader;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -27,7 +27,9 @@ pub struct DotReader {
 
 impl Default for DotReader {
     fn default() -> Self {
-        DotReader { pos: Pos::LineStart }
+        DotReader {
+            pos: Pos::LineStart,
+        }
     }
 }
 
@@ -104,7 +106,9 @@ mod tests {
             let mut it = c.iter();
             if rx.ingest(&mut it, Some(&mut out)) {
                 let mut left = it.as_slice().to_vec();
-                chunks[i + 1..].iter().for_each(|c| left.extend_from_slice(c));
+                chunks[i + 1..]
+                    .iter()
+                    .for_each(|c| left.extend_from_slice(c));
                 return (out, Some(left));
             }
         }
@@ -113,16 +117,26 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&[u8], &[u8], Option<&[u8]>)] = &[
+        // (input, data, what is left after the end line if it came)
+        type Case = (&'static [u8], &'static [u8], Option<&'static [u8]>);
+        let cases: &[Case] = &[
             (b".\r\n", b"", Some(b"")),
             (b".\r\nNOOP\r\n", b"", Some(b"NOOP\r\n")),
             (b"..x\r\n.\r\n", b".x\r\n", Some(b"")),
-            (b"a\r\n..\r\n.b\r\n\r\n.\r\nQUIT\r\n", b"a\r\n.\r\nb\r\n\r\n", Some(b"QUIT\r\n")),
+            (
+                b"a\r\n..\r\n.b\r\n\r\n.\r\nQUIT\r\n",
+                b"a\r\n.\r\nb\r\n\r\n",
+                Some(b"QUIT\r\n"),
+            ),
             // Not line starts: bare LF, bare CR.
             (b"a\n.\r\nb\r\n.\r\n", b"a\n.\r\nb\r\n", Some(b"")),
             (b"a\r.\r\n.\r\n", b"a\r.\r\n", Some(b"")),
             // A dot line that is not exactly ".\r\n".
-            (b". \r\n.\r\r\n.\n\r\n.\r\n", b" \r\n\r\r\n\n\r\n", Some(b"")),
+            (
+                b". \r\n.\r\r\n.\n\r\n.\r\n",
+                b" \r\n\r\r\n\n\r\n",
+                Some(b""),
+            ),
             (b"x\r\n.", b"x\r\n", None),
             (b"x\r\n.\r", b"x\r\n", None),
         ];

@@ -111,11 +111,13 @@ pub fn check(input: &[u8], outcome: &Outcome) {
             && line[..3].iter().all(u8::is_ascii_digit)
             && matches!(line[3], b' ' | b'-')
             && line.ends_with(b"\r\n");
-        assert!(ok, "malformed reply line {:?}", String::from_utf8_lossy(line));
+        assert!(
+            ok,
+            "malformed reply line {:?}",
+            String::from_utf8_lossy(line)
+        );
     }
-    let bdat = input
-        .windows(4)
-        .any(|w| w.eq_ignore_ascii_case(b"BDAT"));
+    let bdat = input.windows(4).any(|w| w.eq_ignore_ascii_case(b"BDAT"));
     for d in &outcome.delivered {
         assert!(d.message.len() <= MAX_MESSAGE + 2, "over the size limit");
         if bdat {
@@ -137,7 +139,10 @@ mod tests {
 
     #[test]
     fn stuffing() {
-        assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\nc\n.d"), b"..a\r\nb\r\n..\r\nc\n.d");
+        assert_eq!(
+            dot_stuff(b".a\r\nb\r\n.\r\nc\n.d"),
+            b"..a\r\nb\r\n..\r\nc\n.d"
+        );
     }
 
     #[test]
@@ -145,7 +150,12 @@ mod tests {
         let input = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n..x\r\ny\r\n.\r\nQUIT\r\n";
         let chunks: Vec<Vec<u8>> = input.chunks(7).map(<[u8]>::to_vec).collect();
         let out = run(&chunks);
-        assert_eq!(out.delivered.len(), 1, "{}", String::from_utf8_lossy(&out.transcript));
+        assert_eq!(
+            out.delivered.len(),
+            1,
+            "{}",
+            String::from_utf8_lossy(&out.transcript)
+        );
         assert_eq!(out.delivered[0].message, b".x\r\ny\r\n");
         check(input, &out);
     }

@@ -115,11 +115,17 @@ mod tests {
             (b"BDAT 5 LAST x\r\n", Err("501 5.5.4")),
             (b"BDAT -5\r\n", Err("501 5.5.4")),
             (b"MAIL FROM:<a@b.example> SIZE=100\r\n", Ok(Precheck::Parse)),
-            (b"MAIL FROM:<a@b.example> SIZE=184467440737095516150005\r\n", Err("501 5.5.4")),
+            (
+                b"MAIL FROM:<a@b.example> SIZE=184467440737095516150005\r\n",
+                Err("501 5.5.4"),
+            ),
             (b"MAIL FROM:<j\xf6rg@b.example>\r\n", Err("501 5.1.7")),
             (b"RCPT TO:<j\xf6rg@b.example>\r\n", Err("501 5.1.3")),
             (b"MAIL FROM:<a@b.example> ENVID=\xff\r\n", Err("501 5.5.4")),
-            (b"MAIL FROM:<j\xc3\xb6rg@b.example> SMTPUTF8\r\n", Ok(Precheck::Parse)),
+            (
+                b"MAIL FROM:<j\xc3\xb6rg@b.example> SMTPUTF8\r\n",
+                Ok(Precheck::Parse),
+            ),
             (b"NOOP \xff\r\n", Ok(Precheck::Parse)),
         ];
         for (line, want) in cases {

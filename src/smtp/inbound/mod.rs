@@ -135,7 +135,9 @@ enum Step {
     /// The rest of an over-long line was skipped; what follows is read as commands.
     Skipped,
     DataDone,
-    BdatChunkDone { last: bool },
+    BdatChunkDone {
+        last: bool,
+    },
     DataTooBig,
     Discarded(Reply),
 }
@@ -335,10 +337,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let State::Data(rx) = &self.state else {
                         unreachable!("DataTooBig only comes from DATA")
                     };
-                    self.state = State::Discard(
-                        Discard::Data(rx.clone()),
-                        replies::MESSAGE_TOO_BIG.into(),
-                    );
+                    self.state =
+                        State::Discard(Discard::Data(rx.clone()), replies::MESSAGE_TOO_BIG.into());
                     self.abort_transaction().await;
                 }
                 Step::Discarded(reply) => {

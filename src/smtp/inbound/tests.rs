@@ -622,14 +622,20 @@ async fn slow_clients_are_cut_off_by_deadlines() {
     )
     .await;
     let text = trickle(h.shared.clone(), b"EHLO c\r\n", b"NOOP").await;
-    assert!(text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"), "{text}");
+    assert!(
+        text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"),
+        "{text}"
+    );
     let script = format!("{ENVELOPE}DATA\r\nSubject: slow\r\n\r\n");
     let text = trickle(h.shared.clone(), script.as_bytes(), b"x").await;
     assert_eq!(codes(&text), vec![220, 250, 250, 250, 354, 421], "{text}");
     // BDAT: the rate holds across chunks and the commands between them.
     let script = format!("{ENVELOPE}BDAT 1\r\nx");
     let text = trickle(h.shared.clone(), script.as_bytes(), b"BDAT 1\r\nx").await;
-    assert!(text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"), "{text}");
+    assert!(
+        text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"),
+        "{text}"
+    );
 }
 
 /// Issue 11, finding 6: a BDAT size that does not fit is refused, never read as another
@@ -657,8 +663,16 @@ async fn bdat_size_overflow_is_refused() {
 async fn addresses_are_refused_not_rewritten() {
     let mut h = harness().await;
     let cases: Vec<(&[u8], Vec<u16>, &str)> = vec![
-        (b"MAIL FROM:<j\xf6rg@example.com>\r\n", vec![220, 250, 501, 221], "501 5.1.7"),
-        (b"MAIL FROM:<j\xc3\xb6rg@example.com>\r\n", vec![220, 250, 553, 221], "553 5.6.7"),
+        (
+            b"MAIL FROM:<j\xf6rg@example.com>\r\n",
+            vec![220, 250, 501, 221],
+            "501 5.1.7",
+        ),
+        (
+            b"MAIL FROM:<j\xc3\xb6rg@example.com>\r\n",
+            vec![220, 250, 553, 221],
+            "553 5.6.7",
+        ),
         (
             b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b\xc3\xb6b@example.org>\r\n",
             vec![220, 250, 250, 553, 221],
