@@ -45,6 +45,9 @@ pub struct Config {
     /// `[recipients] internal_domains`, for rules by recipient.
     #[serde(default)]
     pub recipients: crate::rules::RecipientsConfig,
+    /// `[sent_items]`: replace the sender's sent copy with the stamped one (off by default).
+    #[serde(default)]
+    pub sent_items: crate::sent_items::SentItemsConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -162,6 +165,7 @@ impl Config {
             g.validate()?;
         }
         self.admin.validate()?;
+        self.sent_items.validate(self.graph.as_ref())?;
         self.templates.validate()?;
         crate::rules::RuleSet::compile(&self.rules, &self.recipients)?;
         if let Some(n) = &self.notify {

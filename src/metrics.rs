@@ -54,6 +54,10 @@ pub struct Metrics {
     pub photo_failures: Family<KindLabels, Counter>,
     /// Group-membership lookups that failed (`forbidden`, `unresolved`, `network`, …).
     pub group_failures: Family<KindLabels, Counter>,
+    /// Sent Items jobs waiting in the spool.
+    pub sent_items_pending: Gauge,
+    /// Sent Items jobs by result (`replaced`, `not_found`, `failed`, `dropped`).
+    pub sent_items: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -143,6 +147,18 @@ impl Metrics {
             "Graph group-membership lookups that failed, by kind (forbidden = missing GroupMember.Read.All)",
             group_failures.clone(),
         );
+        let sent_items_pending = Gauge::default();
+        registry.register(
+            "sent_items_pending",
+            "Sent Items update jobs waiting in the spool",
+            sent_items_pending.clone(),
+        );
+        let sent_items = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "sent_items",
+            "Sent Items update jobs by result (replaced, not_found, failed, dropped)",
+            sent_items.clone(),
+        );
         Metrics {
             registry,
             messages,
@@ -158,6 +174,8 @@ impl Metrics {
             directory_photos,
             photo_failures,
             group_failures,
+            sent_items_pending,
+            sent_items,
         }
     }
 

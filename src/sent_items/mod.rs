@@ -1,0 +1,334 @@
+//! Sent Items update (issue 12, `shared/graph-contract.md` §8): after the next hop accepted
+//! a message sigstamp stamped for a directory user, the copy in the sender's *Sent Items*
+//! is replaced through Microsoft Graph by one carrying the signature.
+//!
+//! The edges call [`SentItems::enqueue`] after acceptance. A job is one file in the spool
+//! (written atomically before it counts as pending) and is removed when done or given up, so
+//! a restart resumes every pending job. The [`worker`] finds the sent copy by
+//! `internetMessageId`, creates the non-draft replacement (tagged, so a retried job finds it
+//! instead of creating a second one) and deletes the original only once the replacement
+//! reads back as non-draft.
+
+pub mod job;
+pub mod mailbox;
+pub mod spool;
+pub mod worker;
+
+use crate::config::ConfigError;
+use crate::directory::Directory;
+use crate::metrics::{KindLabels, Metrics};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// At most this many jobs are pending; further ones are dropped and counted.
+pub const MAX_PENDING: u64 = 10_000;
+
+/// `[sent_items]`. Key names are a contract (issue 12).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentItemsConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// First look for the sent copy this long after the next hop's 250.
+    #[serde(default = "default_delay", with = "crate::config::duration")]
+    pub delay: Duration,
+    /// Then keep looking (with backoff) until this long after the 250; then count the job as
+    /// not found (or failed) and drop it.
+    #[serde(default = "default_give_up", with = "crate::config::duration")]
+    pub give_up_after: Duration,
+    /// Pending jobs on disk, one file each.
+    #[serde(default = "default_spool")]
+    pub spool: PathBuf,
+}
+
+impl Default for SentItemsConfig {
+    fn default() -> Self {
+        SentItemsConfig {
+            enabled: false,
+            delay: default_delay(),
+            give_up_after: default_give_up(),
+            spool: default_spool(),
+        }
+    }
+}
+
+fn default_delay() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_give_up() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_spool() -> PathBuf {
+    PathBuf::from("state/sent-items")
+}
+
+impl SentItemsConfig {
+    pub fn validate(&self, graph: Option<&crate::directory::graph::GraphConfig>) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let Some(graph) = graph else {
+            return Err(ConfigError::invalid(
+                "sent_items.enabled",
+                "needs a [graph] section (the app needs the Mail.ReadWrite application permission)",
+            ));
+        };
+        if graph.refresh_token_file.is_some() {
+            return Err(ConfigError::invalid(
+                "sent_items.enabled",
+                "needs app-only credentials in [graph] (client_secret or client_certificate): \
+                 Mail.ReadWrite is an application permission, a signed-in user's token cannot \
+                 reach other users' mailboxes",
+            ));
+        }
+        if self.give_up_after <= self.delay {
+            return Err(ConfigError::invalid(
+                "sent_items.give_up_after",
+                "must be longer than sent_items.delay",
+            ));
+        }
+        if self.spool.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("sent_items.spool", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Replaced,
+    NotFound,
+    Failed,
+    /// Not queued: [`MAX_PENDING`] jobs were already pending.
+    Dropped,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Replaced => "replaced",
+            Outcome::NotFound => "not_found",
+            Outcome::Failed => "failed",
+            Outcome::Dropped => "dropped",
+        }
+    }
+}
+
+/// The counters `/status` shows (and metrics mirror).
+#[derive(Default)]
+pub struct Stats {
+    enabled: AtomicBool,
+    pending: AtomicU64,
+    replaced: AtomicU64,
+    not_found: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// `/status` → `sent_items`. Field names are a contract (issue 12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatsDoc {
+    pub enabled: bool,
+    pub pending: u64,
+    pub replaced: u64,
+    pub not_found: u64,
+    /// Jobs given up on an error, and jobs dropped because the queue was full.
+    pub failed: u64,
+    pub last_error: Option<String>,
+}
+
+impl Stats {
+    fn new(enabled: bool, metrics: Arc<Metrics>) -> Self {
+        Stats {
+            enabled: AtomicBool::new(enabled),
+            metrics: Some(metrics),
+            ..Stats::default()
+        }
+    }
+
+    pub fn doc(&self) -> StatsDoc {
+        StatsDoc {
+            enabled: self.enabled.load(Ordering::Relaxed),
+            pending: self.pending.load(Ordering::Relaxed),
+            replaced: self.replaced.load(Ordering::Relaxed),
+            not_found: self.not_found.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed) + self.dropped.load(Ordering::Relaxed),
+            last_error: self.last_error.lock().unwrap().clone(),
+        }
+    }
+
+    /// Reserve a pending slot; `false` when [`MAX_PENDING`] are taken.
+    fn reserve(&self) -> bool {
+        self.pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_PENDING).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Jobs found in the spool at start.
+    pub(crate) fn add_pending(&self, n: u64) {
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        self.set_pending_gauge();
+    }
+
+    pub(crate) fn release(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.set_pending_gauge();
+    }
+
+    fn set_pending_gauge(&self) {
+        if let Some(m) = &self.metrics {
+            m.sent_items_pending
+                .set(self.pending.load(Ordering::Relaxed) as i64);
+        }
+    }
+
+    /// Count a finished (or dropped) job; `error` becomes `last_error`.
+    pub fn record(&self, outcome: Outcome, error: Option<String>) {
+        let counter = match outcome {
+            Outcome::Replaced => &self.replaced,
+            Outcome::NotFound => &self.not_found,
+            Outcome::Failed => &self.failed,
+            Outcome::Dropped => &self.dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = error {
+            *self.last_error.lock().unwrap() = Some(e);
+        }
+        if let Some(m) = &self.metrics {
+            m.sent_items
+                .get_or_create(&KindLabels {
+                    kind: outcome.label().into(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn set_last_error(&self, error: String) {
+        *self.last_error.lock().unwrap() = Some(error);
+    }
+}
+
+/// What the edges hold: cheap to clone; a disabled handle does nothing.
+#[derive(Clone, Default)]
+pub struct SentItems {
+    inner: Option<Arc<Inner>>,
+    stats: Arc<Stats>,
+}
+
+struct Inner {
+    spool: spool::Spool,
+    directory: Arc<Directory>,
+    queued: tokio::sync::mpsc::UnboundedSender<worker::Queued>,
+}
+
+impl SentItems {
+    /// Off: `enqueue` does nothing, `/status` shows `enabled: false`.
+    pub fn disabled() -> Self {
+        SentItems::default()
+    }
+
+    /// An enabled handle and the receiving end the [`worker`] drains. The spool directory is
+    /// created now, so a bad path stops start-up naming the key.
+    pub fn open(
+        cfg: &SentItemsConfig,
+        directory: Arc<Directory>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(SentItems, worker::Receiver), ConfigError> {
+        let spool = spool::Spool::open(&cfg.spool).map_err(|e| {
+            ConfigError::invalid("sent_items.spool", format!("{}: {e}", cfg.spool.display()))
+        })?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let stats = Arc::new(Stats::new(true, metrics));
+        let handle = SentItems {
+            inner: Some(Arc::new(Inner {
+                spool,
+                directory,
+                queued: tx,
+            })),
+            stats,
+        };
+        Ok((handle, rx))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    pub(crate) fn spool(&self) -> Option<&spool::Spool> {
+        self.inner.as_deref().map(|i| &i.spool)
+    }
+
+    /// The next hop accepted `stamped`, stamped for the directory user `sender`: queue the
+    /// replacement of their sent copy. Returns at once; the job is built and written to the
+    /// spool in the background and counts as pending once its file is on disk.
+    pub fn enqueue(&self, sender: &str, stamped: Vec<u8>) {
+        let Some(inner) = self.inner.clone() else {
+            return;
+        };
+        if !self.stats.reserve() {
+            tracing::warn!(%sender, "sent items: {MAX_PENDING} jobs pending; this one is dropped");
+            self.stats.record(
+                Outcome::Dropped,
+                Some(format!("queue full ({MAX_PENDING} pending): a job was dropped")),
+            );
+            return;
+        }
+        self.stats.set_pending_gauge();
+        let stats = self.stats.clone();
+        let sender = sender.to_string();
+        tokio::spawn(async move {
+            let work = {
+                let inner = inner.clone();
+                move || -> Result<Option<worker::Queued>, String> {
+                    // The Graph object id when the directory has one; else the address (a
+                    // UPN works too).
+                    let mailbox = inner
+                        .directory
+                        .lookup(&sender)
+                        .and_then(|u| u.id().map(str::to_string))
+                        .unwrap_or_else(|| sender.clone());
+                    let Some(job) = job::Job::from_stamped(&mailbox, &sender, &stamped)? else {
+                        return Ok(None);
+                    };
+                    inner.spool.write(&job).map_err(|e| e.to_string())?;
+                    Ok(Some(worker::Queued::of(&job)))
+                }
+            };
+            match tokio::task::spawn_blocking(work).await {
+                Ok(Ok(Some(q))) => {
+                    if inner.queued.send(q).is_err() {
+                        // The worker has stopped: the file stays for the next start.
+                        tracing::debug!("sent items: worker stopped; job left in the spool");
+                    }
+                }
+                Ok(Ok(None)) => stats.release(),
+                Ok(Err(e)) => {
+                    stats.release();
+                    tracing::warn!(error = %e, "sent items: cannot queue the job");
+                    stats.record(Outcome::Failed, Some(format!("cannot queue a job: {e}")));
+                }
+                Err(e) => {
+                    stats.release();
+                    tracing::warn!(error = %e, "sent items: queueing task failed");
+                    stats.record(Outcome::Failed, Some(format!("cannot queue a job: {e}")));
+                }
+            }
+        });
+    }
+}
