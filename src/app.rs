@@ -15,6 +15,8 @@ pub struct App {
     pub status: Arc<Status>,
     /// Users' photos for `{{photo}}`: the Graph photo store, or `NoPhotos`.
     pub photos: Arc<dyn PhotoSource>,
+    /// Queues Sent Items updates of accepted stamped messages (disabled: does nothing).
+    pub sent_items: crate::sent_items::SentItems,
     /// Fired on SIGTERM/SIGINT: listeners stop accepting, sessions drain.
     pub shutdown: CancellationToken,
 }

@@ -272,6 +272,7 @@ impl Running {
             metrics: Arc::new(Metrics::new()),
             status: Arc::new(Status::default()),
             photos: Arc::new(sigstamp::directory::photo::NoPhotos),
+            sent_items: Default::default(),
             shutdown: CancellationToken::new(),
         });
         let task = tokio::spawn(sigstamp::directory::graph::run_with_clock(
@@ -515,6 +516,7 @@ async fn unconfigured_without_a_graph_section() {
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
+        sent_items: Default::default(),
         shutdown: CancellationToken::new(),
     });
     sigstamp::directory::graph::run(app.clone()).await.unwrap();

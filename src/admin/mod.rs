@@ -161,6 +161,7 @@ pub fn token_state_str(s: TokenState) -> &'static str {
 pub struct StatusDoc {
     pub token: TokenDoc,
     pub directory: DirectoryDoc,
+    pub sent_items: crate::sent_items::StatsDoc,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,6 +197,7 @@ impl StatusDoc {
                 source: dir.source().as_str(),
                 last_sync: **app.status.last_sync.load(),
             },
+            sent_items: app.sent_items.stats().doc(),
         }
     }
 }

@@ -235,7 +235,8 @@ impl Session {
         let size = msg.size;
         let stamper = self.app.stamper.clone();
         let started = Instant::now();
-        let work = move || stamp_message(&stamper, msg, macro_addr, leadspc);
+        let keep = self.app.sent_items.enabled();
+        let work = move || stamp_message(&stamper, msg, macro_addr, leadspc, keep);
         // Stamping is CPU work proportional to the message. A typical message takes well
         // under a millisecond: do it here, as handing it to another thread costs more.
         // Large ones go to the blocking pool so they do not hold up other connections.
@@ -252,11 +253,17 @@ impl Session {
             .stamp_seconds
             .observe(started.elapsed().as_secs_f64());
         match outcome {
-            Ok((label, detail, edits)) => {
+            Ok((label, detail, edits, stamped)) => {
                 metrics.count_message("milter", label);
                 match edits {
                     Some((edits, body_changed)) => {
                         debug!(sender = %detail, "milter: stamped");
+                        // Queued as we accept: the milter protocol says nothing after
+                        // end of message, so this is the last point Postfix tells us about
+                        // (see docs/sent-items.md).
+                        if let Some(message) = stamped {
+                            self.app.sent_items.enqueue(&detail, message);
+                        }
                         answer(edits, body_changed)
                     }
                     None => {
@@ -284,8 +291,9 @@ impl Session {
 /// Messages below this size are stamped on the connection's own task.
 const INLINE_LIMIT: usize = 256 * 1024;
 
-/// Outcome label, a detail for the log, and the edits (with "body changed") if stamped.
-type Stamping = (&'static str, String, Option<(Edits, bool)>);
+/// Outcome label, a detail for the log (the sender when stamped), the edits (with "body
+/// changed") if stamped, and the stamped message when asked to keep it (Sent Items).
+type Stamping = (&'static str, String, Option<(Edits, bool)>, Option<Vec<u8>>);
 
 /// Rebuild the message, run the pipeline, compute what the MTA must change.
 fn stamp_message(
@@ -293,6 +301,7 @@ fn stamp_message(
     msg: Message,
     macro_addr: Option<String>,
     leadspc: bool,
+    keep: bool,
 ) -> Stamping {
     let raw = message::rebuild(&msg.headers, &msg.body, leadspc);
     drop(msg.headers);
@@ -309,15 +318,15 @@ fn stamp_message(
         Verdict::Stamped { sender, .. } => sender.clone(),
         Verdict::Unchanged(why) => why.to_string(),
     };
-    let edits = match verdict {
+    let (edits, stamped) = match verdict {
         Verdict::Stamped { message, .. } => {
             let e = message::edits(&raw, &message, leadspc);
             let body_changed = e.body != msg.body;
-            Some((e, body_changed))
+            (Some((e, body_changed)), keep.then_some(message))
         }
-        Verdict::Unchanged(_) => None,
+        Verdict::Unchanged(_) => (None, None),
     };
-    (label, detail, edits)
+    (label, detail, edits, stamped)
 }
 
 fn answer(edits: Edits, body_changed: bool) -> Answer {
@@ -494,6 +503,7 @@ mod tests {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             status: Arc::new(crate::status::Status::default()),
             photos: Arc::new(crate::directory::photo::NoPhotos),
+            sent_items: Default::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         let settings = Settings {

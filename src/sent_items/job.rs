@@ -51,7 +51,11 @@ pub struct Image {
 impl Job {
     /// The job for a stamped message, or `None` when it has no usable Message-ID (nothing
     /// to find the sent copy by) or no body.
-    pub fn from_stamped(mailbox: &str, sender: &str, stamped: &[u8]) -> Result<Option<Job>, String> {
+    pub fn from_stamped(
+        mailbox: &str,
+        sender: &str,
+        stamped: &[u8],
+    ) -> Result<Option<Job>, String> {
         let Some(msg) = MessageParser::default().parse(stamped) else {
             return Err("the stamped message cannot be parsed".into());
         };

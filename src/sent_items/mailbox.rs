@@ -56,11 +56,13 @@ impl Attachment {
     }
 
     pub fn is_file(&self) -> bool {
-        self.kind.eq_ignore_ascii_case("#microsoft.graph.fileAttachment")
+        self.kind
+            .eq_ignore_ascii_case("#microsoft.graph.fileAttachment")
     }
 
     pub fn is_item(&self) -> bool {
-        self.kind.eq_ignore_ascii_case("#microsoft.graph.itemAttachment")
+        self.kind
+            .eq_ignore_ascii_case("#microsoft.graph.itemAttachment")
     }
 }
 
@@ -118,8 +120,7 @@ impl<'a> Mailbox<'a> {
             .iter()
             .filter_map(|m| {
                 // Only exact matches: never act on an item the filter matched loosely.
-                if m.get("internetMessageId").and_then(Value::as_str) != Some(internet_message_id)
-                {
+                if m.get("internetMessageId").and_then(Value::as_str) != Some(internet_message_id) {
                     return None;
                 }
                 Some(Found {
@@ -168,7 +169,12 @@ impl<'a> Mailbox<'a> {
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let v = self.json(Call::get(&url).prefer(Some(IMMUTABLE))).await?;
-            for a in v.get("value").and_then(Value::as_array).into_iter().flatten() {
+            for a in v
+                .get("value")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
                 let Some(aid) = s("id") else { continue };
                 out.push(Attachment {
@@ -211,7 +217,11 @@ impl<'a> Mailbox<'a> {
     pub async fn create(&self, message: &Value) -> Result<(String, bool), GraphError> {
         let url = self.url("/mailFolders/sentitems/messages");
         let v = self
-            .json(Call::new(Method::POST, &url).json(message).prefer(Some(IMMUTABLE)))
+            .json(
+                Call::new(Method::POST, &url)
+                    .json(message)
+                    .prefer(Some(IMMUTABLE)),
+            )
             .await?;
         let id = v
             .get("id")

@@ -68,7 +68,10 @@ fn default_spool() -> PathBuf {
 }
 
 impl SentItemsConfig {
-    pub fn validate(&self, graph: Option<&crate::directory::graph::GraphConfig>) -> Result<(), ConfigError> {
+    pub fn validate(
+        &self,
+        graph: Option<&crate::directory::graph::GraphConfig>,
+    ) -> Result<(), ConfigError> {
         if !self.enabled {
             return Ok(());
         }
@@ -93,7 +96,10 @@ impl SentItemsConfig {
             ));
         }
         if self.spool.as_os_str().is_empty() {
-            return Err(ConfigError::invalid("sent_items.spool", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "sent_items.spool",
+                "must not be empty",
+            ));
         }
         Ok(())
     }
@@ -285,7 +291,9 @@ impl SentItems {
             tracing::warn!(%sender, "sent items: {MAX_PENDING} jobs pending; this one is dropped");
             self.stats.record(
                 Outcome::Dropped,
-                Some(format!("queue full ({MAX_PENDING} pending): a job was dropped")),
+                Some(format!(
+                    "queue full ({MAX_PENDING} pending): a job was dropped"
+                )),
             );
             return;
         }

@@ -38,6 +38,16 @@ const MAX_ATTACHMENT: u64 = 150 * 1024 * 1024;
 /// The longest wait between two looks for one job.
 const MAX_BACKOFF: Duration = Duration::from_secs(120);
 
+/// Waits inside one request: `Retry-After` honoured up to 6 times and 10 minutes; beyond
+/// that the job is rescheduled (until `give_up_after`).
+pub fn retry_policy() -> crate::directory::graph::client::RetryPolicy {
+    crate::directory::graph::client::RetryPolicy {
+        max_attempts: 6,
+        total_cap: Duration::from_secs(600),
+        ..crate::directory::graph::client::RetryPolicy::background()
+    }
+}
+
 /// A job as the scheduler knows it (the rest stays on disk until it runs).
 #[derive(Debug, Clone)]
 pub struct Queued {
@@ -148,14 +158,18 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(%id, error = %e, "sent items: unreadable job file set aside (.bad)");
                 spool.quarantine(&id);
-                handle
-                    .stats()
-                    .record(Outcome::Failed, Some(format!("unreadable job file {id}: {e}")));
+                handle.stats().record(
+                    Outcome::Failed,
+                    Some(format!("unreadable job file {id}: {e}")),
+                );
             }
         }
     }
     if loaded > 0 {
-        tracing::info!(jobs = loaded, "sent items: resuming pending jobs from the spool");
+        tracing::info!(
+            jobs = loaded,
+            "sent items: resuming pending jobs from the spool"
+        );
     }
     handle.stats().add_pending(loaded);
     let ctx = Arc::new(Ctx {
@@ -342,9 +356,10 @@ async fn replace(mb: &Mailbox<'_>, job: &Job) -> Result<Step, GraphError> {
                 .iter()
                 .filter(|i| {
                     !attachments.iter().any(|a| {
-                        a.content_id
-                            .as_deref()
-                            .is_some_and(|c| c.trim_matches(['<', '>']).eq_ignore_ascii_case(&i.content_id))
+                        a.content_id.as_deref().is_some_and(|c| {
+                            c.trim_matches(['<', '>'])
+                                .eq_ignore_ascii_case(&i.content_id)
+                        })
                     })
                 })
                 .collect();
@@ -514,11 +529,29 @@ async fn copy_attachment(
             }
             return mb.add_attachment(replacement, &att).await;
         }
-        return upload(mb, a, &name, &content_type, replacement, Source::Memory(bytes)).await;
+        return upload(
+            mb,
+            a,
+            &name,
+            &content_type,
+            replacement,
+            Source::Memory(bytes),
+        )
+        .await;
     }
     match length {
         Some(n) if n > MAX_ATTACHMENT => Err(too_big()),
-        Some(n) => upload(mb, a, &name, &content_type, replacement, Source::Stream(resp, n)).await,
+        Some(n) => {
+            upload(
+                mb,
+                a,
+                &name,
+                &content_type,
+                replacement,
+                Source::Stream(resp, n),
+            )
+            .await
+        }
         None => {
             let mut bytes = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(transport)? {
@@ -527,7 +560,15 @@ async fn copy_attachment(
                     return Err(too_big());
                 }
             }
-            upload(mb, a, &name, &content_type, replacement, Source::Memory(bytes)).await
+            upload(
+                mb,
+                a,
+                &name,
+                &content_type,
+                replacement,
+                Source::Memory(bytes),
+            )
+            .await
         }
     }
 }
@@ -605,7 +646,10 @@ async fn upload(
     if offset != total {
         return Err(GraphError::protocol(
             "Microsoft Graph",
-            format!("attachment {:?}: uploaded {offset} of {total} bytes", a.name),
+            format!(
+                "attachment {:?}: uploaded {offset} of {total} bytes",
+                a.name
+            ),
         ));
     }
     Ok(())
@@ -651,8 +695,14 @@ mod tests {
                 .map(|p| p["value"].clone())
         };
         assert_eq!(prop("Integer 0x0E07"), Some(json!("1")));
-        assert_eq!(prop("SystemTime 0x0039"), Some(json!("2026-05-01T10:00:00Z")));
-        assert_eq!(prop("SystemTime 0x0E06"), Some(json!("2026-05-01T10:00:00Z")));
+        assert_eq!(
+            prop("SystemTime 0x0039"),
+            Some(json!("2026-05-01T10:00:00Z"))
+        );
+        assert_eq!(
+            prop("SystemTime 0x0E06"),
+            Some(json!("2026-05-01T10:00:00Z"))
+        );
         assert_eq!(prop(super::super::mailbox::TAG), Some(json!("orig-1")));
         assert_eq!(prop("Binary 0x0071"), Some(json!("AQI=")));
         assert_eq!(m["subject"], "Hi");

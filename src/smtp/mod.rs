@@ -60,6 +60,7 @@ impl Relay {
                 tls,
                 next_hop,
                 shutdown,
+                sent_items: Default::default(),
             }),
             allowed,
         })
@@ -67,6 +68,14 @@ impl Relay {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Queue a Sent Items update for each stamped message the next hop accepted.
+    pub fn with_sent_items(mut self, sent_items: crate::sent_items::SentItems) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.sent_items = sent_items;
+        }
+        self
     }
 
     /// Accept until shutdown, then let sessions in flight finish within `drain_time`.
@@ -147,7 +156,8 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
         app.metrics.clone(),
         app.shutdown.clone(),
     )
-    .await?;
+    .await?
+    .with_sent_items(app.sent_items.clone());
     app.status.smtp_listening.store(true, Ordering::Relaxed);
     let result = relay.serve().await;
     app.status.smtp_listening.store(false, Ordering::Relaxed);

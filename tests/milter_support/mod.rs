@@ -63,6 +63,7 @@ pub fn app(cfg: MilterConfig) -> Arc<App> {
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
+        sent_items: Default::default(),
         shutdown: CancellationToken::new(),
     })
 }

@@ -87,10 +87,7 @@ impl Pace {
     pub async fn wait(&self, clock: &dyn Clock) {
         loop {
             let until = *self.0.lock().unwrap();
-            let Some(left) = until
-                .map(|t| t - clock.now())
-                .filter(|d| d.is_positive())
-            else {
+            let Some(left) = until.map(|t| t - clock.now()).filter(|d| d.is_positive()) else {
                 return;
             };
             clock
@@ -150,7 +147,6 @@ impl<'a> Call<'a> {
         self
     }
 }
-
 
 impl GraphClient {
     pub fn new(
