@@ -208,10 +208,11 @@ impl Stats {
             Outcome::Failed => &self.failed,
             Outcome::Dropped => &self.dropped,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        // The error first: whoever sees the count sees its error.
         if let Some(e) = error {
             *self.last_error.lock().unwrap() = Some(e);
         }
+        counter.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
             m.sent_items
                 .get_or_create(&KindLabels {

@@ -211,9 +211,9 @@ impl GraphClient {
 
     /// Send `call` with the token, one refresh-and-retry on 401 and the throttling policy.
     /// With a `gate` (one mailbox, §8.4), the request waits for one of the gate's slots and
-    /// for the gate's pause as well as the client's; a 429 of that resource pauses only the
-    /// gate, an app-wide one (`ApplicationThrottled`) the whole client. The slot is returned
-    /// with the response: the caller holds it while reading the body.
+    /// for the gate's pause as well as the client's; a throttled answer then pauses only the
+    /// gate. The slot is returned with the response: the caller holds it while reading the
+    /// body.
     pub async fn send(
         &self,
         call: Call<'_>,
@@ -278,10 +278,9 @@ impl GraphClient {
                     .unwrap_or_else(|| self.retry.backoff(attempt));
                 if waited + delay <= self.retry.total_cap {
                     tracing::debug!(status, ?delay, attempt, "Graph throttled; waiting");
-                    let pace = match gate {
-                        Some(g) if !err.has_code(&["ApplicationThrottled"]) => &g.paused,
-                        _ => &self.paused,
-                    };
+                    // Outlook's limits are per app *and* mailbox (§8.4): a gated request's
+                    // 429 pauses that mailbox only.
+                    let pace = gate.map_or(&self.paused, |g| &g.paused);
                     pace.pause(self.clock.now() + delay);
                     self.clock.sleep(delay).await;
                     waited += delay;

@@ -123,7 +123,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn has_code(&self, wanted: &[&str]) -> bool {
+    fn has_code(&self, wanted: &[&str]) -> bool {
         std::iter::once(&self.code)
             .chain(self.inner_codes.iter())
             .any(|c| wanted.iter().any(|w| c.eq_ignore_ascii_case(w)))
