@@ -4,12 +4,13 @@
 //! its original; the per-mailbox concurrency limit holds.
 
 mod fake_graph;
+mod sent_items_support;
 
 use fake_graph::{FakeGraph, Kind, MailAttachment, MailMessage};
+use sent_items_support::*;
 use sigstamp::directory::{self, Directory, Source};
 use sigstamp::metrics::Metrics;
-use sigstamp::sent_items::{worker, SentItems, SentItemsConfig, StatsDoc};
-use std::path::Path;
+use sigstamp::sent_items::{worker, SentItems, SentItemsConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -46,66 +47,8 @@ pub fn stamped(message_id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-struct Worker {
-    handle: SentItems,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Worker {
-    fn stats(&self) -> StatsDoc {
-        self.handle.stats().doc()
-    }
-
-    /// Stop (as a crash would: jobs in flight are abandoned); the final counters.
-    async fn stop(mut self) -> StatsDoc {
-        self.shutdown.cancel();
-        let _ = (&mut self.task).await;
-        self.stats()
-    }
-}
-
-fn config(spool: &Path) -> SentItemsConfig {
-    SentItemsConfig {
-        enabled: true,
-        delay: Duration::from_secs(5),
-        give_up_after: Duration::from_secs(15 * 60),
-        spool: spool.to_path_buf(),
-    }
-}
-
-fn start(fake: &FakeGraph, cfg: SentItemsConfig) -> Worker {
-    let (handle, rx) = SentItems::open(&cfg, directory(), Arc::new(Metrics::new())).unwrap();
-    let client = fake
-        .config()
-        .client(fake.clock.clone(), worker::retry_policy())
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(worker::run(
-        handle.clone(),
-        rx,
-        client,
-        fake.clock.clone(),
-        cfg,
-        shutdown.clone(),
-    ));
-    Worker {
-        handle,
-        shutdown,
-        task,
-    }
-}
-
-/// Poll for up to `secs` seconds.
-async fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+fn start_for(fake: &FakeGraph, cfg: SentItemsConfig) -> Worker {
+    start(fake, cfg, directory())
 }
 
 fn mailboxes(fake: &FakeGraph) {
@@ -114,55 +57,6 @@ fn mailboxes(fake: &FakeGraph) {
         m.add_mailbox("u-bob", "bob@example.com", true);
         m.add_mailbox("u-eve", "eve@example.com", false);
     });
-}
-
-fn spool_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
-fn creates(fake: &FakeGraph) -> usize {
-    fake.requests_of(Kind::Graph)
-        .iter()
-        .filter(|r| {
-            r.method == "POST"
-                && r.path_and_query
-                    .ends_with("/mailFolders/sentitems/messages")
-        })
-        .count()
-}
-
-/// Exactly one item in sentitems with `imid`: a tagged, non-draft replacement of `original`.
-fn assert_replaced_once(
-    fake: &FakeGraph,
-    mailbox: &str,
-    imid: &str,
-    original: &str,
-) -> MailMessage {
-    let items: Vec<MailMessage> = fake
-        .with_mail(|m| m.folder(mailbox, "sentitems"))
-        .into_iter()
-        .filter(|m| m.internet_message_id == imid)
-        .collect();
-    assert_eq!(items.len(), 1, "one item in Sent Items: {items:#?}");
-    let r = items.into_iter().next().unwrap();
-    assert!(!r.is_draft, "the replacement is not a draft");
-    assert_eq!(
-        r.replaces(),
-        Some(original),
-        "tagged with the original's id"
-    );
-    let deleted = fake.with_mail(|m| m.folder(mailbox, "deleteditems"));
-    assert!(
-        deleted.iter().any(|m| m.id == original),
-        "the original went to Deleted Items"
-    );
-    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +89,7 @@ async fn replaced_once_by_a_non_draft_with_signature_and_attachments() {
     ];
     let orig_id = fake.put_sent("u-alice", orig);
 
-    let w = start(&fake, config(&spool));
+    let w = start_for(&fake, config(&spool));
     w.handle
         .enqueue("alice@example.com", stamped("<m1@example.com>"));
     wait_for(20, "replaced", || w.stats().replaced == 1).await;
@@ -287,7 +181,7 @@ async fn a_crash_between_create_and_delete_leaves_one_item() {
     fake.with_mail(|m| m.fail_deletes = usize::MAX);
     let mut cfg = config(&spool);
     cfg.give_up_after = Duration::from_secs(7 * 24 * 3600);
-    let w = start(&fake, cfg.clone());
+    let w = start_for(&fake, cfg.clone());
     w.handle
         .enqueue("alice@example.com", stamped("<crash@example.com>"));
     wait_for(20, "a failed delete", || {
@@ -310,7 +204,7 @@ async fn a_crash_between_create_and_delete_leaves_one_item() {
     // Restart with the spool: the job resumes, finds its tagged replacement, deletes the
     // original and creates nothing.
     fake.with_mail(|m| m.fail_deletes = 0);
-    let w = start(&fake, cfg);
+    let w = start_for(&fake, cfg);
     wait_for(20, "replaced after restart", || w.stats().replaced == 1).await;
     assert_eq!(creates(&fake), 1, "no second replacement");
     let r = assert_replaced_once(&fake, "u-alice", "<crash@example.com>", &orig_id);
@@ -346,7 +240,7 @@ async fn storms_of_429_and_a_restart_lose_no_job() {
     });
     let mut cfg = config(&spool);
     cfg.give_up_after = Duration::from_secs(24 * 3600);
-    let w = start(&fake, cfg.clone());
+    let w = start_for(&fake, cfg.clone());
     for (_, addr, imid, _) in &originals {
         w.handle.enqueue(addr, stamped(imid));
     }
@@ -366,7 +260,7 @@ async fn storms_of_429_and_a_restart_lose_no_job() {
         20 - first,
         "every unfinished job is on disk"
     );
-    let w = start(&fake, cfg);
+    let w = start_for(&fake, cfg);
     wait_for(30, "every job replaced", || {
         w.stats().replaced + first >= 20
     })
@@ -423,7 +317,7 @@ async fn a_mailbox_outside_the_scope_keeps_its_original() {
             &["x@example.org"],
         ),
     );
-    let w = start(&fake, config(&tmp.path().join("spool")));
+    let w = start_for(&fake, config(&tmp.path().join("spool")));
     w.handle
         .enqueue("eve@example.com", stamped("<eve1@example.com>"));
     w.handle
@@ -466,7 +360,7 @@ async fn a_replacement_that_reads_back_as_draft_is_removed_and_the_original_kept
             &["x@example.org"],
         ),
     );
-    let w = start(&fake, config(&tmp.path().join("spool")));
+    let w = start_for(&fake, config(&tmp.path().join("spool")));
     w.handle
         .enqueue("alice@example.com", stamped("<d@example.com>"));
     wait_for(20, "failed", || w.stats().failed == 1).await;
@@ -495,7 +389,7 @@ async fn waits_for_the_sent_copy_then_gives_up() {
             &["x@example.org"],
         ),
     );
-    let w = start(&fake, config(&spool));
+    let w = start_for(&fake, config(&spool));
     w.handle
         .enqueue("alice@example.com", stamped("<late@example.com>"));
     // Never saved at all: counted as not found after give_up_after.
@@ -523,7 +417,7 @@ async fn at_most_four_requests_in_flight_per_mailbox() {
     mailboxes(&fake);
     let tmp = tempfile::tempdir().unwrap();
     fake.with_mail(|m| m.latency = Duration::from_millis(25));
-    let w = start(&fake, config(&tmp.path().join("spool")));
+    let w = start_for(&fake, config(&tmp.path().join("spool")));
     for i in 0..16 {
         let imid = format!("<c{i}@example.com>");
         fake.put_sent(
@@ -552,7 +446,7 @@ async fn at_most_four_requests_in_flight_per_mailbox() {
 async fn messages_without_a_message_id_are_not_queued() {
     let fake = FakeGraph::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let w = start(&fake, config(&tmp.path().join("spool")));
+    let w = start_for(&fake, config(&tmp.path().join("spool")));
     w.handle.enqueue(
         "alice@example.com",
         b"From: alice@example.com\r\nSubject: x\r\n\r\nhi\r\n".to_vec(),

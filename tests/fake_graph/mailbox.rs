@@ -174,7 +174,7 @@ pub struct MailState {
     /// At most this many requests per mailbox within `rate_window` (§8.4: 10,000 / 10 min).
     pub rate_limit: usize,
     pub rate_window: Duration,
-    /// `Retry-After` of limit-caused 429s.
+    /// `Retry-After` of concurrency 429s (rate 429s say when the window frees up).
     pub retry_after: String,
     /// How long a sent copy takes to appear in sentitems after `put_sent`.
     pub visible_delay: Duration,
@@ -419,9 +419,12 @@ async fn api(
             w.pop_front();
         }
         if w.len() >= limit {
+            // Retry-After: until the oldest request leaves the window (whole seconds).
+            let free_at = *w.front().unwrap() + window;
+            let wait = ((free_at - now).as_seconds_f64().ceil() as u64).max(1);
             m.rate_rejections += 1;
             return MailErr {
-                retry_after: Some(m.retry_after.clone()),
+                retry_after: Some(wait.to_string()),
                 ..merr(
                     429,
                     "ApplicationThrottled",
