@@ -246,8 +246,9 @@ impl SentItems {
         SentItems::default()
     }
 
-    /// An enabled handle and the receiving end the [`worker`] drains. The spool directory is
-    /// created now, so a bad path stops start-up naming the key.
+    /// An enabled handle and the receiving end the [`worker`] drains, holding already the
+    /// jobs found in the spool. The spool directory is created now, so a bad path stops
+    /// start-up naming the key.
     pub fn open(
         cfg: &SentItemsConfig,
         directory: Arc<Directory>,
@@ -258,6 +259,35 @@ impl SentItems {
         })?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let stats = Arc::new(Stats::new(true, metrics));
+        // The jobs a previous run left, queued here, before any edge can add one: every job
+        // reaches the worker exactly once.
+        let ids = spool.list().map_err(|e| {
+            ConfigError::invalid("sent_items.spool", format!("{}: {e}", cfg.spool.display()))
+        })?;
+        let mut loaded = 0;
+        for id in ids {
+            match spool.read(&id) {
+                Ok(job) => {
+                    let _ = tx.send(worker::Queued::of(&job));
+                    loaded += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "sent items: unreadable job file set aside (.bad)");
+                    spool.quarantine(&id);
+                    stats.record(
+                        Outcome::Failed,
+                        Some(format!("unreadable job file {id}: {e}")),
+                    );
+                }
+            }
+        }
+        if loaded > 0 {
+            tracing::info!(
+                jobs = loaded,
+                "sent items: resuming pending jobs from the spool"
+            );
+        }
+        stats.add_pending(loaded);
         let handle = SentItems {
             inner: Some(Arc::new(Inner {
                 spool,
@@ -339,5 +369,114 @@ impl SentItems {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const GRAPH: &str = "[graph]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\n";
+
+    #[test]
+    fn off_by_default_with_the_issue_defaults() {
+        let cfg = Config::parse("").unwrap();
+        assert!(!cfg.sent_items.enabled);
+        assert_eq!(cfg.sent_items.delay, Duration::from_secs(5));
+        assert_eq!(cfg.sent_items.give_up_after, Duration::from_secs(900));
+        assert_eq!(cfg.sent_items.spool, PathBuf::from("state/sent-items"));
+    }
+
+    #[test]
+    fn the_four_keys_parse() {
+        let text = format!(
+            "{GRAPH}[sent_items]\nenabled = true\ndelay = \"10s\"\ngive_up_after = \"1h\"\nspool = \"/var/lib/sigstamp/si\"\n"
+        );
+        let cfg = Config::parse(&text).unwrap();
+        let s = cfg.sent_items;
+        assert!(s.enabled);
+        assert_eq!(s.delay, Duration::from_secs(10));
+        assert_eq!(s.give_up_after, Duration::from_secs(3600));
+        assert_eq!(s.spool, PathBuf::from("/var/lib/sigstamp/si"));
+    }
+
+    #[test]
+    fn bad_configs_name_the_key() {
+        let table = [
+            ("[sent_items]\nenabled = true\n", "sent_items.enabled"),
+            (
+                "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nrefresh_token_file = \"rt\"\n[sent_items]\nenabled = true\n",
+                "sent_items.enabled",
+            ),
+            (
+                &format!("{GRAPH}[sent_items]\nenabled = true\ndelay = \"1m\"\ngive_up_after = \"30s\"\n"),
+                "sent_items.give_up_after",
+            ),
+            (&format!("{GRAPH}[sent_items]\nenabled = true\nspool = \"\"\n"), "sent_items.spool"),
+            ("[sent_items]\nenable = true\n", "enable"),
+            ("[sent_items]\ndelay = \"soon\"\n", "delay"),
+        ];
+        for (text, key) in table {
+            let e = Config::parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
+        // Disabled, nothing else is required.
+        Config::parse("[sent_items]\nenabled = false\n").unwrap();
+    }
+
+    #[test]
+    fn the_queue_is_bounded() {
+        let stats = Stats::new(true, Arc::new(Metrics::new()));
+        stats.pending.store(MAX_PENDING - 1, Ordering::Relaxed);
+        assert!(stats.reserve());
+        assert!(!stats.reserve(), "the 10,001st is refused");
+        stats.release();
+        assert!(stats.reserve());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = SentItemsConfig {
+            enabled: true,
+            spool: tmp.path().join("spool"),
+            ..SentItemsConfig::default()
+        };
+        let metrics = Arc::new(Metrics::new());
+        let (h, _rx) = SentItems::open(&cfg, Arc::new(Directory::new()), metrics.clone()).unwrap();
+        h.stats.pending.store(MAX_PENDING, Ordering::Relaxed);
+        h.enqueue("a@x", b"Message-ID: <m@x>\r\n\r\nhi\r\n".to_vec());
+        let doc = h.stats().doc();
+        assert_eq!(doc.pending, MAX_PENDING);
+        assert_eq!(doc.failed, 1, "dropped counts as failed");
+        assert!(doc.last_error.unwrap().contains("queue full"));
+        let text = metrics.encode();
+        assert!(
+            text.contains("sigstamp_sent_items_total{kind=\"dropped\"} 1"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("spool")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queued_job_is_on_disk_before_it_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = SentItemsConfig {
+            enabled: true,
+            spool: tmp.path().join("spool"),
+            ..SentItemsConfig::default()
+        };
+        let (h, mut rx) =
+            SentItems::open(&cfg, Arc::new(Directory::new()), Arc::new(Metrics::new())).unwrap();
+        h.enqueue("a@x", b"Message-ID: <m@x>\r\n\r\nhi\r\n".to_vec());
+        let q = rx.recv().await.unwrap();
+        let job = h.spool().unwrap().read(&q.id).unwrap();
+        assert_eq!(job.internet_message_id, "<m@x>");
+        assert_eq!(job.mailbox, "a@x", "no directory id: the address");
+        assert_eq!(h.stats().doc().pending, 1);
     }
 }

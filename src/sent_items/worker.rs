@@ -1,6 +1,7 @@
-//! The worker: loads the spool at start, runs due jobs (each mailbox at most 4 requests in
-//! flight, a 429 pausing that mailbox or, app-wide, every request), reschedules with backoff
-//! until `give_up_after`, and removes a job's file when it is done or given up.
+//! The worker: runs due jobs (the spool's leftovers come first, queued by
+//! `SentItems::open`), each mailbox at most 4 requests in flight and a 429 pausing that
+//! mailbox; reschedules with backoff until `give_up_after`, and removes a job's file when the
+//! job is done or given up.
 //!
 //! One job, in this order (§8.2–8.3): find the sent copy by `internetMessageId`; create the
 //! replacement (non-draft, tagged with the original's id) unless a tagged one exists already
@@ -136,42 +137,11 @@ pub async fn run(
     cfg: SentItemsConfig,
     shutdown: CancellationToken,
 ) {
-    let Some(spool) = handle.spool() else {
+    if handle.spool().is_none() {
         return;
-    };
+    }
     let mut queue: BTreeMap<(OffsetDateTime, u64), (Queued, u32)> = BTreeMap::new();
     let mut seq = 0u64;
-    let now = clock.now();
-    let ids = spool.list().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "sent items: cannot list the spool");
-        Vec::new()
-    });
-    let mut loaded = 0u64;
-    for id in ids {
-        match spool.read(&id) {
-            Ok(job) => {
-                let due = (job.queued_at + cfg.delay).max(now);
-                queue.insert((due, seq), (Queued::of(&job), 0));
-                seq += 1;
-                loaded += 1;
-            }
-            Err(e) => {
-                tracing::warn!(%id, error = %e, "sent items: unreadable job file set aside (.bad)");
-                spool.quarantine(&id);
-                handle.stats().record(
-                    Outcome::Failed,
-                    Some(format!("unreadable job file {id}: {e}")),
-                );
-            }
-        }
-    }
-    if loaded > 0 {
-        tracing::info!(
-            jobs = loaded,
-            "sent items: resuming pending jobs from the spool"
-        );
-    }
-    handle.stats().add_pending(loaded);
     let ctx = Arc::new(Ctx {
         handle: handle.clone(),
         client,
