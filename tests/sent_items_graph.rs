@@ -10,10 +10,9 @@ use fake_graph::{FakeGraph, Kind, MailAttachment, MailMessage};
 use sent_items_support::*;
 use sigstamp::directory::{self, Directory, Source};
 use sigstamp::metrics::Metrics;
-use sigstamp::sent_items::{worker, SentItems, SentItemsConfig};
+use sigstamp::sent_items::{SentItems, SentItemsConfig};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const SIG_PNG: &[u8] = b"\x89PNG\r\n\x1a\nsignature-logo";
 
@@ -469,19 +468,7 @@ async fn jobs_queued_before_the_worker_starts_run_once_each() {
         spool_files(&tmp.path().join("spool")) >= 5
     })
     .await;
-    let client = fake
-        .config()
-        .client(fake.clock.clone(), worker::retry_policy())
-        .unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(worker::run(
-        handle.clone(),
-        rx,
-        client,
-        fake.clock.clone(),
-        cfg,
-        shutdown.clone(),
-    ));
+    let w = run(&fake, cfg, handle.clone(), rx);
     wait_for(30, "all done", || {
         let d = handle.stats().doc();
         d.replaced + d.failed + d.not_found >= 40
@@ -495,8 +482,7 @@ async fn jobs_queued_before_the_worker_starts_run_once_each() {
         "{d:?}"
     );
     assert_eq!(creates(&fake), 40);
-    shutdown.cancel();
-    let _ = task.await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,11 +552,6 @@ async fn bench_replacements_per_minute() {
         cfg.delay = Duration::from_millis(1);
         cfg.give_up_after = Duration::from_secs(3600);
         let (handle, rx) = SentItems::open(&cfg, dir, Arc::new(Metrics::new())).unwrap();
-        let client = fake
-            .config()
-            .client(clock.clone(), worker::retry_policy())
-            .unwrap();
-        let shutdown = CancellationToken::new();
         for i in 0..mailboxes {
             for j in 0..jobs_each {
                 let imid = format!("<b{i}-{j}@example.com>");
@@ -582,16 +563,13 @@ async fn bench_replacements_per_minute() {
             }
         }
         let total = (mailboxes * jobs_each) as u64;
-        wait_for(120, "all queued", || handle.stats().doc().pending == total).await;
+        // Every job file on disk before the clock starts.
+        wait_for(120, "all queued", || {
+            spool_files(&tmp.path().join("spool")) as u64 == total
+        })
+        .await;
         let started = std::time::Instant::now();
-        let task = tokio::spawn(worker::run(
-            handle.clone(),
-            rx,
-            client,
-            clock.clone(),
-            cfg,
-            shutdown.clone(),
-        ));
+        let w = run(&fake, cfg, handle.clone(), rx);
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
         loop {
             let d = handle.stats().doc();
@@ -611,8 +589,7 @@ async fn bench_replacements_per_minute() {
             total as f64 * 60.0 / secs / mailboxes as f64,
             reqs as f64 / total as f64,
         );
-        shutdown.cancel();
-        let _ = task.await;
+        w.stop().await;
         ticker.abort();
     }
 }

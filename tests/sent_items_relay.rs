@@ -57,20 +57,31 @@ fn sent_copy(message_id: &str, from: &str, to: &[&str]) -> MailMessage {
     m
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sent_copy_is_replaced_once_after_the_next_hop_accepted() {
-    if !have("swaks") {
-        return;
-    }
+/// The fake with one mailbox, and the worker for `stamper`'s directory; the temporary
+/// directory holds the spool.
+async fn setup(
+    mailbox: &str,
+    address: &str,
+    stamper: &sigstamp::pipeline::Stamper,
+) -> (FakeGraph, Worker, tempfile::TempDir) {
     let fake = FakeGraph::start().await;
-    fake.with_mail(|m| m.add_mailbox("1", "alice@example.com", true));
+    fake.with_mail(|m| m.add_mailbox(mailbox, address, true));
     let tmp = tempfile::tempdir().unwrap();
-    let stamper = stamper();
     let w = start(
         &fake,
         config(&tmp.path().join("spool")),
         stamper.directory.clone(),
     );
+    (fake, w, tmp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sent_copy_is_replaced_once_after_the_next_hop_accepted() {
+    if !have("swaks") {
+        return;
+    }
+    let stamper = stamper();
+    let (fake, w, _tmp) = setup("1", "alice@example.com", &stamper).await;
     // The next hop refuses one message: that one is never touched.
     let sink = policy(|stage| match stage {
         Stage::Data(d) if String::from_utf8_lossy(&d.message).contains("<refused@example.com>") => {
@@ -178,15 +189,8 @@ async fn a_split_message_shows_the_external_copy() {
     if !have("swaks") {
         return;
     }
-    let fake = FakeGraph::start().await;
-    fake.with_mail(|m| m.add_mailbox("1", "alice@contoso.example", true));
-    let tmp = tempfile::tempdir().unwrap();
     let stamper = Arc::new(rules_support::stamper(rules_support::RULES_TOML));
-    let w = start(
-        &fake,
-        config(&tmp.path().join("spool")),
-        stamper.directory.clone(),
-    );
+    let (fake, w, _tmp) = setup("1", "alice@contoso.example", &stamper).await;
     let mut relay =
         relay_with_sent_items(stamper, w.handle.clone(), |_| {}, SinkOptions::default()).await;
     let to = "bob@contoso.example,dave@fabrikam.example";
@@ -245,15 +249,8 @@ name = "nothing outside"
 recipients = "external"
 template = "none"
 "#;
-    let fake = FakeGraph::start().await;
-    fake.with_mail(|m| m.add_mailbox("2", "bob@contoso.example", true));
-    let tmp = tempfile::tempdir().unwrap();
     let stamper = Arc::new(rules_support::stamper(rules));
-    let w = start(
-        &fake,
-        config(&tmp.path().join("spool")),
-        stamper.directory.clone(),
-    );
+    let (fake, w, _tmp) = setup("2", "bob@contoso.example", &stamper).await;
     let mut relay =
         relay_with_sent_items(stamper, w.handle.clone(), |_| {}, SinkOptions::default()).await;
     let to = "alice@contoso.example,dave@fabrikam.example";

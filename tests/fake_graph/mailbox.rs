@@ -379,7 +379,7 @@ async fn api(
     let parts: Vec<String> = path
         .trim_start_matches("/v1.0/")
         .split('/')
-        .map(|p| percent_decode(p))
+        .map(percent_decode)
         .collect();
     let user = parts[1].clone();
     // Admission: scope, scripted faults, the rate and concurrency limits.
@@ -892,7 +892,7 @@ fn upload(inner: &Inner, token: &str, headers: &HeaderMap, body: &[u8]) -> Respo
             || b + 1 - a != len
             || total != s.size
             || len > REQUEST_LIMIT
-            || (!last && len % CHUNK_UNIT != 0)
+            || (!last && !len.is_multiple_of(CHUNK_UNIT))
         {
             return Err(merr(
                 416,

@@ -41,6 +41,16 @@ pub fn config(spool: &Path) -> SentItemsConfig {
 
 pub fn start(fake: &FakeGraph, cfg: SentItemsConfig, directory: Arc<Directory>) -> Worker {
     let (handle, rx) = SentItems::open(&cfg, directory, Arc::new(Metrics::new())).unwrap();
+    run(fake, cfg, handle, rx)
+}
+
+/// The worker of an already opened handle (jobs may have been queued before it starts).
+pub fn run(
+    fake: &FakeGraph,
+    cfg: SentItemsConfig,
+    handle: SentItems,
+    rx: worker::Receiver,
+) -> Worker {
     let client = fake
         .config()
         .client(fake.clock.clone(), worker::retry_policy())
