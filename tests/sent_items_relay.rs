@@ -46,6 +46,11 @@ async fn swaks(relay: &TestRelay, from: &str, to: &str, data: &str) -> std::proc
     run("swaks", args).await
 }
 
+/// One message with an attachment from `from` to `to` through the relay.
+async fn send(relay: &TestRelay, from: &str, to: &str, message_id: &str) -> std::process::Output {
+    swaks(relay, from, to, &message(from, to, message_id)).await
+}
+
 /// The sent copy as Exchange saved it (the attachment included).
 fn sent_copy(message_id: &str, from: &str, to: &[&str]) -> MailMessage {
     let mut m = MailMessage::sent(message_id, "with attachment", from, to);
@@ -107,15 +112,11 @@ async fn the_sent_copy_is_replaced_once_after_the_next_hop_accepted() {
         ),
     );
 
-    let out = swaks(
+    let out = send(
         &relay,
         "alice@example.com",
         "bob@example.org",
-        &message(
-            "Alice <alice@example.com>",
-            "bob@example.org",
-            "<e2e1@example.com>",
-        ),
+        "<e2e1@example.com>",
     )
     .await;
     assert!(
@@ -125,28 +126,20 @@ async fn the_sent_copy_is_replaced_once_after_the_next_hop_accepted() {
     );
     let delivered = relay.next().await.expect("delivered");
     smtp_support::assert_stamped(&delivered.message);
-    let out = swaks(
+    let out = send(
         &relay,
         "alice@example.com",
         "bob@example.org",
-        &message(
-            "Alice <alice@example.com>",
-            "bob@example.org",
-            "<refused@example.com>",
-        ),
+        "<refused@example.com>",
     )
     .await;
     assert!(!out.status.success(), "the next hop refused it");
     // Unstamped: a sender outside the directory.
-    let out = swaks(
+    let out = send(
         &relay,
         "nobody@example.com",
         "bob@example.org",
-        &message(
-            "nobody@example.com",
-            "bob@example.org",
-            "<unknown@example.com>",
-        ),
+        "<unknown@example.com>",
     )
     .await;
     assert!(out.status.success());
@@ -202,11 +195,11 @@ async fn a_split_message_shows_the_external_copy() {
             &["bob@contoso.example", "dave@fabrikam.example"],
         ),
     );
-    let out = swaks(
+    let out = send(
         &relay,
         "alice@contoso.example",
         to,
-        &message("alice@contoso.example", to, "<split@contoso.example>"),
+        "<split@contoso.example>",
     )
     .await;
     assert!(
@@ -262,11 +255,11 @@ template = "none"
             &["alice@contoso.example"],
         ),
     );
-    let out = swaks(
+    let out = send(
         &relay,
         "bob@contoso.example",
         to,
-        &message("bob@contoso.example", to, "<split2@contoso.example>"),
+        "<split2@contoso.example>",
     )
     .await;
     assert!(out.status.success());
