@@ -7,11 +7,10 @@ mod milter_support;
 mod sent_items_support;
 
 use fake_graph::{FakeGraph, MailAttachment, MailMessage};
-use milter_support::postfix::Postfix;
-use milter_support::sink::Sink;
-use milter_support::{app_with_sent_items, config, have_tool, start_app};
+use milter_support::{app_with_sent_items, config, start_app};
 use sent_items_support::*;
 use sigstamp::sent_items::SentItems;
+use sigstamp_testkit::{require_tool, Postfix, Sink};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ fn message(from: &str, message_id: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_and_the_milter_replace_the_sent_copy_once() {
-    if !have_tool("postfix") || !have_tool("swaks") {
+    if !require_tool("postfix") || !require_tool("swaks") {
         return;
     }
     let fake = FakeGraph::start().await;
@@ -56,9 +55,14 @@ async fn postfix_and_the_milter_replace_the_sent_copy_once() {
     let milter_addr = format!("inet:{}", milter.addr);
     let relay = sink.addr;
     let pf = Arc::new(
-        tokio::task::spawn_blocking(move || Postfix::start(Some(&milter_addr), relay, ""))
-            .await
-            .unwrap(),
+        tokio::task::spawn_blocking(move || {
+            Postfix::relaying_to(relay)
+                .milter(&milter_addr)
+                .start()
+                .unwrap()
+        })
+        .await
+        .unwrap(),
     );
     let w = worker.lock().unwrap().take().unwrap();
 

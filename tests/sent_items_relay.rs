@@ -12,7 +12,8 @@ use fake_graph::{FakeGraph, MailAttachment, MailMessage};
 use sent_items_support::*;
 use sigstamp::smtp::replies::Reply;
 use sigstamp::smtp::sink::{SinkOptions, Stage};
-use smtp_support::{have, policy, relay_with_sent_items, run, stamper, TestRelay};
+use sigstamp_testkit::require_tool;
+use smtp_support::{policy, relay_with_sent_items, run, stamper, TestRelay};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ async fn setup(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sent_copy_is_replaced_once_after_the_next_hop_accepted() {
-    if !have("swaks") {
+    if !require_tool("swaks") {
         return;
     }
     let stamper = stamper();
@@ -179,7 +180,7 @@ async fn the_sent_copy_is_replaced_once_after_the_next_hop_accepted() {
 /// her Sent Items shows the external copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_message_shows_the_external_copy() {
-    if !have("swaks") {
+    if !require_tool("swaks") {
         return;
     }
     let stamper = Arc::new(rules_support::stamper(rules_support::RULES_TOML));
@@ -230,7 +231,7 @@ async fn a_split_message_shows_the_external_copy() {
 /// copy stays as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_message_whose_external_copy_is_unstamped_is_not_touched() {
-    if !have("swaks") {
+    if !require_tool("swaks") {
         return;
     }
     let rules = r#"

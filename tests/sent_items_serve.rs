@@ -8,7 +8,7 @@ mod smtp_support;
 
 use fake_graph::{FakeGraph, MailMessage, CLIENT_ID, SECRET, TENANT};
 use sigstamp::smtp::sink::SinkOptions;
-use smtp_support::postfix::free_port;
+use sigstamp_testkit::free_port;
 use smtp_support::RawClient;
 use std::time::{Duration, Instant};
 
