@@ -372,6 +372,35 @@ async fn a_replacement_that_reads_back_as_draft_is_removed_and_the_original_kept
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_request_limit_keeps_the_original() {
+    let fake = FakeGraph::start().await;
+    mailboxes(&fake);
+    let tmp = tempfile::tempdir().unwrap();
+    let orig = fake.put_sent(
+        "u-alice",
+        MailMessage::sent(
+            "<huge@example.com>",
+            "h",
+            "alice@example.com",
+            &["x@example.org"],
+        ),
+    );
+    let w = start_for(&fake, config(&tmp.path().join("spool")));
+    let big = format!(
+        "From: alice@example.com\r\nMessage-ID: <huge@example.com>\r\nContent-Type: text/html\r\n\r\n<p>{}</p>\r\n",
+        "x".repeat(5 * 1024 * 1024)
+    );
+    w.handle.enqueue("alice@example.com", big.into_bytes());
+    wait_for(20, "failed", || w.stats().failed == 1).await;
+    assert!(w.stats().last_error.unwrap().contains("4 MB"));
+    assert_eq!(creates(&fake), 0, "nothing sent that Graph would refuse");
+    let sent = fake.with_mail(|m| m.folder("u-alice", "sentitems"));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].id, orig);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_for_the_sent_copy_then_gives_up() {
     let fake = FakeGraph::start().await;
     mailboxes(&fake);

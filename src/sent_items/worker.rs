@@ -36,6 +36,8 @@ const MAX_RUNNING: usize = 64;
 const SMALL_ATTACHMENT: u64 = 3 * 1024 * 1024;
 /// Graph's limit for one attachment (§8.3).
 const MAX_ATTACHMENT: u64 = 150 * 1024 * 1024;
+/// The largest create request (Graph refuses request bodies over 4 MB, §8.3).
+const MAX_CREATE: usize = 4 * 1024 * 1024;
 /// The longest wait between two looks for one job.
 const MAX_BACKOFF: Duration = Duration::from_secs(120);
 
@@ -333,9 +335,16 @@ async fn replace(mb: &Mailbox<'_>, job: &Job) -> Result<Step, GraphError> {
                     })
                 })
                 .collect();
-            let (id, _) = mb
-                .create(&replacement_message(job, &props, &original.id, &images))
-                .await?;
+            let message = replacement_message(job, &props, &original.id, &images);
+            // Graph takes at most 4 MB per request (§8.3): a body that does not fit cannot
+            // be replaced; the original stays.
+            if message.to_string().len() > MAX_CREATE {
+                return Err(GraphError::protocol(
+                    "Microsoft Graph",
+                    "the stamped body is over Graph's 4 MB request limit; the original is kept",
+                ));
+            }
+            let (id, _) = mb.create(&message).await?;
             id
         }
     };
