@@ -29,9 +29,8 @@ fn notify_config(hop: SocketAddr, extra: &str) -> String {
 }
 
 fn notifier(app: &Arc<App>, clock: &Arc<ManualClock>) -> Notifier {
-    Notifier::new(app.clone(), clock.clone())
-        .expect("notifier builds")
-        .expect("[notify] is configured")
+    let setup = app.notify_setup().expect("[notify] is configured");
+    Notifier::new(setup, app.notify_handles(), clock.clone()).expect("notifier builds")
 }
 
 /// Move the clock forward to `t`.
@@ -283,10 +282,12 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
     );
     let app = app(&config);
     let clock = Arc::new(ManualClock::new(T0));
-    let task = tokio::spawn(sigstamp::notify::run_with(
-        app.clone(),
+    let task = tokio::spawn(sigstamp::notify::run(
+        app.notify_setup(),
+        app.notify_handles(),
         clock.clone(),
         Duration::from_millis(10),
+        app.shutdown.clone(),
     ));
 
     set_token(&app, TokenState::Expired, Some("AADSTS50173"), T0);
@@ -320,7 +321,13 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
 #[tokio::test]
 async fn without_notify_section_the_task_idles_until_shutdown() {
     let app = app("");
-    let task = tokio::spawn(sigstamp::notify::run(app.clone()));
+    let task = tokio::spawn(sigstamp::notify::run(
+        app.notify_setup(),
+        app.notify_handles(),
+        Arc::new(sigstamp::notify::SystemClock),
+        Duration::from_secs(1),
+        app.shutdown.clone(),
+    ));
     set_token(&app, TokenState::Expired, Some("AADSTS7000222"), T0);
     tokio::task::yield_now().await;
     assert!(!task.is_finished());
@@ -352,7 +359,7 @@ async fn a_restart_does_not_repeat_what_was_sent() {
     assert!(state.exists(), "state saved after a send");
     drop(n);
 
-    // Restart: the token starts `unconfigured`, then fails again with a new `since`.
+    // Restart: the token starts `starting`, then fails again with a new `since`.
     let second = app(&config);
     let mut n = notifier(&second, &clock);
     clock.advance(10 * MIN);
@@ -393,4 +400,60 @@ async fn a_restart_does_not_repeat_what_was_sent() {
     set_token(&fourth, TokenState::Expired, Some("AADSTS50173"), T0 + HOUR);
     assert_eq!(n.tick().await.sent, ["token_expired"]);
     assert_eq!(sink.count(), 5);
+}
+
+/// A snapshot that cannot be written is announced like an expired token: at once, again after
+/// the interval, and once more when a write succeeds; across a restart it is not repeated.
+#[tokio::test]
+async fn unwritable_snapshot_is_announced_then_reminded_then_recovered() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("notify-state.json");
+    let app = app(&notify_config(
+        sink.addr,
+        &format!("state_file = {:?}\n", state.to_str().unwrap()),
+    ));
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut n = notifier(&app, &clock);
+    set_token(&app, TokenState::Valid, None, T0);
+    let path = std::path::Path::new("state/directory.json");
+    app.status.update_snapshot(path, |s| {
+        s.failed(
+            "cannot create the folder of state/directory.json: Not a directory".into(),
+            T0,
+        )
+    });
+    assert_eq!(n.tick().await.sent, ["snapshot_failing"]);
+    clock.advance(30 * MIN);
+    assert!(
+        n.tick().await.sent.is_empty(),
+        "no repeat inside the interval"
+    );
+    let m = &sink.all()[0];
+    let s = subject(m);
+    assert!(s.contains("snapshot cannot be written"), "{s}");
+    // Wrapped at 72 columns: compare the words.
+    let body = m.body().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(body.contains("state/directory.json"), "{body}");
+    assert!(body.contains("Not a directory"), "{body}");
+    assert!(
+        body.contains("a restart now would start with no directory"),
+        "{body}"
+    );
+
+    // A restart inside the interval does not say it again.
+    let mut again = notifier(&app, &clock);
+    assert!(
+        again.tick().await.sent.is_empty(),
+        "remembered across a restart"
+    );
+    set(&clock, T0 + HOUR);
+    assert_eq!(again.tick().await.sent, ["snapshot_failing"]);
+    assert!(subject(&sink.all()[1]).contains("still cannot be written"));
+
+    app.status.update_snapshot(path, |s| s.ok(Some(T0 + HOUR)));
+    assert_eq!(again.tick().await.sent, ["snapshot_recovered"]);
+    assert!(again.tick().await.sent.is_empty());
+    assert_eq!(sink.count(), 3);
+    assert!(subject(&sink.all()[2]).contains("written again"));
 }

@@ -16,12 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 fn app(sent_items: impl FnOnce(Arc<Metrics>) -> SentItems) -> Arc<App> {
     let metrics = Arc::new(Metrics::new());
+    let directory = Arc::new(Directory::new());
     Arc::new(App {
         config: Default::default(),
-        stamper: Arc::new(Stamper::new(
-            Arc::new(Directory::new()),
-            Templates::embedded(),
-        )),
+        directory: directory.clone(),
+        stamper: Arc::new(Stamper::new(directory, Templates::embedded())),
         sent_items: sent_items(metrics.clone()),
         metrics,
         status: Arc::new(Status::default()),

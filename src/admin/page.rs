@@ -3,8 +3,8 @@
 //! HTML with inline CSS only and no script, so it works without any outside network access.
 
 use super::html::{escape, url_encode, when, with_code};
+use super::AdminState;
 use super::{token_state_str, StatusDoc};
-use crate::app::App;
 use crate::directory::User;
 use crate::notify::aadsts;
 use crate::pipeline::Preview;
@@ -48,9 +48,12 @@ impl PageQuery {
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; \
                    form-action 'self'; base-uri 'none'";
 
-pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) -> Response {
+pub async fn index(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<PageQuery>,
+) -> Response {
     let html = render(
-        &app,
+        &state,
         query.q.trim(),
         query.audience(),
         OffsetDateTime::now_utc(),
@@ -66,8 +69,8 @@ pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) 
         .into_response()
 }
 
-fn render(app: &App, q: &str, audience: Audience, now: OffsetDateTime) -> String {
-    let doc = StatusDoc::collect(app);
+fn render(state: &AdminState, q: &str, audience: Audience, now: OffsetDateTime) -> String {
+    let doc = StatusDoc::collect(state);
     let mut h = String::with_capacity(8 * 1024);
     h.push_str(HEAD);
     if q.is_empty() {
@@ -82,10 +85,11 @@ fn render(app: &App, q: &str, audience: Audience, now: OffsetDateTime) -> String
          <p class=\"sub\">Status and signature preview (read-only)</p>\n</header>\n<main>\n",
     );
     banner(&mut h, &doc, now);
+    snapshot_alert(&mut h, &doc, now);
     facts(&mut h, &doc, now);
     sent_items(&mut h, &doc);
-    rules(&mut h, app);
-    search(&mut h, app, q, audience);
+    rules(&mut h, state);
+    search(&mut h, state, q, audience);
     h.push_str("</main>\n</body>\n</html>\n");
     h
 }
@@ -114,7 +118,8 @@ code { font-family: ui-monospace, monospace; font-size: .95em; }
 .expired code { background: rgba(255,255,255,.18); padding: 0 .25em; border-radius: 3px; }
 .failing { background: #fff3cd; color: #663c00; border: 1px solid #e0b000; }
 .valid { background: #e6f4ea; color: #0d5223; border: 1px solid #8cc79b; }
-.unconfigured { background: #f1f3f4; color: #333; border: 1px solid #ccc; }
+.unconfigured, .starting { background: #f1f3f4; color: #333; border: 1px solid #ccc; }
+p.alert { background: #b00020; color: #fff; padding: .75rem 1.25rem; border-radius: 6px; margin: 0 0 1.5rem 0; }
 .ago { color: inherit; opacity: .85; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1.5rem; }
 dl.facts dt { font-weight: 600; }
@@ -196,12 +201,51 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
                 escape(&t.description)
             );
         }
+        TokenState::Starting => {
+            let _ = write!(
+                h,
+                "<h2 id=\"token-title\">Directory source starting</h2>\n<dl>\n\
+                 <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n</dl>\n<p>{}</p>\n",
+                escape(&t.description)
+            );
+        }
     }
     h.push_str("</section>\n");
 }
 
+/// A red line while the snapshot cannot be written: what a restart would start with.
+fn snapshot_alert(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
+    let Some(snap) = &doc.directory.snapshot else {
+        return;
+    };
+    let Some(error) = &snap.error else { return };
+    let restart = match snap.written_at {
+        None => "a restart now would start with no directory".to_string(),
+        Some(t) => format!(
+            "a restart now would start with the directory as it was on {}",
+            when(Some(t), now)
+        ),
+    };
+    let _ = writeln!(
+        h,
+        "<p id=\"snapshot-error\" class=\"alert\" role=\"alert\">The directory snapshot \
+         <code>{path}</code> cannot be written: {error}. Mail is stamped as usual, but \
+         {restart}.</p>",
+        path = escape(&snap.path.display().to_string()),
+        error = escape(error),
+    );
+}
+
 fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     let d = &doc.directory;
+    let snapshot = match &d.snapshot {
+        None => String::new(),
+        Some(s) => format!(
+            "<dt>Snapshot</dt><dd id=\"snapshot\"><code>{}</code>, written {}</dd>\n",
+            escape(&s.path.display().to_string()),
+            when(s.written_at, now)
+        ),
+    };
     let _ = write!(
         h,
         "<section aria-labelledby=\"directory-title\">\n\
@@ -210,7 +254,7 @@ fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
          <dt>Users</dt><dd id=\"users\">{users}</dd>\n\
          <dt>Source</dt><dd id=\"source\">{source}</dd>\n\
          <dt>Last sync</dt><dd id=\"last-sync\">{last}</dd>\n\
-         </dl>\n</section>\n",
+         {snapshot}</dl>\n</section>\n",
         state = token_state_str(doc.token.state),
         users = d.users,
         source = escape(d.source),
@@ -249,9 +293,9 @@ fn sent_items(h: &mut String, doc: &StatusDoc) {
 }
 
 /// The rules in evaluation order, and what applies when none matches.
-fn rules(h: &mut String, app: &App) {
-    let set = app.stamper.rules();
-    let default = escape(&app.stamper.template);
+fn rules(h: &mut String, state: &AdminState) {
+    let set = state.stamper.rules();
+    let default = escape(&state.stamper.template);
     h.push_str("<section id=\"rules\" aria-labelledby=\"rules-title\">\n<h2 id=\"rules-title\">Rules</h2>\n");
     let internal = set.internal_domains().entries();
     if internal.is_empty() {
@@ -296,7 +340,7 @@ fn rules(h: &mut String, app: &App) {
     );
 }
 
-fn search(h: &mut String, app: &App, q: &str, audience: Audience) {
+fn search(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
     let _ = write!(
         h,
         "<section id=\"preview\" aria-labelledby=\"preview-title\">\n\
@@ -312,7 +356,7 @@ fn search(h: &mut String, app: &App, q: &str, audience: Audience) {
         radio(Audience::Internal, audience),
     );
     if !q.is_empty() {
-        results(h, app, q, audience);
+        results(h, state, q, audience);
     }
     h.push_str("</section>\n");
 }
@@ -324,11 +368,11 @@ fn radio(this: Audience, chosen: Audience) -> String {
 }
 
 /// One user previewed, a list of matches, or none.
-fn results(h: &mut String, app: &App, q: &str, audience: Audience) {
-    let dir = &app.stamper.directory;
+fn results(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
+    let dir = &state.directory;
     if let Some(user) = dir.lookup(q) {
         // The address as searched: rules may match that very alias.
-        preview(h, app, &user, q, audience);
+        preview(h, state, &user, q, audience);
         return;
     }
     let needle = q.to_lowercase();
@@ -354,7 +398,7 @@ fn results(h: &mut String, app: &App, q: &str, audience: Audience) {
         }
         [one] => {
             let addr = one.addresses().into_iter().next().unwrap_or_default();
-            preview(h, app, one, &addr, audience);
+            preview(h, state, one, &addr, audience);
         }
         many => {
             h.push_str("<ul id=\"matches\">\n");
@@ -385,9 +429,9 @@ fn preview_href(address: &str, audience: Audience) -> String {
 }
 
 /// What `address` gets when writing to `audience`: the rule, the template, the signature.
-fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audience) {
+fn preview(h: &mut String, state: &AdminState, user: &User, address: &str, audience: Audience) {
     let name = user.str("displayName").unwrap_or("");
-    let Some(p) = app.stamper.preview(address, audience) else {
+    let Some(p) = state.stamper.preview(address, audience) else {
         // The directory changed between the search and the preview.
         let _ = writeln!(
             h,
@@ -414,7 +458,7 @@ fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audi
         aud = audience.as_str(),
         href = preview_href(&p.sender, other),
         other = other.as_str(),
-        rule = rule_fact(app, p.rule.as_deref()),
+        rule = rule_fact(state, p.rule.as_deref()),
         template = match &p.template {
             Some(t) => format!("<code>{}</code>", escape(t)),
             None => "none: no signature".into(),
@@ -424,11 +468,11 @@ fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audi
 }
 
 /// The rule that chose, with what it matches, as the rules table says it.
-fn rule_fact(app: &App, label: Option<&str>) -> String {
+fn rule_fact(state: &AdminState, label: Option<&str>) -> String {
     let Some(label) = label else {
         return "none matched: the default applies".into();
     };
-    let set = app.stamper.rules();
+    let set = state.stamper.rules();
     match set.rules().iter().find(|r| r.label() == label) {
         Some(r) => format!(
             "{} <span class=\"why\">(#{}: {})</span>",

@@ -5,6 +5,7 @@
 use super::CliResult;
 use crate::app::App;
 use crate::config::Config;
+use crate::directory::graph::clock::SystemClock;
 use crate::directory::{self, Directory, Source};
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
@@ -29,7 +30,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
     super::init_tracing();
-    let config = Config::load(&args.config)?;
+    let config = crate::app::load_config(&args.config)?;
     if config.smtp.is_none() && config.milter.is_none() {
         return Err(format!(
             "config {}: nothing to serve, add an [smtp] or a [milter] section",
@@ -54,7 +55,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let directory = build_directory(&config, &metrics, &status)?;
     // Loaded from the disk cache now, so photos are there before any Graph call.
     let photo_store =
-        directory::graph::photos::open(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        directory::graph::photos::open(config.graph.as_ref(), config.directory.snapshot.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
         Some(store) => store.clone(),
         None => Arc::new(directory::photo::NoPhotos),
@@ -78,7 +80,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         (crate::sent_items::SentItems::disabled(), None)
     };
-    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
+    let mut stamper = Stamper::new(directory.clone(), templates).with_rules(rules);
     stamper.template = config.templates.default.clone();
     let drain_time = config
         .smtp
@@ -87,6 +89,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let app = Arc::new(App {
         config,
+        directory,
         stamper: Arc::new(stamper),
         metrics,
         status,
@@ -97,14 +100,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(signals(shutdown.clone()));
     let mut edges = tokio::task::JoinSet::new();
-    if app.config.smtp.is_some() {
-        edges.spawn(named("smtp", crate::smtp::run(app.clone())));
+    if let Some(cfg) = app.config.smtp.clone() {
+        let run = crate::smtp::run(
+            cfg,
+            app.stamper.clone(),
+            app.metrics.clone(),
+            app.status.clone(),
+            shutdown.clone(),
+            app.sent_items.clone(),
+        );
+        edges.spawn(named("smtp", run));
     }
-    if app.config.milter.is_some() {
-        edges.spawn(named("milter", crate::milter::run(app.clone())));
+    if let Some(cfg) = app.config.milter.clone() {
+        edges.spawn(named(
+            "milter",
+            crate::milter::run(cfg, app.milter_handles()),
+        ));
     }
-    edges.spawn(named("admin", crate::admin::run(app.clone())));
-    edges.spawn(named("notify", crate::notify::run(app.clone())));
+    let admin = crate::admin::run(
+        app.config.admin.clone(),
+        app.admin_state(),
+        shutdown.clone(),
+    );
+    edges.spawn(named("admin", admin));
+    let notify = crate::notify::run(
+        app.notify_setup(),
+        app.notify_handles(),
+        Arc::new(SystemClock),
+        Duration::from_secs(1),
+        shutdown.clone(),
+    );
+    edges.spawn(named("notify", notify));
     // The Graph refresher sets the token state (`unconfigured` without [graph]).
     let extras = directory::graph::extras::Extras {
         photos: photo_store,
@@ -118,10 +144,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     edges.spawn(named(
         "graph",
-        directory::graph::run_with(
-            app.clone(),
-            Arc::new(directory::graph::clock::SystemClock),
+        directory::graph::run(
+            app.config.graph.clone(),
+            app.sync_target(Arc::new(SystemClock)),
             extras,
+            shutdown.clone(),
         ),
     ));
     if let (Some(rx), Some(graph)) = (sent_items_rx, &app.config.graph) {
@@ -144,7 +171,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     if let Some(path) = app.config.directory.overrides.clone() {
-        let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
+        let (dir, cancel) = (app.directory.clone(), shutdown.clone());
         edges.spawn(async move {
             crate::directory::overrides::watch(path, dir, cancel).await;
             Ok(())
@@ -244,24 +271,47 @@ pub fn build_directory(
         dir.replace_users(users, Source::File);
         loaded(&dir, metrics, status, time::OffsetDateTime::now_utc());
     }
+    create_state_folders(config);
     if let (Some(path), Some(_)) = (&config.directory.snapshot, &config.graph) {
-        // A corrupt or unreadable snapshot is reported and ignored, never fatal.
-        match directory::snapshot::load(path, &dir) {
-            Ok(Some(snap)) => {
-                tracing::info!(users = snap.users, path = %path.display(), "directory loaded from snapshot");
-                loaded(&dir, metrics, status, snap.written_at);
-            }
-            Ok(None) => {
-                tracing::info!(path = %path.display(), "no snapshot yet; waiting for the first Graph sync")
-            }
-            Err(e) => {
-                tracing::warn!("{e}; ignoring the snapshot, waiting for the first Graph sync")
-            }
+        // Read once, here; a bad snapshot or folder shows on /status, never fatal.
+        if let Some(snap) = directory::snapshot::open_at_start(path, &dir, status) {
+            loaded(&dir, metrics, status, snap.written_at);
         }
     }
     // The last-known `memberOf` layer (group rules), kept beside the snapshot.
-    directory::graph::groups::seed(config, &dir);
+    directory::graph::groups::seed(
+        config.graph.as_ref(),
+        config.directory.snapshot.as_deref(),
+        &dir,
+    );
     Ok(dir)
+}
+
+/// Create the folders of every state file sigstamp writes (0700) before anything is loaded,
+/// so the first write does not fail on a missing `state/`. A folder that cannot be created is
+/// logged naming the key; the snapshot's also shows on /status (see `snapshot::open_at_start`).
+fn create_state_folders(config: &Config) {
+    let d = &config.directory;
+    let mut files: Vec<(&str, PathBuf)> = Vec::new();
+    // The snapshot's folder (made by `open_at_start`) also holds the group cache; the photo
+    // store makes its own folder (0700) when it opens.
+    files.extend(d.overrides.clone().map(|p| ("directory.overrides", p)));
+    let graph = config.graph.as_ref();
+    files.extend(
+        graph
+            .and_then(|g| g.refresh_token_file.clone())
+            .map(|p| ("graph.refresh_token_file", p)),
+    );
+    if let Some(n) = &config.notify {
+        let state = n.state_path(d.snapshot.as_deref());
+        files.extend(state.map(|p| ("notify.state_file", p)));
+    }
+    for (key, path) in files {
+        if let Err(e) = directory::snapshot::create_parent(&path) {
+            let folder = directory::snapshot::parent_dir(&path).display().to_string();
+            tracing::error!(key, folder, error = %e, "cannot create the folder of a state file");
+        }
+    }
 }
 
 fn loaded(dir: &Directory, metrics: &Metrics, status: &Status, at: time::OffsetDateTime) {

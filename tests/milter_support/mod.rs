@@ -67,6 +67,7 @@ pub fn app_with_sent_items(
             milter: Some(cfg),
             ..Config::default()
         },
+        directory: stamper.directory.clone(),
         stamper: Arc::new(stamper),
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
@@ -106,7 +107,7 @@ pub async fn start_app(app: Arc<App>, cfg: MilterConfig) -> Running {
     let listener = milter::bind(&cfg).await.expect("bind milter");
     let addr = listener.local_addr().expect("inet listener");
     let a = app.clone();
-    let task = tokio::spawn(async move { milter::serve(a, &cfg, listener).await });
+    let task = tokio::spawn(async move { milter::serve(a.milter_handles(), &cfg, listener).await });
     Running { app, addr, task }
 }
 
