@@ -243,8 +243,9 @@ async fn storms_of_429_and_a_restart_lose_no_job() {
     for (_, addr, imid, _) in &originals {
         w.handle.enqueue(addr, stamped(imid));
     }
+    // Every job's file written (pending counts from the moment a job is accepted).
     wait_for(20, "all jobs on disk", || {
-        w.stats().pending == 20 || w.stats().replaced > 0
+        spool_files(&spool) as u64 + w.stats().replaced >= 20
     })
     .await;
     // Restart in the middle of the storm.
