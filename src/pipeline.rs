@@ -215,7 +215,7 @@ impl Stamper {
         if env.mail_from == Some("") {
             return Err(Unchanged::Skip(Skip::NullSender));
         }
-        stamp::precheck(raw).map_err(Unchanged::Skip)?;
+        stamp::precheck(raw, &self.options).map_err(Unchanged::Skip)?;
         let from = forced
             .map(str::to_string)
             .or_else(|| stamp::from_address(raw));

@@ -131,10 +131,15 @@ pub fn html_position(html: &[u8]) -> usize {
             start
         };
     }
-    if let Some(at) = closing_tag(html, b"body").or_else(|| closing_tag(html, b"html")) {
-        return at;
-    }
-    html.len()
+    html_end(html)
+}
+
+/// The very end of an HTML body: before `</body>` (else `</html>`, else the last byte), for
+/// what goes after the quoted thread (a template's bottom part).
+pub fn html_end(html: &[u8]) -> usize {
+    closing_tag(html, b"body")
+        .or_else(|| closing_tag(html, b"html"))
+        .unwrap_or(html.len())
 }
 
 /// Whether visible text follows the end of the first cited `<blockquote>` at or after `from`.
