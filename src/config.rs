@@ -35,6 +35,8 @@ pub struct Config {
     pub directory: DirectoryConfig,
     #[serde(default)]
     pub templates: TemplatesConfig,
+    #[serde(default)]
+    pub stamp: StampConfig,
     pub graph: Option<crate::directory::graph::GraphConfig>,
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
@@ -56,6 +58,27 @@ pub struct DirectoryConfig {
     pub snapshot: Option<PathBuf>,
     /// Local overrides and custom attributes.
     pub overrides: Option<PathBuf>,
+}
+
+/// `[stamp]`: what the stamper does beyond the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StampConfig {
+    /// Stamp `Auto-Submitted: auto-replied` mail (out-of-office) from directory users, with
+    /// the template the rules choose (`message = "auto-reply"`). Bounces and other
+    /// auto-generated mail stay unchanged either way.
+    #[serde(default)]
+    pub auto_replies: bool,
+}
+
+impl StampConfig {
+    /// The stamping core's options.
+    pub fn options(&self) -> crate::stamp::Options {
+        crate::stamp::Options {
+            auto_replies: self.auto_replies,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
