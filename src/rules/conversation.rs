@@ -289,3 +289,199 @@ fn html_text(html: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::MessageFacts;
+    use MessageKind::*;
+
+    /// Every listed prefix, as clients write it: plain, upper case, with a counter, with a
+    /// space or a no-break space before the colon, behind a list tag, after another prefix.
+    #[test]
+    fn every_subject_prefix() {
+        for (list, kind) in [(REPLY_PREFIXES, Reply), (FORWARD_PREFIXES, Forward)] {
+            for p in list {
+                let upper = p.to_uppercase();
+                for subject in [
+                    format!("{p}: budget"),
+                    format!("{upper}: budget"),
+                    format!("{upper}:budget"),
+                    format!("{upper} : budget"),
+                    format!("{p}[2]: budget"),
+                    format!("{p}(3): budget"),
+                    format!("{p}^4: budget"),
+                    format!("{p}.: budget"),
+                    format!("{p}： budget"),
+                    format!("[team] {upper}: budget"),
+                    format!("  {p}: Re: budget"),
+                ] {
+                    assert_eq!(subject_kind(&subject), Some(kind), "{subject:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn subjects_table() {
+        let table: &[(&str, Option<MessageKind>)] = &[
+            ("Budget 2027", None),
+            ("", None),
+            ("Re: Fwd: budget", Some(Reply)),
+            ("Fwd: Re: budget", Some(Forward)),
+            ("AW: WG: Angebot", Some(Reply)),
+            ("WG: AW: Angebot", Some(Forward)),
+            ("Réf. : contrat", Some(Reply)),
+            ("TR : contrat", Some(Forward)),
+            ("RV: propuesta", Some(Forward)),
+            ("回复：会议", Some(Reply)),
+            ("转发: 会议", Some(Forward)),
+            ("返信: 会議", Some(Reply)),
+            ("[list][x] re: hello", Some(Reply)),
+            // Words that only look like prefixes.
+            ("Rental: van", None),
+            ("Resume review", None),
+            ("Re budget", None),
+            ("Regarding: budget", None),
+            ("Note: Re: budget", None),
+            ("[unclosed re: x", None),
+            ("Re[x]: budget", None),
+            (":Re: budget", None),
+        ];
+        for (subject, want) in table {
+            assert_eq!(subject_kind(subject), *want, "{subject:?}");
+        }
+    }
+
+    fn kind_of(raw: &str) -> MessageKind {
+        MessageFacts::new(raw.as_bytes()).kind()
+    }
+
+    /// Headers, subjects and bodies together, in the order that decides.
+    #[test]
+    fn message_kinds() {
+        let table: &[(&str, MessageKind, &str)] = &[
+            ("Subject: Hello\r\n\r\nHi\r\n", New, "nothing"),
+            ("Subject: Re: Hello\r\n\r\nHi\r\n", Reply, "prefix only"),
+            ("Subject: Hello\r\nIn-Reply-To: <a@b>\r\n\r\nHi\r\n", Reply, "In-Reply-To only"),
+            ("Subject: Hello\r\nReferences: <a@b> <c@d>\r\n\r\nHi\r\n", Reply, "References only"),
+            ("Subject: Hello\r\nReferences:\r\n <a@b>\r\n\r\nHi\r\n", Reply, "folded References"),
+            ("In-Reply-To: <a@b>\r\n\r\nHi\r\n", Reply, "no subject"),
+            ("Subject: =?utf-8?b?5Zue5aSN77ya5Lya6K6u?=\r\n\r\nx\r\n", Reply, "encoded 回复：会议"),
+            ("Subject: =?iso-8859-1?q?R=E9f=2E_=3A_contrat?=\r\n\r\nx\r\n", Reply, "encoded Réf. :"),
+            ("Subject: Fwd: Hello\r\nReferences: <a@b>\r\n\r\nx\r\n", Forward, "Gmail forward"),
+            ("Subject: FW: Hello\r\nIn-Reply-To: <a@b>\r\n\r\nx\r\n", Forward, "prefix before headers"),
+            (
+                "Subject: Hello\r\n\r\nFYI\r\n\r\n---------- Forwarded message ---------\r\nFrom: Bob\r\n",
+                Forward,
+                "forward separator, no prefix",
+            ),
+            (
+                "Subject: Hello\r\nIn-Reply-To: <a@b>\r\n\r\nSee below\r\n\r\nBegin forwarded message:\r\n\r\nFrom: Bob\r\n",
+                Forward,
+                "Apple Mail forward line before the headers",
+            ),
+            (
+                "Subject: Hello\r\nContent-Type: text/html\r\n\r\n<p>FYI</p><div class=\"gmail_quote\"><div dir=\"ltr\" class=\"gmail_attr\">---------- Forwarded message ---------<br>From: Bob</div></div>\r\n",
+                Forward,
+                "Gmail HTML forward",
+            ),
+            (
+                "Subject: Hello\r\nContent-Type: text/html\r\n\r\n<p>FYI</p><div class=\"moz-forward-container\"><br>-------- Original --------</div>\r\n",
+                Forward,
+                "Thunderbird forward container",
+            ),
+            (
+                "Subject: Hello\r\nIn-Reply-To: <a@b>\r\n\r\nYes.\r\n\r\nOn Mon, Bob wrote:\r\n> ---------- Forwarded message ---------\r\n> From: Carol\r\n",
+                Reply,
+                "a reply quoting a forward",
+            ),
+            (
+                "Subject: Hello\r\n\r\nSee the -- forwarded message -- we talked about\r\n",
+                New,
+                "the words in a sentence",
+            ),
+            (
+                "Subject: Automatic reply: Hello\r\nAuto-Submitted: auto-replied\r\nIn-Reply-To: <a@b>\r\n\r\nAway\r\n",
+                AutoReply,
+                "out of office",
+            ),
+            (
+                "Subject: Re: Hello\r\nAuto-Submitted: Auto-Replied; owner-email=\"a@b\"\r\n\r\nAway\r\n",
+                AutoReply,
+                "parameters and case",
+            ),
+            (
+                "Subject: Hello\r\nAuto-Submitted: auto-generated\r\n\r\nReport\r\n",
+                New,
+                "auto-generated is not an auto-reply",
+            ),
+            (
+                "Subject: Re: Hello\r\nAuto-Submitted: no\r\n\r\nx\r\n",
+                Reply,
+                "Auto-Submitted: no",
+            ),
+        ];
+        for (raw, want, what) in table {
+            assert_eq!(kind_of(raw), *want, "{what}");
+            // The same with LF line endings.
+            assert_eq!(kind_of(&raw.replace("\r\n", "\n")), *want, "{what} (LF)");
+        }
+        assert_eq!(MessageFacts::none().kind(), New);
+        assert_eq!(MessageFacts::none_of_kind(Reply).kind(), Reply);
+    }
+
+    #[test]
+    fn kinds_setting() {
+        let k = |v: &[&str]| Kinds::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(k(&[]).unwrap().is_any());
+        assert!(k(&["any"]).unwrap().is_any());
+        assert!(k(&["new", "reply", "forward", "auto-reply"]).unwrap().is_any());
+        let replies = k(&[" Reply "]).unwrap();
+        assert!(replies.admits(Reply) && !replies.admits(New) && !replies.admits(AutoReply));
+        assert_eq!(k(&["new", "forward"]).unwrap().describe(), "new messages or forwards");
+        assert!(k(&["answer"]).unwrap_err().contains("\"answer\""));
+        assert!(k(&["autoreply"]).is_err());
+    }
+
+    fn sig(html: &str, text: &str) -> Signature {
+        Signature::new(html, text)
+    }
+
+    /// The sender's signature found in the quote, by its words or its photo's Content-ID;
+    /// not in the author's own text, not another person's.
+    #[test]
+    fn quoted_signature_table() {
+        let ana = sig(
+            "<div><b>Ana Silva</b> &middot; Sales<br>Jos&#233; Street 1</div>",
+            "-- \nAna Silva | Sales\nJosé Street 1\n",
+        );
+        let table: &[(&[&str], &[&str], bool, &str)] = &[
+            (&[], &["Hi\n\nOn Mon, Bob wrote:\n> Hello\n> -- \n> Ana Silva | Sales\n> José Street 1\n"], true, "text quote"),
+            (&[], &["Hi\n\nOn Mon, Bob wrote:\n> Hello\n> Bob\n"], false, "not there"),
+            (&[], &["Hi\n-- \nAna Silva | Sales\nJosé Street 1\n"], false, "unquoted own text"),
+            (&[], &["On Mon, Bob wrote:\n> Ana Silva\n> Sales\n> José Street 1\n\nMy answer\n"], true, "bottom-posted"),
+            (&["<p>Hi</p><div class=\"gmail_quote\">On x wrote:<blockquote><div>Ana Silva &middot; Sales</div><div>Jos&#xe9; Street 1</div></blockquote></div>"], &[], true, "HTML quote, references"),
+            (&["<p>Hi</p><div class=\"gmail_quote\">On x wrote:<blockquote><div>Bob Stone &middot; Sales</div></blockquote></div>"], &[], false, "someone else's"),
+            (&["<p>Ana Silva · Sales José Street 1</p><div class=\"gmail_quote\">On x wrote:<blockquote>q</blockquote></div>"], &[], false, "HTML, own text"),
+            (&["<p>Hi</p>"], &["Hi\n"], false, "no quote"),
+        ];
+        for (html, text, want, what) in table {
+            let q = Quoted::new(html.iter().copied(), text.iter().copied());
+            assert_eq!(q.holds(&ana), *want, "{what}");
+        }
+        // The photo's Content-ID is sigstamp's marker of this sender.
+        let mut with_photo = sig("<img src=\"cid:ab12@sigstamp\">", "-- \nx\n");
+        with_photo.images.push(crate::stamp::InlineImage {
+            cid: "ab12@sigstamp".into(),
+            content_type: "image/jpeg".into(),
+            filename: "photo.jpg".into(),
+            bytes: b"x".to_vec().into(),
+        });
+        let quoted = |html: &str| Quoted::new([html].into_iter(), std::iter::empty());
+        assert!(quoted("<p>Hi</p><blockquote type=\"cite\"><img src=\"CID:ab12@sigstamp\"></blockquote>").holds(&with_photo));
+        assert!(!quoted("<p>Hi</p><img src=\"cid:ab12@sigstamp\">").holds(&with_photo));
+        // A one-word signature is too little to go by.
+        assert!(!quoted("<p>Hi</p><blockquote>Ana</blockquote>").holds(&sig("Ana", "Ana")));
+    }
+}
