@@ -103,7 +103,10 @@ fn golden_fixtures() {
         }
         let sig = signature_for(&name);
         if ext == "eml" && bottom_for(&name).is_some() {
-            for (input, output) in [(raw.clone(), got.clone()), (support::crlf(&raw), got_crlf.clone())] {
+            for (input, output) in [
+                (raw.clone(), got.clone()),
+                (support::crlf(&raw), got_crlf.clone()),
+            ] {
                 if let Err(e) = bottom_after_quote(&input, &output) {
                     failures.push(format!("{name}: {e}"));
                 }
@@ -133,8 +136,12 @@ fn golden_fixtures() {
 /// of the original body (the quoted thread included); a second run changes nothing.
 fn bottom_after_quote(raw: &[u8], out: &[u8]) -> Result<(), String> {
     use mail_parser::{MessageParser, PartType};
-    let before = MessageParser::new().parse(raw).ok_or("input does not parse")?;
-    let after = MessageParser::new().parse(out).ok_or("output does not parse")?;
+    let before = MessageParser::new()
+        .parse(raw)
+        .ok_or("input does not parse")?;
+    let after = MessageParser::new()
+        .parse(out)
+        .ok_or("output does not parse")?;
     // The bodies as written: HTML as HTML, text as text.
     let bodies = |m: &mail_parser::Message<'_>| -> Vec<String> {
         m.parts
@@ -164,7 +171,10 @@ fn bottom_after_quote(raw: &[u8], out: &[u8]) -> Result<(), String> {
         // The original body's last words (the end of the quoted thread) are above it, and
         // nothing but closing tags and white space is below it.
         let tail: Vec<String> = words(was).into_iter().rev().take(3).rev().collect();
-        if !words(&now[..at]).windows(tail.len()).any(|w| w == tail.as_slice()) {
+        if !words(&now[..at])
+            .windows(tail.len())
+            .any(|w| w == tail.as_slice())
+        {
             return Err(format!("{tail:?} not above the disclaimer:\n{now}"));
         }
         let below = &now[at..];
@@ -181,7 +191,12 @@ fn bottom_after_quote(raw: &[u8], out: &[u8]) -> Result<(), String> {
     if checked == 0 {
         return Err("no body holds the disclaimer".into());
     }
-    let again = stamp::stamp_with_bottom(out, &signature(), bottom_for("-disclaimer-").as_ref(), &Options::default());
+    let again = stamp::stamp_with_bottom(
+        out,
+        &signature(),
+        bottom_for("-disclaimer-").as_ref(),
+        &Options::default(),
+    );
     if again.is_ok() {
         return Err("stamped twice".into());
     }

@@ -297,8 +297,16 @@ fn search(h: &mut String, app: &App, q: &str, view: View) {
          <fieldset>\n<legend>Message</legend>\n{}{}</fieldset>\n\
          <button type=\"submit\">Preview</button>\n</form>\n",
         escape(q),
-        radio("audience", Audience::External.as_str(), view.audience.as_str()),
-        radio("audience", Audience::Internal.as_str(), view.audience.as_str()),
+        radio(
+            "audience",
+            Audience::External.as_str(),
+            view.audience.as_str()
+        ),
+        radio(
+            "audience",
+            Audience::Internal.as_str(),
+            view.audience.as_str()
+        ),
         radio("message", PREVIEW_KINDS[0].as_str(), view.kind.as_str()),
         radio("message", PREVIEW_KINDS[1].as_str(), view.kind.as_str()),
     );
@@ -412,9 +420,21 @@ fn preview(h: &mut String, app: &App, user: &User, address: &str, view: View) {
         addr = escape(&p.sender),
         aud = audience.as_str(),
         kind = view.kind.as_str(),
-        href = preview_href(&p.sender, View { audience: other, ..view }),
+        href = preview_href(
+            &p.sender,
+            View {
+                audience: other,
+                ..view
+            }
+        ),
         other = other.as_str(),
-        kind_href = preview_href(&p.sender, View { kind: other_kind, ..view }),
+        kind_href = preview_href(
+            &p.sender,
+            View {
+                kind: other_kind,
+                ..view
+            }
+        ),
         other_kind = other_kind.as_str(),
         rule = rule_fact(app, p.rule.as_deref()),
         template = match &p.template {

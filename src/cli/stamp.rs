@@ -12,9 +12,9 @@ use crate::config::Config;
 use crate::directory::photo::{NoPhotos, PhotoSource};
 use crate::directory::{file, Directory, Source};
 use crate::metrics::Metrics;
-use crate::status::Status;
 use crate::pipeline::{Envelope, Stamper, Verdict};
 use crate::render::Templates;
+use crate::status::Status;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,12 +109,11 @@ pub(super) fn stamper_from_config(path: &Path) -> Result<Stamper, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let directory = super::serve::build_directory(&config, &Metrics::new(), &Status::default())
         .map_err(|e| format!("{e:#}"))?;
-    let photos: Arc<dyn PhotoSource> = match crate::directory::graph::photos::open(&config)
-        .map_err(|e| e.to_string())?
-    {
-        Some(store) => store,
-        None => Arc::new(NoPhotos),
-    };
+    let photos: Arc<dyn PhotoSource> =
+        match crate::directory::graph::photos::open(&config).map_err(|e| e.to_string())? {
+            Some(store) => store,
+            None => Arc::new(NoPhotos),
+        };
     super::serve::build_stamper(&config, directory, photos).map_err(|e| format!("{e:#}"))
 }
 

@@ -108,7 +108,8 @@ impl Kinds {
 /// `회신`.
 pub const REPLY_PREFIXES: &[&str] = &[
     "re", "aw", "sv", "vs", "vast", "réf", "ref", "r", "rif", "antw", "odp", "odg", "res", "resp",
-    "ynt", "atb", "vá", "απ", "σχετ", "отв", "回复", "回覆", "答复", "答覆", "返信", "답장", "회신",
+    "ynt", "atb", "vá", "απ", "σχετ", "отв", "回复", "回覆", "答复", "答覆", "返信", "답장",
+    "회신",
 ];
 
 /// Subject prefixes of forwards, lowercased: English `Fw`, `Fwd`; German `WG`; French `TR`;
@@ -116,8 +117,27 @@ pub const REPLY_PREFIXES: &[&str] = &[
 /// Polish `PD`; Finnish `VL`; Hungarian `Tov`; Greek `ΠΡΘ`; Russian `Пересл`; Chinese `转发`,
 /// `轉寄`, `转寄`, `轉發`; Japanese `転送`; Korean `전달`.
 pub const FORWARD_PREFIXES: &[&str] = &[
-    "fw", "fwd", "wg", "tr", "rv", "vb", "doorst", "enc", "i", "inoltro", "pd", "vl", "tov",
-    "πρθ", "пересл", "转发", "轉寄", "转寄", "轉發", "転送", "전달",
+    "fw",
+    "fwd",
+    "wg",
+    "tr",
+    "rv",
+    "vb",
+    "doorst",
+    "enc",
+    "i",
+    "inoltro",
+    "pd",
+    "vl",
+    "tov",
+    "πρθ",
+    "пересл",
+    "转发",
+    "轉寄",
+    "转寄",
+    "轉發",
+    "転送",
+    "전달",
 ];
 
 /// How many leading prefixes and list tags are looked at.
@@ -212,7 +232,10 @@ impl Quoted {
             q.html.push_str(&quoted.to_lowercase());
         }
         for t in text {
-            push_words(&mut q.words, &String::from_utf8_lossy(&place::quoted_text(t.as_bytes())));
+            push_words(
+                &mut q.words,
+                &String::from_utf8_lossy(&place::quoted_text(t.as_bytes())),
+            );
         }
         q
     }
@@ -262,7 +285,8 @@ fn html_text(html: &str) -> String {
             out.push(' ');
             continue;
         }
-        let end = rest[..rest.len().min(12)].find(';');
+        // Bytes: a cut at 12 may fall inside a character.
+        let end = rest.bytes().take(12).position(|b| b == b';');
         let decoded = end.and_then(|e| {
             let n = rest[1..e].strip_prefix('#')?;
             let code = match n.strip_prefix(['x', 'X']) {
@@ -436,12 +460,39 @@ mod tests {
         let k = |v: &[&str]| Kinds::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(k(&[]).unwrap().is_any());
         assert!(k(&["any"]).unwrap().is_any());
-        assert!(k(&["new", "reply", "forward", "auto-reply"]).unwrap().is_any());
+        assert!(k(&["new", "reply", "forward", "auto-reply"])
+            .unwrap()
+            .is_any());
         let replies = k(&[" Reply "]).unwrap();
         assert!(replies.admits(Reply) && !replies.admits(New) && !replies.admits(AutoReply));
-        assert_eq!(k(&["new", "forward"]).unwrap().describe(), "new messages or forwards");
+        assert_eq!(
+            k(&["new", "forward"]).unwrap().describe(),
+            "new messages or forwards"
+        );
         assert!(k(&["answer"]).unwrap_err().contains("\"answer\""));
         assert!(k(&["autoreply"]).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any text, any HTML: no panic (a character reference cut inside a character was one).
+        #[test]
+        fn any_input_is_read_without_panic(s in "\\PC{0,40}", html in "[<>&#;xé0-9a-z ]{0,40}") {
+            let _ = subject_kind(&s);
+            let _ = html_text(&s);
+            let _ = html_text(&html);
+            let q = Quoted::new([html.as_str(), s.as_str()].into_iter(), [s.as_str()].into_iter());
+            let _ = q.holds(&sig(&html, &s));
+            let _ = body_is_forward(Some(&html), Some(&s));
+        }
+    }
+
+    #[test]
+    fn html_text_decodes_references() {
+        assert_eq!(
+            html_text("<b>Jos&#233;</b>&nbsp;M&#xFC;ller &amp"),
+            " José  Müller  amp"
+        );
+        assert_eq!(html_text("&é;x&#1234567;"), " x ");
     }
 
     fn sig(html: &str, text: &str) -> Signature {
@@ -479,7 +530,10 @@ mod tests {
             bytes: b"x".to_vec().into(),
         });
         let quoted = |html: &str| Quoted::new([html].into_iter(), std::iter::empty());
-        assert!(quoted("<p>Hi</p><blockquote type=\"cite\"><img src=\"CID:ab12@sigstamp\"></blockquote>").holds(&with_photo));
+        assert!(quoted(
+            "<p>Hi</p><blockquote type=\"cite\"><img src=\"CID:ab12@sigstamp\"></blockquote>"
+        )
+        .holds(&with_photo));
         assert!(!quoted("<p>Hi</p><img src=\"cid:ab12@sigstamp\">").holds(&with_photo));
         // A one-word signature is too little to go by.
         assert!(!quoted("<p>Hi</p><blockquote>Ana</blockquote>").holds(&sig("Ana", "Ana")));

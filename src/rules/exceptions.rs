@@ -106,9 +106,9 @@ impl<'a> MessageFacts<'a> {
             if conversation::body_is_forward(html.first().copied(), text.first().copied()) {
                 return MessageKind::Forward;
             }
-            let threaded = self.headers().is_some_and(|h| {
-                !h.in_reply_to().is_empty() || !h.references().is_empty()
-            });
+            let threaded = self
+                .headers()
+                .is_some_and(|h| !h.in_reply_to().is_empty() || !h.references().is_empty());
             if threaded {
                 MessageKind::Reply
             } else {

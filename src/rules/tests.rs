@@ -434,10 +434,17 @@ fn message_matcher_in_order() {
         ("Subject: Fwd: Hello\r\n\r\nx\r\n", "rest"),
         ("Subject: AW: Hallo\r\n\r\nx\r\n", "replies"),
         ("In-Reply-To: <a@b>\r\n\r\nx\r\n", "replies"),
-        ("Auto-Submitted: auto-replied\r\nSubject: Re: x\r\n\r\nx\r\n", "ooo"),
+        (
+            "Auto-Submitted: auto-replied\r\nSubject: Re: x\r\n\r\nx\r\n",
+            "ooo",
+        ),
     ];
     for (raw, want) in table {
-        assert_eq!(pick(&rs, A, Audience::External, Some(raw.as_bytes())), *want, "{raw}");
+        assert_eq!(
+            pick(&rs, A, Audience::External, Some(raw.as_bytes())),
+            *want,
+            "{raw}"
+        );
     }
     // No message (the preview): a new one.
     assert_eq!(pick(&rs, A, Audience::External, None), "rest");
@@ -468,15 +475,21 @@ fn once_per_thread_defers_to_the_next_rule() {
     "#);
     let user = alice();
     let render = |t: &str| {
-        (t == "short").then(|| crate::stamp::Signature::new(
-            "<div>Alice Example · Contoso</div>",
-            "-- \nAlice Example | Contoso\n",
-        ))
+        (t == "short").then(|| {
+            crate::stamp::Signature::new(
+                "<div>Alice Example · Contoso</div>",
+                "-- \nAlice Example | Contoso\n",
+            )
+        })
     };
-    let sender = Sender { address: A, user: &user };
+    let sender = Sender {
+        address: A,
+        user: &user,
+    };
     let choose = |raw: &str| {
         let facts = MessageFacts::new(raw.as_bytes()).with_signatures(&render);
-        rs.choose(sender, Audience::External, &facts, NOW).map(Rule::label)
+        rs.choose(sender, Audience::External, &facts, NOW)
+            .map(Rule::label)
     };
     let first = "Subject: Re: x\r\n\r\nThanks\r\n\r\nOn Mon, Bob wrote:\r\n> Can you?\r\n";
     assert_eq!(choose(first).as_deref(), Some("first reply"));
@@ -485,7 +498,9 @@ fn once_per_thread_defers_to_the_next_rule() {
     // Without a way to render (no message facts for it), the rule matches as before.
     let facts = MessageFacts::new(second.as_bytes());
     assert_eq!(
-        rs.choose(sender, Audience::External, &facts, NOW).map(Rule::label).as_deref(),
+        rs.choose(sender, Audience::External, &facts, NOW)
+            .map(Rule::label)
+            .as_deref(),
         Some("first reply")
     );
 }

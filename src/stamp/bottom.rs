@@ -96,8 +96,14 @@ mod tests {
         let html = b"Content-Type: text/html\n\n<html><body><p>Hi</p><div class=\"gmail_quote\">On x wrote:<blockquote>q</blockquote></div></body></html>\n";
         let out = stamp_with_bottom(html, &sig, Some(&bottom()), &Options::default()).unwrap();
         let s = String::from_utf8(out.message.clone()).unwrap();
-        assert!(s.contains("<p>Hi</p><p>Sig</p><div class=\"gmail_quote\">"), "{s}");
-        assert!(s.contains("</blockquote></div><p>Disclaimer</p></body>"), "{s}");
+        assert!(
+            s.contains("<p>Hi</p><p>Sig</p><div class=\"gmail_quote\">"),
+            "{s}"
+        );
+        assert!(
+            s.contains("</blockquote></div><p>Disclaimer</p></body>"),
+            "{s}"
+        );
         assert_eq!(s.matches("X-Sigstamp").count(), 1, "{s}");
         assert_eq!(
             stamp_with_bottom(&out.message, &sig, Some(&bottom()), &Options::default()),
@@ -107,7 +113,9 @@ mod tests {
         let out = stamp_with_bottom(text, &sig, Some(&bottom()), &Options::default()).unwrap();
         let s = String::from_utf8(out.message).unwrap();
         assert!(
-            s.ends_with("\n\nHi\n\n-- \nAna\n\nOn x, Bob wrote:\n> q\n\nDisclaimer: confidential.\n"),
+            s.ends_with(
+                "\n\nHi\n\n-- \nAna\n\nOn x, Bob wrote:\n> q\n\nDisclaimer: confidential.\n"
+            ),
             "{s}"
         );
     }

@@ -5,8 +5,8 @@
 //! part's Content-Transfer-Encoding and charset parameter), plus one trace header
 //! ([`TRACE_HEADER`]) prepended to the message. Every other byte stays identical.
 
-pub mod charset;
 mod bottom;
+pub mod charset;
 mod mime;
 pub(crate) mod place;
 mod related;

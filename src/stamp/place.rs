@@ -513,7 +513,10 @@ fn is_separator(line: &[u8]) -> bool {
         b"messaggio originale",
         b"oorspronkelijk bericht",
     ];
-    NAMES.iter().chain(FORWARDED).any(|n| core.eq_ignore_ascii_case(n))
+    NAMES
+        .iter()
+        .chain(FORWARDED)
+        .any(|n| core.eq_ignore_ascii_case(n))
 }
 
 /// The name in a forward's separator line ("---------- Forwarded message ---------"), as
