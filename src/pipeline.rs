@@ -175,9 +175,19 @@ impl Stamper {
         self.decide(raw, env, None, true)
     }
 
-    /// The signature `address`'s user would get in a message of `kind` (a new message or a
-    /// reply) to `audience`; `None` when no user has that address.
-    pub fn preview(&self, address: &str, audience: Audience, kind: MessageKind) -> Option<Preview> {
+    /// The signature `address`'s user would get in a new message to `audience`; `None` when
+    /// no user has that address.
+    pub fn preview(&self, address: &str, audience: Audience) -> Option<Preview> {
+        self.preview_for(address, audience, MessageKind::New)
+    }
+
+    /// [`Stamper::preview`] for a message of `kind` (a new message, a reply, …).
+    pub fn preview_for(
+        &self,
+        address: &str,
+        audience: Audience,
+        kind: MessageKind,
+    ) -> Option<Preview> {
         let user = self.directory.lookup(address)?;
         let sender = normalize_address(address).into_owned();
         let rule = self.rules.choose(

@@ -387,7 +387,7 @@ fn preview_href(address: &str, view: View) -> String {
 fn preview(h: &mut String, app: &App, user: &User, address: &str, view: View) {
     let name = user.str("displayName").unwrap_or("");
     let audience = view.audience;
-    let Some(p) = app.stamper.preview(address, audience, view.kind) else {
+    let Some(p) = app.stamper.preview_for(address, audience, view.kind) else {
         // The directory changed between the search and the preview.
         let _ = writeln!(
             h,

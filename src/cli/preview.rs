@@ -54,7 +54,7 @@ pub fn run(args: Args) -> CliResult {
     } else {
         MessageKind::New
     };
-    let Some(p) = stamper.preview(&args.address, audience, kind) else {
+    let Some(p) = stamper.preview_for(&args.address, audience, kind) else {
         return Err(format!(
             "{} is not in the directory of {shown} ({} users)",
             args.address,
