@@ -496,15 +496,8 @@ const APPLE_FORWARD: &[&[u8]] = &[
     b"begin doorgestuurd bericht:",
 ];
 
-/// "-----Original Message-----" and friends.
+/// "-----Original Message-----" and friends, forward lines included.
 fn is_separator(line: &[u8]) -> bool {
-    if APPLE_FORWARD.iter().any(|p| starts_ci(line, p)) {
-        return true;
-    }
-    if !line.starts_with(b"--") {
-        return false;
-    }
-    let core = trim(trim_dashes(line));
     const NAMES: &[&[u8]] = &[
         b"original message",
         b"urspr\xc3\xbcngliche nachricht",
@@ -513,10 +506,7 @@ fn is_separator(line: &[u8]) -> bool {
         b"messaggio originale",
         b"oorspronkelijk bericht",
     ];
-    NAMES
-        .iter()
-        .chain(FORWARDED)
-        .any(|n| core.eq_ignore_ascii_case(n))
+    is_forward_line(line) || separator_named(line, NAMES)
 }
 
 /// The name in a forward's separator line ("---------- Forwarded message ---------"), as
@@ -534,11 +524,13 @@ const FORWARDED: &[&[u8]] = &[
 /// Whether a line opens a forwarded message: a forward separator, or Apple Mail's "Begin
 /// forwarded message:" (and its translations).
 fn is_forward_line(line: &[u8]) -> bool {
-    if APPLE_FORWARD.iter().any(|p| starts_ci(line, p)) {
-        return true;
-    }
+    APPLE_FORWARD.iter().any(|p| starts_ci(line, p)) || separator_named(line, FORWARDED)
+}
+
+/// `--…-- name --…--` with one of `names`.
+fn separator_named(line: &[u8], names: &[&[u8]]) -> bool {
     let core = trim(trim_dashes(line));
-    line.starts_with(b"--") && FORWARDED.iter().any(|n| core.eq_ignore_ascii_case(n))
+    line.starts_with(b"--") && names.iter().any(|n| core.eq_ignore_ascii_case(n))
 }
 
 fn trim_dashes(line: &[u8]) -> &[u8] {
@@ -782,6 +774,14 @@ mod tests {
             (
                 "Hi\nDe: Lyon\nA bient\u{f4}t\n",
                 "De: without a date line is text",
+            ),
+            (
+                "FYI\n\n|---------- Weitergeleitete Nachricht ---------\nVon: Bob\n",
+                "Gmail forward, German",
+            ),
+            (
+                "FYI\n\n|---------- Message transf\u{e9}r\u{e9} ---------\nDe : Bob\n",
+                "Gmail forward, French",
             ),
         ];
         for (marked, what) in cases {
