@@ -189,7 +189,7 @@ fn listen_defaults_to_loopback_and_must_be_an_address() {
 #[tokio::test]
 async fn run_binds_the_configured_address() {
     // Find a free port, then let `run` bind it from the config.
-    let port = admin_support::closed_port().await.port();
+    let port = sigstamp_testkit::free_port();
     let app = app(&format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"));
     let task = tokio::spawn(sigstamp::admin::run(app.clone()));
     let url = format!("http://127.0.0.1:{port}/healthz");

@@ -3,11 +3,12 @@
 
 mod admin_support;
 
-use admin_support::{app, closed_port, eventually, set_token, Captured, Sink};
+use admin_support::{app, eventually, set_token};
 use sigstamp::app::App;
 use sigstamp::notify::{Clock, ManualClock, Notifier};
 use sigstamp::pipeline::{Envelope, Verdict};
 use sigstamp::status::TokenState;
+use sigstamp_testkit::{free_addr, Received, Sink};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ fn metric(app: &App, line_start: &str) -> String {
         .unwrap_or_default()
 }
 
-fn subject(m: &Captured) -> String {
+fn subject(m: &Received) -> String {
     m.header("Subject").unwrap_or_default()
 }
 
@@ -227,7 +228,7 @@ async fn renewed_certificate_is_picked_up_without_restart() {
 
 #[tokio::test]
 async fn delivery_failures_are_retried_later_without_panic() {
-    let addr = closed_port().await;
+    let addr = free_addr();
     let app = app(&notify_config(addr, ""));
     let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
@@ -299,7 +300,7 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
         mail_from: Some(&m.mail_from),
         rcpt_to: &rcpt,
     };
-    let verdict = app.stamper.process(m.data.as_bytes(), &env);
+    let verdict = app.stamper.process(&m.data, &env);
     // The sender is in the directory, yet the trace header keeps the relay's hands off.
     assert!(
         !matches!(verdict, Verdict::Stamped { .. }),
