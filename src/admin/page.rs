@@ -3,8 +3,8 @@
 //! HTML with inline CSS only and no script, so it works without any outside network access.
 
 use super::html::{escape, url_encode, when, with_code};
+use super::AdminState;
 use super::{token_state_str, StatusDoc};
-use crate::app::App;
 use crate::directory::User;
 use crate::notify::aadsts;
 use crate::pipeline::Preview;
@@ -67,9 +67,12 @@ const PREVIEW_KINDS: [MessageKind; 2] = [MessageKind::New, MessageKind::Reply];
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; \
                    form-action 'self'; base-uri 'none'";
 
-pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) -> Response {
+pub async fn index(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<PageQuery>,
+) -> Response {
     let html = render(
-        &app,
+        &state,
         query.q.trim(),
         query.view(),
         OffsetDateTime::now_utc(),
@@ -85,8 +88,8 @@ pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) 
         .into_response()
 }
 
-fn render(app: &App, q: &str, view: View, now: OffsetDateTime) -> String {
-    let doc = StatusDoc::collect(app);
+fn render(state: &AdminState, q: &str, view: View, now: OffsetDateTime) -> String {
+    let doc = StatusDoc::collect(state);
     let mut h = String::with_capacity(8 * 1024);
     h.push_str(HEAD);
     if q.is_empty() {
@@ -103,8 +106,8 @@ fn render(app: &App, q: &str, view: View, now: OffsetDateTime) -> String {
     banner(&mut h, &doc, now);
     snapshot_alert(&mut h, &doc, now);
     facts(&mut h, &doc, now);
-    rules(&mut h, app);
-    search(&mut h, app, q, view);
+    rules(&mut h, state);
+    search(&mut h, state, q, view);
     h.push_str("</main>\n</body>\n</html>\n");
     h
 }
@@ -278,9 +281,9 @@ fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
 }
 
 /// The rules in evaluation order, and what applies when none matches.
-fn rules(h: &mut String, app: &App) {
-    let set = app.stamper.rules();
-    let default = escape(&app.stamper.template);
+fn rules(h: &mut String, state: &AdminState) {
+    let set = state.stamper.rules();
+    let default = escape(&state.stamper.template);
     h.push_str("<section id=\"rules\" aria-labelledby=\"rules-title\">\n<h2 id=\"rules-title\">Rules</h2>\n");
     let internal = set.internal_domains().entries();
     if internal.is_empty() {
@@ -325,7 +328,7 @@ fn rules(h: &mut String, app: &App) {
     );
 }
 
-fn search(h: &mut String, app: &App, q: &str, view: View) {
+fn search(h: &mut String, state: &AdminState, q: &str, view: View) {
     let _ = write!(
         h,
         "<section id=\"preview\" aria-labelledby=\"preview-title\">\n\
@@ -352,7 +355,7 @@ fn search(h: &mut String, app: &App, q: &str, view: View) {
         radio("message", PREVIEW_KINDS[1].as_str(), view.kind.as_str()),
     );
     if !q.is_empty() {
-        results(h, app, q, view);
+        results(h, state, q, view);
     }
     h.push_str("</section>\n");
 }
@@ -363,11 +366,11 @@ fn radio(name: &str, v: &str, chosen: &str) -> String {
 }
 
 /// One user previewed, a list of matches, or none.
-fn results(h: &mut String, app: &App, q: &str, view: View) {
-    let dir = &app.stamper.directory;
+fn results(h: &mut String, state: &AdminState, q: &str, view: View) {
+    let dir = &state.directory;
     if let Some(user) = dir.lookup(q) {
         // The address as searched: rules may match that very alias.
-        preview(h, app, &user, q, view);
+        preview(h, state, &user, q, view);
         return;
     }
     let needle = q.to_lowercase();
@@ -393,7 +396,7 @@ fn results(h: &mut String, app: &App, q: &str, view: View) {
         }
         [one] => {
             let addr = one.addresses().into_iter().next().unwrap_or_default();
-            preview(h, app, one, &addr, view);
+            preview(h, state, one, &addr, view);
         }
         many => {
             h.push_str("<ul id=\"matches\">\n");
@@ -425,10 +428,10 @@ fn preview_href(address: &str, view: View) -> String {
 }
 
 /// What `address` gets in `view`'s message: the rule, the template, the signature.
-fn preview(h: &mut String, app: &App, user: &User, address: &str, view: View) {
+fn preview(h: &mut String, state: &AdminState, user: &User, address: &str, view: View) {
     let name = user.str("displayName").unwrap_or("");
     let audience = view.audience;
-    let Some(p) = app.stamper.preview_for(address, audience, view.kind) else {
+    let Some(p) = state.stamper.preview_for(address, audience, view.kind) else {
         // The directory changed between the search and the preview.
         let _ = writeln!(
             h,
@@ -477,7 +480,7 @@ fn preview(h: &mut String, app: &App, user: &User, address: &str, view: View) {
             }
         ),
         other_kind = other_kind.as_str(),
-        rule = rule_fact(app, p.rule.as_deref()),
+        rule = rule_fact(state, p.rule.as_deref()),
         template = match &p.template {
             Some(t) => format!("<code>{}</code>", escape(t)),
             None => "none: no signature".into(),
@@ -487,11 +490,11 @@ fn preview(h: &mut String, app: &App, user: &User, address: &str, view: View) {
 }
 
 /// The rule that chose, with what it matches, as the rules table says it.
-fn rule_fact(app: &App, label: Option<&str>) -> String {
+fn rule_fact(state: &AdminState, label: Option<&str>) -> String {
     let Some(label) = label else {
         return "none matched: the default applies".into();
     };
-    let set = app.stamper.rules();
+    let set = state.stamper.rules();
     match set.rules().iter().find(|r| r.label() == label) {
         Some(r) => format!(
             "{} <span class=\"why\">(#{}: {})</span>",

@@ -8,7 +8,6 @@
 //! stderr. Both outcomes exit 0: only usage and configuration errors are failures.
 
 use super::CliResult;
-use crate::config::Config;
 use crate::directory::photo::{NoPhotos, PhotoSource};
 use crate::directory::{file, Directory, Source};
 use crate::metrics::Metrics;
@@ -106,14 +105,18 @@ pub(super) fn chosen_by(stamper: &Stamper, rule: Option<&str>) -> String {
 /// The stamper `sigstamp serve --config FILE` would run, without calling Graph: the
 /// directory file, the last Graph snapshot and cached memberships and photos, overrides.
 pub(super) fn stamper_from_config(path: &Path) -> Result<Stamper, String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let config = crate::app::load_config(path).map_err(|e| e.to_string())?;
     let directory = super::serve::build_directory(&config, &Metrics::new(), &Status::default())
         .map_err(|e| format!("{e:#}"))?;
-    let photos: Arc<dyn PhotoSource> =
-        match crate::directory::graph::photos::open(&config).map_err(|e| e.to_string())? {
-            Some(store) => store,
-            None => Arc::new(NoPhotos),
-        };
+    let photos: Arc<dyn PhotoSource> = match crate::directory::graph::photos::open(
+        config.graph.as_ref(),
+        config.directory.snapshot.as_deref(),
+    )
+    .map_err(|e| e.to_string())?
+    {
+        Some(store) => store,
+        None => Arc::new(NoPhotos),
+    };
     super::serve::build_stamper(&config, directory, photos).map_err(|e| format!("{e:#}"))
 }
 
