@@ -61,14 +61,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(store) => store.clone(),
         None => Arc::new(directory::photo::NoPhotos),
     };
-    let templates = match &config.templates.dir {
-        Some(dir) => Templates::load_with(dir, &config.templates.image_options())
-            .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
-        None => Templates::embedded(),
-    }
-    .with_photos(photos.clone());
-    let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
-    rules.check_templates(&config.templates.default, |t| templates.has(t))?;
     // Opened before any edge starts, so a bad spool path stops start-up naming the key.
     let (sent_items, sent_items_rx) = if config.sent_items.enabled {
         let (h, rx) = crate::sent_items::SentItems::open(
@@ -80,8 +72,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         (crate::sent_items::SentItems::disabled(), None)
     };
-    let mut stamper = Stamper::new(directory.clone(), templates).with_rules(rules);
-    stamper.template = config.templates.default.clone();
+    let stamper = build_stamper(&config, directory.clone(), photos.clone())?;
     let drain_time = config
         .smtp
         .as_ref()
@@ -218,6 +209,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The stamper of a configuration: its templates, image modes, rules, default template and
+/// `[stamp]` options, over `directory`. `sigstamp stamp --config` builds the same one.
+pub fn build_stamper(
+    config: &Config,
+    directory: Arc<Directory>,
+    photos: Arc<dyn directory::photo::PhotoSource>,
+) -> anyhow::Result<Stamper> {
+    let templates = match &config.templates.dir {
+        Some(dir) => Templates::load_with(dir, &config.templates.image_options())
+            .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
+        None => Templates::embedded(),
+    }
+    .with_photos(photos);
+    let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
+    rules.check_templates(&config.templates.default, |t| templates.has(t))?;
+    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
+    stamper.template = config.templates.default.clone();
+    stamper.options = config.stamp.options();
+    Ok(stamper)
 }
 
 async fn named(

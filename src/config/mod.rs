@@ -15,6 +15,7 @@ pub mod notify;
 pub mod rules;
 pub mod sent_items;
 pub mod smtp;
+pub mod stamp;
 pub mod templates;
 
 pub use admin::AdminConfig;
@@ -25,6 +26,7 @@ pub use notify::{Hop, NotifyConfig};
 pub use rules::{OneOrMany, RecipientsConfig, RuleConfig};
 pub use sent_items::SentItemsConfig;
 pub use smtp::{NextHopTls, SmtpConfig};
+pub use stamp::StampConfig;
 pub use templates::{ImageMode, TemplatesConfig};
 
 use serde::Deserialize;
@@ -61,6 +63,8 @@ pub struct Config {
     pub directory: DirectoryConfig,
     #[serde(default)]
     pub templates: TemplatesConfig,
+    #[serde(default)]
+    pub stamp: StampConfig,
     pub graph: Option<GraphConfig>,
     #[serde(default)]
     pub admin: AdminConfig,
