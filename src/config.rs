@@ -36,6 +36,8 @@ pub struct Config {
     #[serde(default)]
     pub templates: TemplatesConfig,
     pub graph: Option<crate::directory::graph::GraphConfig>,
+    /// `[ldap]`: Active Directory / OpenLDAP instead of Graph (one source at a time).
+    pub ldap: Option<crate::directory::ldap::LdapConfig>,
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
     pub notify: Option<crate::notify::NotifyConfig>,
@@ -160,6 +162,15 @@ impl Config {
         }
         if let Some(g) = &self.graph {
             g.validate()?;
+        }
+        if let Some(l) = &self.ldap {
+            if self.graph.is_some() {
+                return Err(ConfigError::invalid(
+                    "ldap",
+                    "[graph] and [ldap] are both set: sigstamp reads one directory source at a time; remove one of the sections",
+                ));
+            }
+            l.validate()?;
         }
         self.admin.validate()?;
         self.templates.validate()?;

@@ -55,10 +55,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Loaded from the disk cache now, so photos are there before any Graph call.
     let photo_store =
         directory::graph::photos::open(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ldap_photos = Arc::new(directory::ldap::photos::LdapPhotos::default());
     let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
         Some(store) => store.clone(),
+        None if config.ldap.is_some() => ldap_photos.clone(),
         None => Arc::new(directory::photo::NoPhotos),
     };
+    log_source(&config);
     let templates = match &config.templates.dir {
         Some(dir) => Templates::load_with(dir, &config.templates.image_options())
             .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
@@ -104,14 +107,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .flat_map(|r| r.group.iter().cloned())
             .collect(),
     };
-    edges.spawn(named(
-        "graph",
-        directory::graph::run_with(
-            app.clone(),
-            Arc::new(directory::graph::clock::SystemClock),
-            extras,
-        ),
-    ));
+    if app.config.ldap.is_some() {
+        edges.spawn(named(
+            "ldap",
+            directory::ldap::run(app.clone(), ldap_photos),
+        ));
+    } else {
+        edges.spawn(named(
+            "graph",
+            directory::graph::run_with(
+                app.clone(),
+                Arc::new(directory::graph::clock::SystemClock),
+                extras,
+            ),
+        ));
+    }
     if let Some(path) = app.config.directory.overrides.clone() {
         let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
         edges.spawn(async move {
@@ -213,7 +223,8 @@ pub fn build_directory(
         dir.replace_users(users, Source::File);
         loaded(&dir, metrics, status, time::OffsetDateTime::now_utc());
     }
-    if let (Some(path), Some(_)) = (&config.directory.snapshot, &config.graph) {
+    let synced = config.graph.is_some() || config.ldap.is_some();
+    if let (Some(path), true) = (&config.directory.snapshot, synced) {
         // A corrupt or unreadable snapshot is reported and ignored, never fatal.
         match directory::snapshot::load(path, &dir) {
             Ok(Some(snap)) => {
@@ -221,16 +232,30 @@ pub fn build_directory(
                 loaded(&dir, metrics, status, snap.written_at);
             }
             Ok(None) => {
-                tracing::info!(path = %path.display(), "no snapshot yet; waiting for the first Graph sync")
+                tracing::info!(path = %path.display(), "no snapshot yet; waiting for the first directory sync")
             }
             Err(e) => {
-                tracing::warn!("{e}; ignoring the snapshot, waiting for the first Graph sync")
+                tracing::warn!("{e}; ignoring the snapshot, waiting for the first directory sync")
             }
         }
     }
     // The last-known `memberOf` layer (group rules), kept beside the snapshot.
     directory::graph::groups::seed(config, &dir);
     Ok(dir)
+}
+
+/// Start-up says which directory source is in use (one at a time; config validation
+/// refuses [graph] and [ldap] together).
+fn log_source(config: &Config) {
+    if let Some(l) = &config.ldap {
+        tracing::info!(url = %l.url, base_dn = %l.base_dn, "directory source: LDAP");
+    } else if let Some(g) = &config.graph {
+        tracing::info!(tenant = %g.tenant_id, "directory source: Microsoft Graph");
+    } else if let Some(f) = &config.directory.file {
+        tracing::info!(file = %f.display(), "directory source: JSON file");
+    } else {
+        tracing::info!("directory source: none (overrides only)");
+    }
 }
 
 fn loaded(dir: &Directory, metrics: &Metrics, status: &Status, at: time::OffsetDateTime) {

@@ -337,18 +337,19 @@ impl Sink {
         // The syncer's users are the directory's: publishing copies no user.
         let users = (!unchanged).then(|| syncer.users());
         let link = syncer.delta_link().map(str::to_string);
-        self.publish_users(users, link, syncer.delta_at(), report)
+        self.publish_users(users, link, syncer.delta_at(), report, Source::Graph)
             .await
     }
 
     /// [`Sink::publish`] from a syncer's parts: `users` (`None`: unchanged) replace the
-    /// directory's base users without another copy being kept.
-    async fn publish_users(
+    /// directory's base users, as coming from `source`, without another copy being kept.
+    pub(crate) async fn publish_users(
         &self,
         users: Option<Vec<Arc<crate::directory::User>>>,
         link: Option<String>,
         delta_at: Option<time::OffsetDateTime>,
         report: &SyncReport,
+        source: Source,
     ) -> Result<(), snapshot::SnapshotError> {
         self.metrics
             .sync_seconds
@@ -356,7 +357,7 @@ impl Sink {
         let now = self.clock.now();
         self.status.last_sync.store(Arc::new(Some(now)));
         if let Some(users) = users {
-            self.directory.replace_shared_users(users, Source::Graph);
+            self.directory.replace_shared_users(users, source);
         }
         self.loaded(report.users, now);
         let Some(path) = self.snapshot.clone() else {
@@ -477,19 +478,23 @@ impl Refresher {
         }
     }
 
-    /// Report an unwritable snapshot once per change, not every sync.
     fn snapshot_result(&mut self, r: Result<(), snapshot::SnapshotError>) {
-        match r {
-            Ok(()) if !self.snapshot_ok => {
-                self.snapshot_ok = true;
-                tracing::info!("directory snapshot written again");
-            }
-            Err(e) if self.snapshot_ok => {
-                self.snapshot_ok = false;
-                tracing::warn!(error = %e, "cannot write the directory snapshot; mail still flows, but a restart without Graph would start empty");
-            }
-            _ => {}
+        snapshot_result(&mut self.snapshot_ok, r);
+    }
+}
+
+/// Report an unwritable snapshot once per change, not every sync (`ok`: the last write's).
+pub(crate) fn snapshot_result(ok: &mut bool, r: Result<(), snapshot::SnapshotError>) {
+    match r {
+        Ok(()) if !*ok => {
+            *ok = true;
+            tracing::info!("directory snapshot written again");
         }
+        Err(e) if *ok => {
+            *ok = false;
+            tracing::warn!(error = %e, "cannot write the directory snapshot; mail still flows, but a restart without the directory server would start empty");
+        }
+        _ => {}
     }
 }
 
@@ -525,7 +530,7 @@ pub async fn sync_once(
     // The directory takes the syncer's users as they are.
     let users = syncer.into_users();
     let written = sink
-        .publish_users(Some(users), link, delta_at, &report)
+        .publish_users(Some(users), link, delta_at, &report, Source::Graph)
         .await;
     Ok((report, written))
 }

@@ -11,7 +11,23 @@ pub struct TokenTracker {
     status: Arc<Status>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    source: SourceNames,
 }
+
+/// How a directory source's state is named in logs and `/status` (the LDAP source shares
+/// the states and this tracker).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceNames {
+    /// The log prefix: `Graph token state`.
+    pub state: &'static str,
+    /// The `valid` description.
+    pub working: &'static str,
+}
+
+pub const GRAPH: SourceNames = SourceNames {
+    state: "Graph token state",
+    working: "Microsoft Graph sync is working",
+};
 
 const STATES: [(TokenState, &str); 4] = [
     (TokenState::Valid, "valid"),
@@ -22,18 +38,32 @@ const STATES: [(TokenState, &str); 4] = [
 
 impl TokenTracker {
     pub fn new(status: Arc<Status>, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+        Self::for_source(status, metrics, clock, GRAPH)
+    }
+
+    pub fn for_source(
+        status: Arc<Status>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        source: SourceNames,
+    ) -> Self {
         TokenTracker {
             status,
             metrics,
             clock,
+            source,
         }
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn valid(&self) {
         self.set(TokenStatus {
             state: TokenState::Valid,
             error_code: None,
-            description: "Microsoft Graph sync is working".into(),
+            description: self.source.working.into(),
             since: self.clock.now(),
         });
     }
@@ -56,17 +86,18 @@ impl TokenTracker {
         if old.state == new.state && old.error_code == new.error_code {
             return;
         }
+        let what = self.source.state;
         match new.state {
-            TokenState::Valid => tracing::info!(previous = ?old.state, "Graph token state: valid"),
-            TokenState::Unconfigured => tracing::info!("Graph token state: unconfigured"),
+            TokenState::Valid => tracing::info!(previous = ?old.state, "{what}: valid"),
+            TokenState::Unconfigured => tracing::info!("{what}: unconfigured"),
             TokenState::Expired => tracing::error!(
                 code = new.error_code.as_deref().unwrap_or("-"),
-                "Graph token state: expired: {}; sigstamp keeps stamping with the last-known directory",
+                "{what}: expired: {}; sigstamp keeps stamping with the last-known directory",
                 new.description
             ),
             TokenState::Failing => tracing::warn!(
                 code = new.error_code.as_deref().unwrap_or("-"),
-                "Graph token state: failing (transient, retrying): {}",
+                "{what}: failing (transient, retrying): {}",
                 new.description
             ),
         }
