@@ -191,12 +191,13 @@ impl AttributeMap {
             changes.push((*target, value));
         }
         if self.flavor != Flavor::ActiveDirectory {
-            let has_name = changes
-                .iter()
-                .any(|(n, v)| n.as_str() == "displayName" && !v.is_null());
+            // inetOrgPerson entries often have no displayName: the cn stands in.
+            let name = changes
+                .iter_mut()
+                .find(|(n, v)| n.as_str() == "displayName" && v.is_null());
             let cn = entry.values("cn").iter().find_map(|v| clean(v, false));
-            if let (false, Some(cn)) = (has_name, cn) {
-                changes.push((Name::new("displayName"), AttrValue::from(cn.as_str())));
+            if let (Some((_, v)), Some(cn)) = (name, cn) {
+                *v = AttrValue::from(cn.as_str());
             }
         }
         Some(Converted {
@@ -301,6 +302,7 @@ pub fn clean(v: &[u8], multiline: bool) -> Option<String> {
         }
         match c {
             '\n' if multiline => out.push('\n'),
+            '\r' if multiline => {}
             '\r' | '\n' | '\t' => out.push(' '),
             c if c.is_control() => {}
             c => out.push(c),
