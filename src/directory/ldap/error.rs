@@ -9,6 +9,9 @@ pub enum LdapError {
     /// TCP, TLS or the connection dropped: the server is unreachable for now.
     #[error("cannot reach the LDAP server {url}: {message}")]
     Connect { url: String, message: String },
+    /// The server's certificate is not trusted or not for this name (an admin must fix it).
+    #[error("the LDAP server's TLS certificate is refused ({url}): {message}")]
+    Certificate { url: String, message: String },
     /// No answer within `ldap.timeout`.
     #[error("the LDAP server did not answer within {0:?}")]
     Timeout(std::time::Duration),
@@ -38,9 +41,13 @@ fn text_suffix(text: &str) -> String {
 
 impl LdapError {
     pub fn connect(url: &str, e: impl std::fmt::Display) -> Self {
-        LdapError::Connect {
-            url: url.to_string(),
-            message: e.to_string(),
+        let message = e.to_string();
+        let url = url.to_string();
+        // rustls' verification failures ("invalid peer certificate: UnknownIssuer", …).
+        if message.contains("certificate") {
+            LdapError::Certificate { url, message }
+        } else {
+            LdapError::Connect { url, message }
         }
     }
 
@@ -71,7 +78,7 @@ impl LdapError {
                 // unwillingToPerform (AD: a simple bind without TLS when that is forbidden).
                 8 | 13 | 48 | 49 | 50 | 32 | 34 | 53
             ),
-            LdapError::Credential(_) => true,
+            LdapError::Credential(_) | LdapError::Certificate { .. } => true,
             _ => false,
         }
     }
@@ -83,6 +90,7 @@ impl LdapError {
             LdapError::Refused { .. } if self.needs_admin() => "ldap_admin",
             LdapError::Refused { .. } => "ldap_error",
             LdapError::Connect { .. } | LdapError::Timeout(_) => "network",
+            LdapError::Certificate { .. } => "tls",
             LdapError::Credential(_) => "credential",
             LdapError::Protocol(_) => "protocol",
         }
@@ -96,6 +104,7 @@ impl LdapError {
                 Some(d) => format!("{}/{d}", result_name(*rc)),
                 None => result_name(*rc).to_string(),
             }),
+            LdapError::Certificate { .. } => Some("tlsCertificate".into()),
             _ => None,
         }
     }
@@ -202,6 +211,10 @@ pub fn explain(code: &str) -> Option<(String, String)> {
         "invalidCredentials" => (
             "the LDAP server refused the bind: wrong bind DN or password, or the account is expired, disabled or locked",
             "check ldap.bind_dn and the password in ldap.bind_password(_file); check the service account on the server",
+        ),
+        "tlsCertificate" => (
+            "the LDAP server's TLS certificate is not trusted, or not issued for the name in ldap.url",
+            "set ldap.ca_file to the CA that issued the server's certificate (AD: the enterprise root CA), and use a host name the certificate names",
         ),
         "strongAuthRequired" | "confidentialityRequired" => (
             "the LDAP server refuses a simple bind without TLS",

@@ -200,6 +200,8 @@ impl AttributeMap {
                 *v = AttrValue::from(cn.as_str());
             }
         }
+        // A delta entry's changes are sorted by name (each name once: the map's keys and `id`).
+        changes.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         Some(Converted {
             id,
             entry: DeltaEntry {
@@ -369,6 +371,7 @@ mod tests {
         );
         let c = map.convert(&e).unwrap();
         assert_eq!(c.id, "04030201-0605-0807-090a-0b0c0d0e0f10");
+        assert_eq!(c.entry.id(), Some(c.id.as_str()), "changes sorted, id found");
         assert_eq!(attr(&c.entry, "surname").unwrap(), &AttrValue::from("Example"));
         assert_eq!(
             attr(&c.entry, "jobTitle").unwrap(),

@@ -79,7 +79,6 @@ impl LdapSyncer {
     /// One round, full or incremental.
     pub async fn sync(&mut self) -> Result<SyncReport, LdapError> {
         let started = Instant::now();
-        let timeout = self.cfg.timeout;
         let mut session = Session::open(&self.cfg).await?;
         let dse = session.root_dse().await?;
         let flavor = match self.cfg.flavor {
@@ -160,7 +159,7 @@ impl LdapSyncer {
         if full {
             self.last_full = Some(started);
         }
-        self.mark = next_mark(&dse, flavor, newest, started.elapsed(), timeout)
+        self.mark = next_mark(&dse, flavor, newest, started.elapsed())
             .or_else(|| self.mark.clone().filter(|_| !full));
         Ok(SyncReport {
             full,
@@ -187,15 +186,15 @@ fn is_time(t: &str) -> bool {
 }
 
 /// The next round's watermark. AD: the USN read before this round's search. Elsewhere: the
-/// newest `modifyTimestamp` seen, moved back by the round's length plus a margin, so an
-/// entry changed while the round ran (with an older stamp than one already seen) is asked
-/// for again; asking twice is harmless.
+/// newest `modifyTimestamp` seen, moved back by the round's length (whole seconds, at least
+/// one), so an entry changed
+/// while the round ran (with an older stamp than one already seen) is asked for again;
+/// asking twice is harmless (the entries changed last come back each round).
 fn next_mark(
     dse: &RootDse,
     flavor: Flavor,
     newest: Option<String>,
     took: Duration,
-    timeout: Duration,
 ) -> Option<Watermark> {
     if flavor == Flavor::ActiveDirectory {
         return dse.highest_usn.map(|usn| Watermark::Usn {
@@ -206,9 +205,11 @@ fn next_mark(
     let newest = newest?;
     let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]");
     let at = time::PrimitiveDateTime::parse(&newest[..14], &fmt).ok()?;
-    let back = time::Duration::try_from(took + timeout.min(Duration::from_secs(60)))
-        .unwrap_or(time::Duration::MINUTE)
-        + time::Duration::SECOND;
+    // Every change made while the round ran is stamped at or after its start (rounded down
+    // to the second), and the newest stamp seen is at most its end: going back by its length
+    // rounded up reaches its start.
+    let secs = took.as_secs() + u64::from(took.subsec_nanos() > 0);
+    let back = time::Duration::seconds(i64::try_from(secs.max(1)).unwrap_or(i64::MAX / 2));
     let at = at.checked_sub(back)?;
     Some(Watermark::Timestamp(format!("{}Z", at.format(&fmt).ok()?)))
 }
@@ -223,16 +224,14 @@ mod tests {
             &RootDse::default(),
             Flavor::Openldap,
             Some("20261202035628Z".into()),
-            Duration::from_secs(3),
-            Duration::from_secs(10),
+            Duration::from_millis(3500),
         );
-        assert_eq!(m, Some(Watermark::Timestamp("20261202035614Z".into())));
+        assert_eq!(m, Some(Watermark::Timestamp("20261202035624Z".into())));
         assert_eq!(
             next_mark(
                 &RootDse::default(),
                 Flavor::Openldap,
                 None,
-                Duration::ZERO,
                 Duration::ZERO
             ),
             None
@@ -243,7 +242,7 @@ mod tests {
             server: Some("CN=DC1".into()),
         };
         assert_eq!(
-            next_mark(&dse, Flavor::ActiveDirectory, None, Duration::ZERO, Duration::ZERO),
+            next_mark(&dse, Flavor::ActiveDirectory, None, Duration::ZERO),
             Some(Watermark::Usn {
                 server: Some("CN=DC1".into()),
                 usn: 4711
