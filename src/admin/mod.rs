@@ -161,6 +161,9 @@ pub fn token_state_str(s: TokenState) -> &'static str {
 pub struct StatusDoc {
     pub token: TokenDoc,
     pub directory: DirectoryDoc,
+    /// The source is `[ldap]`: the page names the LDAP bind, not a Graph token.
+    #[serde(skip)]
+    pub ldap: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,6 +199,7 @@ impl StatusDoc {
                 source: dir.source().as_str(),
                 last_sync: **app.status.last_sync.load(),
             },
+            ldap: app.config.ldap.is_some(),
         }
     }
 }

@@ -222,6 +222,7 @@ impl Notifier {
             source: dir.source().as_str(),
             last_sync: **self.app.status.last_sync.load(),
             interval: self.interval,
+            ldap: self.app.config.ldap.is_some(),
         }
     }
 
