@@ -63,6 +63,24 @@ async fn a_refused_bind_is_admin_needed_and_mail_is_still_stamped() {
     assert!(metrics.contains("kind=\"ldap_bind\""), "{metrics}");
     let stamped = stamp(&app, "user0001@example.test").expect("still stamped");
     assert!(stamped.contains("Engineer"), "{stamped}");
+    // /status and the page say so, naming the LDAP bind.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(sigstamp::admin::serve(app.clone(), listener));
+    let status: serde_json::Value = reqwest::get(format!("{base}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["token"]["state"], "expired", "{status}");
+    assert_eq!(status["token"]["error_code"], "invalidCredentials", "{status}");
+    assert_eq!(status["directory"]["source"], "ldap", "{status}");
+    let page = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("LDAP directory bind expired: invalidCredentials"),
+        "{page}"
+    );
 
     // The admin puts the new password in the file: recovered without a restart.
     std::fs::write(dir.path().join("bind.pw"), "rotated-elsewhere\n").unwrap();
