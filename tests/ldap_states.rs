@@ -13,6 +13,55 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// `sigstamp serve`'s state for `config`: the directory built as serve builds it (overrides,
+/// snapshot), the embedded templates, and the LDAP refresher's photo store.
+pub fn app(
+    config: &str,
+) -> (
+    std::sync::Arc<sigstamp::app::App>,
+    std::sync::Arc<sigstamp::directory::ldap::photos::LdapPhotos>,
+) {
+    use sigstamp::{app::App, config::Config, metrics::Metrics, pipeline::Stamper};
+    use std::sync::Arc;
+    let config = Config::parse(config).unwrap_or_else(|e| panic!("{e}\n{config}"));
+    let metrics = Arc::new(Metrics::new());
+    let status = Arc::new(sigstamp::status::Status::default());
+    let directory = sigstamp::cli::serve::build_directory(&config, &metrics, &status).unwrap();
+    let photos = Arc::new(sigstamp::directory::ldap::photos::LdapPhotos::default());
+    let stamper = Stamper::new(directory, sigstamp::render::Templates::embedded())
+        .with_rules(sigstamp::rules::RuleSet::compile(&config.rules, &config.recipients).unwrap());
+    let app = Arc::new(App {
+        config,
+        stamper: Arc::new(stamper),
+        metrics,
+        status,
+        photos: photos.clone(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    });
+    (app, photos)
+}
+
+/// Stamp a plain message from `from`; the stamped text, or `None` when left unchanged.
+pub fn stamp(app: &sigstamp::app::App, from: &str) -> Option<String> {
+    use sigstamp::pipeline::{Envelope, Verdict};
+    let raw = format!(
+        "From: <{from}>\r\nTo: bob@example.org\r\nSubject: t\r\nMessage-ID: <t@example.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\n"
+    );
+    let rcpt = ["bob@example.org".to_string()];
+    match app.stamper.process(
+        raw.as_bytes(),
+        &Envelope {
+            mail_from: Some(from),
+            rcpt_to: &rcpt,
+        },
+    ) {
+        Verdict::Stamped { message, .. } => Some(String::from_utf8_lossy(&message).into_owned()),
+        Verdict::Unchanged(_) => None,
+    }
+}
+
+
 fn section(slapd: &Slapd, dir: &std::path::Path) -> String {
     let pw = dir.join("bind.pw");
     std::fs::write(&pw, format!("{BIND_PW}\n")).unwrap();

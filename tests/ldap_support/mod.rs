@@ -58,8 +58,13 @@ fn free_port() -> u16 {
 
 impl Slapd {
     /// A fresh server with the base entries, the service account and a `sizelimit` of 5
-    /// (so only a paged search can read more than 5 entries).
+    /// for it (so only a paged search can read more than 5 entries).
     pub fn start(tls: Option<Tls>) -> Slapd {
+        Slapd::start_with(tls, Some(5))
+    }
+
+    /// [`Slapd::start`] with the service account's size limit (`None`: unlimited).
+    pub fn start_with(tls: Option<Tls>, size_limit: Option<u32>) -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("db")).unwrap();
         let tls_lines = match &tls {
@@ -70,6 +75,10 @@ impl Slapd {
             ),
             None => String::new(),
         };
+        let limit = match size_limit {
+            Some(n) => format!("size.soft={n} size.hard={n} size.prtotal=unlimited"),
+            None => "size=unlimited".into(),
+        };
         let conf = format!(
             "include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
@@ -78,15 +87,14 @@ modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
 pidfile {dir}/slapd.pid
-{tls_lines}sizelimit 5
-database mdb
+{tls_lines}database mdb
 maxsize 1073741824
 suffix \"{SUFFIX}\"
 rootdn \"{ROOT_DN}\"
 rootpw {ROOT_PW}
 directory {dir}/db
 limits dn.exact=\"{ROOT_DN}\" size=unlimited
-limits dn.exact=\"{BIND_DN}\" size.soft=5 size.hard=5 size.prtotal=unlimited
+limits dn.exact=\"{BIND_DN}\" {limit}
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by * read
 overlay memberof
@@ -257,54 +265,6 @@ pub fn ldap_section(url: &str, extra: &str) -> String {
          base_dn = \"{PEOPLE}\"\nsync_interval = \"1s\"\nfull_sync_interval = \"1h\"\n\
          page_size = 5\ntimeout = \"5s\"\n{extra}"
     )
-}
-
-/// `sigstamp serve`'s state for `config`: the directory built as serve builds it (overrides,
-/// snapshot), the embedded templates, and the LDAP refresher's photo store.
-pub fn app(
-    config: &str,
-) -> (
-    std::sync::Arc<sigstamp::app::App>,
-    std::sync::Arc<sigstamp::directory::ldap::photos::LdapPhotos>,
-) {
-    use sigstamp::{app::App, config::Config, metrics::Metrics, pipeline::Stamper};
-    use std::sync::Arc;
-    let config = Config::parse(config).unwrap_or_else(|e| panic!("{e}\n{config}"));
-    let metrics = Arc::new(Metrics::new());
-    let status = Arc::new(sigstamp::status::Status::default());
-    let directory = sigstamp::cli::serve::build_directory(&config, &metrics, &status).unwrap();
-    let photos = Arc::new(sigstamp::directory::ldap::photos::LdapPhotos::default());
-    let stamper = Stamper::new(directory, sigstamp::render::Templates::embedded())
-        .with_rules(sigstamp::rules::RuleSet::compile(&config.rules, &config.recipients).unwrap());
-    let app = Arc::new(App {
-        config,
-        stamper: Arc::new(stamper),
-        metrics,
-        status,
-        photos: photos.clone(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-    });
-    (app, photos)
-}
-
-/// Stamp a plain message from `from`; the stamped text, or `None` when left unchanged.
-pub fn stamp(app: &sigstamp::app::App, from: &str) -> Option<String> {
-    use sigstamp::pipeline::{Envelope, Verdict};
-    let raw = format!(
-        "From: <{from}>\r\nTo: bob@example.org\r\nSubject: t\r\nMessage-ID: <t@example.test>\r\n\
-         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello\r\n"
-    );
-    let rcpt = ["bob@example.org".to_string()];
-    match app.stamper.process(
-        raw.as_bytes(),
-        &Envelope {
-            mail_from: Some(from),
-            rcpt_to: &rcpt,
-        },
-    ) {
-        Verdict::Stamped { message, .. } => Some(String::from_utf8_lossy(&message).into_owned()),
-        Verdict::Unchanged(_) => None,
-    }
 }
 
 /// Poll `f` every 50 ms until it is true or `limit` passes.
