@@ -376,3 +376,14 @@ pub async fn publish(
     sink.publish_users(users, None, None, report, Source::Ldap)
         .await
 }
+
+/// `sigstamp sync --once` with `[ldap]`: one full round, published to `sink`.
+pub async fn sync_once(
+    cfg: &LdapConfig,
+    sink: &Sink,
+) -> Result<(SyncReport, Result<(), crate::directory::snapshot::SnapshotError>), LdapError> {
+    let mut syncer = LdapSyncer::new(cfg.clone());
+    let report = syncer.sync().await?;
+    let written = publish(sink, &syncer, &report).await;
+    Ok((report, written))
+}
