@@ -63,6 +63,10 @@ pub struct Args {
     /// `sigstamp sync --once`, and report sync time, peak RSS and lookup time.
     #[arg(long)]
     pub directory_users: Option<usize>,
+    /// Instead of the SMTP table: sync this many users from a real slapd (the tests' OpenLDAP)
+    /// with `sigstamp sync --once`, and report sync time and peak RSS.
+    #[arg(long)]
+    pub ldap_users: Option<usize>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
