@@ -36,11 +36,17 @@ fn sync_once_writes_the_snapshot() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("synced 7 users from LDAP"), "{text}");
     assert!(text.contains("2 pages"), "{text}");
     let d = sigstamp::directory::Directory::new();
-    let loaded = sigstamp::directory::snapshot::load(&snap, &d).unwrap().unwrap();
+    let loaded = sigstamp::directory::snapshot::load(&snap, &d)
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.users, 7);
     assert!(d.lookup("user0006@example.test").is_some());
 

@@ -61,7 +61,6 @@ pub fn stamp(app: &sigstamp::app::App, from: &str) -> Option<String> {
     }
 }
 
-
 fn section(slapd: &Slapd, dir: &std::path::Path) -> String {
     let pw = dir.join("bind.pw");
     std::fs::write(&pw, format!("{BIND_PW}\n")).unwrap();
@@ -79,7 +78,10 @@ fn state(app: &sigstamp::app::App) -> TokenState {
     app.status.token.load().state
 }
 
-fn start(app: &Arc<sigstamp::app::App>, photos: &Arc<sigstamp::directory::ldap::photos::LdapPhotos>) {
+fn start(
+    app: &Arc<sigstamp::app::App>,
+    photos: &Arc<sigstamp::directory::ldap::photos::LdapPhotos>,
+) {
     tokio::spawn(sigstamp::directory::ldap::run(app.clone(), photos.clone()));
 }
 
@@ -123,9 +125,17 @@ async fn a_refused_bind_is_admin_needed_and_mail_is_still_stamped() {
         .await
         .unwrap();
     assert_eq!(status["token"]["state"], "expired", "{status}");
-    assert_eq!(status["token"]["error_code"], "invalidCredentials", "{status}");
+    assert_eq!(
+        status["token"]["error_code"], "invalidCredentials",
+        "{status}"
+    );
     assert_eq!(status["directory"]["source"], "ldap", "{status}");
-    let page = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(format!("{base}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         page.contains("LDAP directory bind expired: invalidCredentials"),
         "{page}"
@@ -153,7 +163,11 @@ async fn a_stopped_server_is_failing_and_mail_is_still_stamped() {
     slapd.stop();
     assert!(eventually(WAIT, || state(&app) == TokenState::Failing).await);
     let st = app.status.token.load_full();
-    assert!(st.description.contains("cannot reach"), "{}", st.description);
+    assert!(
+        st.description.contains("cannot reach"),
+        "{}",
+        st.description
+    );
     let stamped = stamp(&app, "user0002@example.test").expect("still stamped");
     assert!(stamped.contains("Engineer"), "{stamped}");
     assert!(app.metrics.encode().contains("kind=\"network\""));

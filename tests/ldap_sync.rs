@@ -91,10 +91,10 @@ async fn incremental_rounds_see_changes_and_the_full_reconcile_deletions() {
     // Two seconds later (stamps have whole seconds): what the next rounds must not re-read.
     std::thread::sleep(std::time::Duration::from_millis(2500));
     slapd.add(&users_ldif(6, 2));
-    let cfg = config(&ldap_section(&slapd.url(), "").replace(
-        "full_sync_interval = \"1h\"",
-        "full_sync_interval = \"3s\"",
-    ));
+    let cfg = config(
+        &ldap_section(&slapd.url(), "")
+            .replace("full_sync_interval = \"1h\"", "full_sync_interval = \"3s\""),
+    );
     let mut syncer = LdapSyncer::new(cfg);
     let first = syncer.sync().await.unwrap();
     assert!(first.full);
@@ -113,8 +113,14 @@ async fn incremental_rounds_see_changes_and_the_full_reconcile_deletions() {
     let by_mail = |m: &str| users.iter().find(|u| u.str("mail") == Some(m)).cloned();
     let u3 = by_mail("user0003@example.test").unwrap();
     assert_eq!(u3.str("jobTitle"), Some("Director"));
-    assert!(u3.get("businessPhones").is_none(), "a removed attribute is removed");
-    assert!(by_mail("user0100@example.test").is_some(), "a new user is added");
+    assert!(
+        u3.get("businessPhones").is_none(),
+        "a removed attribute is removed"
+    );
+    assert!(
+        by_mail("user0100@example.test").is_some(),
+        "a new user is added"
+    );
     // A deletion leaves no trace an incremental search could find: still there.
     assert!(by_mail("user0005@example.test").is_some());
     assert_eq!(next.users, 9);
@@ -170,16 +176,20 @@ async fn starttls_and_ldaps_with_a_test_ca() {
 
 #[test]
 fn config_errors_name_the_key() {
-    let graph = "[graph]\ntenant_id = \"contoso.example\"\nclient_id = \"x\"\nclient_secret = \"s\"\n";
+    let graph =
+        "[graph]\ntenant_id = \"contoso.example\"\nclient_id = \"x\"\nclient_secret = \"s\"\n";
     let ldap = ldap_section("ldap://127.0.0.1:389", "");
     let cases = [
         (format!("{graph}{ldap}"), "`ldap`"),
+        (ldap_section("ldap://dc1.example.com", ""), "ldap.url"),
         (
-            ldap_section("ldap://dc1.example.com", ""),
-            "ldap.url",
+            ldap_section("ldaps://dc1.example.com", "starttls = true\n"),
+            "ldap.starttls",
         ),
-        (ldap_section("ldaps://dc1.example.com", "starttls = true\n"), "ldap.starttls"),
-        (ldap.replace("page_size = 5", "page_size = 0"), "ldap.page_size"),
+        (
+            ldap.replace("page_size = 5", "page_size = 0"),
+            "ldap.page_size",
+        ),
         (
             ldap.replace("bind_password = \"svc-secret\"", ""),
             "ldap.bind_password",
@@ -193,7 +203,10 @@ fn config_errors_name_the_key() {
             format!("{ldap}[ldap.attributes]\nextensionAttribute1 = \"bad name\"\n"),
             "ldap.attributes.extensionAttribute1",
         ),
-        (format!("{ldap}ca_file = \"/nonexistent/ca.pem\"\n"), "ldap.ca_file"),
+        (
+            format!("{ldap}ca_file = \"/nonexistent/ca.pem\"\n"),
+            "ldap.ca_file",
+        ),
     ];
     for (text, key) in cases {
         let e = Config::parse(&text).expect_err(&text).to_string();

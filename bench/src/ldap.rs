@@ -28,10 +28,7 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
         slapd
     })
     .await?;
-    println!(
-        "slapd: {users} users added in {:.1?}",
-        seeded.elapsed()
-    );
+    println!("slapd: {users} users added in {:.1?}", seeded.elapsed());
     let dir = tempfile::Builder::new()
         .prefix("sigstamp-bench-ldap")
         .tempdir()?;
@@ -39,10 +36,7 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
     let cfg = dir.path().join("sigstamp.toml");
     // The production page size (500, the default), not the tests' 5.
     let section = ldap_section(&slapd.url(), "").replace("page_size = 5\n", "");
-    std::fs::write(
-        &cfg,
-        format!("[directory]\nsnapshot = {snap:?}\n{section}"),
-    )?;
+    std::fs::write(&cfg, format!("[directory]\nsnapshot = {snap:?}\n{section}"))?;
     let run = sync_once(&bin, &cfg).await?;
     print!("{}", run.stdout);
     let size = std::fs::metadata(&snap)?.len();

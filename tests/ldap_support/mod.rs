@@ -18,13 +18,15 @@ pub const PEOPLE: &str = "ou=people,dc=example,dc=test";
 
 /// slapd and the ldap-utils clients: missing, skip (false) outside CI, fail in CI.
 pub fn have_slapd() -> bool {
-    let found = ["slapd", "ldapadd", "ldapmodify", "ldapdelete"].iter().all(|t| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t} || test -x /usr/sbin/{t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let found = ["slapd", "ldapadd", "ldapmodify", "ldapdelete"]
+        .iter()
+        .all(|t| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {t} || test -x /usr/sbin/{t}"))
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     if !found {
         if std::env::var_os("CI").is_some() {
             panic!("slapd and ldap-utils are required in CI (bash .ci/run installs them)");

@@ -12,9 +12,6 @@ pub enum LdapError {
     /// The server's certificate is not trusted or not for this name (an admin must fix it).
     #[error("the LDAP server's TLS certificate is refused ({url}): {message}")]
     Certificate { url: String, message: String },
-    /// No answer within `ldap.timeout`.
-    #[error("the LDAP server did not answer within {0:?}")]
-    Timeout(std::time::Duration),
     /// The server answered an operation with a non-success result code.
     #[error("LDAP {op} refused: {} ({rc}){}", result_name(*rc), text_suffix(text))]
     Refused {
@@ -61,7 +58,7 @@ impl LdapError {
             },
             ldap3::LdapError::Timeout { .. } => LdapError::Connect {
                 url: url.to_string(),
-                message: "timed out".into(),
+                message: "no answer within ldap.timeout".into(),
             },
             other => LdapError::connect(url, other),
         }
@@ -89,7 +86,7 @@ impl LdapError {
             LdapError::Refused { rc: 49, .. } => "ldap_bind",
             LdapError::Refused { .. } if self.needs_admin() => "ldap_admin",
             LdapError::Refused { .. } => "ldap_error",
-            LdapError::Connect { .. } | LdapError::Timeout(_) => "network",
+            LdapError::Connect { .. } => "network",
             LdapError::Certificate { .. } => "tls",
             LdapError::Credential(_) => "credential",
             LdapError::Protocol(_) => "protocol",
@@ -141,10 +138,7 @@ pub fn result_name(rc: u32) -> &'static str {
 /// `80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data 775, v4563`.
 pub fn ad_data_code(text: &str) -> Option<String> {
     let rest = &text[text.find(", data ")? + ", data ".len()..];
-    let code: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_hexdigit())
-        .collect();
+    let code: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
     (!code.is_empty() && code.len() <= 8).then(|| code.to_ascii_lowercase())
 }
 
@@ -203,7 +197,10 @@ pub fn explain(code: &str) -> Option<(String, String)> {
     };
     if let Some((meaning, action)) = data.and_then(ad_data_meaning) {
         return Some((
-            format!("the LDAP server refused the bind: {meaning} (AD data {})", data.unwrap_or("")),
+            format!(
+                "the LDAP server refused the bind: {meaning} (AD data {})",
+                data.unwrap_or("")
+            ),
             action.to_string(),
         ));
     }
@@ -322,7 +319,11 @@ mod tests {
                 rc: 51,
                 text: String::new(),
             },
-            LdapError::Timeout(std::time::Duration::from_secs(3)),
+            LdapError::Refused {
+                op: "bind",
+                rc: 52,
+                text: "unavailable".into(),
+            },
         ] {
             assert_eq!(describe(&e, now).state, TokenState::Failing, "{e}");
         }

@@ -99,10 +99,8 @@ impl AttributeMap {
             Flavor::ActiveDirectory => (AD, "objectGUID"),
             _ => (OPENLDAP, "entryUUID"),
         };
-        let mut map: BTreeMap<&str, String> = defaults
-            .iter()
-            .map(|(t, l)| (*t, l.to_string()))
-            .collect();
+        let mut map: BTreeMap<&str, String> =
+            defaults.iter().map(|(t, l)| (*t, l.to_string())).collect();
         for (t, l) in extra {
             if l.trim().is_empty() {
                 map.remove(t.as_str());
@@ -363,16 +361,29 @@ mod tests {
                 ("sn", &[b"Example"]),
                 ("title", &[b"Head of\r\nSales\x07"]),
                 ("telephoneNumber", &[b"+1 555 0100"]),
-                ("proxyAddresses", &[b"SMTP:ann@example.com", b"smtp:a@example.com"]),
-                ("memberOf", &[b"CN=Sales\\, EMEA,OU=Groups,DC=example,DC=com"]),
+                (
+                    "proxyAddresses",
+                    &[b"SMTP:ann@example.com", b"smtp:a@example.com"],
+                ),
+                (
+                    "memberOf",
+                    &[b"CN=Sales\\, EMEA,OU=Groups,DC=example,DC=com"],
+                ),
                 ("streetAddress", &[b"1 Main St\r\nSuite 2"]),
                 ("thumbnailPhoto", &[b"\xff\xd8jpeg"]),
             ],
         );
         let c = map.convert(&e).unwrap();
         assert_eq!(c.id, "04030201-0605-0807-090a-0b0c0d0e0f10");
-        assert_eq!(c.entry.id(), Some(c.id.as_str()), "changes sorted, id found");
-        assert_eq!(attr(&c.entry, "surname").unwrap(), &AttrValue::from("Example"));
+        assert_eq!(
+            c.entry.id(),
+            Some(c.id.as_str()),
+            "changes sorted, id found"
+        );
+        assert_eq!(
+            attr(&c.entry, "surname").unwrap(),
+            &AttrValue::from("Example")
+        );
         assert_eq!(
             attr(&c.entry, "jobTitle").unwrap(),
             &AttrValue::from("Head of  Sales")
@@ -387,13 +398,21 @@ mod tests {
         );
         assert_eq!(
             attr(&c.entry, "memberOf").unwrap().to_json(),
-            serde_json::json!(["Sales, EMEA", "CN=Sales\\, EMEA,OU=Groups,DC=example,DC=com"])
+            serde_json::json!([
+                "Sales, EMEA",
+                "CN=Sales\\, EMEA,OU=Groups,DC=example,DC=com"
+            ])
         );
-        assert!(attr(&c.entry, "department").unwrap().is_null(), "absent: cleared");
+        assert!(
+            attr(&c.entry, "department").unwrap().is_null(),
+            "absent: cleared"
+        );
         assert!(attr(&c.entry, PHOTO).is_none());
         assert_eq!(c.photo.as_deref(), Some(&b"\xff\xd8jpeg"[..]));
         // No id: no user.
-        assert!(map.convert(&Entry::new("CN=x", &[("mail", &[b"x@y"])])).is_none());
+        assert!(map
+            .convert(&Entry::new("CN=x", &[("mail", &[b"x@y"])]))
+            .is_none());
         assert!(map
             .convert(&Entry::new("CN=x", &[("objectGUID", &[b"short"])]))
             .is_none());
@@ -436,13 +455,19 @@ mod tests {
             MAX_VALUE
         );
         assert!(attr(&c.entry, "jobTitle").is_none());
-        assert!(attr(&c.entry, "mail").unwrap().is_null(), "not UTF-8: dropped");
+        assert!(
+            attr(&c.entry, "mail").unwrap().is_null(),
+            "not UTF-8: dropped"
+        );
     }
 
     #[test]
     fn rdn_values() {
         assert_eq!(first_rdn_value("cn=Sales,dc=x").as_deref(), Some("Sales"));
-        assert_eq!(first_rdn_value("CN=A\\,B+uid=c,dc=x").as_deref(), Some("A,B"));
+        assert_eq!(
+            first_rdn_value("CN=A\\,B+uid=c,dc=x").as_deref(),
+            Some("A,B")
+        );
         assert_eq!(first_rdn_value("nothing"), None);
         assert_eq!(first_rdn_value("cn=,dc=x"), None);
     }

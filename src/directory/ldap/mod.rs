@@ -59,7 +59,10 @@ pub struct LdapConfig {
     #[serde(default = "default_sync_interval", with = "crate::config::duration")]
     pub sync_interval: Duration,
     /// How often a full round replaces the set (catching deletions); incremental between.
-    #[serde(default = "default_full_sync_interval", with = "crate::config::duration")]
+    #[serde(
+        default = "default_full_sync_interval",
+        with = "crate::config::duration"
+    )]
     pub full_sync_interval: Duration,
     /// Entries a page (RFC 2696 paged results); AD's MaxPageSize is 1000.
     #[serde(default = "default_page_size")]
@@ -164,7 +167,10 @@ impl LdapConfig {
             })?;
         }
         if self.sync_interval < Duration::from_secs(1) {
-            return Err(ConfigError::invalid("ldap.sync_interval", "must be at least 1s"));
+            return Err(ConfigError::invalid(
+                "ldap.sync_interval",
+                "must be at least 1s",
+            ));
         }
         if self.full_sync_interval < self.sync_interval {
             return Err(ConfigError::invalid(
@@ -264,6 +270,13 @@ pub async fn run_with_clock(
         clock.clone(),
         NAMES,
     );
+    // Until the first round ends, /status says what it waits for (not "no [graph]").
+    tracker.set(crate::status::TokenStatus {
+        state: crate::status::TokenState::Unconfigured,
+        error_code: None,
+        description: format!("waiting for the first LDAP sync from {}", cfg.url),
+        since: clock.now(),
+    });
     let mut refresher = Refresher {
         syncer: Some(seeded(&cfg, &sink)),
         cfg,
@@ -351,8 +364,7 @@ impl Refresher {
                         kind: e.kind().into(),
                     })
                     .inc();
-                self.tracker
-                    .set(error::describe(&e, self.tracker.now()));
+                self.tracker.set(error::describe(&e, self.tracker.now()));
                 let cap = self.cfg.sync_interval.max(Duration::from_secs(60));
                 jittered(exponential(
                     Duration::from_secs(3),
@@ -370,8 +382,7 @@ pub async fn publish(
     syncer: &LdapSyncer,
     report: &SyncReport,
 ) -> Result<(), crate::directory::snapshot::SnapshotError> {
-    let unchanged =
-        !report.full && report.entries == 0 && sink.directory.source() == Source::Ldap;
+    let unchanged = !report.full && report.entries == 0 && sink.directory.source() == Source::Ldap;
     let users = (!unchanged).then(|| syncer.users());
     sink.publish_users(users, None, None, report, Source::Ldap)
         .await
@@ -381,7 +392,13 @@ pub async fn publish(
 pub async fn sync_once(
     cfg: &LdapConfig,
     sink: &Sink,
-) -> Result<(SyncReport, Result<(), crate::directory::snapshot::SnapshotError>), LdapError> {
+) -> Result<
+    (
+        SyncReport,
+        Result<(), crate::directory::snapshot::SnapshotError>,
+    ),
+    LdapError,
+> {
     let mut syncer = LdapSyncer::new(cfg.clone());
     let report = syncer.sync().await?;
     let written = publish(sink, &syncer, &report).await;

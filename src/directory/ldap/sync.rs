@@ -228,12 +228,7 @@ mod tests {
         );
         assert_eq!(m, Some(Watermark::Timestamp("20261202035624Z".into())));
         assert_eq!(
-            next_mark(
-                &RootDse::default(),
-                Flavor::Openldap,
-                None,
-                Duration::ZERO
-            ),
+            next_mark(&RootDse::default(), Flavor::Openldap, None, Duration::ZERO),
             None
         );
         let dse = RootDse {
