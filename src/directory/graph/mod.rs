@@ -243,14 +243,7 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     match parsed.scheme() {
         "https" => Ok(()),
         "http" => {
-            let host = parsed.host_str().unwrap_or("");
-            let loopback = host.eq_ignore_ascii_case("localhost")
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
+            if is_loopback_host(parsed.host_str().unwrap_or("")) {
                 Ok(())
             } else {
                 Err(ConfigError::invalid(
@@ -268,6 +261,16 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// `localhost` or a loopback address (IPv6 in brackets or not).
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Where a sync's results go: the shared cache, the snapshot, `/status` and metrics.
 #[derive(Clone)]
 pub struct Sink {
@@ -279,6 +282,17 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// `sigstamp serve`'s sink: the app's directory, status, metrics and snapshot path.
+    pub fn for_app(app: &crate::app::App, clock: Arc<dyn Clock>) -> Self {
+        Sink {
+            directory: app.stamper.directory.clone(),
+            status: app.status.clone(),
+            metrics: app.metrics.clone(),
+            snapshot: app.config.directory.snapshot.clone(),
+            clock,
+        }
+    }
+
     /// Seed the directory (if nothing else loaded it yet) and the syncer from the snapshot.
     /// A missing, corrupt or unreadable snapshot is reported and ignored.
     pub fn seed(&self, syncer: &mut Syncer) {
@@ -404,13 +418,7 @@ pub async fn run_with(
         tracker.set(crate::status::TokenStatus::unconfigured());
         return Ok(());
     };
-    let sink = Sink {
-        directory: app.stamper.directory.clone(),
-        status: app.status.clone(),
-        metrics: app.metrics.clone(),
-        snapshot: app.config.directory.snapshot.clone(),
-        clock: clock.clone(),
-    };
+    let sink = Sink::for_app(&app, clock.clone());
     let client = cfg.client(clock.clone(), RetryPolicy::background())?;
     let extras = extras::Running::start(extras, &cfg, &client, &sink, &app.shutdown);
     let mut syncer = Syncer::new(client, clock.clone());
@@ -450,14 +458,7 @@ impl Refresher {
         match syncer.sync(&mut |_| {}).await {
             Ok(report) => {
                 self.failures = 0;
-                self.tracker.valid();
-                tracing::debug!(
-                    full = report.full,
-                    pages = report.pages,
-                    entries = report.entries,
-                    users = report.users,
-                    "Graph sync done"
-                );
+                self.tracker.round_ok(&report);
                 let written = self.sink.publish(syncer, &report).await;
                 self.snapshot_result(written);
                 self.extras.after_sync(syncer.client(), &self.sink).await;
@@ -465,13 +466,6 @@ impl Refresher {
             }
             Err(e) => {
                 self.failures += 1;
-                self.sink
-                    .metrics
-                    .sync_failures
-                    .get_or_create(&crate::metrics::KindLabels {
-                        kind: e.kind().into(),
-                    })
-                    .inc();
                 self.tracker.failed(&e);
                 retry_delay(&e, self.failures, self.interval)
             }
@@ -502,18 +496,24 @@ pub(crate) fn snapshot_result(ok: &mut bool, r: Result<(), snapshot::SnapshotErr
 /// minute), and never shorter than a server's `Retry-After`. Retries go on while `expired`,
 /// so a fixed credential recovers without a restart.
 pub fn retry_delay(e: &GraphError, failures: u32, interval: Duration) -> Duration {
-    let cap = interval.max(Duration::from_secs(60));
-    let base = client::jittered(client::exponential(
-        Duration::from_secs(3),
-        cap,
-        failures.saturating_sub(1),
-    ));
+    let base = backoff(failures, interval);
     let server = match e {
         GraphError::Auth(a) => a.retry_after,
         GraphError::Api(a) => a.retry_after,
         _ => None,
     };
     base.max(server.unwrap_or_default())
+}
+
+/// The wait after `failures` failed rounds in a row: exponential from 3 s with jitter, capped
+/// at the sync interval (at least a minute).
+pub fn backoff(failures: u32, interval: Duration) -> Duration {
+    let cap = interval.max(Duration::from_secs(60));
+    client::jittered(client::exponential(
+        Duration::from_secs(3),
+        cap,
+        failures.saturating_sub(1),
+    ))
 }
 
 /// `sigstamp sync --once`: one full round, published to `sink`.

@@ -69,7 +69,29 @@ impl TokenTracker {
     }
 
     pub fn failed(&self, e: &GraphError) {
-        self.set(describe(e, self.clock.now()));
+        self.round_failed(e.kind(), describe(e, self.clock.now()));
+    }
+
+    /// A round worked: `valid`, and a debug line with its figures.
+    pub fn round_ok(&self, report: &super::sync::SyncReport) {
+        self.valid();
+        tracing::debug!(
+            full = report.full,
+            pages = report.pages,
+            entries = report.entries,
+            users = report.users,
+            "{}: sync done",
+            self.source.state
+        );
+    }
+
+    /// A round failed: counted by `kind` (`sigstamp_sync_failures_total`), state `status`.
+    pub fn round_failed(&self, kind: &str, status: TokenStatus) {
+        self.metrics
+            .sync_failures
+            .get_or_create(&crate::metrics::KindLabels { kind: kind.into() })
+            .inc();
+        self.set(status);
     }
 
     /// Store `new` if the state or code changed (keeping the first `since` otherwise).
@@ -141,7 +163,7 @@ pub fn describe(e: &GraphError, now: time::OffsetDateTime) -> TokenStatus {
     }
 }
 
-fn capital(s: &str) -> String {
+pub(crate) fn capital(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),

@@ -248,7 +248,10 @@ pub fn describe(e: &LdapError, now: time::OffsetDateTime) -> TokenStatus {
     };
     let description = match code.as_deref().and_then(explain) {
         Some((meaning, action)) if state == TokenState::Expired => {
-            format!("{}. What to do: {action}. ({e})", capital(&meaning))
+            format!(
+                "{}. What to do: {action}. ({e})",
+                crate::directory::graph::state::capital(&meaning)
+            )
         }
         _ if state == TokenState::Failing => format!("{e}; retrying"),
         _ => e.to_string(),
@@ -258,14 +261,6 @@ pub fn describe(e: &LdapError, now: time::OffsetDateTime) -> TokenStatus {
         error_code: code,
         description,
         since: now,
-    }
-}
-
-fn capital(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
     }
 }
 

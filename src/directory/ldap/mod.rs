@@ -14,7 +14,6 @@ pub mod photos;
 pub mod sync;
 
 use crate::config::ConfigError;
-use crate::directory::graph::client::{exponential, jittered};
 use crate::directory::graph::clock::{Clock, SystemClock};
 use crate::directory::graph::state::{SourceNames, TokenTracker};
 use crate::directory::graph::sync::SyncReport;
@@ -107,12 +106,7 @@ impl LdapConfig {
         if host.is_empty() {
             return Err(ConfigError::invalid("ldap.url", "needs a host name"));
         }
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+        let loopback = crate::directory::graph::is_loopback_host(host);
         match (url.scheme(), self.starttls) {
             ("ldaps", true) => {
                 return Err(ConfigError::invalid(
@@ -257,13 +251,7 @@ pub async fn run_with_clock(
     let Some(cfg) = app.config.ldap.clone() else {
         return Ok(());
     };
-    let sink = Sink {
-        directory: app.stamper.directory.clone(),
-        status: app.status.clone(),
-        metrics: app.metrics.clone(),
-        snapshot: app.config.directory.snapshot.clone(),
-        clock: clock.clone(),
-    };
+    let sink = Sink::for_app(&app, clock.clone());
     let tracker = TokenTracker::for_source(
         app.status.clone(),
         app.metrics.clone(),
@@ -341,14 +329,7 @@ impl Refresher {
         match result {
             Ok(report) => {
                 self.failures = 0;
-                self.tracker.valid();
-                tracing::debug!(
-                    full = report.full,
-                    pages = report.pages,
-                    entries = report.entries,
-                    users = report.users,
-                    "LDAP sync done"
-                );
+                self.tracker.round_ok(&report);
                 let syncer = self.syncer.as_ref().expect("syncer back from its round");
                 let written = publish(&self.sink, syncer, &report).await;
                 crate::directory::graph::snapshot_result(&mut self.snapshot_ok, written);
@@ -357,20 +338,9 @@ impl Refresher {
             }
             Err(e) => {
                 self.failures += 1;
-                self.sink
-                    .metrics
-                    .sync_failures
-                    .get_or_create(&crate::metrics::KindLabels {
-                        kind: e.kind().into(),
-                    })
-                    .inc();
-                self.tracker.set(error::describe(&e, self.tracker.now()));
-                let cap = self.cfg.sync_interval.max(Duration::from_secs(60));
-                jittered(exponential(
-                    Duration::from_secs(3),
-                    cap,
-                    self.failures.saturating_sub(1),
-                ))
+                self.tracker
+                    .round_failed(e.kind(), error::describe(&e, self.tracker.now()));
+                crate::directory::graph::backoff(self.failures, self.cfg.sync_interval)
             }
         }
     }
