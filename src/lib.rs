@@ -7,6 +7,7 @@
 //! - [`rules`]: `[[rules]]`, which template a sender's message gets, per recipient group.
 //! - [`pipeline`]: sender → directory → rules → render → stamp, shared by every edge.
 //! - Edges: [`smtp`] (before-queue relay), [`milter`], [`admin`] (HTTP), [`notify`].
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;

@@ -167,10 +167,7 @@ async fn the_disk_cache_survives_a_restart_with_graph_unreachable() {
 
 /// A loopback URL nobody listens on.
 async fn dead_endpoint() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
+    format!("http://{}", sigstamp_testkit::free_addr())
 }
 
 #[tokio::test]

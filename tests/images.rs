@@ -176,12 +176,7 @@ fn text_only_messages_never_get_images() {
 /// points (see tests/check_related.py).
 #[test]
 fn python_email_package_resolves_the_images() {
-    let python = std::process::Command::new("python3")
-        .arg("--version")
-        .output();
-    if python.is_err() {
-        assert!(std::env::var_os("CI").is_none(), "CI needs python3");
-        eprintln!("skipping: python3 not found");
+    if !sigstamp_testkit::require_tool("python3") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

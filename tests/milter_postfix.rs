@@ -3,11 +3,12 @@
 
 mod milter_support;
 
-use milter_support::postfix::{strip_received, Postfix};
-use milter_support::sink::Sink;
-use milter_support::{assert_pipeline_stamps, config, have_tool, reference, start, text_message};
+use milter_support::{
+    assert_pipeline_stamps, config, reference, start, strip_received, text_message,
+};
 use sigstamp::pipeline::Verdict;
 use sigstamp::stamp::TRACE_HEADER;
+use sigstamp_testkit::{free_addr, require_tool, Postfix, Sink};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ fn count(hay: &[u8], needle: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_with_the_milter() {
-    if !have_tool("postfix") || !have_tool("swaks") {
+    if !require_tool("postfix") || !require_tool("swaks") {
         return;
     }
     let sink = Sink::start().await;
@@ -42,9 +43,14 @@ async fn postfix_with_the_milter() {
     let milter_addr = format!("inet:{}", milter.addr);
     let relay = sink.addr;
     let pf = Arc::new(
-        tokio::task::spawn_blocking(move || Postfix::start(Some(&milter_addr), relay, ""))
-            .await
-            .unwrap(),
+        tokio::task::spawn_blocking(move || {
+            Postfix::relaying_to(relay)
+                .milter(&milter_addr)
+                .start()
+                .unwrap()
+        })
+        .await
+        .unwrap(),
     );
     assert_pipeline_stamps(&milter.app);
 
@@ -153,9 +159,9 @@ async fn postfix_with_the_milter() {
 #[ignore]
 async fn bench_postfix_with_and_without_the_milter() {
     if std::env::var_os("SIGSTAMP_MILTER_BENCH").is_none()
-        || !have_tool("postfix")
-        || !have_tool("smtp-source")
-        || !have_tool("smtp-sink")
+        || !require_tool("postfix")
+        || !require_tool("smtp-source")
+        || !require_tool("smtp-sink")
     {
         eprintln!("SKIP: set SIGSTAMP_MILTER_BENCH=1 (needs postfix, smtp-source, smtp-sink)");
         return;
@@ -168,19 +174,21 @@ async fn bench_postfix_with_and_without_the_milter() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    let sink_port = milter_support::postfix::free_port();
+    let relay = free_addr();
     let mut sink = std::process::Command::new("smtp-sink")
-        .args(["-u", "postfix", &format!("127.0.0.1:{sink_port}"), "256"])
+        .args(["-u", "postfix", &relay.to_string(), "256"])
         .spawn()
         .expect("smtp-sink");
-    let relay: std::net::SocketAddr = format!("127.0.0.1:{sink_port}").parse().unwrap();
     let milter = start(config()).await;
     assert_pipeline_stamps(&milter.app);
     let milter_addr = format!("inet:{}", milter.addr);
     let (plain, with) = tokio::task::spawn_blocking(move || {
         (
-            Postfix::start(None, relay, ""),
-            Postfix::start(Some(&milter_addr), relay, ""),
+            Postfix::relaying_to(relay).start().unwrap(),
+            Postfix::relaying_to(relay)
+                .milter(&milter_addr)
+                .start()
+                .unwrap(),
         )
     })
     .await

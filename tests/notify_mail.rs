@@ -3,11 +3,12 @@
 
 mod admin_support;
 
-use admin_support::{app, closed_port, eventually, set_token, Captured, Sink};
+use admin_support::{app, eventually, set_token};
 use sigstamp::app::App;
 use sigstamp::notify::{Clock, ManualClock, Notifier};
 use sigstamp::pipeline::{Envelope, Verdict};
 use sigstamp::status::TokenState;
+use sigstamp_testkit::{free_addr, Received, Sink};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ fn metric(app: &App, line_start: &str) -> String {
         .unwrap_or_default()
 }
 
-fn subject(m: &Captured) -> String {
+fn subject(m: &Received) -> String {
     m.header("Subject").unwrap_or_default()
 }
 
@@ -227,7 +228,7 @@ async fn renewed_certificate_is_picked_up_without_restart() {
 
 #[tokio::test]
 async fn delivery_failures_are_retried_later_without_panic() {
-    let addr = closed_port().await;
+    let addr = free_addr();
     let app = app(&notify_config(addr, ""));
     let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
@@ -299,7 +300,7 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
         mail_from: Some(&m.mail_from),
         rcpt_to: &rcpt,
     };
-    let verdict = app.stamper.process(m.data.as_bytes(), &env);
+    let verdict = app.stamper.process(&m.data, &env);
     // The sender is in the directory, yet the trace header keeps the relay's hands off.
     assert!(
         !matches!(verdict, Verdict::Stamped { .. }),
@@ -351,7 +352,7 @@ async fn a_restart_does_not_repeat_what_was_sent() {
     assert!(state.exists(), "state saved after a send");
     drop(n);
 
-    // Restart: the token starts `unconfigured`, then fails again with a new `since`.
+    // Restart: the token starts `starting`, then fails again with a new `since`.
     let second = app(&config);
     let mut n = notifier(&second, &clock);
     clock.advance(10 * MIN);
@@ -392,4 +393,60 @@ async fn a_restart_does_not_repeat_what_was_sent() {
     set_token(&fourth, TokenState::Expired, Some("AADSTS50173"), T0 + HOUR);
     assert_eq!(n.tick().await.sent, ["token_expired"]);
     assert_eq!(sink.count(), 5);
+}
+
+/// A snapshot that cannot be written is announced like an expired token: at once, again after
+/// the interval, and once more when a write succeeds; across a restart it is not repeated.
+#[tokio::test]
+async fn unwritable_snapshot_is_announced_then_reminded_then_recovered() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("notify-state.json");
+    let app = app(&notify_config(
+        sink.addr,
+        &format!("state_file = {:?}\n", state.to_str().unwrap()),
+    ));
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut n = notifier(&app, &clock);
+    set_token(&app, TokenState::Valid, None, T0);
+    let path = std::path::Path::new("state/directory.json");
+    app.status.update_snapshot(path, |s| {
+        s.failed(
+            "cannot create the folder of state/directory.json: Not a directory".into(),
+            T0,
+        )
+    });
+    assert_eq!(n.tick().await.sent, ["snapshot_failing"]);
+    clock.advance(30 * MIN);
+    assert!(
+        n.tick().await.sent.is_empty(),
+        "no repeat inside the interval"
+    );
+    let m = &sink.all()[0];
+    let s = subject(m);
+    assert!(s.contains("snapshot cannot be written"), "{s}");
+    // Wrapped at 72 columns: compare the words.
+    let body = m.body().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(body.contains("state/directory.json"), "{body}");
+    assert!(body.contains("Not a directory"), "{body}");
+    assert!(
+        body.contains("a restart now would start with no directory"),
+        "{body}"
+    );
+
+    // A restart inside the interval does not say it again.
+    let mut again = notifier(&app, &clock);
+    assert!(
+        again.tick().await.sent.is_empty(),
+        "remembered across a restart"
+    );
+    set(&clock, T0 + HOUR);
+    assert_eq!(again.tick().await.sent, ["snapshot_failing"]);
+    assert!(subject(&sink.all()[1]).contains("still cannot be written"));
+
+    app.status.update_snapshot(path, |s| s.ok(Some(T0 + HOUR)));
+    assert_eq!(again.tick().await.sent, ["snapshot_recovered"]);
+    assert!(again.tick().await.sent.is_empty());
+    assert_eq!(sink.count(), 3);
+    assert!(subject(&sink.all()[2]).contains("written again"));
 }

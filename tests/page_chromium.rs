@@ -28,20 +28,8 @@ fn chromium() -> Option<std::path::PathBuf> {
     let path = std::env::var_os("SIGSTAMP_CHROMIUM")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| CHROMIUM.into());
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing and CI is set: .ci/run installs the `chromium` package",
-            path.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED page_chromium: {} is missing (apt-get install chromium)",
-        path.display()
-    );
-    None
+    let what = format!("Chromium ({})", path.display());
+    sigstamp_testkit::required(&what, path.exists().then_some(path))
 }
 
 /// The DOM of `url` after load, as headless Chromium serialises it.
@@ -49,9 +37,7 @@ async fn dump_dom(chromium: &Path, url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let net_log = profile.path().join("net-log.json");
     // A port nothing listens on: the proxy for anything that is not loopback.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_port = dead.local_addr().unwrap().port();
-    drop(dead);
+    let dead_port = sigstamp_testkit::free_port();
     let child = tokio::process::Command::new(chromium)
         .args([
             "--headless",

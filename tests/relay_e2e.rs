@@ -4,6 +4,7 @@ mod smtp_support;
 
 use sigstamp::smtp::sink::SinkOptions;
 use sigstamp::smtp::NextHopTls;
+use sigstamp_testkit::require_tool;
 use smtp_support::*;
 
 fn message_file(dir: &std::path::Path) -> String {
@@ -59,7 +60,7 @@ async fn swaks_through(relay: &mut TestRelay, extra: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaks_plain_and_pipelined() {
-    if !have("swaks") {
+    if !require_tool("swaks") {
         return;
     }
     let mut relay = relay(|_| {}, SinkOptions::default()).await;
@@ -148,7 +149,7 @@ async fn client_certificate_names_are_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtplib_keeps_envelope_and_dsn_parameters() {
-    if !have("python3") {
+    if !require_tool("python3") {
         return;
     }
     let mut relay = relay(|_| {}, SinkOptions::default()).await;
@@ -204,7 +205,7 @@ s.quit()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtputf8_addresses_pass() {
-    if !have("python3") {
+    if !require_tool("python3") {
         return;
     }
     let mut relay = relay(|_| {}, SinkOptions::default()).await;
@@ -229,7 +230,7 @@ s.quit()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_hop_tls_modes() {
-    if !have("swaks") {
+    if !require_tool("swaks") {
         return;
     }
     let pki = Pki::new("client.test");
@@ -336,7 +337,7 @@ except (smtplib.SMTPException, OSError) as e:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtplib_starttls_and_client_certificate() {
-    if !have("python3") {
+    if !require_tool("python3") {
         return;
     }
     let pki = Pki::new("mail.protection.outlook.com");
@@ -392,7 +393,7 @@ async fn smtplib_starttls_and_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_hop_client_certificate_is_presented() {
-    if !have("python3") {
+    if !require_tool("python3") {
         return;
     }
     let pki = Pki::new("sigstamp.example.com");
@@ -468,7 +469,7 @@ except smtplib.SMTPException as e:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loops_and_unstampable_messages_pass_unchanged_and_are_counted() {
-    if !have("python3") {
+    if !require_tool("python3") {
         return;
     }
     let mut r = relay(|_| {}, SinkOptions::default()).await;
@@ -508,7 +509,7 @@ s.quit()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mark_unchanged_puts_the_trace_header_on_every_relayed_message() {
-    if !have("python3") {
+    if !require_tool("python3") {
         return;
     }
     let mut r = relay(|c| c.mark_unchanged = true, SinkOptions::default()).await;

@@ -5,7 +5,7 @@
 mod smtp_support;
 
 use sigstamp::smtp::sink::{Sink, SinkOptions};
-use smtp_support::postfix::{free_port, proxy_filter_services, Postfix};
+use sigstamp_testkit::{free_port, require_tool, Postfix};
 use smtp_support::*;
 use std::time::Duration;
 
@@ -32,17 +32,12 @@ fn assert_stamped_through_postfix(got: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_relayhost_through_sigstamp() {
-    if !have("postfix") || !have("python3") {
+    if !require_tool("postfix") || !require_tool("python3") {
         return;
     }
     let mut relay = relay(|_| {}, SinkOptions::default()).await;
-    let port = free_port();
-    let pf = Postfix::start(
-        &format!("127.0.0.1:{port} inet n - n - - smtpd"),
-        &format!("[127.0.0.1]:{}", relay.addr.port()),
-        port,
-    );
-    let out = python_async(inject(pf.port)).await;
+    let pf = Postfix::relaying_to(relay.addr).start().unwrap();
+    let out = python_async(inject(pf.smtpd.port())).await;
     assert!(out.contains("refused {}"), "{out}");
     let d = tokio::time::timeout(Duration::from_secs(30), relay.delivered.recv())
         .await
@@ -72,26 +67,24 @@ async fn postfix_relayhost_through_sigstamp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_proxy_filter_through_sigstamp() {
-    if !have("postfix") || !have("python3") {
+    if !require_tool("postfix") || !require_tool("python3") {
         return;
     }
     let (sink, mut delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
         .await
         .unwrap();
-    let (front, back) = (free_port(), free_port());
+    let back = free_port();
     // sigstamp's next hop is Postfix's after-filter smtpd.
     let mut relay = relay(
         |c| c.next_hop = format!("127.0.0.1:{back}"),
         SinkOptions::default(),
     )
     .await;
-    let services = proxy_filter_services(front, relay.addr.port(), back);
-    let pf = Postfix::start(
-        &services,
-        &format!("[127.0.0.1]:{}", sink.addr().port()),
-        front,
-    );
-    let out = python_async(inject(pf.port)).await;
+    let pf = Postfix::relaying_to(sink.addr())
+        .proxy_filter(relay.addr, back)
+        .start()
+        .unwrap();
+    let out = python_async(inject(pf.smtpd.port())).await;
     assert!(out.contains("refused {}"), "{out}\n{}", pf.log());
     let d = tokio::time::timeout(Duration::from_secs(30), delivered.recv())
         .await

@@ -8,8 +8,8 @@ mod smtp_support;
 use rules_support::*;
 use sigstamp::smtp::replies::Reply;
 use sigstamp::smtp::sink::{Sink, SinkOptions, Stage};
-use smtp_support::postfix::{free_port, proxy_filter_services, Postfix};
-use smtp_support::{have, policy, python_async, relay_with, RawClient, TestRelay};
+use sigstamp_testkit::{free_port, require_tool, Postfix};
+use smtp_support::{policy, python_async, relay_with, RawClient, TestRelay};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,7 +194,7 @@ async fn smtplib_and_bdat_clients_see_one_acceptance_for_a_split_message() {
     }
     assert!(relay.none_left());
 
-    if !have("python3") {
+    if !require_tool("python3") {
         return;
     }
     let script = format!(
@@ -222,24 +222,24 @@ s.quit()
 /// after-filter smtpd takes the reset and the two transactions, and queues two messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_before_and_after_the_split() {
-    if !have("postfix") || !have("python3") {
+    if !require_tool("postfix") || !require_tool("python3") {
         return;
     }
     let (sink, mut delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
         .await
         .unwrap();
-    let (front, back) = (free_port(), free_port());
+    let back = free_port();
     let relay = relay_with(
         Arc::new(rules_support::stamper(RULES_TOML)),
         |c| c.next_hop = format!("127.0.0.1:{back}"),
         SinkOptions::default(),
     )
     .await;
-    let pf = Postfix::start(
-        &proxy_filter_services(front, relay.addr.port(), back),
-        &format!("[127.0.0.1]:{}", sink.addr().port()),
-        front,
-    );
+    let pf = Postfix::relaying_to(sink.addr())
+        .proxy_filter(relay.addr, back)
+        .start()
+        .unwrap();
+    let front = pf.smtpd.port();
     let script = format!(
         r#"
 import smtplib

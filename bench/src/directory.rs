@@ -9,12 +9,13 @@
 #[path = "../../tests/fake_graph/mod.rs"]
 mod fake_graph;
 
-use crate::procs::{free_port, http_get, loopback, sigstamp_binary, Memory};
+use crate::procs::{http_get, sigstamp_binary, Memory};
 use crate::stats::{fmt_latency, fmt_mb};
 use anyhow::{bail, Context};
 use fake_graph::{FakeGraph, CLIENT_ID, SECRET, TENANT};
 use hdrhistogram::Histogram;
 use sigstamp::directory::{snapshot, Directory};
+use sigstamp_testkit::free_addr;
 use std::hint::black_box;
 use std::io::Read;
 use std::path::Path;
@@ -175,8 +176,8 @@ async fn serve_memory(
     graph_cfg: &str,
     users: usize,
 ) -> anyhow::Result<(Memory, Duration)> {
-    let admin = loopback(free_port()?);
-    let milter = loopback(free_port()?);
+    let admin = free_addr();
+    let milter = free_addr();
     let cfg = dir.join("serve.toml");
     std::fs::write(
         &cfg,

@@ -5,7 +5,6 @@ mod client;
 mod directory;
 mod ldap;
 mod message;
-mod postfix;
 mod procs;
 mod stats;
 
@@ -14,9 +13,10 @@ use args::{Args, Load, MilterSocket, RowKind, SinkKind};
 use clap::Parser;
 use client::{Conn, Plan};
 use indicatif::{ProgressBar, ProgressStyle};
-use postfix::Postfix;
 use procs::{Edge, RunningSink, Sigstamp};
+use sigstamp_testkit::Postfix;
 use stats::{fmt_latency, fmt_mb, Measured, Percentiles, Row};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,7 +122,8 @@ async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
         accepted: 0,
         args,
     };
-    let postfix_ok = postfix::available();
+    let postfix_ok =
+        sigstamp_testkit::find_tool("postfix").is_some() && sigstamp_testkit::is_root();
     let mut rows = Vec::new();
     let mut half = Vec::new();
     for kind in ctx.args.rows.clone() {
@@ -216,11 +217,11 @@ async fn run_row(
             Some(Sigstamp::start(&bin()?, Edge::Relay { next_hop: sink }).await?),
             None,
         ),
-        RowKind::Postfix => (None, Some(Postfix::start(sink, None).await?)),
+        RowKind::Postfix => (None, Some(start_postfix(sink, None).await?)),
         RowKind::Milter => {
             let unix = ctx.args.milter_socket == MilterSocket::Unix;
             let s = Sigstamp::start(&bin()?, Edge::Milter { unix }).await?;
-            let pf = Postfix::start(sink, Some(&s.milter)).await?;
+            let pf = start_postfix(sink, Some(s.milter.clone())).await?;
             (Some(s), Some(pf))
         }
     };
@@ -336,6 +337,19 @@ async fn settle(ctx: &Ctx) {
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A private Postfix relaying to `sink`, optionally with sigstamp as its milter (`inet:…`,
+/// `unix:…`); a milter that fails tempfails the message, so a broken milter shows as failures.
+async fn start_postfix(sink: SocketAddr, milter: Option<String>) -> anyhow::Result<Postfix> {
+    tokio::task::spawn_blocking(move || {
+        let pf = Postfix::relaying_to(sink).milter_default_action("tempfail");
+        match milter {
+            Some(m) => pf.milter(&m).start(),
+            None => pf.start(),
+        }
+    })
+    .await?
 }
 
 async fn drain(ctx: &mut Ctx, pf: &Postfix, label: &str, after: &str) {

@@ -3,7 +3,8 @@
 
 use anyhow::{bail, Context};
 use sigstamp::smtp::sink::{Sink, SinkOptions};
-use std::net::{SocketAddr, TcpListener};
+use sigstamp_testkit::free_addr;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,28 +16,11 @@ use std::time::{Duration, Instant};
 const DIRECTORY_JSON: &str = include_str!("../../examples/directory.json");
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A loopback port that was free a moment ago (configs and Postfix's master.cf need one up
-/// front).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-pub fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// Poll until `addr` accepts a connection.
 pub async fn wait_listening(addr: SocketAddr, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what} never listened on {addr}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    sigstamp_testkit::wait_listening(addr, START_TIMEOUT)
+        .await
+        .with_context(|| format!("{what} never listened on {addr}"))
 }
 
 /// [`wait_listening`] for a unix socket.
@@ -98,8 +82,8 @@ impl Sigstamp {
             .tempdir()?;
         let users = dir.path().join("directory.json");
         std::fs::write(&users, DIRECTORY_JSON)?;
-        let addr = loopback(free_port()?);
-        let admin = loopback(free_port()?);
+        let addr = free_addr();
+        let admin = free_addr();
         let socket = dir.path().join("milter.sock");
         let mut milter = format!("inet:{addr}");
         let section = match edge {
@@ -333,23 +317,16 @@ impl RunningSink {
         }
     }
 
-    /// smtp-sink from PATH or /usr/sbin.
+    /// smtp-sink from PATH, /usr/sbin or /usr/libexec/postfix.
     pub fn smtp_sink_binary() -> Option<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain([
-                PathBuf::from("/usr/sbin"),
-                PathBuf::from("/usr/libexec/postfix"),
-            ])
-            .map(|d| d.join("smtp-sink"))
-            .find(|p| p.is_file())
+        sigstamp_testkit::find_tool("smtp-sink")
     }
 
     pub async fn start_smtp_sink(bin: &Path) -> anyhow::Result<RunningSink> {
-        let addr = loopback(free_port()?);
+        let addr = free_addr();
         let mut cmd = Command::new(bin);
         // As root smtp-sink wants a user to drop to.
-        if unsafe { libc::geteuid() } == 0 {
+        if sigstamp_testkit::is_root() {
             cmd.args(["-u", "postfix"]);
         }
         // A backlog of 1024 so no connection waits on accept.

@@ -40,12 +40,8 @@ fn row<'a>(table: &'a str, label: &str) -> Vec<&'a str> {
 
 #[test]
 fn a_few_hundred_messages_through_the_relay_get_stamped() {
-    let Some(sigstamp) = sigstamp() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no sigstamp binary next to {BENCH}"
-        );
-        eprintln!("SKIP: no sigstamp binary next to {BENCH} (cargo build --bin sigstamp)");
+    let what = format!("a sigstamp binary next to {BENCH} (cargo build --bin sigstamp)");
+    let Some(sigstamp) = sigstamp_testkit::required(&what, sigstamp()) else {
         return;
     };
     let (_, out) = bench(&[

@@ -18,22 +18,10 @@ pub const PEOPLE: &str = "ou=people,dc=example,dc=test";
 
 /// slapd and the ldap-utils clients: missing, skip (false) outside CI, fail in CI.
 pub fn have_slapd() -> bool {
-    let found = ["slapd", "ldapadd", "ldapmodify", "ldapdelete"]
+    let found = ["slapd", "ldapadd", "ldapmodify", "ldapdelete", "ldapsearch"]
         .iter()
-        .all(|t| {
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {t} || test -x /usr/sbin/{t}"))
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("slapd and ldap-utils are required in CI (bash .ci/run installs them)");
-        }
-        eprintln!("SKIPPED: slapd / ldap-utils are not installed (bash .ci/run installs them)");
-    }
-    found
+        .all(|t| sigstamp_testkit::find_tool(t).is_some());
+    sigstamp_testkit::require("slapd and ldap-utils", found)
 }
 
 /// TLS material for slapd: certificate and key files.
@@ -48,14 +36,6 @@ pub struct Slapd {
     pub port: u16,
     pub ldaps_port: Option<u16>,
     tls: bool,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Slapd {
@@ -107,8 +87,8 @@ overlay memberof
         let mut s = Slapd {
             dir,
             child: None,
-            port: free_port(),
-            ldaps_port: tls.is_some().then(free_port),
+            port: sigstamp_testkit::free_port(),
+            ldaps_port: tls.is_some().then(sigstamp_testkit::free_port),
             tls: tls.is_some(),
         };
         s.run();
@@ -130,7 +110,8 @@ overlay memberof
         if let Some(p) = self.ldaps_port {
             urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
         }
-        let child = Command::new(slapd_path())
+        let slapd = sigstamp_testkit::find_tool("slapd").expect("slapd installed");
+        let child = Command::new(slapd)
             .arg("-f")
             .arg(self.dir.path().join("slapd.conf"))
             .args(["-h", &urls, "-d", "0"])
@@ -227,14 +208,6 @@ overlay memberof
 impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn slapd_path() -> &'static str {
-    if Path::new("/usr/sbin/slapd").exists() {
-        "/usr/sbin/slapd"
-    } else {
-        "slapd"
     }
 }
 

@@ -1,11 +1,9 @@
 //! Shared by the milter tests: an `App` built from a small JSON directory, a raw milter
 //! client that speaks the wire protocol itself (so malformed packets can be sent), a model
-//! of how an MTA applies the milter's modifications, and an SMTP sink.
+//! of how an MTA applies the milter's modifications.
 #![allow(dead_code)]
 
 pub mod client;
-pub mod postfix;
-pub mod sink;
 
 use sigstamp::app::App;
 use sigstamp::config::Config;
@@ -128,17 +126,29 @@ pub fn assert_pipeline_stamps(app: &App) {
     }
 }
 
-/// Tests that need an external tool: skip when it is missing, unless CI is set.
-pub fn have_tool(name: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false)
-        || std::path::Path::new("/usr/sbin").join(name).is_file();
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{name} is required in CI but was not found");
+/// Remove the first Received header (Postfix's own, with its continuation lines),
+/// wherever it sits in the header, leaving what the sender submitted plus any milter edits.
+pub fn strip_received(msg: &[u8]) -> Vec<u8> {
+    let mut pos = 0;
+    while pos < msg.len() {
+        let end = msg[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(msg.len(), |i| pos + i + 1);
+        if msg[pos..end].starts_with(b"Received:") {
+            let mut stop = end;
+            while matches!(msg.get(stop), Some(b' ') | Some(b'\t')) {
+                stop = msg[stop..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(msg.len(), |i| stop + i + 1);
+            }
+            return [&msg[..pos], &msg[stop..]].concat();
         }
-        eprintln!("SKIP: {name} not installed");
+        if msg[pos..end] == *b"\r\n" {
+            break;
+        }
+        pos = end;
     }
-    found
+    panic!("no Received header: {}", String::from_utf8_lossy(msg));
 }

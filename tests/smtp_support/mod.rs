@@ -2,8 +2,6 @@
 //! rcgen at run time, an in-process relay in front of a sink, and the expected delivery.
 #![allow(dead_code)]
 
-pub mod postfix;
-
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     SanType,
@@ -14,6 +12,7 @@ use sigstamp::pipeline::{Envelope, Stamper, Verdict};
 use sigstamp::render::Templates;
 use sigstamp::smtp::sink::{Delivered, Policy, Sink, SinkOptions};
 use sigstamp::smtp::{Relay, SmtpConfig};
+use sigstamp_testkit::{require_command, require_tool};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,36 +20,13 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-/// Is `tool` on PATH? Missing: skip (false) outside CI, fail in CI.
-pub fn have(tool: &str) -> bool {
-    check(
-        tool,
-        &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
-    )
-}
-
 /// swaks with STARTTLS support (Debian: libnet-ssleay-perl, libio-socket-ssl-perl).
 pub fn have_swaks_tls() -> bool {
-    have("swaks")
-        && check(
+    require_tool("swaks")
+        && require_command(
             "swaks TLS (perl Net::SSLeay, IO::Socket::SSL)",
             "perl -MNet::SSLeay -MIO::Socket::SSL -e1",
         )
-}
-
-fn check(what: &str, shell: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(shell)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{what} is required in CI (bash .ci/run installs it)");
-        }
-        eprintln!("SKIPPED: {what} is not installed (bash .ci/run installs it)");
-    }
-    found
 }
 
 pub const DIRECTORY_JSON: &str = r#"[{"id":"1","displayName":"Alice Example","jobTitle":"Engineer","companyName":"Example Ltd","mail":"alice@example.com","userPrincipalName":"alice@example.com","proxyAddresses":["SMTP:alice@example.com"]}]"#;

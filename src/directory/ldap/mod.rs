@@ -259,12 +259,10 @@ pub async fn run_with_clock(
         NAMES,
     );
     // Until the first round ends, /status says what it waits for (not "no [graph]").
-    tracker.set(crate::status::TokenStatus {
-        state: crate::status::TokenState::Unconfigured,
-        error_code: None,
-        description: format!("waiting for the first LDAP sync from {}", cfg.url),
-        since: clock.now(),
-    });
+    tracker.set(crate::status::TokenStatus::starting(format!(
+        "waiting for the first LDAP sync from {}",
+        cfg.url
+    )));
     let mut refresher = Refresher {
         syncer: Some(seeded(&cfg, &sink)),
         cfg,
