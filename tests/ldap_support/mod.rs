@@ -71,6 +71,7 @@ moduleload memberof
 pidfile {dir}/slapd.pid
 {tls_lines}database mdb
 maxsize 1073741824
+dbnosync
 suffix \"{SUFFIX}\"
 rootdn \"{ROOT_DN}\"
 rootpw {ROOT_PW}
