@@ -35,7 +35,7 @@ pub struct SyncRun {
 pub async fn sync_once(bin: &Path, cfg: &Path) -> anyhow::Result<SyncRun> {
     let mut child = Command::new(bin)
         .args(["sync", "--once", "--config"])
-        .arg(&cfg)
+        .arg(cfg)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
