@@ -142,7 +142,23 @@ async fn status_json_shape_in_every_state() {
         assert_eq!(status, 200);
         assert!(ctype.starts_with("application/json"), "{ctype}");
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(keys(&v), BTreeSet::from(["token", "directory"]), "{body}");
+        assert_eq!(
+            keys(&v),
+            BTreeSet::from(["token", "directory", "sent_items"]),
+            "{body}"
+        );
+        assert_eq!(
+            keys(&v["sent_items"]),
+            BTreeSet::from([
+                "enabled",
+                "pending",
+                "replaced",
+                "not_found",
+                "failed",
+                "last_error"
+            ]),
+            "{body}"
+        );
         let t = &v["token"];
         assert_eq!(
             keys(t),
@@ -227,7 +243,11 @@ async fn run_binds_the_configured_address() {
     // Find a free port, then let `run` bind it from the config.
     let port = sigstamp_testkit::free_port();
     let app = app(&format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"));
-    let task = tokio::spawn(sigstamp::admin::run(app.clone()));
+    let task = tokio::spawn(sigstamp::admin::run(
+        app.config.admin.clone(),
+        app.admin_state(),
+        app.shutdown.clone(),
+    ));
     let url = format!("http://127.0.0.1:{port}/healthz");
     let mut ok = false;
     for _ in 0..200 {

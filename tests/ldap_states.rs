@@ -28,14 +28,16 @@ pub fn app(
     let status = Arc::new(sigstamp::status::Status::default());
     let directory = sigstamp::cli::serve::build_directory(&config, &metrics, &status).unwrap();
     let photos = Arc::new(sigstamp::directory::ldap::photos::LdapPhotos::default());
-    let stamper = Stamper::new(directory, sigstamp::render::Templates::embedded())
+    let stamper = Stamper::new(directory.clone(), sigstamp::render::Templates::embedded())
         .with_rules(sigstamp::rules::RuleSet::compile(&config.rules, &config.recipients).unwrap());
     let app = Arc::new(App {
         config,
+        directory: directory.clone(),
         stamper: Arc::new(stamper),
         metrics,
         status,
         photos: photos.clone(),
+        sent_items: sigstamp::sent_items::SentItems::disabled(),
         shutdown: tokio_util::sync::CancellationToken::new(),
     });
     (app, photos)
@@ -82,7 +84,12 @@ fn start(
     app: &Arc<sigstamp::app::App>,
     photos: &Arc<sigstamp::directory::ldap::photos::LdapPhotos>,
 ) {
-    tokio::spawn(sigstamp::directory::ldap::run(app.clone(), photos.clone()));
+    tokio::spawn(sigstamp::directory::ldap::run(
+        app.config.ldap.clone(),
+        app.sync_target(Arc::new(sigstamp::directory::graph::clock::SystemClock)),
+        photos.clone(),
+        app.shutdown.clone(),
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +103,7 @@ async fn a_refused_bind_is_admin_needed_and_mail_is_still_stamped() {
     let (app, photos) = app(&section(&slapd, dir.path()));
     start(&app, &photos);
     assert!(eventually(WAIT, || state(&app) == TokenState::Valid).await);
-    assert!(eventually(WAIT, || app.stamper.directory.source() == Source::Ldap).await);
+    assert!(eventually(WAIT, || app.directory.source() == Source::Ldap).await);
     let stamped = stamp(&app, "user0001@example.test").expect("stamped");
     assert!(stamped.contains("Engineer"), "{stamped}");
 
@@ -117,7 +124,11 @@ async fn a_refused_bind_is_admin_needed_and_mail_is_still_stamped() {
     // /status and the page say so, naming the LDAP bind.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(sigstamp::admin::serve(app.clone(), listener));
+    tokio::spawn(sigstamp::admin::serve(
+        app.admin_state(),
+        listener,
+        app.shutdown.clone(),
+    ));
     let status: serde_json::Value = reqwest::get(format!("{base}/status"))
         .await
         .unwrap()
@@ -189,7 +200,7 @@ async fn a_restart_with_the_server_down_stamps_from_the_snapshot() {
     {
         let (app, photos) = app(&config);
         start(&app, &photos);
-        assert!(eventually(WAIT, || app.stamper.directory.source() == Source::Ldap).await);
+        assert!(eventually(WAIT, || app.directory.source() == Source::Ldap).await);
         assert!(eventually(WAIT, || dir.path().join("snapshot.json").exists()).await);
         app.shutdown.cancel();
     }
@@ -197,8 +208,8 @@ async fn a_restart_with_the_server_down_stamps_from_the_snapshot() {
 
     // "Restart": a new process state from the same config, the server gone.
     let (app, photos) = app(&config);
-    assert_eq!(app.stamper.directory.source(), Source::Snapshot);
-    assert_eq!(app.stamper.directory.snapshot().len(), 4);
+    assert_eq!(app.directory.source(), Source::Snapshot);
+    assert_eq!(app.directory.snapshot().len(), 4);
     assert!(app
         .status
         .directory_loaded
@@ -207,6 +218,6 @@ async fn a_restart_with_the_server_down_stamps_from_the_snapshot() {
     assert!(eventually(WAIT, || state(&app) == TokenState::Failing).await);
     let stamped = stamp(&app, "user0003@example.test").expect("stamped from the snapshot");
     assert!(stamped.contains("Engineer"), "{stamped}");
-    assert_eq!(app.stamper.directory.source(), Source::Snapshot);
+    assert_eq!(app.directory.source(), Source::Snapshot);
     app.shutdown.cancel();
 }

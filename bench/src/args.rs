@@ -67,6 +67,10 @@ pub struct Args {
     /// with `sigstamp sync --once`, and report sync time and peak RSS.
     #[arg(long)]
     pub ldap_users: Option<usize>,
+    /// Instead of the SMTP table: the peak RSS of `sigstamp stamp` on three generated
+    /// pathological messages (50 MB attachment, 4M empty parts, 10 MB header line).
+    #[arg(long)]
+    pub stamp_memory: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,

@@ -6,6 +6,7 @@ mod directory;
 mod ldap;
 mod message;
 mod procs;
+mod stamp_memory;
 mod stats;
 
 use anyhow::Context;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
     let result = match (args.directory_users, args.ldap_users) {
         (Some(users), _) => rt.block_on(directory::run(users, args.sigstamp.as_deref())),
         (None, Some(users)) => rt.block_on(ldap::run(users, args.sigstamp.as_deref())),
+        (None, None) if args.stamp_memory => stamp_memory::run(args.sigstamp.as_deref()),
         (None, None) => rt.block_on(smtp_table(args)),
     };
     match result {

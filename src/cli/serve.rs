@@ -5,6 +5,7 @@
 use super::CliResult;
 use crate::app::App;
 use crate::config::Config;
+use crate::directory::graph::clock::SystemClock;
 use crate::directory::{self, Directory, Source};
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
@@ -29,7 +30,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
     super::init_tracing();
-    let config = Config::load(&args.config)?;
+    let config = crate::app::load_config(&args.config)?;
     if config.smtp.is_none() && config.milter.is_none() {
         return Err(format!(
             "config {}: nothing to serve, add an [smtp] or a [milter] section",
@@ -54,7 +55,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let directory = build_directory(&config, &metrics, &status)?;
     // Loaded from the disk cache now, so photos are there before any Graph call.
     let photo_store =
-        directory::graph::photos::open(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        directory::graph::photos::open(config.graph.as_ref(), config.directory.snapshot.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ldap_photos = Arc::new(directory::ldap::photos::LdapPhotos::default());
     let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
         Some(store) => store.clone(),
@@ -70,7 +72,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_photos(photos.clone());
     let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
     rules.check_templates(&config.templates.default, |t| templates.has(t))?;
-    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
+    // Opened before any edge starts, so a bad spool path stops start-up naming the key.
+    let (sent_items, sent_items_rx) = if config.sent_items.enabled {
+        let (h, rx) = crate::sent_items::SentItems::open(
+            &config.sent_items,
+            directory.clone(),
+            metrics.clone(),
+        )?;
+        (h, Some(rx))
+    } else {
+        (crate::sent_items::SentItems::disabled(), None)
+    };
+    let mut stamper = Stamper::new(directory.clone(), templates).with_rules(rules);
     stamper.template = config.templates.default.clone();
     let drain_time = config
         .smtp
@@ -79,23 +92,48 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let app = Arc::new(App {
         config,
+        directory,
         stamper: Arc::new(stamper),
         metrics,
         status,
         photos,
+        sent_items,
         shutdown: shutdown.clone(),
     });
 
     tokio::spawn(signals(shutdown.clone()));
     let mut edges = tokio::task::JoinSet::new();
-    if app.config.smtp.is_some() {
-        edges.spawn(named("smtp", crate::smtp::run(app.clone())));
+    if let Some(cfg) = app.config.smtp.clone() {
+        let run = crate::smtp::run(
+            cfg,
+            app.stamper.clone(),
+            app.metrics.clone(),
+            app.status.clone(),
+            shutdown.clone(),
+            app.sent_items.clone(),
+        );
+        edges.spawn(named("smtp", run));
     }
-    if app.config.milter.is_some() {
-        edges.spawn(named("milter", crate::milter::run(app.clone())));
+    if let Some(cfg) = app.config.milter.clone() {
+        edges.spawn(named(
+            "milter",
+            crate::milter::run(cfg, app.milter_handles()),
+        ));
     }
-    edges.spawn(named("admin", crate::admin::run(app.clone())));
-    edges.spawn(named("notify", crate::notify::run(app.clone())));
+    let admin = crate::admin::run(
+        app.config.admin.clone(),
+        app.admin_state(),
+        shutdown.clone(),
+    );
+    edges.spawn(named("admin", admin));
+    let notify = crate::notify::run(
+        app.notify_setup(),
+        app.notify_handles(),
+        Arc::new(SystemClock),
+        Duration::from_secs(1),
+        shutdown.clone(),
+    );
+    edges.spawn(named("notify", notify));
     // The Graph refresher sets the token state (`unconfigured` without [graph]).
     let extras = directory::graph::extras::Extras {
         photos: photo_store,
@@ -110,20 +148,45 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if app.config.ldap.is_some() {
         edges.spawn(named(
             "ldap",
-            directory::ldap::run(app.clone(), ldap_photos),
+            directory::ldap::run(
+                app.config.ldap.clone(),
+                app.sync_target(Arc::new(SystemClock)),
+                ldap_photos,
+                shutdown.clone(),
+            ),
         ));
     } else {
         edges.spawn(named(
             "graph",
-            directory::graph::run_with(
-                app.clone(),
-                Arc::new(directory::graph::clock::SystemClock),
+            directory::graph::run(
+                app.config.graph.clone(),
+                app.sync_target(Arc::new(SystemClock)),
                 extras,
+                shutdown.clone(),
             ),
         ));
     }
+    if let (Some(rx), Some(graph)) = (sent_items_rx, &app.config.graph) {
+        let clock: Arc<dyn directory::graph::clock::Clock> =
+            Arc::new(directory::graph::clock::SystemClock);
+        let client = graph
+            .client(clock.clone(), crate::sent_items::worker::retry_policy())
+            .map_err(|e| anyhow::anyhow!("sent items: {e}"))?;
+        let worker = crate::sent_items::worker::run(
+            app.sent_items.clone(),
+            rx,
+            client,
+            clock,
+            app.config.sent_items.clone(),
+            shutdown.clone(),
+        );
+        edges.spawn(async move {
+            worker.await;
+            Ok(())
+        });
+    }
     if let Some(path) = app.config.directory.overrides.clone() {
-        let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
+        let (dir, cancel) = (app.directory.clone(), shutdown.clone());
         edges.spawn(async move {
             crate::directory::overrides::watch(path, dir, cancel).await;
             Ok(())
@@ -232,7 +295,11 @@ pub fn build_directory(
         }
     }
     // The last-known `memberOf` layer (group rules), kept beside the snapshot.
-    directory::graph::groups::seed(config, &dir);
+    directory::graph::groups::seed(
+        config.graph.as_ref(),
+        config.directory.snapshot.as_deref(),
+        &dir,
+    );
     Ok(dir)
 }
 

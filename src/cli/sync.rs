@@ -2,10 +2,9 @@
 //! written, a summary printed. The background sync of `sigstamp serve` uses the same code.
 
 use super::CliResult;
-use crate::config::Config;
 use crate::directory::graph::clock::SystemClock;
 use crate::directory::graph::state::describe;
-use crate::directory::graph::{sync_once, Sink};
+use crate::directory::graph::{sync_once, SyncTarget};
 use crate::directory::Directory;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -30,8 +29,8 @@ pub fn run(args: Args) -> CliResult {
         );
     }
     super::init_tracing();
-    let config = Config::load(&args.config)?;
-    let sink = Sink {
+    let config = crate::app::load_config(&args.config)?;
+    let sink = SyncTarget {
         directory: Arc::new(Directory::new()),
         status: Arc::default(),
         metrics: Arc::default(),
@@ -79,7 +78,7 @@ pub fn run(args: Args) -> CliResult {
 /// Say where the snapshot went; failure when it could not be written.
 fn snapshot_written(
     written: Result<(), crate::directory::snapshot::SnapshotError>,
-    sink: &Sink,
+    sink: &SyncTarget,
 ) -> ExitCode {
     match (written, &sink.snapshot) {
         (Ok(()), Some(p)) => println!("snapshot written to {}", p.display()),
@@ -93,7 +92,7 @@ fn snapshot_written(
 }
 
 /// One full round from `[ldap]`.
-fn ldap_once(cfg: &crate::directory::ldap::LdapConfig, sink: &Sink) -> CliResult {
+fn ldap_once(cfg: &crate::directory::ldap::LdapConfig, sink: &SyncTarget) -> CliResult {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

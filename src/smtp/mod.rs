@@ -6,7 +6,6 @@
 //! answers to MAIL and RCPT are the client's answers, and the client hears 250 for a message
 //! only after the next hop said 250 for the stamped message. Nothing is queued here.
 
-pub mod config;
 pub mod inbound;
 pub mod io;
 pub mod outbound;
@@ -14,11 +13,11 @@ pub mod replies;
 pub mod sink;
 pub mod tls;
 
-pub use config::{NextHopTls, SmtpConfig};
+pub use crate::config::{NextHopTls, SmtpConfig};
 
-use crate::app::App;
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
+use crate::status::Status;
 use inbound::{Session, Shared};
 use ipnet::IpNet;
 use std::net::SocketAddr;
@@ -60,6 +59,7 @@ impl Relay {
                 tls,
                 next_hop,
                 shutdown,
+                sent_items: Default::default(),
             }),
             allowed,
         })
@@ -67,6 +67,14 @@ impl Relay {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Queue a Sent Items update for each stamped message the next hop accepted.
+    pub fn with_sent_items(mut self, sent_items: crate::sent_items::SentItems) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.sent_items = sent_items;
+        }
+        self
     }
 
     /// Accept until shutdown, then let sessions in flight finish within `drain_time`.
@@ -136,20 +144,21 @@ async fn refuse(mut stream: TcpStream, reply: replies::Canned) {
     let _ = stream.shutdown().await;
 }
 
-/// Run the relay until `app.shutdown` fires, then drain.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
-    let Some(cfg) = app.config.smtp.clone() else {
-        return Ok(());
-    };
-    let relay = Relay::bind(
-        cfg,
-        app.stamper.clone(),
-        app.metrics.clone(),
-        app.shutdown.clone(),
-    )
-    .await?;
-    app.status.smtp_listening.store(true, Ordering::Relaxed);
+/// Run the relay until `shutdown` fires, then drain; `status.smtp_listening` is set while it
+/// accepts. Accepted stamped messages queue their Sent Items update on `sent_items`.
+pub async fn run(
+    cfg: SmtpConfig,
+    stamper: Arc<Stamper>,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
+    sent_items: crate::sent_items::SentItems,
+) -> anyhow::Result<()> {
+    let relay = Relay::bind(cfg, stamper, metrics, shutdown)
+        .await?
+        .with_sent_items(sent_items);
+    status.smtp_listening.store(true, Ordering::Relaxed);
     let result = relay.serve().await;
-    app.status.smtp_listening.store(false, Ordering::Relaxed);
+    status.smtp_listening.store(false, Ordering::Relaxed);
     result
 }

@@ -118,6 +118,22 @@ pub async fn relay_with(
     edit: impl FnOnce(&mut SmtpConfig),
     sink: SinkOptions,
 ) -> TestRelay {
+    relay_with_sent_items(
+        stamper,
+        sigstamp::sent_items::SentItems::disabled(),
+        edit,
+        sink,
+    )
+    .await
+}
+
+/// [`relay_with`] queueing Sent Items updates on `sent_items`.
+pub async fn relay_with_sent_items(
+    stamper: Arc<Stamper>,
+    sent_items: sigstamp::sent_items::SentItems,
+    edit: impl FnOnce(&mut SmtpConfig),
+    sink: SinkOptions,
+) -> TestRelay {
     let (sink_handle, delivered) = Sink::start("127.0.0.1:0", sink).await.unwrap();
     let mut cfg = SmtpConfig::new("127.0.0.1:0", sink_handle.addr().to_string());
     cfg.hostname = "relay.test".into();
@@ -128,7 +144,8 @@ pub async fn relay_with(
     let shutdown = CancellationToken::new();
     let relay = Relay::bind(cfg, stamper.clone(), metrics.clone(), shutdown.clone())
         .await
-        .unwrap();
+        .unwrap()
+        .with_sent_items(sent_items);
     let addr = relay.local_addr().unwrap();
     tokio::spawn(relay.serve());
     TestRelay {
@@ -296,18 +313,29 @@ impl RawClient {
     }
 
     pub async fn send(&mut self, bytes: &str) {
+        self.send_bytes(bytes.as_bytes()).await;
+    }
+
+    /// Exact bytes, UTF-8 or not.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.try_send(bytes).await.unwrap();
+    }
+
+    /// Exact bytes; an error once the server has closed the connection.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        self.stream
-            .get_mut()
-            .write_all(bytes.as_bytes())
-            .await
-            .unwrap();
+        self.stream.get_mut().write_all(bytes).await
     }
 
     /// Send one command line and return its reply.
     pub async fn cmd(&mut self, line: &str) -> String {
         self.send(&format!("{line}\r\n")).await;
         self.reply().await
+    }
+
+    /// The connection itself (after a reply was read whole, nothing is left buffered).
+    pub fn into_stream(self) -> tokio::net::TcpStream {
+        self.stream.into_inner()
     }
 
     /// True once the server has closed the connection.

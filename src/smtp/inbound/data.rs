@@ -3,11 +3,11 @@
 //! internal and external recipients different signatures, each group is sent as its own
 //! next-hop transaction (`send_split`).
 
-use super::{Session, State, Transaction, INLINE_STAMP_LIMIT};
-use crate::pipeline::{Audience, Envelope, Part, Unchanged, Verdict};
+use super::{Discard, Session, State, Transaction};
+use crate::pipeline::{self, Audience, Envelope, Share, Unchanged, Verdict};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::stamp::{Skip, TRACE_HEADER};
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use smtp_proto::request::receiver::BdatReceiver;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -21,7 +21,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.tx.as_ref().is_some_and(|t| t.bdat) {
             return Err(replies::BDAT_AFTER_DATA.into());
         }
-        self.state = State::Data(DataReceiver::new());
+        self.state = State::Data(Default::default());
         Ok(Some(replies::START_DATA.into()))
     }
 
@@ -47,7 +47,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if size == 0 {
                 return Err(err);
             }
-            self.state = State::Discard(DummyDataReceiver::new_bdat(size), err.reply);
+            self.state = State::Discard(Discard::Bdat(size), err.reply);
             return Ok(None);
         }
         if let Some(tx) = self.tx.as_mut() {
@@ -106,10 +106,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if parts.len() == 1 {
             // The common case: one transaction, already open at the next hop.
             let part = parts.remove(0);
+            let stamped_for = stamped_sender(&part.verdict);
             let message = self.outgoing(part.verdict, data);
-            return self.send_whole(&tx, &message).await;
+            let reply = self.send_whole(&tx, &message).await;
+            if let (Ok(_), Some(sender)) = (&reply, stamped_for) {
+                self.shared.sent_items.enqueue(&sender, message);
+            }
+            return reply;
         }
-        // The rules gave internal and external recipients different signatures.
+        // The rules gave internal and external recipients different signatures. The sender's
+        // Sent Items shows the external recipients' copy, if that one was stamped.
+        let shown = parts
+            .iter()
+            .find(|p| p.audience == Some(Audience::External))
+            .and_then(|p| stamped_sender(&p.verdict));
         let split: Vec<Outgoing> = parts
             .into_iter()
             .map(|p| {
@@ -120,7 +130,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 (p.audience, p.rcpts, message)
             })
             .collect();
-        self.send_split(&tx, split).await
+        let shown = shown
+            .filter(|_| self.shared.sent_items.enabled())
+            .and_then(|sender| {
+                let (_, _, m) = split
+                    .iter()
+                    .find(|(a, _, _)| *a == Some(Audience::External))?;
+                Some((sender, m.clone()))
+            });
+        let reply = self.send_split(&tx, split).await;
+        if let (Ok(_), Some((sender, message))) = (&reply, shown) {
+            self.shared.sent_items.enqueue(&sender, message);
+        }
+        reply
     }
 
     /// One next-hop transaction per part, in order, on the session whose transaction MAIL
@@ -192,26 +214,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Run the pipeline: one part, or one per recipient group. Large messages are stamped
-    /// on the blocking pool.
+    /// Run the pipeline ([`pipeline::run`]): one part, or one per recipient group.
     async fn stamp(
         &mut self,
         tx: &Transaction,
         data: Vec<u8>,
-    ) -> Result<(Vec<u8>, Vec<Part>), SmtpError> {
-        if data.len() <= INLINE_STAMP_LIMIT {
-            let parts = self.shared.stamper.process_split(
-                &data,
-                &Envelope {
-                    mail_from: Some(&tx.mail_from),
-                    rcpt_to: &tx.rcpts,
-                },
-            );
-            return Ok((data, parts));
-        }
+    ) -> Result<(Vec<u8>, Vec<Share>), SmtpError> {
         let stamper = self.shared.stamper.clone();
         let (from, rcpts) = (tx.mail_from.clone(), tx.rcpts.clone());
-        let job = tokio::task::spawn_blocking(move || {
+        let job = pipeline::run(data.len(), move || {
             let env = Envelope {
                 mail_from: Some(&from),
                 rcpt_to: &rcpts,
@@ -274,6 +285,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Err(e) => Err(self.hop_failed(e)),
         }
+    }
+}
+
+/// The directory user a stamped verdict is for (their Sent Items copy gets replaced).
+fn stamped_sender(verdict: &Verdict) -> Option<String> {
+    match verdict {
+        Verdict::Stamped { sender, .. } => Some(sender.clone()),
+        Verdict::Unchanged(_) => None,
     }
 }
 
