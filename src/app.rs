@@ -52,6 +52,7 @@ impl App {
             smtp: self.config.smtp.is_some(),
             milter: self.config.milter.is_some(),
             sent_items: self.sent_items.stats().clone(),
+            ldap: self.config.ldap.is_some(),
         })
     }
 
@@ -63,6 +64,7 @@ impl App {
             next_hop: c.smtp.as_ref().map(|s| s.next_hop.clone()),
             client_certificate: c.graph.as_ref().and_then(|g| g.client_certificate.clone()),
             snapshot: c.directory.snapshot.clone(),
+            ldap: c.ldap.is_some(),
         })
     }
 

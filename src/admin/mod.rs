@@ -36,6 +36,8 @@ pub struct AdminState {
     pub milter: bool,
     /// The Sent Items update's counters (`/status` → `sent_items`).
     pub sent_items: Arc<crate::sent_items::Stats>,
+    /// The directory source is `[ldap]` (the page names the LDAP bind).
+    pub ldap: bool,
 }
 
 /// Bind the configured listener and serve until `shutdown` fires.
@@ -148,6 +150,9 @@ pub struct StatusDoc {
     pub token: TokenDoc,
     pub directory: DirectoryDoc,
     pub sent_items: crate::sent_items::StatsDoc,
+    /// The source is `[ldap]`: the page names the LDAP bind, not a Graph token.
+    #[serde(skip)]
+    pub ldap: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,6 +192,7 @@ impl StatusDoc {
                 snapshot: (**state.status.snapshot.load()).clone(),
             },
             sent_items: state.sent_items.doc(),
+            ldap: state.ldap,
         }
     }
 }

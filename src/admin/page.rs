@@ -176,12 +176,17 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
          aria-labelledby=\"token-title\">"
     );
     let since = when(Some(t.since), now);
+    let (credential, service) = if doc.ldap {
+        ("LDAP directory bind", "LDAP directory server")
+    } else {
+        ("Microsoft Graph token", "Microsoft Graph")
+    };
     match t.state {
         TokenState::Expired => {
             let ex = aadsts::explain(t.error_code.as_deref());
             let _ = write!(
                 h,
-                "<h2 id=\"token-title\">Microsoft Graph token expired: {code}</h2>\n<dl>\n\
+                "<h2 id=\"token-title\">{credential} expired: {code}</h2>\n<dl>\n\
                  <dt>Code</dt><dd id=\"token-code\"><code>{code}</code></dd>\n\
                  <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n\
                  <dt>Meaning</dt><dd>{meaning}</dd>\n\
@@ -199,7 +204,7 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
         TokenState::Failing => {
             let _ = write!(
                 h,
-                "<h2 id=\"token-title\">Microsoft Graph unreachable (retrying)</h2>\n<dl>\n\
+                "<h2 id=\"token-title\">{service} unreachable (retrying)</h2>\n<dl>\n\
                  <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n\
                  <dt>Details</dt><dd>{}</dd>\n</dl>\n\
                  <p>Mail is still stamped with the last-known directory values.</p>\n",
@@ -209,7 +214,7 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
         TokenState::Valid => {
             let _ = write!(
                 h,
-                "<h2 id=\"token-title\">Microsoft Graph token valid</h2>\n<dl>\n\
+                "<h2 id=\"token-title\">{credential} valid</h2>\n<dl>\n\
                  <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n</dl>\n"
             );
         }

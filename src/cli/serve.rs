@@ -57,10 +57,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let photo_store =
         directory::graph::photos::open(config.graph.as_ref(), config.directory.snapshot.as_deref())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ldap_photos = Arc::new(directory::ldap::photos::LdapPhotos::default());
     let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
         Some(store) => store.clone(),
+        None if config.ldap.is_some() => ldap_photos.clone(),
         None => Arc::new(directory::photo::NoPhotos),
     };
+    log_source(&config);
     // Opened before any edge starts, so a bad spool path stops start-up naming the key.
     let (sent_items, sent_items_rx) = if config.sent_items.enabled {
         let (h, rx) = crate::sent_items::SentItems::open(
@@ -133,15 +136,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .flat_map(|r| r.group.iter().cloned())
             .collect(),
     };
-    edges.spawn(named(
-        "graph",
-        directory::graph::run(
-            app.config.graph.clone(),
-            app.sync_target(Arc::new(SystemClock)),
-            extras,
-            shutdown.clone(),
-        ),
-    ));
+    if app.config.ldap.is_some() {
+        edges.spawn(named(
+            "ldap",
+            directory::ldap::run(
+                app.config.ldap.clone(),
+                app.sync_target(Arc::new(SystemClock)),
+                ldap_photos,
+                shutdown.clone(),
+            ),
+        ));
+    } else {
+        edges.spawn(named(
+            "graph",
+            directory::graph::run(
+                app.config.graph.clone(),
+                app.sync_target(Arc::new(SystemClock)),
+                extras,
+                shutdown.clone(),
+            ),
+        ));
+    }
     if let (Some(rx), Some(graph)) = (sent_items_rx, &app.config.graph) {
         let clock: Arc<dyn directory::graph::clock::Clock> =
             Arc::new(directory::graph::clock::SystemClock);
@@ -284,7 +299,8 @@ pub fn build_directory(
         loaded(&dir, metrics, status, time::OffsetDateTime::now_utc());
     }
     create_state_folders(config);
-    if let (Some(path), Some(_)) = (&config.directory.snapshot, &config.graph) {
+    let synced = config.graph.is_some() || config.ldap.is_some();
+    if let (Some(path), true) = (&config.directory.snapshot, synced) {
         // Read once, here; a bad snapshot or folder shows on /status, never fatal.
         if let Some(snap) = directory::snapshot::open_at_start(path, &dir, status) {
             loaded(&dir, metrics, status, snap.written_at);
@@ -297,6 +313,20 @@ pub fn build_directory(
         &dir,
     );
     Ok(dir)
+}
+
+/// Start-up says which directory source is in use (one at a time; config validation
+/// refuses [graph] and [ldap] together).
+fn log_source(config: &Config) {
+    if let Some(l) = &config.ldap {
+        tracing::info!(url = %l.url, base_dn = %l.base_dn, "directory source: LDAP");
+    } else if let Some(g) = &config.graph {
+        tracing::info!(tenant = %g.tenant_id, "directory source: Microsoft Graph");
+    } else if let Some(f) = &config.directory.file {
+        tracing::info!(file = %f.display(), "directory source: JSON file");
+    } else {
+        tracing::info!("directory source: none (overrides only)");
+    }
 }
 
 /// Create the folders of every state file sigstamp writes (0700) before anything is loaded,

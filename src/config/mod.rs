@@ -10,6 +10,7 @@ pub mod admin;
 pub mod directory;
 pub mod duration;
 pub mod graph;
+pub mod ldap;
 pub mod milter;
 pub mod notify;
 pub mod rules;
@@ -21,6 +22,7 @@ pub mod templates;
 pub use admin::AdminConfig;
 pub use directory::DirectoryConfig;
 pub use graph::{AssertionAlgorithm, GraphConfig, MIN_PHOTO_REFRESH};
+pub use ldap::LdapConfig;
 pub use milter::{Listen, MilterConfig, OnError};
 pub use notify::{Hop, NotifyConfig};
 pub use rules::{OneOrMany, RecipientsConfig, RuleConfig};
@@ -66,6 +68,8 @@ pub struct Config {
     #[serde(default)]
     pub stamp: StampConfig,
     pub graph: Option<GraphConfig>,
+    /// `[ldap]`: Active Directory / OpenLDAP instead of Graph (one source at a time).
+    pub ldap: Option<LdapConfig>,
     #[serde(default)]
     pub admin: AdminConfig,
     pub notify: Option<NotifyConfig>,
@@ -142,6 +146,15 @@ impl Config {
         }
         if let Some(g) = &self.graph {
             g.validate()?;
+        }
+        if let Some(l) = &self.ldap {
+            if self.graph.is_some() {
+                return Err(ConfigError::invalid(
+                    "ldap",
+                    "[graph] and [ldap] are both set: sigstamp reads one directory source at a time; remove one of the sections",
+                ));
+            }
+            l.validate()?;
         }
         self.admin.validate()?;
         self.sent_items.validate(self.graph.as_ref())?;

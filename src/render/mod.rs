@@ -12,7 +12,7 @@
 
 mod cache;
 mod helpers;
-mod images;
+pub(crate) mod images;
 
 pub use images::{ImageMode, ImageOptions, MAX_IMAGE_BYTES};
 

@@ -55,6 +55,7 @@ async fn run_async(chunks: &[Vec<u8>]) -> Outcome {
         metrics: Arc::new(Metrics::new()),
         sent_items: Default::default(),
         shutdown: CancellationToken::new(),
+        sent_items: crate::sent_items::SentItems::disabled(),
     });
     let (client, server) = tokio::io::duplex(1024);
     let (mut rd, mut wr) = tokio::io::split(client);
