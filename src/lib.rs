@@ -24,3 +24,4 @@ pub mod sent_items;
 pub mod smtp;
 pub mod stamp;
 pub mod status;
+pub mod tls;

@@ -2,7 +2,6 @@
 //! names are a contract (docs/directory-ldap.md, sigstamp.example.toml).
 
 use crate::config::ConfigError;
-use crate::directory::ldap::map::Flavor;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -108,8 +107,10 @@ impl LdapConfig {
             }
         }
         if let Some(ca) = &self.ca_file {
-            crate::smtp::tls::roots("ldap.ca_file", Some(ca))
-                .map_err(|e| ConfigError::invalid("ldap.ca_file", e.to_string()))?;
+            // Parsed when the first connection is made; here only that it can be read.
+            std::fs::File::open(ca).map_err(|e| {
+                ConfigError::invalid("ldap.ca_file", format!("{}: {e}", ca.display()))
+            })?;
         }
         if self.bind_password.is_some() && self.bind_password_file.is_some() {
             return Err(ConfigError::invalid(
@@ -183,4 +184,14 @@ impl LdapConfig {
         }
         Ok(())
     }
+}
+
+/// Which directory server's defaults apply (filter, attribute map, change tracking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    /// Decided from the server's root DSE at each connection.
+    Auto,
+    ActiveDirectory,
+    Openldap,
 }

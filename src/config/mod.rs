@@ -22,7 +22,7 @@ pub mod templates;
 pub use admin::AdminConfig;
 pub use directory::DirectoryConfig;
 pub use graph::{AssertionAlgorithm, GraphConfig, MIN_PHOTO_REFRESH};
-pub use ldap::LdapConfig;
+pub use ldap::{Flavor as LdapFlavor, LdapConfig};
 pub use milter::{Listen, MilterConfig, OnError};
 pub use notify::{Hop, NotifyConfig};
 pub use rules::{OneOrMany, RecipientsConfig, RuleConfig};

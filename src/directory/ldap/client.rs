@@ -171,9 +171,9 @@ fn paged_cookie(raw: &RawControl) -> Option<Vec<u8>> {
 
 /// rustls on aws-lc-rs, trusting `ca_file` or else the system roots.
 fn tls_config(cfg: &LdapConfig) -> Result<Arc<rustls::ClientConfig>, LdapError> {
-    let roots = crate::smtp::tls::roots("ldap.ca_file", cfg.ca_file.as_deref())
+    let roots = crate::tls::roots("ldap.ca_file", cfg.ca_file.as_deref())
         .map_err(|e| LdapError::Credential(e.to_string()))?;
-    let config = rustls::ClientConfig::builder_with_provider(crate::smtp::tls::provider())
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| LdapError::Protocol(e.to_string()))?
         .with_root_certificates(roots)

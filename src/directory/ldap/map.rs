@@ -18,14 +18,7 @@ pub const MAX_VALUES: usize = 1000;
 /// Largest photo kept (AD's thumbnailPhoto is limited to 100 KB).
 pub const MAX_PHOTO: usize = 100 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Flavor {
-    /// Decided from the server's root DSE at each connection.
-    Auto,
-    ActiveDirectory,
-    Openldap,
-}
+pub use crate::config::LdapFlavor as Flavor;
 
 /// Targets that take every value as an array; the others take the first value.
 const MULTI: &[&str] = &["businessPhones", "proxyAddresses", "memberOf"];

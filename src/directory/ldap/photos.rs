@@ -55,7 +55,7 @@ impl Staging {
     /// An entry's photo (`None`: it has none, or none that is an image).
     pub fn put(&mut self, id: &str, bytes: Option<Vec<u8>>) {
         let photo = bytes.and_then(|b| {
-            let content_type = crate::render::images::sniff(&b, "photo")?;
+            let content_type = crate::directory::photo::sniff(&b, "photo")?;
             Some(Arc::new(Photo {
                 content_type: content_type.into(),
                 bytes: b,
