@@ -1,47 +1,48 @@
 //! In-memory session tests: a scripted client on one end of a duplex pipe, the session on
-//! the other, a sink on loopback as the next hop. The pipe's buffer is small so commands and
-//! data arrive split at arbitrary points.
+//! the other, the in-memory next hop behind the `Delivery` trait (the real client is tested
+//! end to end over TCP in tests/). The pipe's buffer is small so commands and data arrive
+//! split at arbitrary points.
 
 use super::*;
 use crate::directory::Directory;
 use crate::render::Templates;
-use crate::smtp::sink::{Delivered, Sink, SinkOptions, Stage};
+use crate::smtp::outbound::memory::{MemoryHop, MemoryHopOptions};
+use crate::smtp::sink::{Delivered, Policy, Stage};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Harness {
     shared: Arc<Shared>,
-    _sink: Sink,
     delivered: UnboundedReceiver<Delivered>,
 }
 
 async fn harness_with(
     edit: impl FnOnce(&mut SmtpConfig),
-    policy: Option<crate::smtp::sink::Policy>,
+    policy: Option<Policy>,
 ) -> Harness {
-    let (sink, delivered) = Sink::start("127.0.0.1:0", SinkOptions { tls: None, policy })
-        .await
-        .unwrap();
-    let mut cfg = SmtpConfig::new("127.0.0.1:0", sink.addr().to_string());
+    let (hop, delivered) = MemoryHop::new(MemoryHopOptions {
+        policy,
+        ..MemoryHopOptions::default()
+    });
+    let mut cfg = SmtpConfig::new("127.0.0.1:0", "next-hop.test:25");
     cfg.hostname = "relay.test".into();
     cfg.command_timeout = Duration::from_secs(5);
     cfg.data_timeout = Duration::from_secs(5);
     cfg.next_hop_timeout = Duration::from_secs(5);
     edit(&mut cfg);
     Harness {
-        shared: shared_for(cfg),
-        _sink: sink,
+        shared: shared_for(cfg, hop),
         delivered,
     }
 }
 
-fn shared_for(cfg: SmtpConfig) -> Arc<Shared> {
+fn shared_for(cfg: SmtpConfig, next_hop: Arc<dyn Connector>) -> Arc<Shared> {
     let stamper = Arc::new(Stamper::new(
         Arc::new(Directory::new()),
         Templates::embedded(),
     ));
     Arc::new(Shared {
-        next_hop: NextHop::from_config(&cfg).unwrap(),
+        next_hop,
         tls: None,
         cfg,
         stamper,
@@ -284,7 +285,7 @@ async fn recipient_limit() {
 
 #[tokio::test]
 async fn next_hop_refusals_are_relayed_as_is() {
-    let policy: crate::smtp::sink::Policy = Arc::new(|stage| match stage {
+    let policy: Policy = Arc::new(|stage| match stage {
         Stage::Rcpt(line) if line.contains("nobody@") => Some(Reply::new(
             550,
             "5.1.1 <nobody@x.example>: Recipient address rejected",
@@ -329,15 +330,12 @@ async fn next_hop_refusals_are_relayed_as_is() {
 
 #[tokio::test]
 async fn next_hop_down_is_a_temporary_failure() {
-    // A port with nothing listening: bind, read the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cfg = SmtpConfig::new("127.0.0.1:0", format!("127.0.0.1:{port}"));
-    cfg.next_hop_timeout = Duration::from_secs(5);
-    let shared = shared_for(cfg);
+    let (hop, _) = MemoryHop::new(MemoryHopOptions {
+        unreachable: true,
+        ..MemoryHopOptions::default()
+    });
+    let cfg = SmtpConfig::new("127.0.0.1:0", "next-hop.test:25");
+    let shared = shared_for(cfg, hop);
     let script = format!("{ENVELOPE}DATA\r\nQUIT\r\n");
     let (got, text) = converse(shared.clone(), script.as_bytes()).await;
     assert_eq!(got, vec![220, 250, 451, 503, 503, 221], "{text}");
