@@ -6,7 +6,7 @@
 use super::*;
 use crate::directory::Directory;
 use crate::render::Templates;
-use crate::smtp::outbound::memory::{MemoryHop, MemoryHopOptions};
+use crate::smtp::outbound::memory::{MemoryHop, MemoryHopOptions, StageKind};
 use crate::smtp::sink::{Delivered, Policy, Stage};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -16,10 +16,7 @@ struct Harness {
     delivered: UnboundedReceiver<Delivered>,
 }
 
-async fn harness_with(
-    edit: impl FnOnce(&mut SmtpConfig),
-    policy: Option<Policy>,
-) -> Harness {
+async fn harness_with(edit: impl FnOnce(&mut SmtpConfig), policy: Option<Policy>) -> Harness {
     let (hop, delivered) = MemoryHop::new(MemoryHopOptions {
         policy,
         ..MemoryHopOptions::default()
@@ -344,6 +341,53 @@ async fn next_hop_down_is_a_temporary_failure() {
     assert!(
         m.contains("sigstamp_next_hop_errors_total{kind=\"connect\"} 1"),
         "{m}"
+    );
+}
+
+/// A next hop that drops the connection at end of data: the client hears a 4xx, and its next
+/// MAIL opens a new connection.
+#[tokio::test]
+async fn next_hop_lost_at_data_is_a_temporary_failure_and_reconnects() {
+    let (hop, mut delivered) = MemoryHop::new(MemoryHopOptions {
+        break_at: Some(StageKind::Data),
+        ..MemoryHopOptions::default()
+    });
+    let shared = shared_for(
+        SmtpConfig::new("127.0.0.1:0", "next-hop.test:25"),
+        hop.clone(),
+    );
+    let script = format!("{}MAIL FROM:<a@b.example>\r\nQUIT\r\n", transaction());
+    let (got, text) = converse(shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 354, 451, 250, 221], "{text}");
+    assert!(
+        text.contains("451 4.4.2 Next hop connection lost"),
+        "{text}"
+    );
+    assert_eq!(hop.connections(), 2);
+    assert!(delivered.try_recv().is_err());
+    let m = shared.metrics.encode();
+    assert!(
+        m.contains("sigstamp_next_hop_errors_total{kind=\"network\"} 1"),
+        "{m}"
+    );
+}
+
+/// A multi-line refusal reaches the client with all its lines.
+#[tokio::test]
+async fn multi_line_refusal_is_relayed_whole() {
+    let policy: Policy = Arc::new(|stage| match stage {
+        Stage::Rcpt(_) => Some(Reply {
+            code: 550,
+            lines: vec!["5.7.1 first line".into(), "5.7.1 second line".into()],
+        }),
+        _ => None,
+    });
+    let h = harness_with(|_| {}, Some(policy)).await;
+    let (got, text) = converse(h.shared.clone(), format!("{ENVELOPE}QUIT\r\n").as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 550, 221], "{text}");
+    assert!(
+        text.contains("550-5.7.1 first line\r\n550 5.7.1 second line\r\n"),
+        "{text}"
     );
 }
 

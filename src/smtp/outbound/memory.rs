@@ -70,7 +70,9 @@ impl Connector for MemoryHop {
         Box::pin(async move {
             self.connections.fetch_add(1, Ordering::SeqCst);
             if self.opts.unreachable {
-                return Err(HopError::Connect("connection refused (in-memory hop)".into()));
+                return Err(HopError::Connect(
+                    "connection refused (in-memory hop)".into(),
+                ));
             }
             Ok(Box::new(MemorySession {
                 opts: self.opts.clone(),
@@ -103,7 +105,9 @@ impl MemorySession {
         }
         if stage.is_some() && stage == self.opts.break_at {
             self.broken = true;
-            return Err(HopError::Network("connection closed (in-memory hop)".into()));
+            return Err(HopError::Network(
+                "connection closed (in-memory hop)".into(),
+            ));
         }
         Ok(())
     }

@@ -18,13 +18,13 @@ pub use delivery::{verdict, Connector, Delivery, DeliveryError, Step};
 use super::replies::{self, Canned, Reply};
 use super::tls::{self, TlsError};
 use crate::config::{NextHopTls, SmtpConfig};
+use futures::future::BoxFuture;
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, Identity,
 };
 use lettre::transport::smtp::client::{TlsParameters, TlsParametersBuilder};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
-use futures::future::BoxFuture;
 use std::future::Future;
 use std::time::Duration;
 
