@@ -87,6 +87,7 @@ fn render(state: &AdminState, q: &str, audience: Audience, now: OffsetDateTime) 
     banner(&mut h, &doc, now);
     snapshot_alert(&mut h, &doc, now);
     facts(&mut h, &doc, now);
+    sent_items(&mut h, &doc);
     rules(&mut h, state);
     search(&mut h, state, q, audience);
     h.push_str("</main>\n</body>\n</html>\n");
@@ -258,6 +259,36 @@ fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
         users = d.users,
         source = escape(d.source),
         last = when(d.last_sync, now),
+    );
+}
+
+/// Sent Items update: the counters of `/status`, and the last error.
+fn sent_items(h: &mut String, doc: &StatusDoc) {
+    let s = &doc.sent_items;
+    if !s.enabled {
+        h.push_str(
+            "<section aria-labelledby=\"sent-items-title\">\n\
+             <h2 id=\"sent-items-title\">Sent Items update</h2>\n\
+             <p id=\"sent-items-enabled\">Off (<code>[sent_items] enabled = false</code>)</p>\n\
+             </section>\n",
+        );
+        return;
+    }
+    let _ = write!(
+        h,
+        "<section aria-labelledby=\"sent-items-title\">\n\
+         <h2 id=\"sent-items-title\">Sent Items update</h2>\n<dl class=\"facts\">\n\
+         <dt>Pending</dt><dd id=\"sent-items-pending\">{}</dd>\n\
+         <dt>Replaced</dt><dd id=\"sent-items-replaced\">{}</dd>\n\
+         <dt>Not found</dt><dd id=\"sent-items-not-found\">{}</dd>\n\
+         <dt>Failed</dt><dd id=\"sent-items-failed\">{}</dd>\n\
+         <dt>Last error</dt><dd id=\"sent-items-last-error\">{}</dd>\n\
+         </dl>\n</section>\n",
+        s.pending,
+        s.replaced,
+        s.not_found,
+        s.failed,
+        s.last_error.as_deref().map_or("none".into(), escape),
     );
 }
 

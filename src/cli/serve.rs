@@ -69,6 +69,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_photos(photos.clone());
     let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
     rules.check_templates(&config.templates.default, |t| templates.has(t))?;
+    // Opened before any edge starts, so a bad spool path stops start-up naming the key.
+    let (sent_items, sent_items_rx) = if config.sent_items.enabled {
+        let (h, rx) = crate::sent_items::SentItems::open(
+            &config.sent_items,
+            directory.clone(),
+            metrics.clone(),
+        )?;
+        (h, Some(rx))
+    } else {
+        (crate::sent_items::SentItems::disabled(), None)
+    };
     let mut stamper = Stamper::new(directory.clone(), templates).with_rules(rules);
     stamper.template = config.templates.default.clone();
     let drain_time = config
@@ -83,6 +94,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         status,
         photos,
+        sent_items,
         shutdown: shutdown.clone(),
     });
 
@@ -95,6 +107,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             app.metrics.clone(),
             app.status.clone(),
             shutdown.clone(),
+            app.sent_items.clone(),
         );
         edges.spawn(named("smtp", run));
     }
@@ -138,6 +151,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         ),
     ));
+    if let (Some(rx), Some(graph)) = (sent_items_rx, &app.config.graph) {
+        let clock: Arc<dyn directory::graph::clock::Clock> =
+            Arc::new(directory::graph::clock::SystemClock);
+        let client = graph
+            .client(clock.clone(), crate::sent_items::worker::retry_policy())
+            .map_err(|e| anyhow::anyhow!("sent items: {e}"))?;
+        let worker = crate::sent_items::worker::run(
+            app.sent_items.clone(),
+            rx,
+            client,
+            clock,
+            app.config.sent_items.clone(),
+            shutdown.clone(),
+        );
+        edges.spawn(async move {
+            worker.await;
+            Ok(())
+        });
+    }
     if let Some(path) = app.config.directory.overrides.clone() {
         let (dir, cancel) = (app.directory.clone(), shutdown.clone());
         edges.spawn(async move {

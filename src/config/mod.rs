@@ -13,6 +13,7 @@ pub mod graph;
 pub mod milter;
 pub mod notify;
 pub mod rules;
+pub mod sent_items;
 pub mod smtp;
 pub mod templates;
 
@@ -22,6 +23,7 @@ pub use graph::{AssertionAlgorithm, GraphConfig, MIN_PHOTO_REFRESH};
 pub use milter::{Listen, MilterConfig, OnError};
 pub use notify::{Hop, NotifyConfig};
 pub use rules::{OneOrMany, RecipientsConfig, RuleConfig};
+pub use sent_items::SentItemsConfig;
 pub use smtp::{NextHopTls, SmtpConfig};
 pub use templates::{ImageMode, TemplatesConfig};
 
@@ -69,6 +71,9 @@ pub struct Config {
     /// `[recipients] internal_domains`, for rules by recipient.
     #[serde(default)]
     pub recipients: RecipientsConfig,
+    /// `[sent_items]`: replace the sender's sent copy with the stamped one (off by default).
+    #[serde(default)]
+    pub sent_items: SentItemsConfig,
     /// Renamed keys this file still uses, as (old, new) key paths (`app::load_config` logs a
     /// deprecation warning for each).
     #[serde(skip)]
@@ -135,6 +140,7 @@ impl Config {
             g.validate()?;
         }
         self.admin.validate()?;
+        self.sent_items.validate(self.graph.as_ref())?;
         self.templates.validate()?;
         if let Some(n) = &self.notify {
             n.validate(self.smtp.as_ref().map(|s| s.next_hop.as_str()))?;

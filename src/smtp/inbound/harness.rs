@@ -43,6 +43,7 @@ async fn run_async(chunks: &[Vec<u8>]) -> Outcome {
     cfg.data_timeout = Duration::from_secs(5);
     let shared = Arc::new(Shared {
         next_hop,
+        sent_items: Default::default(),
         tls: None,
         cfg,
         stamper: Arc::new(Stamper::new(
@@ -101,7 +102,8 @@ pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
 /// - no message exceeds the size limit;
 /// - without BDAT in the input, every message the next hop received is something the client
 ///   sent in DATA and ended with CRLF.CRLF: its dot-stuffed form followed by `.` CRLF
-///   occurs in the input (the empty message reaches the next hop as one empty line).
+///   occurs in the input with its line breaks as they go out (a bare LF or a lone CR becomes
+///   CRLF, see `outbound::wire`; the empty message reaches the next hop as one empty line).
 pub fn check(input: &[u8], outcome: &Outcome) {
     for line in outcome.transcript.split_inclusive(|b| *b == b'\n') {
         let ok = line.len() >= 6
@@ -115,6 +117,7 @@ pub fn check(input: &[u8], outcome: &Outcome) {
         );
     }
     let bdat = input.windows(4).any(|w| w.eq_ignore_ascii_case(b"BDAT"));
+    let sent = crate::smtp::outbound::wire::to_crlf(input);
     for d in &outcome.delivered {
         assert!(d.message.len() <= MAX_MESSAGE + 2, "over the size limit");
         if bdat {
@@ -123,7 +126,7 @@ pub fn check(input: &[u8], outcome: &Outcome) {
         let mut wire = dot_stuff(&d.message);
         wire.extend_from_slice(b".\r\n");
         assert!(
-            memchr::memmem::find(input, &wire).is_some(),
+            memchr::memmem::find(&sent, &wire).is_some(),
             "relayed a message the client did not send and end with CRLF.CRLF: {:?}",
             String::from_utf8_lossy(&d.message)
         );
@@ -154,6 +157,17 @@ mod tests {
             String::from_utf8_lossy(&out.transcript)
         );
         assert_eq!(out.delivered[0].message, b".x\r\ny\r\n");
+        check(input, &out);
+    }
+
+    /// Found by the property test: a lone CR in the data is a line break on the wire.
+    #[test]
+    fn a_lone_cr_in_data_goes_out_as_a_line_break() {
+        let input =
+            b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n\rab\r\n.\r\n";
+        let out = run(&[input.to_vec()]);
+        assert_eq!(out.delivered.len(), 1);
+        assert_eq!(out.delivered[0].message, b"\r\nab\r\n");
         check(input, &out);
     }
 

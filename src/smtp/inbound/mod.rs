@@ -49,6 +49,8 @@ pub struct Shared {
     /// the session tests.
     pub next_hop: Arc<dyn Connector>,
     pub shutdown: CancellationToken,
+    /// Queues the Sent Items update of accepted stamped messages.
+    pub sent_items: crate::sent_items::SentItems,
 }
 
 impl Shared {

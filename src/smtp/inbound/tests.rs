@@ -45,6 +45,7 @@ fn shared_for(cfg: SmtpConfig, next_hop: Arc<dyn Connector>) -> Arc<Shared> {
         stamper,
         metrics: Arc::new(Metrics::new()),
         shutdown: CancellationToken::new(),
+        sent_items: Default::default(),
     })
 }
 
