@@ -44,6 +44,45 @@ pub struct SinkOptions {
     pub policy: Option<Policy>,
 }
 
+/// What the sink offers and how it misbehaves, for the next-hop client's tests
+/// ([`Sink::start_with`]); [`Sink::start`] uses the default: PIPELINING, no CHUNKING.
+#[derive(Clone)]
+pub struct Extensions {
+    pub pipelining: bool,
+    /// Offer CHUNKING and take BDAT.
+    pub chunking: bool,
+    /// Close the connection, unanswered, when this command (`MAIL`, `RCPT`, `DATA`, `BDAT`)
+    /// arrives, on the first `hang_ups` connections that send it.
+    pub hang_up: Option<&'static str>,
+    pub hang_ups: Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, the command lines of each read (what a client wrote at once), in order.
+    pub reads: Option<Arc<std::sync::Mutex<Vec<Vec<String>>>>>,
+}
+
+impl Default for Extensions {
+    fn default() -> Self {
+        Extensions {
+            pipelining: true,
+            chunking: false,
+            hang_up: None,
+            hang_ups: Arc::new(1.into()),
+            reads: None,
+        }
+    }
+}
+
+impl Extensions {
+    /// Whether this connection hangs up at `verb` (counts the hang-ups left).
+    fn hangs_up_at(&self, verb: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        self.hang_up == Some(verb)
+            && self
+                .hang_ups
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+    }
+}
+
 /// A running sink; it stops when dropped.
 pub struct Sink {
     addr: SocketAddr,
@@ -55,6 +94,15 @@ impl Sink {
     pub async fn start(
         listen: &str,
         opts: SinkOptions,
+    ) -> std::io::Result<(Sink, mpsc::UnboundedReceiver<Delivered>)> {
+        Self::start_with(listen, opts, Extensions::default()).await
+    }
+
+    /// [`Sink::start`] offering `ext`.
+    pub async fn start_with(
+        listen: &str,
+        opts: SinkOptions,
+        ext: Extensions,
     ) -> std::io::Result<(Sink, mpsc::UnboundedReceiver<Delivered>)> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
@@ -69,11 +117,11 @@ impl Sink {
                 };
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let (opts, tx, token) = (opts.clone(), tx.clone(), token.clone());
+                let (opts, ext, tx, token) = (opts.clone(), ext.clone(), tx.clone(), token.clone());
                 tokio::spawn(async move {
                     tokio::select! {
                         _ = token.cancelled() => {}
-                        _ = session(MaybeTls::Plain(stream), opts, tx) => {}
+                        _ = session(MaybeTls::Plain(stream), opts, ext, tx) => {}
                     }
                 });
             }
@@ -105,6 +153,7 @@ pub(crate) fn path_and_params(arg: &str) -> Option<(String, String)> {
 async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: MaybeTls<S>,
     opts: SinkOptions,
+    ext: Extensions,
     out: mpsc::UnboundedSender<Delivered>,
 ) -> std::io::Result<()> {
     let ask = |stage: Stage<'_>| opts.policy.as_ref().and_then(|p| p(stage));
@@ -114,7 +163,35 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut cur = Delivered::default();
     let mut data: Option<DotReader> = None;
     let mut replies: Vec<u8> = Vec::new();
+    // BDAT: bytes of the chunk still to read, and whether it is the last.
+    let mut bdat: Option<(usize, bool)> = None;
+    let mut lines_read: Vec<String> = Vec::new();
     loop {
+        if let Some((left, last)) = bdat.as_mut() {
+            let n = (*left).min(buf.len());
+            cur.message.extend(buf.drain(..n));
+            *left -= n;
+            if *left == 0 {
+                let last = *last;
+                bdat = None;
+                if !last {
+                    replies.extend_from_slice(b"250 2.0.0 Chunk received\r\n");
+                } else if cur.rcpts.is_empty() {
+                    cur = Delivered::default();
+                    replies.extend_from_slice(b"554 5.5.1 No valid recipients\r\n");
+                } else {
+                    cur.tls = io.is_tls();
+                    let delivered = std::mem::take(&mut cur);
+                    match ask(Stage::Data(&delivered)) {
+                        Some(r) => r.write_to(&mut replies),
+                        None => {
+                            replies.extend_from_slice(b"250 2.0.0 Ok: queued\r\n");
+                            let _ = out.send(delivered);
+                        }
+                    }
+                }
+            }
+        }
         if let Some(rx) = data.as_mut() {
             let mut it = buf.iter();
             let done = rx.ingest(&mut it, Some(&mut cur.message));
@@ -133,7 +210,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        while data.is_none() {
+        while data.is_none() && bdat.is_none() {
             let Some(p) = memchr::memchr(b'\n', &buf) else {
                 break;
             };
@@ -144,21 +221,45 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 .next()
                 .unwrap_or("")
                 .to_ascii_uppercase();
+            if ext.reads.is_some() {
+                lines_read.push(line.clone());
+            }
+            if ext.hangs_up_at(&verb) {
+                return Ok(());
+            }
             let reply: Reply = match verb.as_str() {
                 "EHLO" => {
-                    let mut lines = vec![
-                        "sink".to_string(),
-                        "PIPELINING".into(),
-                        "8BITMIME".into(),
-                        "SMTPUTF8".into(),
-                        "DSN".into(),
-                        "ENHANCEDSTATUSCODES".into(),
-                        "SIZE 1000000000".into(),
-                    ];
+                    let mut lines = vec!["sink".to_string()];
+                    if ext.pipelining {
+                        lines.push("PIPELINING".into());
+                    }
+                    if ext.chunking {
+                        lines.push("CHUNKING".into());
+                    }
+                    lines.extend(
+                        ["8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES"].map(String::from),
+                    );
+                    lines.push("SIZE 1000000000".into());
                     if opts.tls.is_some() && !io.is_tls() {
                         lines.push("STARTTLS".into());
                     }
                     Reply { code: 250, lines }
+                }
+                "BDAT" if ext.chunking => {
+                    let mut args = line.split_whitespace().skip(1);
+                    let size = args.next().and_then(|n| n.parse::<usize>().ok());
+                    let last = args.next().is_some_and(|a| a.eq_ignore_ascii_case("LAST"));
+                    match size {
+                        None => Reply::new(501, "5.5.4 Syntax"),
+                        Some(size) => {
+                            // The chunk is read whatever happens; the reply follows it.
+                            bdat = Some((size, last));
+                            if size == 0 {
+                                continue;
+                            }
+                            break;
+                        }
+                    }
                 }
                 "HELO" => Reply::new(250, "sink"),
                 "MAIL" => match path_and_params(&line) {
@@ -207,6 +308,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 _ => Reply::new(502, "5.5.2 Command not recognized"),
             };
             reply.write_to(&mut replies);
+        }
+        if bdat.is_some_and(|(left, _)| left == 0 || left <= buf.len()) {
+            continue;
+        }
+        if let Some(reads) = ext.reads.as_ref().filter(|_| !lines_read.is_empty()) {
+            if let Ok(mut r) = reads.lock() {
+                r.push(std::mem::take(&mut lines_read));
+            }
         }
         if !replies.is_empty() {
             io.write_all(&replies).await?;

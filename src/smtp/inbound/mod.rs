@@ -3,7 +3,10 @@
 //!
 //! Pipelining: every complete command in the input buffer is handled in order, replies are
 //! queued, and the queue is flushed before the session waits for more input (RFC 2920 §3.2),
-//! before a TLS handshake and before the session closes.
+//! before a TLS handshake and before the session closes. MAIL and RCPT are handed to the
+//! next hop as they come but answered together ([`Session::settle`]): the ones in hand form
+//! one group, which a next hop offering PIPELINING gets in one write; every other command,
+//! and the end of the input, first settles them, so replies keep the commands' order.
 
 mod data;
 mod dot;
@@ -110,6 +113,12 @@ struct Transaction {
     smtputf8: bool,
 }
 
+/// A MAIL or RCPT for the next hop whose reply is not known yet (see [`Session::settle`]).
+enum Pending {
+    Mail { line: String },
+    Rcpt { address: String, line: String },
+}
+
 /// Most the declared SIZE may reserve up front (a declared size is only a promise).
 const MAX_PRESIZE: usize = 1024 * 1024;
 
@@ -159,6 +168,8 @@ pub struct Session<S> {
     helo: Option<String>,
     tx: Option<Transaction>,
     hop: Option<Box<dyn Delivery>>,
+    /// MAIL/RCPT commands handed to the next hop, in order, not yet answered.
+    pending: Vec<Pending>,
     errors: usize,
     starttls_pending: bool,
     done: bool,
@@ -178,6 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             helo: None,
             tx: None,
             hop: None,
+            pending: Vec::new(),
             errors: 0,
             starttls_pending: false,
             done: false,
@@ -313,11 +325,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut it = bytes.iter();
         while !it.as_slice().is_empty() && !self.done && !self.starttls_pending {
             let step = self.feed(&mut it);
+            if !matches!(step, Step::Request(_) | Step::NeedMore | Step::Skipped) {
+                self.settle().await;
+            }
             match step {
                 Step::NeedMore => break,
                 Step::Skipped => {}
                 Step::Request(req) => {
+                    // RCPT joins the group in hand; anything else is answered after it.
+                    if !matches!(req, Request::Rcpt { .. }) {
+                        self.settle().await;
+                    }
                     let result = self.handle(req).await;
+                    // `Ok(None)` from MAIL/RCPT: handed over, answered when settled.
+                    if !matches!(result, Ok(None)) {
+                        self.settle().await;
+                    }
                     self.answer(result);
                 }
                 Step::Error(e) => self.answer(Err(e)),
@@ -351,6 +374,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         // With STARTTLS pending, the rest of `bytes` is dropped here: RFC 3207 §4.2 (and
         // CVE-2011-0411) — nothing sent before the handshake may count after it.
+        self.settle().await;
     }
 
     /// Feed bytes to the current receiver; no I/O, no awaiting.
@@ -470,8 +494,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match req {
             Request::Ehlo { host } => self.on_ehlo(host),
             Request::Helo { host } => self.on_helo(host),
-            Request::Mail { from } => self.on_mail(from).await,
-            Request::Rcpt { to } => self.on_rcpt(to).await,
+            Request::Mail { from } => self.on_mail(from),
+            Request::Rcpt { to } => self.on_rcpt(to),
             Request::Data => self.on_data(),
             Request::Bdat {
                 chunk_size,

@@ -10,7 +10,7 @@
 //! client is behind the trait.
 
 use super::HopError;
-use crate::smtp::replies::Reply;
+use crate::smtp::replies::{self, Reply};
 use futures::future::BoxFuture;
 
 /// Why a step did not succeed, and so what the client hears.
@@ -56,6 +56,20 @@ pub fn verdict(reply: Reply) -> Result<Reply, DeliveryError> {
 /// The outcome of one step.
 pub type Step<'a> = BoxFuture<'a, Result<Reply, DeliveryError>>;
 
+/// One command of an envelope group ([`Delivery::envelope`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// MAIL (an open transaction is ended first).
+    Mail(&'a str),
+    Rcpt(&'a str),
+    /// An XFORWARD line (before MAIL), for a next hop that offers it
+    /// ([`Delivery::xforward_offer`]); its reply is the caller's to log, never the client's.
+    Xforward(&'a str),
+}
+
+/// The outcome of each command of a group, in order.
+pub type Replies<'a> = BoxFuture<'a, Vec<Result<Reply, DeliveryError>>>;
+
 /// Opens sessions with the next hop; one per client session, shared by all of them.
 pub trait Connector: Send + Sync {
     /// Connect (greeting, EHLO, STARTTLS as configured).
@@ -66,10 +80,11 @@ pub trait Connector: Send + Sync {
 /// recipient, then `body` (whose final reply commits it: the next hop has taken the message,
 /// or has not) or `abort`.
 ///
-/// The session calls the steps one at a time, since the client hears each reply in turn.
-/// [`Delivery::transaction`] is the whole transaction at once (used per recipient group of
-/// a split message): a pipelining client (RFC 2920, CHUNKING) overrides it to send MAIL,
-/// every RCPT and DATA/BDAT as one group and read the replies after.
+/// The client hears each reply in turn, so the session hands over the MAIL and RCPT
+/// commands it has in hand as one group ([`Delivery::envelope`]): a next hop that offers
+/// PIPELINING (RFC 2920) gets them in one write and the replies are read after, one per
+/// command; otherwise they go one by one. [`Delivery::transaction`] is the whole
+/// transaction at once (used per recipient group of a split message).
 pub trait Delivery: Send {
     /// MAIL (ending an open transaction first).
     fn mail<'a>(&'a mut self, line: &'a str) -> Step<'a>;
@@ -90,9 +105,22 @@ pub trait Delivery: Send {
     /// Say goodbye; errors do not matter any more.
     fn quit(self: Box<Self>) -> BoxFuture<'static, ()>;
 
-    /// One whole transaction: MAIL (after ending the open one), every RCPT, the message.
-    /// The first refusal ends it and is the error; the message reaches all of `rcpts` or
-    /// none of them.
+    /// The attributes the next hop takes in XFORWARD (Postfix's extension); `None`: not
+    /// offered, and [`Command::Xforward`] must not be sent.
+    fn xforward_offer(&self) -> Option<&[String]> {
+        None
+    }
+
+    /// MAIL and RCPT commands (and XFORWARD before MAIL) as one group: one result per
+    /// command, in order. A transport failure fails that command and every later one.
+    /// Without pipelining they go one at a time ([`one_by_one`]).
+    fn envelope<'a>(&'a mut self, group: &'a [Command<'a>]) -> Replies<'a> {
+        one_by_one(self, group)
+    }
+
+    /// One whole transaction: MAIL (after ending the open one), every RCPT (one group), the
+    /// message. The first refusal ends it and is the error; the message reaches all of
+    /// `rcpts` or none of them.
     fn transaction<'a>(
         &'a mut self,
         mail: &'a str,
@@ -100,10 +128,13 @@ pub trait Delivery: Send {
         message: &'a [u8],
     ) -> Step<'a> {
         Box::pin(async move {
-            self.mail(mail).await?;
-            for line in rcpts {
-                if let Err(e) = self.add_rcpt(line).await {
-                    if let DeliveryError::Rejected(_) = e {
+            let group: Vec<Command<'a>> = std::iter::once(Command::Mail(mail))
+                .chain(rcpts.iter().map(|r| Command::Rcpt(r)))
+                .collect();
+            let results = self.envelope(&group).await;
+            for (n, result) in results.into_iter().enumerate() {
+                if let Err(e) = result {
+                    if n > 0 && matches!(e, DeliveryError::Rejected(_)) {
                         self.abort().await?;
                     }
                     return Err(e);
@@ -112,4 +143,39 @@ pub trait Delivery: Send {
             self.body(message).await
         })
     }
+}
+
+/// [`Delivery::envelope`] one command at a time. After a refused MAIL the recipients are
+/// not sent: they hear 503 as from a next hop without a transaction.
+pub fn one_by_one<'a, D: Delivery + ?Sized>(d: &'a mut D, group: &'a [Command<'a>]) -> Replies<'a> {
+    Box::pin(async move {
+        let mut out = Vec::with_capacity(group.len());
+        let mut failed: Option<HopError> = None;
+        let mut no_mail = false;
+        for cmd in group {
+            if let Some(e) = &failed {
+                out.push(Err(DeliveryError::Hop(e.clone())));
+                continue;
+            }
+            let result = match cmd {
+                Command::Mail(line) => {
+                    let r = d.mail(line).await;
+                    no_mail = r.is_err();
+                    r
+                }
+                Command::Rcpt(_) if no_mail => {
+                    Err(DeliveryError::Rejected(replies::NEED_MAIL.into()))
+                }
+                Command::Rcpt(line) => d.add_rcpt(line).await,
+                Command::Xforward(_) => {
+                    Err(DeliveryError::Rejected(replies::NOT_IMPLEMENTED.into()))
+                }
+            };
+            if let Err(DeliveryError::Hop(e)) = &result {
+                failed = Some(e.clone());
+            }
+            out.push(result);
+        }
+        out
+    })
 }

@@ -4,7 +4,7 @@
 //! to a channel as a [`Delivered`], and can play a next hop that is unreachable or whose
 //! connection breaks at a chosen stage.
 
-use super::delivery::{verdict, Connector, Delivery, Step};
+use super::delivery::{one_by_one, verdict, Command, Connector, Delivery, Replies, Step};
 use super::{wire, HopError};
 use crate::smtp::replies::Reply;
 use crate::smtp::sink::{path_and_params, Delivered, Policy, Stage};
@@ -37,6 +37,7 @@ pub struct MemoryHop {
     opts: MemoryHopOptions,
     out: mpsc::UnboundedSender<Delivered>,
     commands: Arc<Mutex<Vec<String>>>,
+    groups: Arc<Mutex<Vec<Vec<String>>>>,
     connections: AtomicUsize,
 }
 
@@ -48,6 +49,7 @@ impl MemoryHop {
             opts,
             out,
             commands: Arc::default(),
+            groups: Arc::default(),
             connections: AtomicUsize::new(0),
         };
         (Arc::new(hop), rx)
@@ -57,6 +59,12 @@ impl MemoryHop {
     /// the whole message).
     pub fn commands(&self) -> Vec<String> {
         self.commands.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Each envelope group the session handed over ([`Delivery::envelope`]), its lines
+    /// without CRLF: what a pipelining next hop would get in one write.
+    pub fn groups(&self) -> Vec<Vec<String>> {
+        self.groups.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
     /// Connections opened so far (attempts to an unreachable hop included).
@@ -78,6 +86,7 @@ impl Connector for MemoryHop {
                 opts: self.opts.clone(),
                 out: self.out.clone(),
                 commands: self.commands.clone(),
+                groups: self.groups.clone(),
                 cur: None,
                 broken: false,
             }) as Box<dyn Delivery>)
@@ -89,6 +98,7 @@ struct MemorySession {
     opts: MemoryHopOptions,
     out: mpsc::UnboundedSender<Delivered>,
     commands: Arc<Mutex<Vec<String>>>,
+    groups: Arc<Mutex<Vec<Vec<String>>>>,
     /// The open transaction.
     cur: Option<Delivered>,
     broken: bool,
@@ -186,6 +196,21 @@ impl Delivery for MemorySession {
 
     fn is_usable(&self) -> bool {
         !self.broken
+    }
+
+    fn envelope<'a>(&'a mut self, group: &'a [Command<'a>]) -> Replies<'a> {
+        if let Ok(mut g) = self.groups.lock() {
+            g.push(
+                group
+                    .iter()
+                    .map(|c| {
+                        let (Command::Mail(l) | Command::Rcpt(l) | Command::Xforward(l)) = c;
+                        l.trim_end().to_string()
+                    })
+                    .collect(),
+            );
+        }
+        one_by_one(self, group)
     }
 
     fn quit(mut self: Box<Self>) -> BoxFuture<'static, ()> {

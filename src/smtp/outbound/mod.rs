@@ -1,31 +1,29 @@
-//! The next hop: one SMTP client session per client session, over lettre's low-level
-//! `AsyncSmtpConnection`.
+//! The next hop: one SMTP client session per client session ([`SmtpDelivery`], over our
+//! own [`client::Conn`]), reached by the session through the [`Delivery`] trait.
 //!
-//! Commands are sent as preformatted lines (`command(String)`) rather than lettre's
-//! `Mail`/`Rcpt` types: those take a lettre `Address`, which re-validates the client's path
-//! and would refuse some that RFC 5321 allows; a proxy passes the path as received.
-//! lettre turns a negative reply into an `Error` holding the code and the reply text (lines
-//! joined); [`SmtpDelivery`] turns it back into a [`Reply`] so it is relayed to the client.
-//! The session reaches it through the [`Delivery`] trait.
+//! Commands are sent as the preformatted lines the session built ([`commands`]): a proxy
+//! passes the client's path as received. When the next hop offers PIPELINING, the MAIL and
+//! RCPT commands the session has in hand go in one write (RFC 2920) and each reply is read
+//! after, so every recipient still hears its own; with CHUNKING the message goes as
+//! `BDAT n LAST` (RFC 3030: no 354 round trip, no dot-stuffing); otherwise DATA, with CRLF
+//! normalisation and dot-stuffing in one pass ([`wire::Encoder`]).
 
+pub mod client;
 pub mod commands;
 pub mod delivery;
 pub mod memory;
+pub mod tls;
 pub mod wire;
 
-pub use delivery::{verdict, Connector, Delivery, DeliveryError, Step};
+pub use delivery::{verdict, Command, Connector, Delivery, DeliveryError, Replies, Step};
 
 use super::replies::{self, Canned, Reply};
-use super::tls::{self, TlsError};
 use crate::config::{NextHopTls, SmtpConfig};
+use crate::tls::TlsError;
+use client::Conn;
 use futures::future::BoxFuture;
-use lettre::transport::smtp::client::{
-    AsyncSmtpConnection, Certificate, CertificateStore, Identity,
-};
-use lettre::transport::smtp::client::{TlsParameters, TlsParametersBuilder};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::response::Response;
-use std::future::Future;
+use rustls_pki_types::ServerName;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A transport failure towards the next hop: the connection is unusable afterwards.
@@ -67,75 +65,21 @@ impl HopError {
 #[derive(Clone)]
 pub struct NextHop {
     addr: String,
-    helo: ClientId,
+    helo: String,
     mode: NextHopTls,
-    /// Verified parameters for `required`, unverified ones for `opportunistic`.
-    tls: Option<TlsParameters>,
+    /// Verifying for `required`, unverified for `opportunistic`; `None` for `none`.
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     timeout: Duration,
     data_timeout: Duration,
 }
 
 impl NextHop {
     pub fn from_config(cfg: &SmtpConfig) -> Result<Self, TlsError> {
-        let name = cfg
-            .next_hop_tls_name
-            .clone()
-            .unwrap_or_else(|| cfg.next_hop_host());
-        let identity = match (&cfg.next_hop_cert, &cfg.next_hop_key) {
-            (Some(cert), Some(key)) => {
-                let key = std::fs::read(key).map_err(|e| TlsError::Pem {
-                    key: "smtp.next_hop_key",
-                    path: key.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                // lettre 0.11's rustls `Identity::from_pem` takes its first argument as the
-                // DER of one certificate (not PEM), so hand it the leaf's DER.
-                let leaf = tls::load_certs("smtp.next_hop_cert", cert)?.remove(0);
-                Some(
-                    Identity::from_pem(leaf.as_ref(), &key)
-                        .map_err(|e| TlsError::Rustls(format!("smtp.next_hop_cert: {e}")))?,
-                )
-            }
-            _ => None,
-        };
-        let builder = |name: String| {
-            let b = TlsParametersBuilder::new(name);
-            match identity.clone() {
-                Some(id) => b.identify_with(id),
-                None => b,
-            }
-        };
-        let tls = match cfg.next_hop_tls {
-            NextHopTls::None => None,
-            NextHopTls::Opportunistic => Some(
-                // Postfix's `may` level: encrypt when offered, do not authenticate.
-                builder(name)
-                    .certificate_store(CertificateStore::None)
-                    .dangerous_accept_invalid_certs(true)
-                    .build_rustls()
-                    .map_err(|e| TlsError::Rustls(e.to_string()))?,
-            ),
-            NextHopTls::Required => {
-                let mut b = builder(name);
-                if let Some(ca) = &cfg.next_hop_ca {
-                    b = b.certificate_store(CertificateStore::None);
-                    for der in tls::load_certs("smtp.next_hop_ca", ca)? {
-                        let cert = Certificate::from_der(der.to_vec())
-                            .map_err(|e| TlsError::Rustls(e.to_string()))?;
-                        b = b.add_root_certificate(cert);
-                    }
-                }
-                Some(
-                    b.build_rustls()
-                        .map_err(|e| TlsError::Rustls(e.to_string()))?,
-                )
-            }
-        };
         Ok(NextHop {
             addr: cfg.next_hop.clone(),
-            helo: ClientId::Domain(cfg.hostname.clone()),
+            helo: cfg.hostname.clone(),
             mode: cfg.next_hop_tls,
-            tls,
+            tls: tls::client(cfg)?,
             timeout: cfg.next_hop_timeout,
             data_timeout: cfg.next_hop_data_timeout,
         })
@@ -145,65 +89,53 @@ impl NextHop {
     pub async fn open(&self) -> Result<SmtpDelivery, HopError> {
         let mut conn = self.connect_plain().await?;
         match (self.mode, &self.tls) {
-            (NextHopTls::Required, Some(params)) => {
-                if !conn.can_starttls() {
-                    conn.abort().await;
+            (NextHopTls::Required, Some((config, name))) => {
+                if !conn.offer.starttls {
+                    conn.quit().await;
                     return Err(HopError::Tls("STARTTLS not offered".into()));
                 }
-                self.starttls(&mut conn, params).await?;
+                conn = conn
+                    .starttls(config.clone(), name.clone(), &self.helo)
+                    .await?;
             }
-            (NextHopTls::Opportunistic, Some(params)) if conn.can_starttls() => {
-                if let Err(e) = self.starttls(&mut conn, params).await {
-                    // As Postfix does at `may`: a failed handshake falls back to plain text.
-                    tracing::info!(error = %e, "next hop STARTTLS failed, retrying without TLS");
-                    conn = self.connect_plain().await?;
+            (NextHopTls::Opportunistic, Some((config, name))) if conn.offer.starttls => {
+                match conn
+                    .starttls(config.clone(), name.clone(), &self.helo)
+                    .await
+                {
+                    Ok(tls) => conn = tls,
+                    Err(e) => {
+                        // As Postfix does at `may`: a failed handshake falls back to plain text.
+                        tracing::info!(error = %e, "next hop STARTTLS failed, retrying without TLS");
+                        conn = self.connect_plain().await?;
+                    }
                 }
             }
             _ => {}
         }
         Ok(SmtpDelivery {
             conn,
-            timeout: self.timeout,
             data_timeout: self.data_timeout,
             in_transaction: false,
-            broken: false,
         })
     }
 
-    async fn connect_plain(&self) -> Result<AsyncSmtpConnection, HopError> {
-        // Our own socket rather than lettre's `connect_tokio1`, which leaves Nagle on: with
-        // it, each message's final "." waits for a delayed ACK (about 10 ms per message on
-        // loopback).
-        let connect = async {
-            let tcp = tokio::net::TcpStream::connect(self.addr.as_str())
-                .await
-                .map_err(|e| HopError::Connect(e.to_string()))?;
-            let _ = tcp.set_nodelay(true);
-            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.helo)
-                .await
-                .map_err(|e| HopError::Connect(error_text(&e)))
+    async fn connect_plain(&self) -> Result<Conn, HopError> {
+        let connect = tokio::net::TcpStream::connect(self.addr.as_str());
+        let tcp = match tokio::time::timeout(self.timeout, connect).await {
+            Err(_) => return Err(HopError::Timeout),
+            Ok(Err(e)) => return Err(HopError::Connect(e.to_string())),
+            Ok(Ok(tcp)) => tcp,
         };
-        match tokio::time::timeout(self.timeout, connect).await {
-            Err(_) => Err(HopError::Timeout),
-            Ok(result) => result,
-        }
-    }
-
-    async fn starttls(
-        &self,
-        conn: &mut AsyncSmtpConnection,
-        params: &TlsParameters,
-    ) -> Result<(), HopError> {
-        match tokio::time::timeout(self.timeout, conn.starttls(params.clone(), &self.helo)).await {
-            Err(_) => Err(HopError::Timeout),
-            Ok(Err(e)) => Err(HopError::Tls(error_text(&e))),
-            Ok(Ok(())) => Ok(()),
-        }
+        // Without Nagle: each group is one write, and its reply is awaited before the next.
+        let _ = tcp.set_nodelay(true);
+        Conn::open(Box::new(tcp), &self.helo, self.timeout).await
     }
 }
 
-/// The DATA content is normalised and written in pieces of this size.
-const WIRE_PIECE: usize = 64 * 1024;
+/// The message is normalised (and stuffed) and written in pieces of this size: memory per
+/// session stays bounded by the piece, not the message. With CHUNKING, one BDAT per piece.
+const WIRE_PIECE: usize = 256 * 1024;
 
 impl Connector for NextHop {
     fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Delivery>, HopError>> {
@@ -211,46 +143,34 @@ impl Connector for NextHop {
     }
 }
 
-/// One open SMTP session with the next hop, over lettre, reused across the client's
-/// transactions.
+/// One open SMTP session with the next hop, reused across the client's transactions.
 pub struct SmtpDelivery {
-    conn: AsyncSmtpConnection,
-    timeout: Duration,
+    conn: Conn,
     data_timeout: Duration,
     in_transaction: bool,
-    broken: bool,
 }
 
 impl Delivery for SmtpDelivery {
     fn mail<'a>(&'a mut self, line: &'a str) -> Step<'a> {
         Box::pin(async move {
             self.abort().await?;
-            let reply = self.command(line.to_string(), self.timeout).await?;
+            let reply = self.conn.command(line).await?;
             self.in_transaction = reply.is_positive();
             verdict(reply)
         })
     }
 
     fn add_rcpt<'a>(&'a mut self, line: &'a str) -> Step<'a> {
-        Box::pin(async move { verdict(self.command(line.to_string(), self.timeout).await?) })
+        Box::pin(async move { verdict(self.conn.command(line).await?) })
     }
 
     fn body<'a>(&'a mut self, message: &'a [u8]) -> Step<'a> {
         Box::pin(async move {
-            let go = self.command("DATA\r\n".to_string(), self.timeout).await?;
-            if go.code != 354 {
-                self.in_transaction = false;
-                return verdict(go);
-            }
-            // lettre appends CRLF "." CRLF; the message's own final line break would become
-            // an extra empty line, so hand it over without one. Every other line break goes
-            // out as CRLF (see `wire`), and lettre's codec stuffs each dot after a CRLF:
-            // whatever the message holds, the next hop reads exactly one message.
-            let body = wire::without_final_break(message);
-            let timeout = self.data_timeout;
-            let result = self
-                .run(timeout, |c| c.message_iter(wire::pieces(body, WIRE_PIECE)))
-                .await;
+            let result = if self.conn.offer.chunking {
+                self.bdat(message).await
+            } else {
+                self.data(message).await
+            };
             self.in_transaction = false;
             verdict(result?)
         })
@@ -259,7 +179,7 @@ impl Delivery for SmtpDelivery {
     fn abort(&mut self) -> BoxFuture<'_, Result<(), HopError>> {
         Box::pin(async move {
             if self.in_transaction {
-                self.command("RSET\r\n".to_string(), self.timeout).await?;
+                self.conn.command("RSET\r\n").await?;
                 self.in_transaction = false;
             }
             Ok(())
@@ -267,76 +187,148 @@ impl Delivery for SmtpDelivery {
     }
 
     fn is_usable(&self) -> bool {
-        !self.broken && !self.conn.has_broken()
+        !self.conn.broken
     }
 
     /// Bounded by the command timeout.
-    fn quit(mut self: Box<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            if self.is_usable() {
-                let _ = tokio::time::timeout(self.timeout, self.conn.quit()).await;
-            }
-        })
+    fn quit(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(self.conn.quit())
+    }
+
+    fn xforward_offer(&self) -> Option<&[String]> {
+        self.conn.offer.xforward.as_deref()
+    }
+
+    fn envelope<'a>(&'a mut self, group: &'a [Command<'a>]) -> Replies<'a> {
+        if !self.conn.offer.pipelining {
+            return delivery::one_by_one(self, group);
+        }
+        Box::pin(self.pipelined(group))
     }
 }
 
 impl SmtpDelivery {
     pub fn is_encrypted(&self) -> bool {
-        self.conn.is_encrypted()
+        self.conn.encrypted
     }
 
-    async fn command(&mut self, line: String, timeout: Duration) -> Result<Reply, HopError> {
-        self.run(timeout, |c| c.command(line)).await
+    /// What the next hop offered in its (last) EHLO reply.
+    pub fn offer(&self) -> &client::Offer {
+        &self.conn.offer
     }
 
-    async fn run<'a, F, Fut>(&'a mut self, timeout: Duration, op: F) -> Result<Reply, HopError>
-    where
-        F: FnOnce(&'a mut AsyncSmtpConnection) -> Fut,
-        Fut: Future<Output = Result<Response, lettre::transport::smtp::Error>> + 'a,
-    {
-        if !self.is_usable() {
-            return Err(HopError::Network("connection already failed".into()));
+    /// RSET if a transaction is open, then the group, in one write; then one reply each.
+    async fn pipelined(&mut self, group: &[Command<'_>]) -> Vec<Result<Reply, DeliveryError>> {
+        let mut out = Vec::with_capacity(group.len());
+        let reset = self.in_transaction && group.iter().any(|c| matches!(c, Command::Mail(_)));
+        let mut bytes = Vec::with_capacity(64 * (group.len() + 1));
+        if reset {
+            bytes.extend_from_slice(b"RSET\r\n");
         }
-        // Split the borrow: the future holds `conn`, the flags are set after it resolves.
-        let broken = &mut self.broken;
-        let result = tokio::time::timeout(timeout, op(&mut self.conn)).await;
-        match result {
-            Err(_) => {
-                *broken = true;
-                Err(HopError::Timeout)
+        for cmd in group {
+            let (Command::Mail(line) | Command::Rcpt(line) | Command::Xforward(line)) = cmd;
+            bytes.extend_from_slice(line.as_bytes());
+        }
+        let timeout = self.conn.timeout;
+        let mut failed = self.conn.send(&bytes, timeout).await.err();
+        if reset && failed.is_none() {
+            // Its code does not matter: MAIL's reply says whether a transaction opened.
+            failed = self.conn.reply(timeout).await.err();
+            self.in_transaction = false;
+        }
+        for cmd in group {
+            if let Some(e) = &failed {
+                out.push(Err(DeliveryError::Hop(e.clone())));
+                continue;
             }
-            Ok(Ok(response)) => Ok(reply_from_response(&response)),
-            Ok(Err(e)) => match e.status() {
-                Some(code) => Ok(Reply::new(u16::from(code), error_text(&e))),
-                None => {
-                    *broken = true;
-                    if e.is_timeout() {
-                        Err(HopError::Timeout)
-                    } else {
-                        Err(HopError::Network(error_text(&e)))
+            match self.conn.reply(timeout).await {
+                Ok(reply) => {
+                    if let Command::Mail(_) = cmd {
+                        self.in_transaction = reply.is_positive();
                     }
+                    out.push(verdict(reply));
                 }
-            },
+                Err(e) => {
+                    failed = Some(e.clone());
+                    out.push(Err(e.into()));
+                }
+            }
         }
+        out
     }
-}
 
-fn reply_from_response(r: &Response) -> Reply {
-    let mut lines: Vec<String> = r.message().map(str::to_string).collect();
-    if lines.is_empty() {
-        lines.push(String::new());
+    /// DATA, then the message stuffed and ended by `.`: the next hop's final reply.
+    async fn data(&mut self, message: &[u8]) -> Result<Reply, HopError> {
+        let go = self.conn.command("DATA\r\n").await?;
+        if go.code != 354 {
+            return Ok(go);
+        }
+        // The message's own final line break is the one before `.`; every other line break
+        // goes out as CRLF and every line starting with a dot gets one more (see `wire`):
+        // whatever the message holds, the next hop reads exactly one message.
+        let body = wire::without_final_break(message);
+        let mut enc = wire::Encoder::new(true);
+        let mut buf = Vec::with_capacity(body.len().min(WIRE_PIECE) + WIRE_PIECE / 64 + 8);
+        let mut pieces = body.chunks(WIRE_PIECE).peekable();
+        loop {
+            buf.clear();
+            let last = match pieces.next() {
+                Some(piece) => {
+                    enc.push(piece, &mut buf);
+                    pieces.peek().is_none()
+                }
+                None => true,
+            };
+            if last {
+                buf.extend_from_slice(b"\r\n.\r\n");
+            }
+            self.conn.send(&buf, self.data_timeout).await?;
+            if last {
+                break;
+            }
+        }
+        self.conn.reply(self.data_timeout).await
     }
-    Reply {
-        code: u16::from(r.code()),
-        lines,
-    }
-}
 
-/// The text behind a lettre error: for a negative reply, the server's own words.
-fn error_text(e: &lettre::transport::smtp::Error) -> String {
-    use std::error::Error as _;
-    match e.source() {
-        Some(s) => s.to_string(),
-        None => e.to_string(),
+    /// The message as BDAT chunks, the last one `LAST`, written back to back (RFC 3030
+    /// allows BDAT to be pipelined); then one reply per chunk. The first refusal is the
+    /// answer, else the last chunk's reply.
+    async fn bdat(&mut self, message: &[u8]) -> Result<Reply, HopError> {
+        let body = wire::without_final_break(message);
+        let mut enc = wire::Encoder::new(false);
+        let mut buf = Vec::with_capacity(body.len().min(WIRE_PIECE) + WIRE_PIECE / 64 + 32);
+        let mut chunk = Vec::with_capacity(buf.capacity());
+        let mut pieces = body.chunks(WIRE_PIECE).peekable();
+        let mut chunks = 0;
+        loop {
+            chunk.clear();
+            let last = match pieces.next() {
+                Some(piece) => {
+                    enc.push(piece, &mut chunk);
+                    pieces.peek().is_none()
+                }
+                None => true,
+            };
+            if last {
+                chunk.extend_from_slice(b"\r\n");
+            }
+            buf.clear();
+            let verb = if last { " LAST" } else { "" };
+            buf.extend_from_slice(format!("BDAT {}{verb}\r\n", chunk.len()).as_bytes());
+            buf.extend_from_slice(&chunk);
+            self.conn.send(&buf, self.data_timeout).await?;
+            chunks += 1;
+            if last {
+                break;
+            }
+        }
+        let mut answer: Option<Reply> = None;
+        for _ in 0..chunks {
+            let reply = self.conn.reply(self.data_timeout).await?;
+            if answer.as_ref().is_none_or(|a| a.is_positive()) {
+                answer = Some(reply);
+            }
+        }
+        Ok(answer.unwrap_or_else(|| replies::NEXT_HOP_BROKEN.into()))
     }
 }

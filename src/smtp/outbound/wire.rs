@@ -2,9 +2,10 @@
 //! every line ends in CRLF, whatever the client, the templates and the directory put in.
 //!
 //! A bare LF or a lone CR is a line break to every reader that accepts it, so each becomes
-//! CRLF; with only CRLF left, dot-stuffing after each CRLF (done by lettre's codec as the
-//! bytes are written, see [`super::SmtpDelivery`]) covers every line a reader could see,
-//! and no `<LF>.<LF>` can end the data early on a lenient next hop (SMTP smuggling).
+//! CRLF; with only CRLF left, dot-stuffing after each CRLF (done in the same pass by
+//! [`Encoder`] as the bytes are written, see [`super::SmtpDelivery`]) covers every line a
+//! reader could see, and no `<LF>.<LF>` can end the data early on a lenient next hop (SMTP
+//! smuggling).
 
 /// One pass over the bytes, in pieces of any size: CRLF stays, a bare LF or a lone CR
 /// becomes CRLF. The state carries a CR across piece boundaries.
@@ -36,6 +37,62 @@ impl Crlf {
     }
 }
 
+/// [`Crlf`] and, for DATA, dot-stuffing (RFC 5321 §4.5.2) in the same pass: a line that
+/// starts with `.` gets one more. The state carries a CR and the line start across pieces.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoder {
+    after_cr: bool,
+    line_start: bool,
+    stuff: bool,
+}
+
+impl Encoder {
+    /// `stuff`: dot-stuff (DATA); without it, line breaks only (BDAT).
+    pub fn new(stuff: bool) -> Self {
+        Encoder {
+            after_cr: false,
+            line_start: true,
+            stuff,
+        }
+    }
+
+    /// Append `input`, encoded, to `out`.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.reserve(input.len() + input.len() / 64 + 4);
+        let mut rest = input;
+        loop {
+            let Some(&first) = rest.first() else {
+                // A CR at the end stays pending: the next piece may start with its LF.
+                return;
+            };
+            if self.after_cr && first == b'\n' {
+                // The second half of a CRLF already written.
+                self.after_cr = false;
+                rest = &rest[1..];
+                continue;
+            }
+            self.after_cr = false;
+            if self.line_start && self.stuff && first == b'.' {
+                out.push(b'.');
+            }
+            self.line_start = false;
+            match memchr::memchr2(b'\r', b'\n', rest) {
+                Some(i) => {
+                    out.extend_from_slice(&rest[..i]);
+                    out.extend_from_slice(b"\r\n");
+                    self.after_cr = rest[i] == b'\r';
+                    self.line_start = true;
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    out.extend_from_slice(rest);
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// `input` with every line ending CRLF.
 pub fn to_crlf(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() + 2);
@@ -43,25 +100,14 @@ pub fn to_crlf(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The message without its final line break (any form): what precedes lettre's
-/// `CRLF . CRLF`, which ends the last line itself.
+/// The message without its final line break (any form): what precedes the `CRLF . CRLF`
+/// (or BDAT's final CRLF) that ends the last line.
 pub fn without_final_break(message: &[u8]) -> &[u8] {
     message
         .strip_suffix(b"\r\n")
         .or_else(|| message.strip_suffix(b"\n"))
         .or_else(|| message.strip_suffix(b"\r"))
         .unwrap_or(message)
-}
-
-/// The DATA content in normalised pieces of about `size` bytes (memory stays bounded by
-/// the piece, not the message).
-pub fn pieces(message: &[u8], size: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
-    let mut crlf = Crlf::default();
-    message.chunks(size.max(1)).map(move |c| {
-        let mut out = Vec::new();
-        crlf.push(c, &mut out);
-        out
-    })
 }
 
 #[cfg(test)]
@@ -95,23 +141,68 @@ mod tests {
         assert_eq!(without_final_break(b"a\n\n"), b"a\n");
     }
 
+    /// What a reader of the DATA stream sees: lines unstuffed, up to the `.` line.
+    fn unstuff(wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in wire.split_inclusive(|b| *b == b'\n') {
+            if line == b".\r\n" {
+                break;
+            }
+            out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        }
+        out
+    }
+
+    #[test]
+    fn encoder_stuffs_and_normalises_in_one_pass() {
+        let table: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b".", b".."),
+            (b"a\r\n.b", b"a\r\n..b"),
+            (b"a\n.\nMAIL", b"a\r\n..\r\nMAIL"),
+            (b"a\r.b", b"a\r\n..b"),
+            (b"..x\r\n\r\n.", b"...x\r\n\r\n.."),
+            (b"a.b\r\n", b"a.b\r\n"),
+        ];
+        for (input, want) in table {
+            let mut out = Vec::new();
+            Encoder::new(true).push(input, &mut out);
+            assert_eq!(out, *want, "{:?}", String::from_utf8_lossy(input));
+            let mut plain = Vec::new();
+            Encoder::new(false).push(input, &mut plain);
+            assert_eq!(plain, to_crlf(input));
+        }
+    }
+
     proptest! {
-        /// Any split into pieces gives the same bytes, with no bare CR or LF.
+        /// Any split gives the same bytes; a reader undoing the stuffing gets the message
+        /// with CRLF line breaks, and no line of the stream is a lone `.` (no early end).
         #[test]
-        fn pieces_agree_and_leave_no_bare_break(
+        fn encoder_pieces_agree_and_round_trip(
             input in prop::collection::vec(prop::sample::select(vec![b'\r', b'\n', b'.', b'a']), 0..200),
             size in 1usize..9,
         ) {
-            let whole = to_crlf(&input);
-            let joined: Vec<u8> = pieces(&input, size).flatten().collect();
-            prop_assert_eq!(&joined, &whole);
-            for (i, b) in whole.iter().enumerate() {
-                match b {
-                    b'\r' => prop_assert_eq!(whole.get(i + 1), Some(&b'\n')),
-                    b'\n' => prop_assert!(i > 0 && whole[i - 1] == b'\r'),
-                    _ => {}
-                }
+            let mut whole = Vec::new();
+            Encoder::new(true).push(&input, &mut whole);
+            let mut enc = Encoder::new(true);
+            let mut joined = Vec::new();
+            for piece in input.chunks(size) {
+                enc.push(piece, &mut joined);
             }
+            prop_assert_eq!(&joined, &whole);
+            let mut stream = whole.clone();
+            if !stream.is_empty() && !stream.ends_with(b"\r\n") {
+                stream.extend_from_slice(b"\r\n");
+            }
+            for line in stream.split_inclusive(|b| *b == b'\n') {
+                prop_assert!(line != b".\r\n");
+            }
+            let mut want = to_crlf(&input);
+            if !want.is_empty() && !want.ends_with(b"\r\n") {
+                want.extend_from_slice(b"\r\n");
+            }
+            stream.extend_from_slice(b".\r\n");
+            prop_assert_eq!(unstuff(&stream), want);
         }
     }
 }
