@@ -742,3 +742,78 @@ async fn addresses_are_refused_not_rewritten() {
     assert_eq!(d.mail_from, "j\u{f6}rg@example.com");
     assert_eq!(d.rcpts[0].0, "b\u{f6}b@example.org");
 }
+
+/// What a pipelining client sends at once reaches the next hop as one group (the next hop
+/// gets it in one write when it offers PIPELINING), and each recipient still hears its own
+/// reply, a refusal in the middle included; a client that waits for each reply makes groups
+/// of one.
+#[tokio::test]
+async fn mail_and_rcpts_in_hand_go_as_one_group_with_a_reply_each() {
+    let policy: Policy = Arc::new(|stage| match stage {
+        Stage::Rcpt(line) if line.contains("nobody@") => Some(Reply::new(550, "5.1.1 unknown")),
+        _ => None,
+    });
+    let (hop, mut delivered) = MemoryHop::new(MemoryHopOptions {
+        policy: Some(policy),
+        ..MemoryHopOptions::default()
+    });
+    let shared = shared_for(
+        SmtpConfig::new("127.0.0.1:0", "next-hop.test:25"),
+        hop.clone(),
+    );
+    let script = format!(
+        "EHLO c\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<a@x.example>\r\n\
+         RCPT TO:<nobody@x.example>\r\nRCPT TO:<b@x.example>\r\nDATA\r\n{MESSAGE}.\r\nQUIT\r\n"
+    );
+    let (got, text) = converse(shared, script.as_bytes()).await;
+    assert_eq!(
+        got,
+        vec![220, 250, 250, 250, 550, 250, 354, 250, 221],
+        "{text}"
+    );
+    assert_eq!(
+        hop.groups(),
+        vec![vec![
+            "MAIL FROM:<alice@example.com>",
+            "RCPT TO:<a@x.example>",
+            "RCPT TO:<nobody@x.example>",
+            "RCPT TO:<b@x.example>",
+        ]]
+    );
+    let d = delivered.try_recv().unwrap();
+    assert_eq!(d.rcpts.len(), 2);
+
+    // Waiting for each reply: one command per group, in order.
+    let (hop, _delivered) = MemoryHop::new(MemoryHopOptions::default());
+    let shared = shared_for(
+        SmtpConfig::new("127.0.0.1:0", "next-hop.test:25"),
+        hop.clone(),
+    );
+    let (mut client, server) = tokio::io::duplex(4096);
+    let session = tokio::spawn(Session::new(server, shared, None).run());
+    let mut buf = vec![0u8; 4096];
+    let _ = client.read(&mut buf).await.unwrap();
+    for line in [
+        "EHLO c",
+        "MAIL FROM:<alice@example.com>",
+        "RCPT TO:<a@x.example>",
+        "RCPT TO:<b@x.example>",
+        "QUIT",
+    ] {
+        client
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(n > 0 && buf[0] != b'5', "{line}");
+    }
+    session.await.unwrap();
+    assert_eq!(
+        hop.groups(),
+        vec![
+            vec!["MAIL FROM:<alice@example.com>"],
+            vec!["RCPT TO:<a@x.example>"],
+            vec!["RCPT TO:<b@x.example>"],
+        ]
+    );
+}
