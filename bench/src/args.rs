@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Side-by-side SMTP load: straight to a sink, through sigstamp's relay, through Postfix as a
-/// relay and through Postfix with sigstamp's milter. Prints one table.
+/// relay, through Postfix with a null milter and through Postfix with sigstamp's milter.
+/// Prints one table.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "sigstamp-bench", version)]
 pub struct Args {
@@ -31,7 +32,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "direct,relay,postfix,milter"
+        default_value = "direct,relay,postfix,null-milter,milter"
     )]
     pub rows: Vec<RowKind>,
     /// The sink at the end of every path.
@@ -74,6 +75,10 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Internal: serve the null milter on this address (`inet:…` or `unix:…`) until killed;
+    /// the bench starts itself this way for the "Postfix + null milter" row.
+    #[arg(long, hide = true)]
+    pub null_milter: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,6 +89,9 @@ pub enum RowKind {
     Relay,
     /// Through Postfix as a plain relay.
     Postfix,
+    /// Through Postfix with a null milter: the same negotiation as sigstamp's milter, each
+    /// body replaced by itself (the milter protocol's cost, the milter row's floor).
+    NullMilter,
     /// Through Postfix with sigstamp as its milter.
     Milter,
 }
@@ -94,12 +102,16 @@ impl RowKind {
             RowKind::Direct => "straight to sink",
             RowKind::Relay => "sigstamp relay",
             RowKind::Postfix => "Postfix relay",
+            RowKind::NullMilter => "Postfix + null milter",
             RowKind::Milter => "Postfix + milter",
         }
     }
 
     pub fn needs_postfix(self) -> bool {
-        matches!(self, RowKind::Postfix | RowKind::Milter)
+        matches!(
+            self,
+            RowKind::Postfix | RowKind::NullMilter | RowKind::Milter
+        )
     }
 }
 
@@ -156,6 +168,7 @@ mod tests {
                 RowKind::Direct,
                 RowKind::Relay,
                 RowKind::Postfix,
+                RowKind::NullMilter,
                 RowKind::Milter
             ]
         );
@@ -164,6 +177,16 @@ mod tests {
         assert!(a.half_rate);
         assert_eq!(a.rate, None);
         assert_eq!(a.directory_users, None);
+        assert_eq!(a.null_milter, None);
+        let a = parse(&[
+            "--rows",
+            "null-milter,milter",
+            "--null-milter",
+            "unix:/x.sock",
+        ])
+        .unwrap();
+        assert_eq!(a.rows, [RowKind::NullMilter, RowKind::Milter]);
+        assert_eq!(a.null_milter.as_deref(), Some("unix:/x.sock"));
     }
 
     #[test]

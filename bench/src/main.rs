@@ -29,6 +29,12 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(180);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(listen) = &args.null_milter {
+        return procs::null_milter(listen).unwrap_or_else(|e| {
+            eprintln!("sigstamp-bench --null-milter: {e:#}");
+            ExitCode::FAILURE
+        });
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,6 +151,7 @@ async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     rows.extend(half);
+    milter_floor(&mut ctx, &rows);
     println!();
     print!("{}", stats::table(&rows));
     if ctx.args.idle_sessions > 0 {
@@ -158,6 +165,24 @@ async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The milter row against its floor, the null milter, measured in the same run (issue 18:
+/// Postfix + sigstamp milter ≥ 0.9 of Postfix + null milter).
+fn milter_floor(ctx: &mut Ctx, rows: &[Row]) {
+    let rate = |kind: RowKind| {
+        rows.iter()
+            .find(|r| r.label == kind.label())
+            .map(|r| r.measured.msgs_per_sec())
+    };
+    if let (Some(milter), Some(null)) = (rate(RowKind::Milter), rate(RowKind::NullMilter)) {
+        if null > 0.0 {
+            ctx.notes.push(format!(
+                "Postfix + milter / Postfix + null milter: {:.2} ({milter:.0} / {null:.0} msgs/s)",
+                milter / null
+            ));
+        }
+    }
 }
 
 /// Rerun straight and relay at half the relay's throughput: the latency sigstamp adds when
@@ -213,6 +238,8 @@ async fn run_row(
 ) -> anyhow::Result<Row> {
     let sink = ctx.sink.addr();
     let bin = || ctx.sigstamp.clone().context("no sigstamp binary");
+    // The null milter: a process of its own like sigstamp's, but no sigstamp counters.
+    let mut null_milter = None;
     let (sigstamp, pf) = match kind {
         RowKind::Direct => (None, None),
         RowKind::Relay => (
@@ -220,6 +247,13 @@ async fn run_row(
             None,
         ),
         RowKind::Postfix => (None, Some(start_postfix(sink, None).await?)),
+        RowKind::NullMilter => {
+            let unix = ctx.args.milter_socket == MilterSocket::Unix;
+            let n = Sigstamp::start(&std::env::current_exe()?, Edge::NullMilter { unix }).await?;
+            let pf = start_postfix(sink, Some(n.milter.clone())).await?;
+            null_milter = Some(n);
+            (None, Some(pf))
+        }
         RowKind::Milter => {
             let unix = ctx.args.milter_socket == MilterSocket::Unix;
             let s = Sigstamp::start(&bin()?, Edge::Milter { unix }).await?;
@@ -317,6 +351,7 @@ async fn run_row(
             ));
         }
     }
+    drop(null_milter);
     if row.measured.failed > 0 {
         ctx.failed = true;
         ctx.notes.push(format!(

@@ -62,6 +62,8 @@ pub enum Edge {
     Relay { next_hop: SocketAddr },
     /// The milter, on TCP or (`unix`) on a unix socket.
     Milter { unix: bool },
+    /// The null milter (this bench binary, `--null-milter`), on TCP or a unix socket.
+    NullMilter { unix: bool },
 }
 
 /// A running `sigstamp serve`; stopped (SIGTERM, then SIGKILL) on drop.
@@ -92,10 +94,10 @@ impl Sigstamp {
                 "[smtp]\nlisten = \"{addr}\"\nnext_hop = \"{next_hop}\"\nnext_hop_tls = \"none\"\n\
                  max_sessions = 20000\n"
             ),
-            Edge::Milter { unix: false } => {
+            Edge::Milter { unix: false } | Edge::NullMilter { unix: false } => {
                 format!("[milter]\nlisten = \"{addr}\"\nmax_sessions = 20000\n")
             }
-            Edge::Milter { unix: true } => {
+            Edge::Milter { unix: true } | Edge::NullMilter { unix: true } => {
                 // Postfix's smtpd runs as the postfix user: it must reach the socket.
                 std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
                 milter = format!("unix:{}", socket.display());
@@ -112,16 +114,28 @@ impl Sigstamp {
         let config_path = dir.path().join("sigstamp.toml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.path().join("sigstamp.log"))?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
+        let mut cmd = match edge {
+            Edge::NullMilter { .. } => {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.arg("--null-milter").arg(&milter);
+                c
+            }
+            _ => {
+                let mut c = Command::new(bin);
+                c.arg("serve").arg("--config").arg(&config_path);
+                c
+            }
+        };
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
-        let unix = matches!(edge, Edge::Milter { unix: true });
+        let unix = matches!(
+            edge,
+            Edge::Milter { unix: true } | Edge::NullMilter { unix: true }
+        );
         let mut s = Sigstamp {
             child,
             addr,
@@ -453,4 +467,36 @@ mod tests {
         ));
         assert!(!has_trace_header(b"X-Sigstamped: no\r\n\r\n"));
     }
+}
+
+/// `--null-milter LISTEN`: the null milter in this process, until killed. sigstamp's own
+/// milter session with stamping switched off (`sigstamp::milter::run_null`), so the
+/// negotiation, the packets and the reply path are exactly the milter row's.
+pub fn null_milter(listen: &str) -> anyhow::Result<std::process::ExitCode> {
+    use sigstamp::directory::Directory;
+    use sigstamp::milter::{MilterConfig, MilterHandles};
+    use sigstamp::pipeline::Stamper;
+    use sigstamp::render::Templates;
+    let cfg = MilterConfig {
+        listen: listen.to_string(),
+        max_sessions: 20_000,
+        socket_mode: "0666".into(),
+        ..MilterConfig::default()
+    };
+    let handles = MilterHandles {
+        stamper: Arc::new(Stamper::new(
+            Arc::new(Directory::new()),
+            Templates::embedded(),
+        )),
+        metrics: Arc::new(sigstamp::metrics::Metrics::new()),
+        status: Arc::default(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        sent_items: Default::default(),
+    };
+    // The same runtime as `sigstamp serve` (multi-threaded, one worker per core).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(sigstamp::milter::run_null(cfg, handles))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }

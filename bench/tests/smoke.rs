@@ -99,3 +99,46 @@ fn fixed_rate_for_a_duration() {
     // 200 messages are due within the second.
     assert_eq!(row(&out, "straight to sink")[..2], ["200", "0"], "{out}");
 }
+
+/// The milter rows, the null milter (the floor) and sigstamp's, in one run through a private
+/// Postfix: every message arrives, sigstamp's are stamped, the null milter's are not, and
+/// the ratio of the two is printed.
+#[test]
+fn milter_and_null_milter_rows() {
+    let what = format!("a sigstamp binary next to {BENCH} (cargo build --bin sigstamp)");
+    let Some(sigstamp) = sigstamp_testkit::required(&what, sigstamp()) else {
+        return;
+    };
+    if !sigstamp_testkit::require_tool("postfix")
+        || !sigstamp_testkit::require("root (Postfix's master)", sigstamp_testkit::is_root())
+    {
+        return;
+    }
+    let (_, out) = bench(&[
+        "--sigstamp",
+        sigstamp.to_str().unwrap(),
+        "--sink",
+        "builtin",
+        "--rows",
+        "null-milter,milter",
+        "--messages",
+        "100",
+        "--sessions",
+        "4",
+        "--warmup",
+        "4",
+        "--idle-sessions",
+        "0",
+        "--quiet",
+    ]);
+    let null = row(&out, "Postfix + null milter");
+    assert_eq!(null[..2], ["100", "0"], "{out}");
+    assert_eq!(null.last(), Some(&"-"), "{out}");
+    let milter = row(&out, "Postfix + milter");
+    assert_eq!(milter[..2], ["100", "0"], "{out}");
+    assert_eq!(milter.last(), Some(&"100/100"), "{out}");
+    assert!(
+        out.contains("Postfix + milter / Postfix + null milter: "),
+        "{out}"
+    );
+}

@@ -46,6 +46,9 @@ pub struct Settings {
     pub command_deadline: Duration,
     pub min_data_rate: u64,
     pub max_message_size: u64,
+    /// Answer every message with its own body and nothing else, without stamping: the
+    /// bench's null milter ([`run_null`]). Never set from the configuration.
+    pub echo: bool,
 }
 
 impl From<&MilterConfig> for Settings {
@@ -57,6 +60,7 @@ impl From<&MilterConfig> for Settings {
             command_deadline: c.command_deadline,
             min_data_rate: c.min_data_rate,
             max_message_size: c.max_message_size,
+            echo: false,
         }
     }
 }
@@ -140,13 +144,34 @@ pub async fn run(cfg: MilterConfig, handles: MilterHandles) -> anyhow::Result<()
     serve(handles, &cfg, listener).await
 }
 
+/// The null milter of the bench (`sigstamp-bench`'s "Postfix + null milter" row): the same
+/// negotiation and session as the milter, every message answered with its body replaced
+/// by itself — what the milter protocol costs inside the MTA, without stamping.
+pub async fn run_null(cfg: MilterConfig, handles: MilterHandles) -> anyhow::Result<()> {
+    let listener = bind(&cfg).await?;
+    let settings = Settings {
+        echo: true,
+        ..Settings::from(&cfg)
+    };
+    serve_with(handles, &cfg, settings, listener).await
+}
+
 /// Accept connections on `listener` until shutdown.
 pub async fn serve(
     handles: MilterHandles,
     cfg: &MilterConfig,
     listener: MilterListener,
 ) -> anyhow::Result<()> {
-    let settings = Arc::new(Settings::from(cfg));
+    serve_with(handles, cfg, Settings::from(cfg), listener).await
+}
+
+async fn serve_with(
+    handles: MilterHandles,
+    cfg: &MilterConfig,
+    settings: Settings,
+    listener: MilterListener,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(cfg.max_sessions));
     let shutdown = handles.shutdown.clone();

@@ -231,6 +231,13 @@ impl Session {
             metrics.count_message("milter", "too_large");
             return Answer::only(Continue.into());
         }
+        if self.settings.echo {
+            return Answer {
+                headers: Vec::new(),
+                body: Some(msg.body),
+                last: ServerMessage::Action(Continue.into()),
+            };
+        }
         let leadspc = self.has(Protocol::SMFIP_HDR_LEADSPC);
         let size = msg.size;
         let stamper = self.handles.stamper.clone();
@@ -562,6 +569,22 @@ mod tests {
             s.handle(Command::Mail("<a@b>".into())).await,
             Err(SessionError::NotNegotiated("MAIL"))
         ));
+    }
+
+    /// The null milter answers with the body as received, no header edit, and continues.
+    #[tokio::test]
+    async fn echo_answers_with_the_body_itself() {
+        let mut s = session(OnError::Accept);
+        s.settings = Arc::new(Settings {
+            echo: true,
+            ..(*s.settings).clone()
+        });
+        s.msg.body = b"Hello\r\n".to_vec();
+        s.msg.size = 7;
+        let a = s.end_of_message().await;
+        assert!(a.headers.is_empty());
+        assert_eq!(a.body.as_deref(), Some(&b"Hello\r\n"[..]));
+        assert!(matches!(a.last, ServerMessage::Action(Action::Continue(_))));
     }
 
     #[test]
