@@ -80,8 +80,13 @@ fn relay_message(c: &mut Criterion) {
         mail_from: Some("jose.mueller@lumen-optics.example"),
         rcpt_to: &rcpts,
     };
-    assert!(matches!(stamper.process(msg, &env), Verdict::Stamped { .. }));
-    let user = directory.lookup("jose.mueller@lumen-optics.example").unwrap();
+    assert!(matches!(
+        stamper.process(msg, &env),
+        Verdict::Stamped { .. }
+    ));
+    let user = directory
+        .lookup("jose.mueller@lumen-optics.example")
+        .unwrap();
     let templates = stamper.templates.load();
     let sig = templates.render("default", &user).unwrap();
     let bottom = templates.render_bottom("default", &user).unwrap();
@@ -91,9 +96,7 @@ fn relay_message(c: &mut Criterion) {
     group.bench_function("core", |b| {
         b.iter(|| stamp_with_bottom(msg, &sig, bottom.as_ref(), &opts).unwrap())
     });
-    group.bench_function("pipeline", |b| {
-        b.iter(|| stamper.process_split(msg, &env))
-    });
+    group.bench_function("pipeline", |b| b.iter(|| stamper.process_split(msg, &env)));
     group.finish();
 }
 

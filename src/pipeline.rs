@@ -311,10 +311,9 @@ impl Stamper {
         if env.mail_from == Some("") {
             return Err(Unchanged::Skip(Skip::NullSender));
         }
-        stamp::precheck(raw, &self.options).map_err(Unchanged::Skip)?;
-        let from = forced
-            .map(str::to_string)
-            .or_else(|| stamp::from_address(raw));
+        // One reading of the header for the checks and the From address.
+        let header_from = stamp::precheck_from(raw, &self.options).map_err(Unchanged::Skip)?;
+        let from = forced.map(str::to_string).or(header_from);
         let candidates = match forced {
             Some(_) => [from.as_deref(), None],
             None => [from.as_deref(), env.mail_from],

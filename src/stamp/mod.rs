@@ -317,6 +317,16 @@ pub fn precheck(raw: &[u8], opts: &Options) -> Result<(), Skip> {
     precheck_fields(raw, &fields, opts.auto_replies)
 }
 
+/// [`precheck`] and [`from_address`] on one reading of the header: what the pipeline needs
+/// before the directory lookup.
+pub fn precheck_from(raw: &[u8], opts: &Options) -> Result<Option<String>, Skip> {
+    let raw = &*cr_lines(raw);
+    let start = bom_len(raw);
+    let (fields, _) = mime::parse_header(raw, start, raw.len());
+    precheck_fields(raw, &fields, opts.auto_replies)?;
+    Ok(mime::find_field(raw, &fields, "from").and_then(|f| parse_address(&raw[f.value.clone()])))
+}
+
 /// The address of the From header (without display name), if any.
 pub fn from_address(raw: &[u8]) -> Option<String> {
     let raw = &*cr_lines(raw);
