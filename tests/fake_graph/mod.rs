@@ -993,11 +993,20 @@ fn check_scope(scope: Option<&str>, app_only: bool) -> Result<(), AadError> {
     Ok(())
 }
 
+/// A request header's value, when present and text.
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request's bearer token; empty when it has none.
+fn bearer(headers: &HeaderMap) -> &str {
+    header_str(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
 fn basic_auth(headers: &HeaderMap) -> (Option<String>, Option<String>) {
-    let Some(v) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+    let Some(v) = header_str(headers, "authorization").and_then(|v| v.strip_prefix("Basic "))
     else {
         return (None, None);
     };
@@ -1116,9 +1125,7 @@ impl Inner {
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Response {
-        let client_rid = headers
-            .get("client-request-id")
-            .and_then(|v| v.to_str().ok())
+        let client_rid = header_str(headers, "client-request-id")
             .unwrap_or("")
             .to_string();
         let rid = uuid();
@@ -1168,11 +1175,7 @@ impl Inner {
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Result<Response, GraphErr> {
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let token = bearer(headers);
         match s.access.get(token) {
             Some(t) if now < t.expires_at => {}
             found => {
@@ -1217,10 +1220,7 @@ impl Inner {
                 "Insufficient privileges to complete the operation.",
             ));
         }
-        let minimal = headers
-            .get("prefer")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("return=minimal"));
+        let minimal = header_str(headers, "prefer").is_some_and(|v| v.contains("return=minimal"));
         let parts: Vec<&str> = path.trim_start_matches("/v1.0/").split('/').collect();
         match parts.as_slice() {
             ["users"] => self.list_users(s, query, headers),
@@ -1283,10 +1283,7 @@ impl Inner {
         let advanced = get(query, "$count").is_some() || get(query, "$search").is_some();
         if advanced
             && s.require_consistency_level
-            && headers
-                .get("consistencylevel")
-                .and_then(|v| v.to_str().ok())
-                != Some("eventual")
+            && header_str(headers, "consistencylevel") != Some("eventual")
         {
             return Err(gerr(
                 400,
