@@ -11,7 +11,7 @@ use sigstamp::directory::Directory;
 use sigstamp::metrics::Metrics;
 use sigstamp::pipeline::Stamper;
 use sigstamp::render::Templates;
-use sigstamp::sent_items::{Outcome, SentItems, SentItemsConfig};
+use sigstamp::sent_items::{JobOutcome, SentItems, SentItemsConfig};
 use sigstamp::status::Status;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -59,11 +59,11 @@ async fn counters_show_in_status_metrics_and_page() {
             .0
     });
     let stats = app.sent_items.stats();
-    stats.record(Outcome::Replaced, None);
-    stats.record(Outcome::Replaced, None);
-    stats.record(Outcome::NotFound, None);
+    stats.record(JobOutcome::Replaced, None);
+    stats.record(JobOutcome::Replaced, None);
+    stats.record(JobOutcome::NotFound, None);
     stats.record(
-        Outcome::Failed,
+        JobOutcome::Failed,
         Some("403 for mailbox <u1>: the app lacks Mail.ReadWrite".into()),
     );
     let (base, _task) = start_admin(app.clone()).await;

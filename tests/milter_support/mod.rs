@@ -13,7 +13,7 @@ use sigstamp::milter::{self, MilterConfig};
 use sigstamp::pipeline::{Envelope, Stamper, Verdict};
 use sigstamp::render::Templates;
 use sigstamp::status::Status;
-use sigstamp_testkit::{Postfix, Sink};
+use sigstamp_testkit::{Postfix, RecordingSink};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -113,8 +113,8 @@ pub async fn start_app(app: Arc<App>, cfg: MilterConfig) -> Running {
 }
 
 /// A private Postfix whose `smtpd_milters` is `milter`, relaying to a new sink.
-pub async fn postfix_to_sink(milter: &Running) -> (Arc<Postfix>, Sink) {
-    let sink = Sink::start().await;
+pub async fn postfix_to_sink(milter: &Running) -> (Arc<Postfix>, RecordingSink) {
+    let sink = RecordingSink::start().await;
     let milter_addr = format!("inet:{}", milter.addr);
     let relay = sink.addr;
     let pf = tokio::task::spawn_blocking(move || {
