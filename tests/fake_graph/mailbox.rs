@@ -333,18 +333,15 @@ pub async fn handle(inner: Arc<Inner>, req: Request) -> Response {
     } else {
         api(&inner, &method, &path, &raw_query, &headers, &body, now).await
     };
-    inner.script.lock().unwrap().requests.push(Recorded {
-        at: now,
-        kind: Kind::Graph,
-        method: method.to_string(),
-        path_and_query: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        status: resp.status().as_u16(),
-        form: Vec::new(),
+    inner.script.lock().unwrap().requests.push(Recorded::new(
+        now,
+        Kind::Graph,
+        &method,
+        &uri,
+        &resp,
+        Vec::new(),
         headers,
-    });
+    ));
     resp
 }
 

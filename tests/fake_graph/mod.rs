@@ -102,6 +102,30 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// A request and the status it got.
+    pub fn new(
+        at: OffsetDateTime,
+        kind: Kind,
+        method: &Method,
+        uri: &axum::http::Uri,
+        resp: &Response,
+        form: Vec<(String, String)>,
+        headers: HeaderMap,
+    ) -> Recorded {
+        Recorded {
+            at,
+            kind,
+            method: method.to_string(),
+            path_and_query: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            status: resp.status().as_u16(),
+            form,
+            headers,
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form
             .iter()
@@ -573,18 +597,9 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     } else {
         (Kind::Graph, StatusCode::NOT_FOUND.into_response())
     };
-    inner.script.lock().unwrap().requests.push(Recorded {
-        at: now,
-        kind,
-        method: method.to_string(),
-        path_and_query: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        status: resp.status().as_u16(),
-        form,
-        headers,
-    });
+    inner.script.lock().unwrap().requests.push(Recorded::new(
+        now, kind, &method, &uri, &resp, form, headers,
+    ));
     resp
 }
 
