@@ -44,9 +44,8 @@ impl PageQuery {
     }
 }
 
-// Inline styles only; images in previewed signatures may be data: URIs or https links.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; \
-                   form-action 'self'; base-uri 'none'";
+// The admin pages' strict policy: inline styles, images only as data: URIs.
+use super::auth::CSP;
 
 pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) -> Response {
     let html = render(

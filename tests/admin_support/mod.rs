@@ -61,7 +61,8 @@ pub fn set_token(app: &App, state: TokenState, code: Option<&str>, since: Offset
 pub async fn start_admin(app: Arc<App>) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(sigstamp::admin::serve(app, listener));
+    let (auth, _tls) = sigstamp::admin::setup(&app.config.admin).expect("admin setup");
+    let task = tokio::spawn(sigstamp::admin::serve(app, auth, listener, None));
     (base, task)
 }
 
