@@ -221,7 +221,13 @@ pub async fn serve(
 /// The admin web's handlers are added here.
 pub fn router(ctx: AdminCtx) -> Router {
     Router::new()
-        .route("/", get(page::index))
+        .route(
+            "/",
+            get(page::index).route_layer(axum::middleware::from_fn_with_state(
+                ctx.auth.clone(),
+                auth::directory_pages,
+            )),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

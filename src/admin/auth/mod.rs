@@ -137,6 +137,33 @@ impl Auth {
     }
 }
 
+/// For the read-only pages that show directory data (the status page's previews): open
+/// without `[admin.auth]` (loopback only, as before), else for editors and admins.
+pub async fn directory_pages(
+    State(auth): State<Arc<Auth>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Mode::Entra { .. } = auth.mode {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let who = match auth.signed_in(req.headers()) {
+            Ok(w) => w,
+            Err(AuthRejection::SignIn { .. }) => {
+                return AuthRejection::SignIn { next: Some(path) }.into_response()
+            }
+            Err(e) => return e.into_response(),
+        };
+        if let Err(e) = who.require(Role::Editor) {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// The sign-in routes and the audit page, for a router whose state gives an `Arc<Auth>`.
 pub fn routes<S>() -> Router<S>
 where
