@@ -3,6 +3,8 @@
 //! production client talks to it unchanged; only the authority/endpoint URLs differ.
 #![allow(dead_code)] // each test binary uses a different part of the fake
 
+pub mod oidc;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -79,6 +81,8 @@ impl Fault {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// OpenID Connect sign-in (§9): discovery, authorize, code grant, JWKS.
+    Oidc,
     Token,
     DeviceCode,
     Graph,
@@ -203,6 +207,8 @@ struct Inner {
     clock: Arc<ManualClock>,
     key: u64,
     script: Mutex<Script>,
+    /// The OpenID Connect sign-in (§9).
+    oidc: Mutex<oidc::OidcScript>,
 }
 
 pub struct FakeGraph {
@@ -233,6 +239,7 @@ impl FakeGraph {
             base: base.clone(),
             clock: clock.clone(),
             key: rand::random(),
+            oidc: Mutex::new(oidc::OidcScript::default()),
             script: Mutex::new(Script {
                 secrets_expire_at: None,
                 secrets: vec![Secret {
@@ -285,6 +292,11 @@ impl FakeGraph {
             inner,
             task,
         }
+    }
+
+    /// Change the OpenID Connect sign-in's script under its lock.
+    pub fn oidc<R>(&self, f: impl FnOnce(&mut oidc::OidcScript) -> R) -> R {
+        f(&mut self.inner.oidc.lock().unwrap())
     }
 
     /// Change the script under its lock.
@@ -551,7 +563,18 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         tokio::time::sleep(d).await;
     }
     let now = inner.clock.now();
-    let (kind, resp) = if path.starts_with("/v1.0/") {
+    let oidc = oidc::handle(
+        &mut inner.oidc.lock().unwrap(),
+        &inner.base,
+        &method,
+        &path,
+        &query,
+        &form,
+        &headers,
+    );
+    let (kind, resp) = if let Some(resp) = oidc {
+        (Kind::Oidc, resp)
+    } else if path.starts_with("/v1.0/") {
         (
             Kind::Graph,
             inner.graph(&method, &path, &query, &headers, now),
