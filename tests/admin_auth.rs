@@ -43,7 +43,10 @@ async fn site() -> Site {
     let fake = FakeGraph::start().await;
     let pki = Pki::new("unused");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let base = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
     let audit = pki.dir.path().join("audit.jsonl");
     let redirect = format!("{base}/auth/callback");
     fake.oidc(|o| o.redirect_uris = vec![redirect.clone()]);
@@ -98,7 +101,13 @@ impl Site {
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         let authorize = location(&r);
         assert!(authorize.starts_with(&self.fake.base), "{authorize}");
-        for p in ["code_challenge_method=S256", "code_challenge=", "nonce=", "state=", "scope=openid"] {
+        for p in [
+            "code_challenge_method=S256",
+            "code_challenge=",
+            "nonce=",
+            "state=",
+            "scope=openid",
+        ] {
             assert!(authorize.contains(p), "{p} in {authorize}");
         }
         // The login form (GET), then the user picked in it.
@@ -114,12 +123,19 @@ impl Site {
         let r = b.get(picked).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::FOUND);
         let callback = location(&r);
-        assert!(callback.starts_with(&format!("{}/auth/callback?", self.base)), "{callback}");
+        assert!(
+            callback.starts_with(&format!("{}/auth/callback?", self.base)),
+            "{callback}"
+        );
         b.get(callback).send().await.unwrap()
     }
 
     async fn me(&self, b: &reqwest::Client) -> (StatusCode, Value) {
-        let r = b.get(format!("{}/auth/me", self.base)).send().await.unwrap();
+        let r = b
+            .get(format!("{}/auth/me", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -143,7 +159,9 @@ async fn admin_editor_and_plain_user_sign_in_with_their_roles() {
 
     // Admin by app role; lands on the page it asked for.
     let admin = s.browser();
-    let r = s.sign_in(&admin, "ada@example.com", "", ADMINS_ROLE, "/audit").await;
+    let r = s
+        .sign_in(&admin, "ada@example.com", "", ADMINS_ROLE, "/audit")
+        .await;
     assert_eq!(r.status(), 200);
     let cookies: Vec<String> = r
         .headers()
@@ -155,11 +173,20 @@ async fn admin_editor_and_plain_user_sign_in_with_their_roles() {
         .iter()
         .find(|c| c.starts_with("__Host-sigstamp-session="))
         .expect("session cookie");
-    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=28800"] {
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=28800",
+    ] {
         assert!(session.contains(attr), "{attr} in {session}");
     }
     let landing = r.text().await.unwrap();
-    assert!(landing.contains("url=/audit"), "same-site landing: {landing}");
+    assert!(
+        landing.contains("url=/audit"),
+        "same-site landing: {landing}"
+    );
     let (code, me) = s.me(&admin).await;
     assert_eq!(code, 200);
     assert_eq!(me["upn"], "ada@example.com");
@@ -167,29 +194,73 @@ async fn admin_editor_and_plain_user_sign_in_with_their_roles() {
     assert!(me["csrf"].as_str().unwrap().len() >= 32);
     let audit = admin.get(format!("{}/audit", s.base)).send().await.unwrap();
     assert_eq!(audit.status(), 200);
-    let csp = audit.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("img-src 'self' data:") && !csp.contains("https:"), "{csp}");
+    let csp = audit.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("img-src 'self' data:") && !csp.contains("https:"),
+        "{csp}"
+    );
     let page = audit.text().await.unwrap();
-    assert!(page.contains("sign_in") && page.contains("ada@example.com"), "{page}");
+    assert!(
+        page.contains("sign_in") && page.contains("ada@example.com"),
+        "{page}"
+    );
     // The status page (directory previews) is for editors and admins.
-    assert_eq!(admin.get(format!("{}/", s.base)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        admin
+            .get(format!("{}/", s.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // Editor by group id (case-insensitive).
     let editor = s.browser();
     let r = s
-        .sign_in(&editor, "alan@example.com", &EDITORS_GROUP.to_uppercase(), "", "/")
+        .sign_in(
+            &editor,
+            "alan@example.com",
+            &EDITORS_GROUP.to_uppercase(),
+            "",
+            "/",
+        )
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(s.me(&editor).await.1["role"], "editor");
-    assert_eq!(editor.get(format!("{}/", s.base)).send().await.unwrap().status(), 200);
     assert_eq!(
-        editor.get(format!("{}/audit", s.base)).send().await.unwrap().status(),
+        editor
+            .get(format!("{}/", s.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        editor
+            .get(format!("{}/audit", s.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         403
     );
 
     // Anyone else of the tenant: a plain user, 403 on admin pages.
     let user = s.browser();
-    let r = s.sign_in(&user, "grace@example.com", "some-other-group", "Reader", "/").await;
+    let r = s
+        .sign_in(
+            &user,
+            "grace@example.com",
+            "some-other-group",
+            "Reader",
+            "/",
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(s.me(&user).await.1["role"], "user");
     for path in ["/audit", "/"] {
@@ -203,7 +274,14 @@ async fn admin_editor_and_plain_user_sign_in_with_their_roles() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/auth/login?next=%2Faudit");
     // Health stays open for load balancers.
-    assert_eq!(anon.get(format!("{}/healthz", s.base)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        anon.get(format!("{}/healthz", s.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let entries = s.audit_entries();
     let signed_in: Vec<(&str, &str)> = entries
@@ -232,14 +310,15 @@ async fn bad_id_tokens_are_refused_and_audited() {
     ] {
         let b = s.browser();
         s.fake.oidc(|o| o.next_token = minted);
-        let r = s.sign_in(&b, "mallory@example.com", "", ADMINS_ROLE, "/").await;
+        let r = s
+            .sign_in(&b, "mallory@example.com", "", ADMINS_ROLE, "/")
+            .await;
         assert_eq!(r.status(), 403, "{minted:?}");
-        assert!(
-            !r.headers()
-                .get_all("set-cookie")
-                .iter()
-                .any(|c| c.to_str().unwrap().starts_with("__Host-sigstamp-session=x")),
-        );
+        assert!(!r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("__Host-sigstamp-session=x")),);
         let body = r.text().await.unwrap().to_lowercase();
         assert!(body.contains(why), "{minted:?}: {body}");
         assert_eq!(s.me(&b).await.0, 401, "{minted:?}: no session");
@@ -249,8 +328,7 @@ async fn bad_id_tokens_are_refused_and_audited() {
     s.fake.oidc(|o| {
         o.next_error = Some((
             "access_denied".into(),
-            "AADSTS50105: The signed in user is not assigned to a role for the application."
-                .into(),
+            "AADSTS50105: The signed in user is not assigned to a role for the application.".into(),
         ))
     });
     let r = s.sign_in_expect_error(&b).await;
@@ -278,7 +356,11 @@ async fn bad_id_tokens_are_refused_and_audited() {
 impl Site {
     /// A sign-in whose authorize answers with an error on the redirect.
     async fn sign_in_expect_error(&self, b: &reqwest::Client) -> reqwest::Response {
-        let r = b.get(format!("{}/auth/login", self.base)).send().await.unwrap();
+        let r = b
+            .get(format!("{}/auth/login", self.base))
+            .send()
+            .await
+            .unwrap();
         let r = b.get(location(&r)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::FOUND);
         let callback = location(&r);
@@ -291,18 +373,33 @@ impl Site {
 async fn key_rollover_fetches_the_keys_again() {
     let s = site().await;
     let b = s.browser();
-    assert_eq!(s.sign_in(&b, "ada@example.com", "", ADMINS_ROLE, "/").await.status(), 200);
+    assert_eq!(
+        s.sign_in(&b, "ada@example.com", "", ADMINS_ROLE, "/")
+            .await
+            .status(),
+        200
+    );
     let fetched = s.fake.oidc(|o| o.jwks_fetches);
     assert_eq!(fetched, 1);
     // A second sign-in uses the cached keys.
     let b = s.browser();
-    assert_eq!(s.sign_in(&b, "ada@example.com", "", ADMINS_ROLE, "/").await.status(), 200);
+    assert_eq!(
+        s.sign_in(&b, "ada@example.com", "", ADMINS_ROLE, "/")
+            .await
+            .status(),
+        200
+    );
     assert_eq!(s.fake.oidc(|o| o.jwks_fetches), 1);
     // New kid: one more fetch, and the sign-in works.
     let kid = s.fake.oidc(|o| o.roll_signing_key());
     assert_eq!(kid, "key-2");
     let b = s.browser();
-    assert_eq!(s.sign_in(&b, "ada@example.com", "", ADMINS_ROLE, "/").await.status(), 200);
+    assert_eq!(
+        s.sign_in(&b, "ada@example.com", "", ADMINS_ROLE, "/")
+            .await
+            .status(),
+        200
+    );
     assert_eq!(s.fake.oidc(|o| o.jwks_fetches), 2);
     assert_eq!(s.me(&b).await.1["role"], "admin");
 }
@@ -318,13 +415,24 @@ async fn csrf_token_is_required_on_every_change_and_sign_out_works() {
     // Missing, wrong, or another session's token: refused, still signed in.
     let r = b.post(&logout).send().await.unwrap();
     assert_eq!(r.status(), 403);
-    let r = b.post(&logout).form(&[("csrf", "wrong")]).send().await.unwrap();
+    let r = b
+        .post(&logout)
+        .form(&[("csrf", "wrong")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let other = s.browser();
-    s.sign_in(&other, "alan@example.com", "", ADMINS_ROLE, "/").await;
+    s.sign_in(&other, "alan@example.com", "", ADMINS_ROLE, "/")
+        .await;
     let other_csrf = s.me(&other).await.1["csrf"].as_str().unwrap().to_string();
     assert_ne!(other_csrf, csrf);
-    let r = b.post(&logout).header("x-csrf-token", &other_csrf).send().await.unwrap();
+    let r = b
+        .post(&logout)
+        .header("x-csrf-token", &other_csrf)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // The right token from another site's page: refused by Origin.
     let r = b
@@ -339,19 +447,39 @@ async fn csrf_token_is_required_on_every_change_and_sign_out_works() {
 
     // A POST without a session: 401.
     let anon = s.browser();
-    assert_eq!(anon.post(&logout).form(&[("csrf", "x")]).send().await.unwrap().status(), 401);
+    assert_eq!(
+        anon.post(&logout)
+            .form(&[("csrf", "x")])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
     // The right token in the form: signed out, audited.
-    let r = b.post(&logout).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    let r = b
+        .post(&logout)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(s.me(&b).await.0, 401);
     let last = s.audit_entries().pop().unwrap();
-    assert_eq!((last.who.as_str(), last.action.as_str()), ("ada@example.com", "sign_out"));
+    assert_eq!(
+        (last.who.as_str(), last.action.as_str()),
+        ("ada@example.com", "sign_out")
+    );
 }
 
 #[test]
 fn start_up_refuses_non_loopback_without_sign_in_and_tls() {
-    let parse = |t: &str| sigstamp::config::Config::parse(t).map(|_| ()).map_err(|e| e.to_string());
+    let parse = |t: &str| {
+        sigstamp::config::Config::parse(t)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
     let auth = format!(
         "[admin.auth]\ntenant_id = \"{TENANT_ID}\"\nclient_id = \"{CLIENT_ID}\"\n\
          client_secret = \"x\"\nredirect_url = \"https://sig.example.com:8443/auth/callback\"\n\
@@ -359,7 +487,10 @@ fn start_up_refuses_non_loopback_without_sign_in_and_tls() {
     );
     let tls = "tls_cert = \"/etc/sigstamp/admin.pem\"\ntls_key = \"/etc/sigstamp/admin.key\"\n";
     let err = parse(&format!("[admin]\nlisten = \"0.0.0.0:8443\"\n{tls}")).unwrap_err();
-    assert!(err.contains("admin.listen") && err.contains("[admin.auth]"), "{err}");
+    assert!(
+        err.contains("admin.listen") && err.contains("[admin.auth]"),
+        "{err}"
+    );
     let err = parse(&format!("[admin]\nlisten = \"0.0.0.0:8443\"\n{auth}")).unwrap_err();
     assert!(err.contains("tls_cert"), "{err}");
     assert!(parse(&format!("[admin]\nlisten = \"0.0.0.0:8443\"\n{tls}{auth}")).is_ok());
@@ -370,7 +501,10 @@ fn start_up_refuses_non_loopback_without_sign_in_and_tls() {
     let err = parse("[admin]\nlisten = \"0.0.0.0:8443\"\nlocal_admin = true\n").unwrap_err();
     assert!(err.contains("admin.listen"), "{err}");
     assert!(parse("[admin]\nlisten = \"127.0.0.1:8025\"\nlocal_admin = true\n").is_ok());
-    let err = parse(&format!("[admin]\nlisten = \"127.0.0.1:8443\"\nlocal_admin = true\n{tls}{auth}")).unwrap_err();
+    let err = parse(&format!(
+        "[admin]\nlisten = \"127.0.0.1:8443\"\nlocal_admin = true\n{tls}{auth}"
+    ))
+    .unwrap_err();
     assert!(err.contains("admin.local_admin"), "{err}");
     // Plain-http authority off loopback is refused.
     let err = parse(&format!(
@@ -411,20 +545,64 @@ async fn local_admin_without_sign_in_checks_csrf_and_audits_as_local() {
     ));
     let (base, _task) = admin_support::start_admin(app.clone()).await;
     let c = reqwest::Client::new();
-    let me: Value = c.get(format!("{base}/auth/me")).send().await.unwrap().json().await.unwrap();
-    assert_eq!((me["upn"].as_str(), me["role"].as_str()), (Some("local"), Some("admin")));
-    assert_eq!(c.get(format!("{base}/audit")).send().await.unwrap().status(), 200);
+    let me: Value = c
+        .get(format!("{base}/auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["upn"].as_str(), me["role"].as_str()),
+        (Some("local"), Some("admin"))
+    );
+    assert_eq!(
+        c.get(format!("{base}/audit"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // Still CSRF-checked: a page on another site cannot post to loopback.
-    assert_eq!(c.post(format!("{base}/auth/logout")).send().await.unwrap().status(), 403);
+    assert_eq!(
+        c.post(format!("{base}/auth/logout"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     // The status page stays open as before.
-    assert_eq!(c.get(format!("{base}/")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{base}/")).send().await.unwrap().status(),
+        200
+    );
 
     // Without local_admin and sign-in: the read-only pages only.
     let app2 = app_plain();
     let (base, _t) = admin_support::start_admin(app2.clone()).await;
-    assert_eq!(c.get(format!("{base}/")).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(format!("{base}/audit")).send().await.unwrap().status(), 403);
-    assert_eq!(c.get(format!("{base}/auth/me")).send().await.unwrap().status(), 403);
+    assert_eq!(
+        c.get(format!("{base}/")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{base}/audit"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        c.get(format!("{base}/auth/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     app.shutdown.cancel();
     app2.shutdown.cancel();
 }

@@ -72,7 +72,12 @@ impl SigningKey {
         );
         let mut sig = vec![0; self.pair.public_modulus_len()];
         self.pair
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                input.as_bytes(),
+                &mut sig,
+            )
             .expect("RSA signature");
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
@@ -149,7 +154,8 @@ pub(super) fn handle(
     let known = matches!(
         rest,
         "v2.0/.well-known/openid-configuration" | "oauth2/v2.0/authorize" | "discovery/v2.0/keys"
-    ) || (rest == "oauth2/v2.0/token" && get(form, "grant_type") == Some("authorization_code"));
+    ) || (rest == "oauth2/v2.0/token"
+        && get(form, "grant_type") == Some("authorization_code"));
     if !known {
         return None;
     }
@@ -182,7 +188,10 @@ pub(super) fn handle(
         }
         "discovery/v2.0/keys" => {
             s.jwks_fetches += 1;
-            json_response(200, json!({"keys": s.keys.iter().map(SigningKey::jwk).collect::<Vec<_>>()}))
+            json_response(
+                200,
+                json!({"keys": s.keys.iter().map(SigningKey::jwk).collect::<Vec<_>>()}),
+            )
         }
         "oauth2/v2.0/authorize" => authorize(s, method, query, form),
         _ => token(s, base, form, headers),
@@ -215,37 +224,64 @@ fn authorize(
     let all: Vec<(String, String)> = query.iter().chain(form.iter()).cloned().collect();
     let p = |k: &str| get(&all, k).unwrap_or("").to_string();
     if p("client_id") != CLIENT_ID {
-        return page(StatusCode::BAD_REQUEST, format!("AADSTS700016: Application with identifier '{}' was not found.", p("client_id")));
+        return page(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "AADSTS700016: Application with identifier '{}' was not found.",
+                p("client_id")
+            ),
+        );
     }
     let redirect_uri = p("redirect_uri");
-    if redirect_uri.is_empty() || (!s.redirect_uris.is_empty() && !s.redirect_uris.contains(&redirect_uri)) {
+    if redirect_uri.is_empty()
+        || (!s.redirect_uris.is_empty() && !s.redirect_uris.contains(&redirect_uri))
+    {
         return page(StatusCode::BAD_REQUEST, format!("AADSTS50011: The redirect URI '{redirect_uri}' does not match the redirect URIs configured for the application."));
     }
     let state = p("state");
     let err = |e: &str, d: &str| {
-        redirect(with_query(&redirect_uri, &[("error", e), ("error_description", d), ("state", &state)]))
+        redirect(with_query(
+            &redirect_uri,
+            &[("error", e), ("error_description", d), ("state", &state)],
+        ))
     };
     if let Some((e, d)) = s.next_error.take() {
         return err(&e, &d);
     }
     if p("response_type") != "code" {
-        return err("unsupported_response_type", "AADSTS700054: response_type 'id_token' is not enabled for the application.");
+        return err(
+            "unsupported_response_type",
+            "AADSTS700054: response_type 'id_token' is not enabled for the application.",
+        );
     }
     if !p("scope").split(' ').any(|x| x == "openid") {
         return err("invalid_request", "AADSTS900144: The request body must contain the following parameter: 'scope' with openid.");
     }
     if p("code_challenge").is_empty() || p("code_challenge_method") != "S256" {
-        return err("invalid_request", "AADSTS501491: Invalid code_challenge: S256 required.");
+        return err(
+            "invalid_request",
+            "AADSTS501491: Invalid code_challenge: S256 required.",
+        );
     }
     // No user yet: the login form (GET); a test may also pass `login_upn` straight away.
-    let upn = if p("login_upn").is_empty() { String::new() } else { p("login_upn") };
+    let upn = if p("login_upn").is_empty() {
+        String::new()
+    } else {
+        p("login_upn")
+    };
     if upn.is_empty() {
         if *method == axum::http::Method::POST {
             return page(StatusCode::BAD_REQUEST, "pick a user".into());
         }
         let hidden: String = query
             .iter()
-            .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(k), esc(v)))
+            .map(|(k, v)| {
+                format!(
+                    "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                    esc(k),
+                    esc(v)
+                )
+            })
             .collect();
         return page(
             StatusCode::OK,
@@ -260,10 +296,17 @@ fn authorize(
         );
     }
     let list = |k: &str| -> Vec<String> {
-        p(k).split([',', ' ']).filter(|x| !x.is_empty()).map(str::to_string).collect()
+        p(k).split([',', ' '])
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
     };
     let user = LoginUser {
-        name: if p("login_name").is_empty() { upn.clone() } else { p("login_name") },
+        name: if p("login_name").is_empty() {
+            upn.clone()
+        } else {
+            p("login_name")
+        },
         oid: format!("oid-{}", upn.to_ascii_lowercase()),
         groups: list("login_groups"),
         roles: list("login_roles"),
@@ -279,11 +322,16 @@ fn authorize(
             redirect_uri: redirect_uri.clone(),
         },
     );
-    redirect(with_query(&redirect_uri, &[("code", &code), ("state", &state)]))
+    redirect(with_query(
+        &redirect_uri,
+        &[("code", &code), ("state", &state)],
+    ))
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;")
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
 }
 
 fn token_error(status: u16, error: &str, code: u32, text: &str) -> Response {
@@ -293,7 +341,12 @@ fn token_error(status: u16, error: &str, code: u32, text: &str) -> Response {
     )
 }
 
-fn token(s: &mut OidcScript, base: &str, form: &[(String, String)], headers: &HeaderMap) -> Response {
+fn token(
+    s: &mut OidcScript,
+    base: &str,
+    form: &[(String, String)],
+    headers: &HeaderMap,
+) -> Response {
     // Client authentication: client_secret_post or client_secret_basic.
     let basic = headers
         .get("authorization")
@@ -312,27 +365,54 @@ fn token(s: &mut OidcScript, base: &str, form: &[(String, String)], headers: &He
         ),
     };
     if id != CLIENT_ID {
-        return token_error(400, "unauthorized_client", 700016, "Application not found in the directory.");
+        return token_error(
+            400,
+            "unauthorized_client",
+            700016,
+            "Application not found in the directory.",
+        );
     }
     if secret != SECRET {
-        return token_error(401, "invalid_client", 7000215, "Invalid client secret provided.");
+        return token_error(
+            401,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided.",
+        );
     }
     let code = get(form, "code").unwrap_or("");
     // A code is good once.
     let Some(grant) = s.codes.remove(code) else {
-        return token_error(400, "invalid_grant", 70008, "The provided authorization code or refresh token has expired or was already used.");
+        return token_error(
+            400,
+            "invalid_grant",
+            70008,
+            "The provided authorization code or refresh token has expired or was already used.",
+        );
     };
     if get(form, "redirect_uri") != Some(grant.redirect_uri.as_str()) {
-        return token_error(400, "invalid_grant", 50148, "The redirect_uri does not match the one in the authorization request.");
+        return token_error(
+            400,
+            "invalid_grant",
+            50148,
+            "The redirect_uri does not match the one in the authorization request.",
+        );
     }
     let verifier = get(form, "code_verifier").unwrap_or("");
-    let derived = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()));
+    let derived = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
     if verifier.is_empty() || derived != grant.challenge {
         return token_error(400, "invalid_grant", 501481, "The Code_Verifier does not match the code_challenge supplied in the authorization request.");
     }
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let minted = std::mem::take(&mut s.next_token);
-    let (iat, exp) = if minted == Minted::Expired { (now - 7200, now - 3600) } else { (now, now + 3600) };
+    let (iat, exp) = if minted == Minted::Expired {
+        (now - 7200, now - 3600)
+    } else {
+        (now, now + 3600)
+    };
     let u = &grant.user;
     let mut claims = json!({
         "aud": if minted == Minted::WrongAudience { "00000003-0000-0000-c000-000000000000" } else { CLIENT_ID },

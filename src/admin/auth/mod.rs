@@ -448,8 +448,13 @@ async fn logout(State(auth): State<Arc<Auth>>, who: SignedIn) -> Response {
     r
 }
 
-async fn me(who: SignedIn) -> Json<SignedIn> {
-    Json(who)
+/// Who is signed in, for scripts: 401 (not a redirect) when nobody is.
+async fn me(who: Result<SignedIn, AuthRejection>) -> Response {
+    match who {
+        Ok(w) => Json(w).into_response(),
+        Err(AuthRejection::SignIn { .. }) => AuthRejection::SignIn { next: None }.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn audit_page(State(auth): State<Arc<Auth>>, AdminUser(_who): AdminUser) -> Response {
