@@ -60,7 +60,16 @@ async fn site() -> Site {
     let app = app(&config);
     let (auth, tls) = sigstamp::admin::setup(&app.config.admin).expect("admin setup");
     assert!(tls.is_some());
-    let task = tokio::spawn(sigstamp::admin::serve(app.clone(), auth, listener, tls));
+    let ctx = sigstamp::admin::AdminCtx {
+        state: app.admin_state(),
+        auth,
+    };
+    let task = tokio::spawn(sigstamp::admin::serve(
+        ctx,
+        listener,
+        tls,
+        app.shutdown.clone(),
+    ));
     Site {
         base,
         fake,

@@ -8,151 +8,49 @@ pub mod auth;
 mod html;
 mod page;
 
-pub use auth::{AdminUser, Audit, Auth, AuthConfig, EditorUser, Role, SignedIn};
+pub use auth::{AdminUser, Audit, Auth, EditorUser, Role, SignedIn};
 
-use crate::app::App;
-use crate::config::ConfigError;
-use crate::status::{SnapshotStatus, TokenState, TokenStatus};
+pub use crate::config::AdminConfig;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::pipeline::Stamper;
+use crate::status::{SnapshotStatus, Status, TokenState, TokenStatus};
 use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use serde::Serialize;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-
-/// `[admin]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// `host:port` of the admin HTTP listener.
-    #[serde(default = "default_listen")]
-    pub listen: String,
-    /// PEM certificate chain and key: the listener speaks HTTPS.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// JSON lines of every change and sign-in event.
-    pub audit_log: Option<PathBuf>,
-    /// Without `[admin.auth]`, on a loopback listener only: the editing pages are open to
-    /// whoever reaches the listener, as `local` with the admin role (CSRF still checked).
-    #[serde(default)]
-    pub local_admin: bool,
-    /// `[admin.auth]`: sign-in with Entra ID.
-    pub auth: Option<AuthConfig>,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: default_listen(),
-            tls_cert: None,
-            tls_key: None,
-            audit_log: None,
-            local_admin: false,
-            auth: None,
-        }
-    }
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:8025".into()
-}
-
-impl AdminConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let addr = self.listen_addr()?;
-        let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(_), Some(_)) => true,
-            (None, None) => false,
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "admin.tls_key",
-                    "missing: tls_cert needs it",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "admin.tls_cert",
-                    "missing: tls_key needs it",
-                ))
-            }
-        };
-        if let Some(auth) = &self.auth {
-            auth.validate()?;
-            if !tls {
-                return Err(ConfigError::invalid(
-                    "admin.tls_cert",
-                    "[admin.auth] needs [admin] tls_cert and tls_key: the session cookie is \
-                     Secure and Entra ID redirects to https only",
-                ));
-            }
-            if self.local_admin {
-                return Err(ConfigError::invalid(
-                    "admin.local_admin",
-                    "cannot be used with [admin.auth]",
-                ));
-            }
-        }
-        if !addr.ip().is_loopback() {
-            let mut missing = Vec::new();
-            if self.auth.is_none() {
-                missing.push(
-                    "[admin.auth] (tenant_id, client_id, client_secret, redirect_url, admins)",
-                );
-            }
-            if !tls {
-                missing.push("[admin] tls_cert and tls_key");
-            }
-            if !missing.is_empty() {
-                return Err(ConfigError::invalid(
-                    "admin.listen",
-                    format!(
-                        "{addr} is not a loopback address: the admin web shows directory data \
-                         and changes signatures, so off loopback it needs sign-in and TLS; \
-                         missing: {}",
-                        missing.join(", ")
-                    ),
-                ));
-            }
-        }
-        if self.local_admin && !addr.ip().is_loopback() {
-            return Err(ConfigError::invalid(
-                "admin.local_admin",
-                "only on a loopback admin.listen",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The listen address; a name like `localhost:8025` is not accepted, to keep the bound
-    /// interface unambiguous.
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|e| {
-            ConfigError::invalid(
-                "admin.listen",
-                format!("{:?} is not an IP:port address: {e}", self.listen),
-            )
-        })
-    }
-}
+use tokio_util::sync::CancellationToken;
 
 /// The content type of prometheus-client's text encoder (OpenMetrics 1.0).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// What the admin HTTP reports on and previews with.
+pub struct AdminState {
+    pub directory: Arc<Directory>,
+    /// Previews and the rules table.
+    pub stamper: Arc<Stamper>,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+    /// Which edges this process runs (`/readyz` waits for them).
+    pub smtp: bool,
+    pub milter: bool,
+}
+
 /// The admin router's state: the handles the pages use and the sign-in.
 #[derive(Clone)]
 pub struct AdminCtx {
-    pub app: Arc<App>,
+    pub state: Arc<AdminState>,
     pub auth: Arc<Auth>,
 }
 
-impl FromRef<AdminCtx> for Arc<App> {
+impl FromRef<AdminCtx> for Arc<AdminState> {
     fn from_ref(c: &AdminCtx) -> Self {
-        c.app.clone()
+        c.state.clone()
     }
 }
 
@@ -173,13 +71,16 @@ pub fn setup(cfg: &AdminConfig) -> anyhow::Result<(Arc<Auth>, Option<Arc<rustls:
     Ok((Arc::new(auth), tls))
 }
 
-/// Bind the configured listener and serve until `app.shutdown` fires.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
-    let cfg = &app.config.admin;
+/// Bind the configured listener and serve until `shutdown` fires.
+pub async fn run(
+    cfg: AdminConfig,
+    state: Arc<AdminState>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     // Also checked when the config is loaded; repeated so no caller can skip it.
     cfg.validate()?;
     let addr = cfg.listen_addr()?;
-    let (auth, tls) = setup(cfg)?;
+    let (auth, tls) = setup(&cfg)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("admin.listen {addr}: {e}"))?;
@@ -189,20 +90,19 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
         sign_in = cfg.auth.is_some(),
         "admin HTTP listening"
     );
-    serve(app, auth, listener, tls).await?;
+    serve(AdminCtx { state, auth }, listener, tls, shutdown).await?;
     Ok(())
 }
 
 /// Serve on an already bound listener (tests bind 127.0.0.1:0), over TLS when `tls` is
-/// given, until `app.shutdown` fires.
+/// given, until `shutdown` fires.
 pub async fn serve(
-    app: Arc<App>,
-    auth: Arc<Auth>,
+    ctx: AdminCtx,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let shutdown = app.shutdown.clone();
-    let router = router(AdminCtx { app, auth });
+    let router = router(ctx);
     match tls {
         Some(tls) => {
             axum::serve(auth::tls::TlsListener::new(listener, tls)?, router)
@@ -245,10 +145,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let missing = app
-        .status
-        .not_ready(app.config.smtp.is_some(), app.config.milter.is_some());
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let missing = state.status.not_ready(state.smtp, state.milter);
     if missing.is_empty() {
         return (StatusCode::OK, "ready\n").into_response();
     }
@@ -256,20 +154,20 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    refresh_gauges(&app);
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    refresh_gauges(&state);
     (
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        app.metrics.encode(),
+        state.metrics.encode(),
     )
         .into_response()
 }
 
 /// The gauges that mirror state owned elsewhere are set from that state at scrape time, so
 /// they are right even if the writer of that state does not maintain them.
-fn refresh_gauges(app: &App) {
-    let m = &app.metrics;
-    let dir = &app.stamper.directory;
+fn refresh_gauges(state: &AdminState) {
+    let m = &state.metrics;
+    let dir = &state.directory;
     m.directory_users.set(dir.snapshot().len() as i64);
     if m.directory_loaded_timestamp.get() == 0.0 {
         if let Some(t) = dir.loaded_at() {
@@ -277,8 +175,8 @@ fn refresh_gauges(app: &App) {
                 .set(t.unix_timestamp_nanos() as f64 / 1e9);
         }
     }
-    crate::metrics::snapshot_gauges(m, &app.status);
-    let current = app.status.token.load().state;
+    crate::metrics::snapshot_gauges(m, &state.status);
+    let current = state.status.token.load().state;
     for s in [
         TokenState::Valid,
         TokenState::Expired,
@@ -331,9 +229,9 @@ pub struct DirectoryDoc {
 }
 
 impl StatusDoc {
-    pub fn collect(app: &App) -> Self {
-        let token: Arc<TokenStatus> = app.status.token.load_full();
-        let dir = &app.stamper.directory;
+    pub fn collect(state: &AdminState) -> Self {
+        let token: Arc<TokenStatus> = state.status.token.load_full();
+        let dir = &state.directory;
         StatusDoc {
             token: TokenDoc {
                 state: token.state,
@@ -344,13 +242,13 @@ impl StatusDoc {
             directory: DirectoryDoc {
                 users: dir.snapshot().len(),
                 source: dir.source().as_str(),
-                last_sync: **app.status.last_sync.load(),
-                snapshot: (**app.status.snapshot.load()).clone(),
+                last_sync: **state.status.last_sync.load(),
+                snapshot: (**state.status.snapshot.load()).clone(),
             },
         }
     }
 }
 
-async fn status(State(app): State<Arc<App>>) -> Json<StatusDoc> {
-    Json(StatusDoc::collect(&app))
+async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusDoc> {
+    Json(StatusDoc::collect(&state))
 }

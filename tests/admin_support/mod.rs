@@ -32,11 +32,12 @@ pub fn app(config: &str) -> Arc<App> {
     let directory = Arc::new(Directory::new());
     directory.replace_users(file::parse(USERS.as_bytes()).unwrap(), Source::File);
     let rules = RuleSet::compile(&config.rules, &config.recipients).expect("test rules compile");
-    let mut stamper = Stamper::new(directory, Templates::embedded()).with_rules(rules);
+    let mut stamper = Stamper::new(directory.clone(), Templates::embedded()).with_rules(rules);
     stamper.template = config.templates.default.clone();
     let stamper = Arc::new(stamper);
     Arc::new(App {
         config,
+        directory,
         stamper,
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
@@ -62,7 +63,16 @@ pub async fn start_admin(app: Arc<App>) -> (String, tokio::task::JoinHandle<std:
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (auth, _tls) = sigstamp::admin::setup(&app.config.admin).expect("admin setup");
-    let task = tokio::spawn(sigstamp::admin::serve(app, auth, listener, None));
+    let ctx = sigstamp::admin::AdminCtx {
+        state: app.admin_state(),
+        auth,
+    };
+    let task = tokio::spawn(sigstamp::admin::serve(
+        ctx,
+        listener,
+        None,
+        app.shutdown.clone(),
+    ));
     (base, task)
 }
 

@@ -8,15 +8,14 @@
 //! `/auth/callback`, `/auth/logout` (POST), `/auth/me` (JSON) and `/audit` (admins).
 
 pub mod audit;
-pub mod config;
 pub mod csrf;
 pub mod oidc;
 pub mod roles;
 pub mod session;
 pub mod tls;
 
+pub use crate::config::AuthConfig;
 pub use audit::{Audit, AuditEntry};
-pub use config::AuthConfig;
 pub use roles::{AdminUser, AuthRejection, EditorUser, Role, SignedIn};
 
 use super::html::{escape, when};

@@ -5,7 +5,7 @@
 //! identity provider never stops the relay from starting. The tenant's keys (JWKS) are cached
 //! and fetched again when an ID token names a key id not in the cache (key rollover).
 
-use super::config::AuthConfig;
+use crate::config::AuthConfig;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use openidconnect::core::{

@@ -28,7 +28,7 @@ pub struct AuthConfig {
     #[serde(default)]
     pub editors: Vec<String>,
     /// How long a sign-in lasts.
-    #[serde(default = "default_session_lifetime", with = "crate::config::duration")]
+    #[serde(default = "default_session_lifetime", with = "super::duration")]
     pub session_lifetime: Duration,
     /// The cookie-signing key (at least 32 bytes); without it a key is made at start-up and
     /// a restart signs everyone out.
