@@ -16,15 +16,25 @@ use std::sync::Arc;
 pub const MAX_FORM: usize = 2 << 20;
 pub const HEADER: &str = "x-csrf-token";
 
+/// A refused state-changing request (403).
+#[derive(Debug)]
+pub struct CsrfRefused(&'static str);
+
+impl IntoResponse for CsrfRefused {
+    fn into_response(self) -> Response {
+        refused(self.0)
+    }
+}
+
 /// Is `token` this user's CSRF token? (constant time)
-pub fn check(who: &SignedIn, token: &str) -> Result<(), Response> {
+pub fn check(who: &SignedIn, token: &str) -> Result<(), CsrfRefused> {
     if !who.csrf.is_empty()
         && aws_lc_rs::constant_time::verify_slices_are_equal(who.csrf.as_bytes(), token.as_bytes())
             .is_ok()
     {
         Ok(())
     } else {
-        Err(refused("missing or wrong CSRF token"))
+        Err(CsrfRefused("missing or wrong CSRF token"))
     }
 }
 
@@ -51,7 +61,7 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
     if let Some(t) = req.headers().get(HEADER).and_then(|v| v.to_str().ok()) {
         return match check(&who, t) {
             Ok(()) => next.run(req).await,
-            Err(r) => r,
+            Err(r) => r.into_response(),
         };
     }
     let ctype = req
@@ -67,7 +77,7 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
         };
         let token = form_field(&bytes, "csrf").unwrap_or_default();
         if let Err(r) = check(&who, &token) {
-            return r;
+            return r.into_response();
         }
         return next
             .run(Request::from_parts(parts, Body::from(bytes)))
@@ -80,7 +90,7 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
             .and_then(|q| form_field(q.as_bytes(), "csrf"))
             .unwrap_or_default();
         if let Err(r) = check(&who, &token) {
-            return r;
+            return r.into_response();
         }
         return next.run(req).await;
     }

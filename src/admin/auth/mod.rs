@@ -57,7 +57,7 @@ pub struct Auth {
 enum Mode {
     /// `[admin.auth]`: Entra ID sign-in.
     Entra {
-        oidc: oidc::Oidc,
+        oidc: Box<oidc::Oidc>,
         admins: Vec<String>,
         editors: Vec<String>,
         lifetime: Duration,
@@ -84,7 +84,7 @@ impl Auth {
                 }
                 let secret = cfg.secret().map_err(|e| e.to_string())?;
                 Mode::Entra {
-                    oidc: oidc::Oidc::new(cfg, secret)?,
+                    oidc: Box::new(oidc::Oidc::new(cfg, secret)?),
                     admins: cfg.admins.clone(),
                     editors: cfg.editors.clone(),
                     lifetime: cfg.session_lifetime,
