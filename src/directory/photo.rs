@@ -25,3 +25,22 @@ impl PhotoSource for NoPhotos {
         None
     }
 }
+
+/// The content type from the first bytes (SVG, being text, by its name and an `<svg` tag).
+pub fn sniff(bytes: &[u8], name: &str) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(b"\xFF\xD8\xFF") {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else if name.to_ascii_lowercase().ends_with(".svg")
+        && memchr::memmem::find(&bytes[..bytes.len().min(4096)], b"<svg").is_some()
+    {
+        Some("image/svg+xml")
+    } else {
+        None
+    }
+}

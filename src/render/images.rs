@@ -9,6 +9,7 @@
 //! under a base URL (`url`). The helper writes the value for `src`: `cid:<hash>@sigstamp` or
 //! the URL. In the text template it writes nothing: text signatures carry no images.
 
+use crate::directory::photo::sniff;
 use crate::directory::photo::Photo;
 use crate::stamp::{ImageBytes, InlineImage, CID_DOMAIN};
 use handlebars::template::{Parameter, TemplateElement};
@@ -226,25 +227,6 @@ pub(super) fn load_image(dir: &Path, name: &str, base_url: Option<&str>) -> Resu
         },
         url: base_url.map(|b| url_for(b, name)),
     })
-}
-
-/// The content type from the first bytes (SVG, being text, by its name and an `<svg` tag).
-pub(super) fn sniff(bytes: &[u8], name: &str) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(b"\xFF\xD8\xFF") {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else if name.to_ascii_lowercase().ends_with(".svg")
-        && memchr::memmem::find(&bytes[..bytes.len().min(4096)], b"<svg").is_some()
-    {
-        Some("image/svg+xml")
-    } else {
-        None
-    }
 }
 
 /// A Content-ID from the content: the same bytes always get the same one.

@@ -3,65 +3,12 @@
 
 use super::SmtpConfig;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::Path;
+use rustls_pki_types::PrivateKeyDer;
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("{key}: cannot read {path}: {message}")]
-    Pem {
-        key: &'static str,
-        path: String,
-        message: String,
-    },
-    #[error("TLS setup: {0}")]
-    Rustls(String),
-}
-
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-pub fn load_certs(
-    key: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_err = |message: String| TlsError::Pem {
-        key,
-        path: path.display().to_string(),
-        message,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_err(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem_err("no PEM certificate found".into()));
-    }
-    Ok(certs)
-}
-
-/// A root store from a PEM bundle, or the system roots.
-pub fn roots(key: &'static str, ca: Option<&Path>) -> Result<RootCertStore, TlsError> {
-    let mut store = RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            for c in load_certs(key, path)? {
-                store
-                    .add(c)
-                    .map_err(|e| TlsError::Rustls(format!("{key}: {e}")))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            store.add_parsable_certificates(found.certs);
-        }
-    }
-    Ok(store)
-}
+pub use crate::tls::{load_certs, provider, roots, TlsError};
 
 /// The STARTTLS server configuration, when a certificate is configured.
 pub fn server_config(cfg: &SmtpConfig) -> Result<Option<Arc<ServerConfig>>, TlsError> {

@@ -2,7 +2,7 @@
 //! listener for `axum::serve` whose handshakes run in their own tasks with a timeout, so a
 //! client that connects and says nothing never holds up the next one.
 
-use crate::smtp::tls::{load_certs, provider, TlsError};
+use crate::tls::{load_certs, provider, TlsError};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
