@@ -7,6 +7,7 @@
 pub mod auth;
 mod html;
 mod page;
+pub mod templates;
 
 pub use auth::{AdminUser, Audit, Auth, EditorUser, Role, SignedIn};
 
@@ -43,6 +44,8 @@ pub struct AdminState {
     pub sent_items: Arc<crate::sent_items::Stats>,
     /// The directory source is `[ldap]` (the page names the LDAP bind).
     pub ldap: bool,
+    /// The templates editor's folder and versions (it saves into `stamper`).
+    pub templates: Arc<templates::TemplateStore>,
 }
 
 /// The admin router's state: the handles the pages use and the sign-in.
@@ -137,6 +140,7 @@ pub fn router(ctx: AdminCtx) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .merge(auth::routes())
+        .merge(templates::routes())
         .layer(axum::middleware::from_fn_with_state(
             ctx.auth.clone(),
             auth::csrf::guard,
