@@ -39,6 +39,11 @@ impl Drop for Site {
 }
 
 pub async fn site() -> Site {
+    site_with("").await
+}
+
+/// [`site`] with more configuration (`[recipients]`, `[[rules]]`) after the admin's.
+pub async fn site_with(extra: &str) -> Site {
     let fake = FakeGraph::start().await;
     let pki = Pki::new("unused");
     let templates = pki.dir.path().join("templates");
@@ -60,7 +65,7 @@ pub async fn site() -> Site {
          [admin]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\naudit_log = {:?}\n\
          [admin.auth]\ntenant_id = \"{TENANT_ID}\"\nclient_id = \"{CLIENT_ID}\"\n\
          client_secret = {SECRET:?}\nredirect_url = \"{redirect}\"\nauthority = \"{}\"\n\
-         admins = [\"{ADMINS_ROLE}\"]\neditors = [\"{EDITORS_GROUP}\"]\n",
+         admins = [\"{ADMINS_ROLE}\"]\neditors = [\"{EDITORS_GROUP}\"]\n{extra}",
         pki.server_cert, pki.server_key, audit, fake.base
     );
     let app = admin_support::app(&config);
@@ -127,4 +132,45 @@ async fn send(relay: SocketAddr, subject: &str) {
     let end = c.cmd(".").await;
     assert!(end.starts_with("250"), "{end}");
     assert!(c.cmd("QUIT").await.starts_with("221"));
+}
+
+/// A signed-in HTTPS client (cookie store, the test CA trusted) and its CSRF token: the
+/// fake's authorize answers at once when the login form's fields come in the query.
+pub async fn signed_in(
+    site: &Site,
+    upn: &str,
+    groups: &str,
+    roles: &str,
+) -> (reqwest::Client, String) {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&site.pki.ca).unwrap()).unwrap();
+    let b = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_only([ca])
+        .build()
+        .unwrap();
+    let location = |r: &reqwest::Response| r.headers()["location"].to_str().unwrap().to_string();
+    let r = b
+        .get(format!("{}/auth/login", site.base))
+        .send()
+        .await
+        .unwrap();
+    let mut authorize = reqwest::Url::parse(&location(&r)).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("login_upn", upn)
+        .append_pair("login_groups", groups)
+        .append_pair("login_roles", roles);
+    let r = b.get(authorize).send().await.unwrap();
+    let r = b.get(location(&r)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "signed in as {upn}");
+    let me: serde_json::Value = b
+        .get(format!("{}/auth/me", site.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (b, me["csrf"].as_str().unwrap().to_string())
 }

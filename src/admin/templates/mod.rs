@@ -115,6 +115,7 @@ async fn edit(
         .saved
         .map(|n| format!("Saved as version {n}: the relay uses it from the next message."));
     let user = default_user(&state, &who.upn, q.view.q.trim());
+    let view = q.view.audience_and_kind();
     let editor = page::Editor {
         who: &who,
         name: &name,
@@ -125,6 +126,7 @@ async fn edit(
         preview: run_preview(store, name.clone(), live.clone(), user.clone(), q.view).await,
         users: some_users(&state),
         user: &user,
+        view,
     };
     page::editor(StatusCode::OK, &editor)
 }
@@ -192,6 +194,7 @@ async fn save(
         Err(e @ (StoreError::Invalid(_) | StoreError::Conflict { .. } | StoreError::Unchanged)) => {
             // The editor again, with the draft kept and the reason on top.
             let user = default_user(&state, &who.upn, f.view.q.trim());
+            let view = f.view.audience_and_kind();
             // A conflict keeps the old base: saving again is refused until the editor reloads.
             let base = f.base.clone();
             let status = match &e {
@@ -209,6 +212,7 @@ async fn save(
                     .await,
                 users: some_users(&state),
                 user: &user,
+                view,
             };
             page::editor(status, &editor)
         }

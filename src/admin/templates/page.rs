@@ -5,6 +5,7 @@ use super::diff::{self, Line};
 use super::{Pair, PreviewDoc, Version, SCRIPT_PATH};
 use crate::admin::auth::SignedIn;
 use crate::admin::html::{escape, url_encode, when};
+use crate::rules::{Audience, MessageKind};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write as _;
@@ -131,6 +132,19 @@ pub struct Editor<'a> {
     pub preview: PreviewDoc,
     pub users: Vec<String>,
     pub user: &'a str,
+    /// The previewed recipients and kind of message.
+    pub view: (Audience, MessageKind),
+}
+
+/// `<option>`s of `choices`, `chosen` selected.
+fn options(choices: &[&str], chosen: &str) -> String {
+    choices
+        .iter()
+        .map(|c| {
+            let sel = if *c == chosen { " selected" } else { "" };
+            format!("<option value=\"{c}\"{sel}>{c}</option>")
+        })
+        .collect()
 }
 
 pub fn editor(status: StatusCode, e: &Editor<'_>) -> Response {
@@ -168,8 +182,8 @@ pub fn editor(status: StatusCode, e: &Editor<'_>) -> Response {
          <span id=\"status\"></span></p>\n\
          </div><div>\n\
          <div class=\"controls\"><label>Preview for <input id=\"user\" name=\"q\" list=\"users\" value=\"{user}\" autocomplete=\"off\"></label>\
-         <label>Message <select id=\"message\" name=\"message\"><option value=\"new\">new</option><option value=\"reply\">reply</option></select></label>\
-         <label>Recipients <select id=\"audience\" name=\"audience\"><option value=\"external\">external</option><option value=\"internal\">internal</option></select></label></div>\n\
+         <label>Message <select id=\"message\" name=\"message\">{kinds}</select></label>\
+         <label>Recipients <select id=\"audience\" name=\"audience\">{audiences}</select></label></div>\n\
          <p class=\"note\" id=\"note\">{note}</p>\n<p class=\"error\" id=\"preview-error\"{err_hidden}>{err}</p>\n\
          <h2>HTML signature</h2><iframe class=\"preview\" id=\"preview-html\" sandbox title=\"HTML signature preview\" srcdoc=\"{pv_html}\"></iframe>\n\
          <h2>Text signature</h2><pre class=\"text\" id=\"preview-text\">{pv_text}</pre>\n\
@@ -186,6 +200,8 @@ pub fn editor(status: StatusCode, e: &Editor<'_>) -> Response {
         problems = problems_html(&p.problems),
         disabled = if p.problems.is_empty() { "" } else { " disabled" },
         user = escape(e.user),
+        kinds = options(&["new", "reply"], e.view.1.as_str()),
+        audiences = options(&["external", "internal"], e.view.0.as_str()),
         note = escape(p.note.as_deref().unwrap_or("")),
         err = escape(p.error.as_deref().unwrap_or("")),
         err_hidden = if p.error.is_some() { "" } else { " hidden" },
