@@ -2,7 +2,8 @@
 //!
 //! Loopback by default: the page previews any user's signature, so it shows directory data.
 //! Off loopback it needs `[admin.auth]` (Entra ID sign-in) and TLS (`tls_cert`, `tls_key`);
-//! see [`auth`] for sign-in, roles, CSRF and the audit log.
+//! see [`auth`] for sign-in, roles, CSRF and the audit log, and [`templates`] for the
+//! templates editor.
 
 pub mod auth;
 mod html;
