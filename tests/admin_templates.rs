@@ -8,6 +8,7 @@
 mod admin_support;
 mod fake_graph;
 mod smtp_support;
+mod support;
 mod templates_support;
 
 use reqwest::StatusCode;
@@ -32,14 +33,7 @@ fn live(s: &Site) -> (String, String) {
 
 /// The `base` fingerprint the editor page carries.
 async fn base_of(b: &reqwest::Client, s: &Site) -> String {
-    let page = b
-        .get(format!("{}/templates/default", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(b, format!("{}/templates/default", s.base)).await;
     let at = page.find("name=\"base\" value=\"").expect("base field") + 19;
     page[at..at + page[at..].find('"').unwrap()].to_string()
 }
@@ -62,6 +56,11 @@ async fn save(
         .send()
         .await
         .unwrap()
+}
+
+/// GET `url`: the body.
+async fn get_text(b: &reqwest::Client, url: String) -> String {
+    b.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 async fn preview(b: &reqwest::Client, s: &Site, csrf: &str, body: Value) -> Value {
@@ -281,26 +280,12 @@ async fn history_shows_diffs_and_a_rollback_restores_a_version() {
     let r = save(&b, &s, &csrf, &base, &format!("{html}{MOTTO}\n"), &text).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 
-    let page = b
-        .get(format!("{}/templates/default/history", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&b, format!("{}/templates/default/history", s.base)).await;
     assert!(
         page.contains("id=\"restore-1\"") && !page.contains("id=\"restore-2\""),
         "{page}"
     );
-    let diff = b
-        .get(format!("{}/templates/default/diff?a=1&b=2", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let diff = get_text(&b, format!("{}/templates/default/diff?a=1&b=2", s.base)).await;
     assert!(
         diff.contains("<span class=\"add\">+ &lt;p&gt;Signed with care&lt;/p&gt;</span>"),
         "{diff}"
@@ -320,14 +305,7 @@ async fn history_shows_diffs_and_a_rollback_restores_a_version() {
         !msg.contains("Signed with care") && msg.contains("Ada Lovelace"),
         "{msg}"
     );
-    let page = b
-        .get(format!("{}/templates/default/history", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&b, format!("{}/templates/default/history", s.base)).await;
     assert!(page.contains("rollback to version 1"), "{page}");
     let r = b
         .post(format!("{}/templates/default/rollback", s.base))
@@ -350,7 +328,7 @@ async fn previews_use_data_images_and_name_the_rule_that_decides() {
                  [[rules]]\nname = \"colleagues\"\nrecipients = \"internal\"\ntemplate = \"none\"\n";
     let s = site_with(rules).await;
     std::fs::create_dir_all(s.templates.join("images")).unwrap();
-    std::fs::write(s.templates.join("images/logo.png"), PNG).unwrap();
+    std::fs::write(s.templates.join("images/logo.png"), support::images::PNG).unwrap();
     let (b, csrf) = editor(&s).await;
     let (_, text) = live(&s);
     let html = "<p>{{displayName}}</p><img src=\"{{image \"logo.png\"}}\" alt=\"logo\">";
@@ -459,12 +437,3 @@ fn a_save_a_crash_interrupted_is_finished_at_start_up() {
         "the stamper uses the finished save"
     );
 }
-
-/// A real 1×1 PNG.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
-    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
-    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];

@@ -1,10 +1,9 @@
-//! Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
+//! Headless Chromium for the tests: found (or skipped) by [`chromium`], started isolated by
+//! [`isolated_args`] and checked by [`assert_loopback_only`]; and [`Browser`], driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
 //! commands in on fd 3, answers out on fd 4, NUL-terminated JSON), so a test can sign in
 //! through a form, type into a page and take a screenshot. No WebSocket client needed: a
 //! shell maps the child's stdin/stdout to fds 3/4.
 //!
-//! Chromium may reach loopback only: its resolver maps every name to nothing and everything
-//! that is not loopback goes to a closed proxy port.
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
@@ -41,6 +40,69 @@ pub fn spki_pin(cert_pem: &Path) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
+/// The net log [`isolated_args`] has Chromium write into its profile folder.
+pub const NET_LOG: &str = "net-log.json";
+
+/// Headless Chromium with its profile in `profile`, reaching loopback only (every name
+/// resolves to nothing, anything else goes to a closed proxy port), logging its connections
+/// to `profile/`[`NET_LOG`].
+pub fn isolated_args(profile: &Path) -> Vec<String> {
+    // A port nothing listens on: the proxy for anything that is not loopback.
+    let dead_port = sigstamp_testkit::free_port();
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ]
+    .map(String::from)
+    .into();
+    // Loopback bypasses a proxy implicitly; everything else meets a closed port.
+    args.push(format!("--proxy-server=http://127.0.0.1:{dead_port}"));
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.push(format!("--log-net-log={}", profile.join(NET_LOG).display()));
+    args
+}
+
+/// Every TCP connection Chromium attempted (its net log records each) went to loopback.
+/// It does try Google hosts in the background; the resolver rules and the dead proxy stop
+/// those before any packet leaves.
+pub fn assert_loopback_only(net_log: &Path) {
+    let log: Value = serde_json::from_slice(&std::fs::read(net_log).unwrap())
+        .expect("chromium wrote a complete net log");
+    let types = &log["constants"]["logEventTypes"];
+    let wanted: Vec<&Value> = ["TCP_CONNECT_ATTEMPT", "TCP_CONNECT"]
+        .iter()
+        .map(|t| &types[t])
+        .collect();
+    let mut seen = 0;
+    for event in log["events"].as_array().unwrap() {
+        if !wanted.contains(&&event["type"]) {
+            continue;
+        }
+        let p = &event["params"];
+        let addrs = p["address_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain([&p["address"], &p["remote_address"]])
+            .filter_map(Value::as_str);
+        for a in addrs {
+            let ip = a.parse::<std::net::SocketAddr>().unwrap().ip();
+            assert!(ip.is_loopback(), "chromium connected to {a}");
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "the net log records the page's own connections");
+}
+
 /// One Chromium with one page.
 pub struct Browser {
     child: Child,
@@ -48,32 +110,16 @@ pub struct Browser {
     output: BufReader<ChildStdout>,
     next_id: u64,
     session: String,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
     /// Start Chromium (with `extra` arguments) and open a blank page.
     pub async fn launch(chromium: &Path, extra: &[String]) -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        // A port nothing listens on: the proxy for anything that is not loopback.
-        let dead_port = sigstamp_testkit::free_port();
-        let mut args = vec![
-            "--headless".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-dev-shm-usage".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--disable-extensions".into(),
-            "--no-first-run".into(),
-            "--no-default-browser-check".into(),
-            "--hide-scrollbars".into(),
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".into(),
-            format!("--proxy-server=http://127.0.0.1:{dead_port}"),
-            format!("--user-data-dir={}", profile.path().display()),
-            "--remote-debugging-pipe".into(),
-        ];
+        let mut args = isolated_args(profile.path());
+        args.push("--hide-scrollbars".into());
+        args.push("--remote-debugging-pipe".into());
         args.extend(extra.iter().cloned());
         args.push("about:blank".into());
         let mut child = tokio::process::Command::new("sh")
@@ -99,7 +145,7 @@ impl Browser {
             output,
             next_id: 0,
             session: String::new(),
-            _profile: profile,
+            profile,
         };
         let target = b
             .send("Target.createTarget", json!({"url": "about:blank"}), None)
@@ -230,13 +276,18 @@ impl Browser {
             .unwrap()
     }
 
-    /// Ask Chromium to quit and wait for it (it is killed on drop anyway).
+    /// Ask Chromium to quit, wait for it, and check it connected to loopback only (it is
+    /// killed on drop anyway).
     pub async fn close(mut self) {
         self.next_id += 1;
         let msg = json!({"id": self.next_id, "method": "Browser.close", "params": {}});
         let mut bytes = serde_json::to_vec(&msg).unwrap();
         bytes.push(0);
         let _ = self.input.write_all(&bytes).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("chromium quits")
+            .unwrap();
+        assert_loopback_only(&self.profile.path().join(NET_LOG));
     }
 }

@@ -180,17 +180,7 @@ async fn save(
         .save(&who.upn, &name, draft.clone(), Some(&f.base), None)
         .await
     {
-        Ok(saved) => {
-            if let Err(r) = audit(&auth, &who.upn, "template_save", &name, &saved).await {
-                return r;
-            }
-            let to = format!(
-                "/templates/{}?saved={}",
-                super::html::url_encode(&name),
-                saved.after.0
-            );
-            (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
-        }
+        Ok(saved) => done(&auth, &who.upn, "template_save", &name, &saved).await,
         Err(e @ (StoreError::Invalid(_) | StoreError::Conflict { .. } | StoreError::Unchanged)) => {
             // The editor again, with the draft kept and the reason on top.
             let user = default_user(&state, &who.upn, f.view.q.trim());
@@ -218,6 +208,20 @@ async fn save(
         }
         Err(e) => failure(&e),
     }
+}
+
+/// A save or rollback is live: audited, then back to the editor. A failure to write the audit
+/// entry is the request's failure.
+async fn done(auth: &Auth, who: &str, action: &str, name: &str, saved: &store::Saved) -> Response {
+    if let Err(r) = audit(auth, who, action, name, saved).await {
+        return r;
+    }
+    let to = format!(
+        "/templates/{}?saved={}",
+        super::html::url_encode(name),
+        saved.after.0
+    );
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
 }
 
 /// The audit entry of a save or rollback; a failure to write it is the request's failure.
@@ -266,17 +270,7 @@ async fn rollback(
         .save(&who.upn, &name, old, None, Some(f.version))
         .await
     {
-        Ok(saved) => {
-            if let Err(r) = audit(&auth, &who.upn, "template_rollback", &name, &saved).await {
-                return r;
-            }
-            let to = format!(
-                "/templates/{}?saved={}",
-                super::html::url_encode(&name),
-                saved.after.0
-            );
-            (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
-        }
+        Ok(saved) => done(&auth, &who.upn, "template_rollback", &name, &saved).await,
         Err(e) => failure(&e),
     }
 }
