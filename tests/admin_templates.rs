@@ -437,3 +437,77 @@ fn a_save_a_crash_interrupted_is_finished_at_start_up() {
         "the stamper uses the finished save"
     );
 }
+
+#[tokio::test]
+async fn local_admin_edits_as_local_and_the_built_in_templates_are_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("templates");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::write(t.join("default.html.hbs"), "<p>{{displayName}}</p>").unwrap();
+    std::fs::write(t.join("default.txt.hbs"), "{{displayName}}").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let app = admin_support::app(&format!(
+        "[templates]\ndir = {t:?}\n[admin]\nlocal_admin = true\naudit_log = {audit:?}\n"
+    ));
+    app.stamper
+        .templates
+        .store(Arc::new(Templates::load(&t).unwrap()));
+    let (base, _task) = admin_support::start_admin(app.clone()).await;
+    let b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let me: Value = b
+        .get(format!("{base}/auth/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = me["csrf"].as_str().unwrap();
+    let page = get_text(&b, format!("{base}/templates/default")).await;
+    let at = page.find("name=\"base\" value=\"").unwrap() + 19;
+    let fp = &page[at..at + page[at..].find('"').unwrap()];
+    let r = b
+        .post(format!("{base}/templates/default"))
+        .form(&[
+            ("csrf", csrf),
+            ("base", fp),
+            ("html", "<p><b>{{displayName}}</b></p>"),
+            ("text", "{{displayName}}"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let user = app.directory.lookup(SENDER).unwrap();
+    let sig = app
+        .stamper
+        .templates
+        .load()
+        .render("default", &user)
+        .unwrap();
+    assert_eq!(sig.html, "<p><b>Ada Lovelace</b></p>");
+    let entry: Value = serde_json::from_str(
+        std::fs::read_to_string(&audit)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (entry["who"].as_str(), entry["action"].as_str()),
+        (Some("local"), Some("template_save"))
+    );
+    app.shutdown.cancel();
+
+    // No [templates] dir: the built-in templates, nothing to save into.
+    let app = admin_support::app("[admin]\nlocal_admin = true\n");
+    let (base, _task) = admin_support::start_admin(app.clone()).await;
+    let r = b.get(format!("{base}/templates")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("set [templates] dir"));
+    app.shutdown.cancel();
+}
