@@ -53,6 +53,11 @@ impl App {
             milter: self.config.milter.is_some(),
             sent_items: self.sent_items.stats().clone(),
             ldap: self.config.ldap.is_some(),
+            templates: Arc::new(crate::admin::templates::TemplateStore::new(
+                &self.config.templates,
+                self.photos.clone(),
+                self.stamper.clone(),
+            )),
         })
     }
 

@@ -126,9 +126,15 @@ async fn a_refused_bind_is_admin_needed_and_mail_is_still_stamped() {
     // /status and the page say so, naming the LDAP bind.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let (auth, _) = sigstamp::admin::setup(&app.config.admin).unwrap();
+    let ctx = sigstamp::admin::AdminCtx {
+        state: app.admin_state(),
+        auth,
+    };
     tokio::spawn(sigstamp::admin::serve(
-        app.admin_state(),
+        ctx,
         listener,
+        None,
         app.shutdown.clone(),
     ));
     let status = get_json(&format!("{base}/status")).await;

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the fake
 
 mod mailbox;
+pub mod oidc;
 #[allow(unused_imports)]
 pub use mailbox::{MailAttachment, MailMessage, MailState};
 
@@ -83,6 +84,8 @@ impl Fault {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// OpenID Connect sign-in (§9): discovery, authorize, code grant, JWKS.
+    Oidc,
     Token,
     DeviceCode,
     Graph,
@@ -231,6 +234,8 @@ struct Inner {
     clock: Arc<ManualClock>,
     key: u64,
     script: Mutex<Script>,
+    /// The OpenID Connect sign-in (§9).
+    oidc: Mutex<oidc::OidcScript>,
     /// Mailboxes (Sent Items update, §8.5).
     mail: Mutex<MailState>,
 }
@@ -263,6 +268,7 @@ impl FakeGraph {
             base: base.clone(),
             clock: clock.clone(),
             key: rand::random(),
+            oidc: Mutex::new(oidc::OidcScript::default()),
             script: Mutex::new(Script {
                 secrets_expire_at: None,
                 secrets: vec![Secret {
@@ -316,6 +322,11 @@ impl FakeGraph {
             inner,
             task,
         }
+    }
+
+    /// Change the OpenID Connect sign-in's script under its lock.
+    pub fn oidc<R>(&self, f: impl FnOnce(&mut oidc::OidcScript) -> R) -> R {
+        f(&mut self.inner.oidc.lock().unwrap())
     }
 
     /// Change the script under its lock.
@@ -585,7 +596,18 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         tokio::time::sleep(d).await;
     }
     let now = inner.clock.now();
-    let (kind, resp) = if path.starts_with("/v1.0/") {
+    let oidc = oidc::handle(
+        &mut inner.oidc.lock().unwrap(),
+        &inner.base,
+        &method,
+        &path,
+        &query,
+        &form,
+        &headers,
+    );
+    let (kind, resp) = if let Some(resp) = oidc {
+        (Kind::Oidc, resp)
+    } else if path.starts_with("/v1.0/") {
         (
             Kind::Graph,
             inner.graph(&method, &path, &query, &headers, now),
