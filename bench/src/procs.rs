@@ -417,6 +417,38 @@ pub fn has_trace_header(msg: &[u8]) -> bool {
     })
 }
 
+/// `--null-milter LISTEN`: the null milter in this process, until killed. sigstamp's own
+/// milter session with stamping switched off (`sigstamp::milter::run_null`), so the
+/// negotiation, the packets and the reply path are exactly the milter row's.
+pub fn null_milter(listen: &str) -> anyhow::Result<std::process::ExitCode> {
+    use sigstamp::directory::Directory;
+    use sigstamp::milter::{MilterConfig, MilterHandles};
+    use sigstamp::pipeline::Stamper;
+    use sigstamp::render::Templates;
+    let cfg = MilterConfig {
+        listen: listen.to_string(),
+        max_sessions: 20_000,
+        socket_mode: "0666".into(),
+        ..MilterConfig::default()
+    };
+    let handles = MilterHandles {
+        stamper: Arc::new(Stamper::new(
+            Arc::new(Directory::new()),
+            Templates::embedded(),
+        )),
+        metrics: Arc::new(sigstamp::metrics::Metrics::new()),
+        status: Arc::default(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        sent_items: Default::default(),
+    };
+    // The same runtime as `sigstamp serve` (multi-threaded, one worker per core).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(sigstamp::milter::run_null(cfg, handles))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,36 +507,4 @@ mod tests {
         ));
         assert!(!has_trace_header(b"X-Sigstamped: no\r\n\r\n"));
     }
-}
-
-/// `--null-milter LISTEN`: the null milter in this process, until killed. sigstamp's own
-/// milter session with stamping switched off (`sigstamp::milter::run_null`), so the
-/// negotiation, the packets and the reply path are exactly the milter row's.
-pub fn null_milter(listen: &str) -> anyhow::Result<std::process::ExitCode> {
-    use sigstamp::directory::Directory;
-    use sigstamp::milter::{MilterConfig, MilterHandles};
-    use sigstamp::pipeline::Stamper;
-    use sigstamp::render::Templates;
-    let cfg = MilterConfig {
-        listen: listen.to_string(),
-        max_sessions: 20_000,
-        socket_mode: "0666".into(),
-        ..MilterConfig::default()
-    };
-    let handles = MilterHandles {
-        stamper: Arc::new(Stamper::new(
-            Arc::new(Directory::new()),
-            Templates::embedded(),
-        )),
-        metrics: Arc::new(sigstamp::metrics::Metrics::new()),
-        status: Arc::default(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        sent_items: Default::default(),
-    };
-    // The same runtime as `sigstamp serve` (multi-threaded, one worker per core).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(sigstamp::milter::run_null(cfg, handles))?;
-    Ok(std::process::ExitCode::SUCCESS)
 }
