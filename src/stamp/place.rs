@@ -342,8 +342,15 @@ fn closing_tag(html: &[u8], name: &[u8]) -> Option<usize> {
 /// body, or an Outlook conditional comment): a closing tag there is not the real one.
 fn in_comment(html: &[u8], at: usize) -> bool {
     let before = &html[..at];
-    memchr::memmem::rfind(before, b"<!--")
+    last(before, b"<!--")
         .is_some_and(|open| memchr::memmem::find(&before[open + 4..], b"-->").is_none())
+}
+
+/// The last occurrence of `needle` (one without a border, such as `<!--` or `<style`, whose
+/// occurrences cannot overlap), by a forward scan: memchr's forward search has a SIMD
+/// prefilter, its reverse one does not, and this runs over the whole text before a marker.
+fn last(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find_iter(hay, needle).last()
 }
 
 /// Whether `at` lies in a comment or inside a `<style>` or `<script>` element.
@@ -351,7 +358,7 @@ fn hidden(html: &[u8], at: usize) -> bool {
     let before = &html[..at];
     // Lower- or upper-case tags (SIMD substring search; a '<' scan would stop at every tag).
     let unclosed = |lower: &[u8], upper: &[u8], close: &[u8]| {
-        let open = memchr::memmem::rfind(before, lower).max(memchr::memmem::rfind(before, upper));
+        let open = last(before, lower).max(last(before, upper));
         open.is_some_and(|o| find_ci(before, close, o).is_none())
     };
     in_comment(html, at)
@@ -653,6 +660,18 @@ fn header_label(line: &[u8], names: &[&[u8]]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_is_rfind() {
+        for (hay, needle) in [
+            (&b"a<!--b<!--c"[..], &b"<!--"[..]),
+            (b"<style><STYLE><style", b"<style"),
+            (b"none here", b"<script"),
+            (b"", b"<!--"),
+        ] {
+            assert_eq!(last(hay, needle), memchr::memmem::rfind(hay, needle));
+        }
+    }
 
     #[test]
     fn html_table() {
