@@ -181,14 +181,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     replies.extend_from_slice(b"554 5.5.1 No valid recipients\r\n");
                 } else {
                     cur.tls = io.is_tls();
-                    let delivered = std::mem::take(&mut cur);
-                    match ask(Stage::Data(&delivered)) {
-                        Some(r) => r.write_to(&mut replies),
-                        None => {
-                            replies.extend_from_slice(b"250 2.0.0 Ok: queued\r\n");
-                            let _ = out.send(delivered);
-                        }
-                    }
+                    end_of_data(std::mem::take(&mut cur), &opts, &mut replies, &out);
                 }
             }
         }
@@ -200,14 +193,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             if done {
                 data = None;
                 cur.tls = io.is_tls();
-                let delivered = std::mem::take(&mut cur);
-                match ask(Stage::Data(&delivered)) {
-                    Some(r) => r.write_to(&mut replies),
-                    None => {
-                        replies.extend_from_slice(b"250 2.0.0 Ok: queued\r\n");
-                        let _ = out.send(delivered);
-                    }
-                }
+                end_of_data(std::mem::take(&mut cur), &opts, &mut replies, &out);
             }
         }
         while data.is_none() && bdat.is_none() {
@@ -327,6 +313,26 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A message is complete: the policy's reply, or 250 and the message handed over.
+fn end_of_data(
+    delivered: Delivered,
+    opts: &SinkOptions,
+    replies: &mut Vec<u8>,
+    out: &mpsc::UnboundedSender<Delivered>,
+) {
+    match opts
+        .policy
+        .as_ref()
+        .and_then(|p| p(Stage::Data(&delivered)))
+    {
+        Some(r) => r.write_to(replies),
+        None => {
+            replies.extend_from_slice(b"250 2.0.0 Ok: queued\r\n");
+            let _ = out.send(delivered);
+        }
     }
 }
 

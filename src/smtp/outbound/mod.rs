@@ -266,26 +266,8 @@ impl SmtpDelivery {
         // The message's own final line break is the one before `.`; every other line break
         // goes out as CRLF and every line starting with a dot gets one more (see `wire`):
         // whatever the message holds, the next hop reads exactly one message.
-        let body = wire::without_final_break(message);
-        let mut enc = wire::Encoder::new(true);
-        let mut buf = Vec::with_capacity(body.len().min(WIRE_PIECE) + WIRE_PIECE / 64 + 8);
-        let mut pieces = body.chunks(WIRE_PIECE).peekable();
-        loop {
-            buf.clear();
-            let last = match pieces.next() {
-                Some(piece) => {
-                    enc.push(piece, &mut buf);
-                    pieces.peek().is_none()
-                }
-                None => true,
-            };
-            if last {
-                buf.extend_from_slice(b"\r\n.\r\n");
-            }
-            self.conn.send(&buf, self.data_timeout).await?;
-            if last {
-                break;
-            }
+        for (piece, _) in wire_pieces(message, true, b"\r\n.\r\n") {
+            self.conn.send(&piece, self.data_timeout).await?;
         }
         self.conn.reply(self.data_timeout).await
     }
@@ -294,33 +276,14 @@ impl SmtpDelivery {
     /// allows BDAT to be pipelined); then one reply per chunk. The first refusal is the
     /// answer, else the last chunk's reply.
     async fn bdat(&mut self, message: &[u8]) -> Result<Reply, HopError> {
-        let body = wire::without_final_break(message);
-        let mut enc = wire::Encoder::new(false);
-        let mut buf = Vec::with_capacity(body.len().min(WIRE_PIECE) + WIRE_PIECE / 64 + 32);
-        let mut chunk = Vec::with_capacity(buf.capacity());
-        let mut pieces = body.chunks(WIRE_PIECE).peekable();
         let mut chunks = 0;
-        loop {
-            chunk.clear();
-            let last = match pieces.next() {
-                Some(piece) => {
-                    enc.push(piece, &mut chunk);
-                    pieces.peek().is_none()
-                }
-                None => true,
-            };
-            if last {
-                chunk.extend_from_slice(b"\r\n");
-            }
-            buf.clear();
+        for (chunk, last) in wire_pieces(message, false, b"\r\n") {
             let verb = if last { " LAST" } else { "" };
+            let mut buf = Vec::with_capacity(chunk.len() + 32);
             buf.extend_from_slice(format!("BDAT {}{verb}\r\n", chunk.len()).as_bytes());
             buf.extend_from_slice(&chunk);
             self.conn.send(&buf, self.data_timeout).await?;
             chunks += 1;
-            if last {
-                break;
-            }
         }
         let mut answer: Option<Reply> = None;
         for _ in 0..chunks {
@@ -330,5 +293,54 @@ impl SmtpDelivery {
             }
         }
         Ok(answer.unwrap_or_else(|| replies::NEXT_HOP_BROKEN.into()))
+    }
+}
+
+/// The message as it goes out, in encoded pieces of about [`WIRE_PIECE`] bytes (`stuff`:
+/// dot-stuffed, for DATA), without its own final line break and with `end` after the last
+/// piece; each piece with whether it is the last. At least one piece, even for an empty
+/// message.
+fn wire_pieces<'a>(
+    message: &'a [u8],
+    stuff: bool,
+    end: &'static [u8],
+) -> impl Iterator<Item = (Vec<u8>, bool)> + 'a {
+    let body = wire::without_final_break(message);
+    let mut enc = wire::Encoder::new(stuff);
+    let n = body.len().div_ceil(WIRE_PIECE).max(1);
+    (0..n).map(move |i| {
+        let piece = &body[(i * WIRE_PIECE).min(body.len())..((i + 1) * WIRE_PIECE).min(body.len())];
+        let mut out = Vec::with_capacity(piece.len() + piece.len() / 64 + end.len() + 4);
+        enc.push(piece, &mut out);
+        let last = i + 1 == n;
+        if last {
+            out.extend_from_slice(end);
+        }
+        (out, last)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_pieces_cover_the_message_once_with_the_end_after_the_last() {
+        let mut message = vec![b'a'; WIRE_PIECE - 1];
+        message.extend_from_slice(b"\n.x\r\n");
+        message.extend(std::iter::repeat_n(b'b', WIRE_PIECE + 3));
+        message.extend_from_slice(b"\r\n");
+        let pieces: Vec<(Vec<u8>, bool)> = wire_pieces(&message, true, b"\r\n.\r\n").collect();
+        assert_eq!(pieces.len(), 3);
+        let lasts: Vec<bool> = pieces.iter().map(|(_, l)| *l).collect();
+        assert_eq!(lasts, [false, false, true]);
+        let joined: Vec<u8> = pieces.into_iter().flat_map(|(p, _)| p).collect();
+        let mut want = Vec::new();
+        wire::Encoder::new(true).push(wire::without_final_break(&message), &mut want);
+        want.extend_from_slice(b"\r\n.\r\n");
+        assert_eq!(joined, want);
+        assert!(memchr::memmem::find(&joined, b"\r\n..x\r\n").is_some());
+        let empty: Vec<(Vec<u8>, bool)> = wire_pieces(b"", false, b"\r\n").collect();
+        assert_eq!(empty, vec![(b"\r\n".to_vec(), true)]);
     }
 }
