@@ -5,8 +5,11 @@
 //! see [`auth`] for sign-in, roles, CSRF and the audit log.
 
 pub mod auth;
+mod edits;
 mod html;
+mod overrides;
 mod page;
+pub mod self_service;
 
 pub use auth::{AdminUser, Audit, Auth, EditorUser, Role, SignedIn};
 
@@ -43,6 +46,10 @@ pub struct AdminState {
     pub sent_items: Arc<crate::sent_items::Stats>,
     /// The directory source is `[ldap]` (the page names the LDAP bind).
     pub ldap: bool,
+    /// `[directory] overrides`: where attribute edits of the admin web go.
+    pub overrides_file: Option<std::path::PathBuf>,
+    /// `[admin.self_service]`, compiled.
+    pub self_service: Option<Arc<crate::config::admin_self_service::SelfService>>,
 }
 
 /// The admin router's state: the handles the pages use and the sign-in.
@@ -137,6 +144,8 @@ pub fn router(ctx: AdminCtx) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .merge(auth::routes())
+        .merge(self_service::routes())
+        .merge(overrides::routes())
         .layer(axum::middleware::from_fn_with_state(
             ctx.auth.clone(),
             auth::csrf::guard,

@@ -542,7 +542,7 @@ fn rule_fact(state: &AdminState, label: Option<&str>) -> String {
 }
 
 /// The signature of a preview, or why there is none.
-fn signature(h: &mut String, p: &Preview, audience: Audience) {
+pub(super) fn signature(h: &mut String, p: &Preview, audience: Audience) {
     match (&p.signature, &p.error) {
         (Some(sig), _) => {
             // The signature is HTML from the templates and the directory: shown in a sandboxed
