@@ -229,7 +229,7 @@ monospace}button{padding:.35rem .9rem;font-size:.95rem}.hint{color:#555;font-siz
 .dir{color:#555;font-size:.9rem}.error{color:#b00020}p.error,p.ok{padding:.6rem 1rem;\
 border-radius:6px}p.error{background:#fde7ea}p.ok{background:#e6f4ea;color:#0d5223}\
 iframe.preview{border:1px solid #ccc;border-radius:6px;background:#fff;width:100%;\
-height:12rem}pre.text{background:#f6f8fa;padding:1rem;border-radius:6px;white-space:pre-wrap}\
+height:9rem}pre.text{background:#f6f8fa;padding:1rem;border-radius:6px;white-space:pre-wrap}\
 form.inline{display:inline;margin:0}code{font-family:ui-monospace,monospace}";
 
 /// A page of the admin web for `who`: the navigation their role allows, then `body`.

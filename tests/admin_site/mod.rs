@@ -26,6 +26,7 @@ pub const SELF_SERVICE: &str = "[admin.self_service]\n\
      label = \"Mobile phone\"\n\
      hint = \"International format, e.g. +49 151 23456789\"\n\
      [admin.self_service.field.pronouns]\n\
+     label = \"Pronouns\"\n\
      max_length = 20\n";
 
 pub struct Site {
