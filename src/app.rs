@@ -54,9 +54,12 @@ impl App {
             sent_items: self.sent_items.stats().clone(),
             ldap: self.config.ldap.is_some(),
             overrides_file: self.config.directory.overrides.clone(),
-            self_service: self.config.admin.self_service.as_ref().map(|c| {
-                Arc::new(c.compile().expect("checked when the config was loaded"))
-            }),
+            self_service: self
+                .config
+                .admin
+                .self_service
+                .as_ref()
+                .map(|c| Arc::new(c.compile().expect("checked when the config was loaded"))),
         })
     }
 

@@ -79,7 +79,11 @@ async fn plain_user_edits_only_their_allowed_attributes() {
         assert!(body.contains("nothing was saved"), "{body}");
     }
     let (code, _) = s
-        .post(&ada, "/self-service/reset", &[("csrf", &csrf), ("reset", "jobTitle")])
+        .post(
+            &ada,
+            "/self-service/reset",
+            &[("csrf", &csrf), ("reset", "jobTitle")],
+        )
         .await;
     assert_eq!(code, 403);
     let (code, _) = s
@@ -93,7 +97,11 @@ async fn plain_user_edits_only_their_allowed_attributes() {
     // Validation: shown on the page, hostile values escaped, nothing saved.
     for (field, value, why) in [
         ("mobilePhone", "<script>alert(1)</script>", "expected form"),
-        ("mobilePhone", "+49 151 2345678\r\nBcc: x@evil.test", "control character"),
+        (
+            "mobilePhone",
+            "+49 151 2345678\r\nBcc: x@evil.test",
+            "control character",
+        ),
         ("pronouns", "x".repeat(21).leak() as &str, "at most 20"),
     ] {
         let (code, page) = s
@@ -109,7 +117,10 @@ async fn plain_user_edits_only_their_allowed_attributes() {
         .post(
             &ada,
             "/self-service",
-            &[("csrf", &csrf), ("mobilePhone", "<script>alert(1)</script>")],
+            &[
+                ("csrf", &csrf),
+                ("mobilePhone", "<script>alert(1)</script>"),
+            ],
         )
         .await;
     assert!(page.contains("value=\"&lt;script&gt;alert(1)&lt;/script&gt;\""));
@@ -124,16 +135,29 @@ async fn plain_user_edits_only_their_allowed_attributes() {
             &[("csrf", &csrf), ("reset", "mobilePhone")],
         )
         .await;
-    assert_eq!((code, to.as_str()), (303, "/self-service?reset=mobilePhone"));
+    assert_eq!(
+        (code, to.as_str()),
+        (303, "/self-service?reset=mobilePhone")
+    );
     let mail = s.send_mail("ada@example.com").await;
     assert!(!mail.contains("+49 151 2345678"), "{mail}");
     assert_eq!(
-        s.app.directory.lookup("ada@example.com").unwrap().str("pronouns"),
+        s.app
+            .directory
+            .lookup("ada@example.com")
+            .unwrap()
+            .str("pronouns"),
         Some("she/her")
     );
 
     // The editors' and admins' pages are not theirs.
-    for path in ["/overrides", "/overrides/user?address=alan@example.com", "/overrides/export.csv", "/audit", "/"] {
+    for path in [
+        "/overrides",
+        "/overrides/user?address=alan@example.com",
+        "/overrides/export.csv",
+        "/audit",
+        "/",
+    ] {
         assert_eq!(s.get(&ada, path).await.0, 403, "{path}");
     }
     let (code, _) = s
@@ -150,11 +174,19 @@ async fn plain_user_edits_only_their_allowed_attributes() {
         .await;
     assert_eq!(code, 403);
     let (code, _) = s
-        .post(&ada, "/overrides/import", &[("csrf", &csrf), ("csv", "alan@example.com,x,1")])
+        .post(
+            &ada,
+            "/overrides/import",
+            &[("csrf", &csrf), ("csv", "alan@example.com,x,1")],
+        )
         .await;
     assert_eq!(code, 403);
     assert_eq!(
-        s.app.directory.lookup("alan@example.com").unwrap().str("mobilePhone"),
+        s.app
+            .directory
+            .lookup("alan@example.com")
+            .unwrap()
+            .str("mobilePhone"),
         None
     );
 
@@ -193,9 +225,14 @@ async fn editor_sets_overrides_and_csv_round_trips() {
         page.contains("href=\"/overrides/user?address=ada@example.com\""),
         "{page}"
     );
-    let (code, page) = s.get(&alan, "/overrides/user?address=ADA@example.com").await;
+    let (code, page) = s
+        .get(&alan, "/overrides/user?address=ADA@example.com")
+        .await;
     assert_eq!(code, 200, "{page}");
-    assert!(page.contains("jobTitle") && page.contains("Engineer"), "{page}");
+    assert!(
+        page.contains("jobTitle") && page.contains("Engineer"),
+        "{page}"
+    );
 
     // Any attribute, hostile value shown escaped; the relay stamps it at once.
     let (code, to) = s
@@ -255,7 +292,11 @@ async fn editor_sets_overrides_and_csv_round_trips() {
     let turing = s.app.directory.lookup("alan@example.com").unwrap();
     assert_eq!(turing.str("mobilePhone"), Some("+44 20, ext. 7"));
     assert_eq!(
-        s.app.directory.lookup("ada@example.com").unwrap().str("jobTitle"),
+        s.app
+            .directory
+            .lookup("ada@example.com")
+            .unwrap()
+            .str("jobTitle"),
         Some("Engineer")
     );
     for bad in [
@@ -270,7 +311,11 @@ async fn editor_sets_overrides_and_csv_round_trips() {
         assert!(page.contains("Nothing was imported"), "{page}");
     }
     assert_eq!(
-        s.app.directory.lookup("ada@example.com").unwrap().str("jobTitle"),
+        s.app
+            .directory
+            .lookup("ada@example.com")
+            .unwrap()
+            .str("jobTitle"),
         Some("Engineer")
     );
 
@@ -301,7 +346,11 @@ async fn editor_sets_overrides_and_csv_round_trips() {
     let audited = s.audit_entries().len();
     let file = std::fs::read(&s.overrides).unwrap();
     let (code, _) = s
-        .post(&alan, "/overrides/import", &[("csrf", &csrf), ("csv", &exported)])
+        .post(
+            &alan,
+            "/overrides/import",
+            &[("csrf", &csrf), ("csv", &exported)],
+        )
         .await;
     assert_eq!(code, 303);
     assert_eq!(std::fs::read(&s.overrides).unwrap(), file);
@@ -321,7 +370,11 @@ async fn editor_sets_overrides_and_csv_round_trips() {
         .await;
     assert_eq!(code, 303);
     assert_eq!(
-        s.app.directory.lookup("a.turing@example.com").unwrap().str("mobilePhone"),
+        s.app
+            .directory
+            .lookup("a.turing@example.com")
+            .unwrap()
+            .str("mobilePhone"),
         None
     );
 
@@ -359,7 +412,10 @@ async fn editor_sets_overrides_and_csv_round_trips() {
             "alan@example.com pronouns": "he/\"him\""
         })
     );
-    let unset = entries.iter().rfind(|e| e.action == "override_unset").unwrap();
+    let unset = entries
+        .iter()
+        .rfind(|e| e.action == "override_unset")
+        .unwrap();
     assert_eq!(unset.before, json!({"mobilePhone": "+44 20, ext. 7"}));
     assert_eq!(unset.after, json!({"mobilePhone": null}));
 }

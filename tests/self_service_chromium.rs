@@ -39,7 +39,9 @@ async fn self_service_in_headless_chromium() {
             "location.pathname === '/self-service' && document.getElementById('details-form')",
             LIMIT,
         );
-        let who = b.eval("document.getElementById('who').textContent").unwrap();
+        let who = b
+            .eval("document.getElementById('who').textContent")
+            .unwrap();
         assert_eq!(who, "ada@example.com (user)");
         // The signature as stamped, in its sandboxed frame.
         let frame = b

@@ -297,12 +297,18 @@ mod tests {
         );
         assert!(!ov.by_address.contains_key("a.l@example.com"));
         // The same value again changes nothing.
-        assert_eq!(set_for(&mut ov, &user, "pronouns", "they/them").unwrap(), None);
+        assert_eq!(
+            set_for(&mut ov, &user, "pronouns", "they/them").unwrap(),
+            None
+        );
         let (before, after) = unset_for(&mut ov, &user, "pronouns").unwrap().unwrap();
         assert_eq!(before, json!({"pronouns": "they/them"}));
         assert_eq!(after, json!({"pronouns": null}));
         assert_eq!(unset_for(&mut ov, &user, "pronouns").unwrap(), None);
         // Another user's override is untouched.
-        assert_eq!(ov.by_address["bob@example.com"]["pronouns"], json!("he/him"));
+        assert_eq!(
+            ov.by_address["bob@example.com"]["pronouns"],
+            json!("he/him")
+        );
     }
 }

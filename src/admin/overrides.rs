@@ -71,11 +71,11 @@ async fn overview(
         );
     }
     let query = q.q.trim();
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<form method=\"get\" action=\"/overrides\" role=\"search\">\
          <label for=\"q\">User</label> <input type=\"search\" id=\"q\" name=\"q\" value=\"{}\" \
-         placeholder=\"address or part of a name\"> <button type=\"submit\">Search</button></form>\n",
+         placeholder=\"address or part of a name\"> <button type=\"submit\">Search</button></form>",
         escape(query)
     );
     if !query.is_empty() {
@@ -272,15 +272,27 @@ fn user_view(
         .flat_map(|u| u.attributes().map(|(k, _)| k.to_string()))
         .collect();
     for a in &addresses {
-        names.extend(ov.by_address.get(a).into_iter().flatten().map(|(k, _)| k.clone()));
+        names.extend(
+            ov.by_address
+                .get(a)
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.clone()),
+        );
     }
     h.push_str(
         "<table id=\"attributes\"><thead><tr><th>Attribute</th><th>In force</th>\
          <th>Directory value</th><th>Override</th></tr></thead><tbody>\n",
     );
     for k in &names {
-        let now = user.as_deref().map(|u| attr_text(u.get(k))).unwrap_or_default();
-        let dir = base.as_deref().map(|b| attr_text(b.get(k))).unwrap_or_default();
+        let now = user
+            .as_deref()
+            .map(|u| attr_text(u.get(k)))
+            .unwrap_or_default();
+        let dir = base
+            .as_deref()
+            .map(|b| attr_text(b.get(k)))
+            .unwrap_or_default();
         let over = match edits::override_of(&ov, &addresses, k) {
             None => String::new(),
             Some((_, v)) => format!(

@@ -219,13 +219,13 @@ fn refused(who: &SignedIn, status: StatusCode, why: &str) -> Response {
 }
 
 /// The allowed field of a form key, or the refusal naming it.
-fn allowed<'a>(ss: &'a SelfService, who: &SignedIn, key: &str) -> Result<&'a Field, Response> {
+fn allowed<'a>(ss: &'a SelfService, who: &SignedIn, key: &str) -> Result<&'a Field, Box<Response>> {
     ss.field(key).ok_or_else(|| {
-        refused(
+        Box::new(refused(
             who,
             StatusCode::FORBIDDEN,
             &format!("{key:?} is not one of the details you may change; nothing was saved."),
-        )
+        ))
     })
 }
 
@@ -255,7 +255,7 @@ async fn save(
     for (k, v) in form.into_iter().filter(|(k, _)| k != "csrf") {
         let f = match allowed(&ss, &who, &k) {
             Ok(f) => f,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let error = f.check(&v).err().unwrap_or_default();
         bad |= !error.is_empty();
@@ -329,7 +329,7 @@ async fn reset(
     };
     let attribute = match allowed(&ss, &who, &form.reset) {
         Ok(f) => f.attribute.clone(),
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(user) = state.directory.lookup(&who.upn) else {
         return not_in_directory(&who);

@@ -162,7 +162,10 @@ impl Site {
         let mut c = RawClient::connect(self.relay.addr).await.unwrap();
         assert!(c.reply().await.starts_with("220"));
         assert!(c.cmd("EHLO client.test").await.starts_with("250"));
-        assert!(c.cmd(&format!("MAIL FROM:<{from}>")).await.starts_with("250"));
+        assert!(c
+            .cmd(&format!("MAIL FROM:<{from}>"))
+            .await
+            .starts_with("250"));
         assert!(c.cmd("RCPT TO:<bob@outside.test>").await.starts_with("250"));
         assert!(c.cmd("DATA").await.starts_with("354"));
         c.send(&format!(

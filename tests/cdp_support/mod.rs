@@ -97,7 +97,9 @@ impl Browser {
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
         ])
         .arg(format!("--window-size={width},{height}"))
-        .arg(format!("--ignore-certificate-errors-spki-list={trusted_spki}"))
+        .arg(format!(
+            "--ignore-certificate-errors-spki-list={trusted_spki}"
+        ))
         .arg(format!("--proxy-server=http://127.0.0.1:{dead_port}"))
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("about:blank")
@@ -174,7 +176,9 @@ impl Browser {
         }
         let mut bytes = serde_json::to_vec(&msg).unwrap();
         bytes.push(0);
-        self.to_browser.write_all(&bytes).expect("chromium is running");
+        self.to_browser
+            .write_all(&bytes)
+            .expect("chromium is running");
         let deadline = Instant::now() + CALL_LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -242,7 +246,8 @@ impl Browser {
     pub fn screenshot(&mut self) -> Vec<u8> {
         use base64::Engine;
         let size = self.page("Page.getLayoutMetrics", json!({})).unwrap()["cssContentSize"].clone();
-        let clip = json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
+        let clip =
+            json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
         let r = self
             .page(
                 "Page.captureScreenshot",
