@@ -60,6 +60,11 @@ impl App {
                 .self_service
                 .as_ref()
                 .map(|c| Arc::new(c.compile().expect("checked when the config was loaded"))),
+            templates: Arc::new(crate::admin::templates::TemplateStore::new(
+                &self.config.templates,
+                self.photos.clone(),
+                self.stamper.clone(),
+            )),
         })
     }
 

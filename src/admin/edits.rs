@@ -236,7 +236,10 @@ form.inline{display:inline;margin:0}code{font-family:ui-monospace,monospace}";
 pub fn page(who: &SignedIn, status: StatusCode, title: &str, body: &str) -> Response {
     let mut nav = String::from("<a href=\"/self-service\">My signature</a>");
     if who.role >= Role::Editor {
-        nav.push_str("<a href=\"/overrides\">Attribute overrides</a><a href=\"/\">Status</a>");
+        nav.push_str(
+            "<a href=\"/templates\">Templates</a><a href=\"/overrides\">Attribute overrides</a>\
+             <a href=\"/\">Status</a>",
+        );
     }
     if who.role >= Role::Admin {
         nav.push_str("<a href=\"/audit\">Audit log</a>");

@@ -2,7 +2,8 @@
 //!
 //! Loopback by default: the page previews any user's signature, so it shows directory data.
 //! Off loopback it needs `[admin.auth]` (Entra ID sign-in) and TLS (`tls_cert`, `tls_key`);
-//! see [`auth`] for sign-in, roles, CSRF and the audit log.
+//! see [`auth`] for sign-in, roles, CSRF and the audit log, and [`templates`] for the
+//! templates editor.
 
 pub mod auth;
 mod edits;
@@ -10,6 +11,7 @@ mod html;
 mod overrides;
 mod page;
 pub mod self_service;
+pub mod templates;
 
 pub use auth::{AdminUser, Audit, Auth, EditorUser, Role, SignedIn};
 
@@ -50,6 +52,8 @@ pub struct AdminState {
     pub overrides_file: Option<std::path::PathBuf>,
     /// `[admin.self_service]`, compiled.
     pub self_service: Option<Arc<crate::config::admin_self_service::SelfService>>,
+    /// The templates editor's folder and versions (it saves into `stamper`).
+    pub templates: Arc<templates::TemplateStore>,
 }
 
 /// The admin router's state: the handles the pages use and the sign-in.
@@ -146,6 +150,7 @@ pub fn router(ctx: AdminCtx) -> Router {
         .merge(auth::routes())
         .merge(self_service::routes())
         .merge(overrides::routes())
+        .merge(templates::routes())
         .layer(axum::middleware::from_fn_with_state(
             ctx.auth.clone(),
             auth::csrf::guard,

@@ -1,27 +1,24 @@
-//! Headless Chromium driven over the DevTools protocol (`--remote-debugging-pipe`: JSON
-//! messages ended by NUL on fds 3 and 4, so no WebSocket client is needed): open a page,
-//! run script in it, wait for a condition, take a screenshot. Blocking; run it on a blocking
-//! thread of an async test.
+//! Headless Chromium for the tests: found (or skipped) by [`chromium`], started isolated by
+//! [`isolated_args`] and checked by [`assert_loopback_only`]; and [`Browser`], driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
+//! commands in on fd 3, answers out on fd 4, NUL-terminated JSON), so a test can sign in
+//! through a form, type into a page and take a screenshot. No WebSocket client needed: a
+//! shell maps the child's stdin/stdout to fds 3/4.
 //!
-//! Chromium may reach loopback only: every name resolves to nothing and anything that is
-//! not loopback goes to a closed proxy port.
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// A bound on any one protocol call.
+/// A bound on each protocol call (a navigation answers once the response starts).
 const CALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// The browser (`SIGSTAMP_CHROMIUM` overrides the path), or `None` (with the reason
-/// printed) when the test must be skipped.
+/// printed) when the test must be skipped; under CI a missing browser fails.
 pub fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("SIGSTAMP_CHROMIUM")
         .map(PathBuf::from)
@@ -30,144 +27,148 @@ pub fn chromium() -> Option<PathBuf> {
     sigstamp_testkit::required(&what, path.exists().then_some(path))
 }
 
-/// The base64 SHA-256 of a PEM certificate's public key, for
-/// `--ignore-certificate-errors-spki-list`: Chromium trusts that one test key, nothing more.
-pub fn spki_hash(cert_pem: &Path) -> String {
+/// The `--ignore-certificate-errors-spki-list` value that makes Chromium trust exactly the
+/// certificate in `cert_pem` (base64 of the SHA-256 of its public key info).
+pub fn spki_pin(cert_pem: &Path) -> String {
     use base64::Engine;
     let pem = std::fs::read(cert_pem).unwrap();
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
-    let cert = pem.parse_x509().unwrap();
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        cert.tbs_certificate.subject_pki.raw,
-    );
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
+        .map(|c: rustls_pki_types::CertificateDer<'static>| c)
+        .expect("a PEM certificate");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.public_key().raw);
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
+/// The net log [`isolated_args`] has Chromium write into its profile folder.
+pub const NET_LOG: &str = "net-log.json";
+
+/// Headless Chromium with its profile in `profile`, reaching loopback only (every name
+/// resolves to nothing, anything else goes to a closed proxy port), logging its connections
+/// to `profile/`[`NET_LOG`].
+pub fn isolated_args(profile: &Path) -> Vec<String> {
+    // A port nothing listens on: the proxy for anything that is not loopback.
+    let dead_port = sigstamp_testkit::free_port();
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ]
+    .map(String::from)
+    .into();
+    // Loopback bypasses a proxy implicitly; everything else meets a closed port.
+    args.push(format!("--proxy-server=http://127.0.0.1:{dead_port}"));
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.push(format!("--log-net-log={}", profile.join(NET_LOG).display()));
+    args
+}
+
+/// Every TCP connection Chromium attempted (its net log records each) went to loopback.
+/// It does try Google hosts in the background; the resolver rules and the dead proxy stop
+/// those before any packet leaves.
+pub fn assert_loopback_only(net_log: &Path) {
+    let log: Value = serde_json::from_slice(&std::fs::read(net_log).unwrap())
+        .expect("chromium wrote a complete net log");
+    let types = &log["constants"]["logEventTypes"];
+    let wanted: Vec<&Value> = ["TCP_CONNECT_ATTEMPT", "TCP_CONNECT"]
+        .iter()
+        .map(|t| &types[t])
+        .collect();
+    let mut seen = 0;
+    for event in log["events"].as_array().unwrap() {
+        if !wanted.contains(&&event["type"]) {
+            continue;
+        }
+        let p = &event["params"];
+        let addrs = p["address_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain([&p["address"], &p["remote_address"]])
+            .filter_map(Value::as_str);
+        for a in addrs {
+            let ip = a.parse::<std::net::SocketAddr>().unwrap().ip();
+            assert!(ip.is_loopback(), "chromium connected to {a}");
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "the net log records the page's own connections");
+}
+
+/// One Chromium with one page.
 pub struct Browser {
     child: Child,
-    to_browser: std::fs::File,
-    from_browser: Receiver<Value>,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
     next_id: u64,
     session: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `fd` duplicated to a number above 10 (so moving it to 3 or 4 cannot clobber the other).
-fn high(fd: &OwnedFd) -> OwnedFd {
-    use std::os::fd::FromRawFd;
-    // SAFETY: fcntl on a valid fd; the new fd is owned by the returned OwnedFd.
-    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    assert!(n >= 10, "{}", std::io::Error::last_os_error());
-    unsafe { OwnedFd::from_raw_fd(n) }
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
-    /// Start headless Chromium with one blank page, its window `width`×`height`;
-    /// `trusted_spki` is the server key it accepts (see [`spki_hash`]).
-    pub fn launch(chromium: &Path, trusted_spki: &str, width: u32, height: u32) -> Browser {
+    /// Start Chromium (with `extra` arguments) and open a blank page.
+    pub async fn launch(chromium: &Path, extra: &[String]) -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let dead_port = sigstamp_testkit::free_port();
-        let (cmd_read, cmd_write) = std::io::pipe().unwrap();
-        let (evt_read, evt_write) = std::io::pipe().unwrap();
-        let (cmd_read, evt_write): (OwnedFd, OwnedFd) = (cmd_read.into(), evt_write.into());
-        let (a, b) = (high(&cmd_read), high(&evt_write));
-        let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
-        let mut cmd = Command::new(chromium);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--hide-scrollbars",
-            "--remote-debugging-pipe",
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        ])
-        .arg(format!("--window-size={width},{height}"))
-        .arg(format!(
-            "--ignore-certificate-errors-spki-list={trusted_spki}"
-        ))
-        .arg(format!("--proxy-server=http://127.0.0.1:{dead_port}"))
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .env("HOME", profile.path())
-        .env("XDG_CONFIG_HOME", profile.path())
-        .env("XDG_CACHE_HOME", profile.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        // SAFETY: only async-signal-safe dup2 calls between fork and exec; dup2 clears
-        // close-on-exec on the copies, so the browser inherits exactly fds 3 and 4.
-        unsafe {
-            cmd.pre_exec(move || {
-                for (from, to) in [(a_fd, 3), (b_fd, 4)] {
-                    if libc::dup2(from, to) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("chromium starts");
-        drop((a, b, cmd_read, evt_write));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut evt_read = evt_read;
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 64 * 1024];
-            while let Ok(n) = evt_read.read(&mut chunk) {
-                if n == 0 {
-                    return;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                while let Some(end) = buf.iter().position(|b| *b == 0) {
-                    let msg: Value = serde_json::from_slice(&buf[..end]).unwrap();
-                    buf.drain(..=end);
-                    if tx.send(msg).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let mut args = isolated_args(profile.path());
+        args.push("--hide-scrollbars".into());
+        args.push("--remote-debugging-pipe".into());
+        args.extend(extra.iter().cloned());
+        args.push("about:blank".into());
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            // fd 3 reads our commands (stdin), fd 4 writes the answers (stdout).
+            .arg("exec \"$0\" \"$@\" 3<&0 4>&1 </dev/null >/dev/null")
+            .arg(chromium)
+            .args(&args)
+            .env("HOME", profile.path())
+            .env("XDG_CONFIG_HOME", profile.path())
+            .env("XDG_CACHE_HOME", profile.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium starts");
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
         let mut b = Browser {
             child,
-            to_browser: std::fs::File::from(OwnedFd::from(cmd_write)),
-            from_browser: rx,
+            input,
+            output,
             next_id: 0,
             session: String::new(),
-            _profile: profile,
+            profile,
         };
         let target = b
-            .call(None, "Target.createTarget", json!({"url": "about:blank"}))
-            .unwrap();
+            .send("Target.createTarget", json!({"url": "about:blank"}), None)
+            .await;
         let attached = b
-            .call(
-                None,
+            .send(
                 "Target.attachToTarget",
                 json!({"targetId": target["targetId"], "flatten": true}),
+                None,
             )
-            .unwrap();
+            .await;
         b.session = attached["sessionId"].as_str().unwrap().to_string();
-        b.page("Page.enable", json!({})).unwrap();
+        b.call("Page.enable", json!({})).await;
+        b.call("Runtime.enable", json!({})).await;
+        b.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
         b
     }
 
-    /// One protocol call (on the page's session unless `session` is `None`): its result,
-    /// or its error.
-    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Result<Value, Value> {
+    async fn send(&mut self, method: &str, params: Value, session: Option<&str>) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -176,86 +177,117 @@ impl Browser {
         }
         let mut bytes = serde_json::to_vec(&msg).unwrap();
         bytes.push(0);
-        self.to_browser
+        self.input
             .write_all(&bytes)
-            .expect("chromium is running");
-        let deadline = Instant::now() + CALL_LIMIT;
+            .await
+            .expect("chromium takes commands");
+        self.input.flush().await.unwrap();
+        let deadline = tokio::time::Instant::now() + CALL_LIMIT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.from_browser.recv_timeout(left) {
-                Ok(m) if m["id"] == json!(id) => {
-                    return match m.get("error") {
-                        Some(e) => Err(e.clone()),
-                        None => Ok(m["result"].clone()),
-                    }
+            let mut buf = Vec::new();
+            let n = tokio::time::timeout_at(deadline, self.output.read_until(0, &mut buf))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("chromium did not answer {method} within {CALL_LIMIT:?}")
+                })
+                .unwrap();
+            assert!(n > 0, "chromium exited during {method}");
+            buf.pop_if(|b| *b == 0);
+            let v: Value = serde_json::from_slice(&buf).unwrap();
+            if v["id"] == json!(id) {
+                if let Some(e) = v.get("error") {
+                    panic!("{method} failed: {e}");
                 }
-                Ok(_event) => {}
-                Err(RecvTimeoutError::Timeout) => panic!("chromium: no answer to {method}"),
-                Err(RecvTimeoutError::Disconnected) => panic!("chromium exited during {method}"),
+                return v["result"].clone();
             }
         }
     }
 
-    fn page(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+    /// A protocol command on the page.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
         let s = self.session.clone();
-        self.call(Some(&s), method, params)
+        self.send(method, params, Some(&s)).await
     }
 
-    /// Go to `url` (its load is waited for with [`Browser::wait_for`]).
-    pub fn goto(&mut self, url: &str) {
-        let r = self.page("Page.navigate", json!({"url": url})).unwrap();
-        assert!(r.get("errorText").is_none(), "navigating to {url}: {r}");
-    }
-
-    /// Evaluate `expr` in the page: its value, or the exception (a navigation in progress
-    /// destroys the context, for instance).
-    pub fn eval(&mut self, expr: &str) -> Result<Value, Value> {
-        let r = self.page(
-            "Runtime.evaluate",
-            json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
-        )?;
-        match r.get("exceptionDetails") {
-            Some(e) => Err(e.clone()),
-            None => Ok(r["result"]["value"].clone()),
-        }
-    }
-
-    /// Poll `expr` until it is truthy in a loaded page, for at most `limit`.
-    pub fn wait_for(&mut self, expr: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        let guarded = format!("document.readyState === 'complete' && ({expr})");
-        let mut last = Value::Null;
-        while Instant::now() < deadline {
-            match self.eval(&guarded) {
-                Ok(v) if !matches!(v, Value::Null | Value::Bool(false)) && v != json!("") => {
-                    return v
-                }
-                Ok(v) => last = v,
-                Err(e) => last = e,
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let url = self.eval("location.href").unwrap_or_default();
-        let body = self
-            .eval("document.body ? document.body.innerText : ''")
-            .unwrap_or_default();
-        panic!("timed out waiting for {expr} at {url}; last: {last}; page: {body}");
-    }
-
-    /// The whole page (not only the window) as PNG.
-    pub fn screenshot(&mut self) -> Vec<u8> {
-        use base64::Engine;
-        let size = self.page("Page.getLayoutMetrics", json!({})).unwrap()["cssContentSize"].clone();
-        let clip =
-            json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
+    /// Evaluate `js` in the page (promises awaited); its value as JSON. A thrown exception
+    /// fails the test.
+    pub async fn eval(&mut self, js: &str) -> Value {
         let r = self
-            .page(
-                "Page.captureScreenshot",
-                json!({"format": "png", "clip": clip, "captureBeyondViewport": true}),
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": js, "awaitPromise": true, "returnByValue": true}),
             )
-            .unwrap();
+            .await;
+        if let Some(e) = r.get("exceptionDetails") {
+            panic!("{js} threw: {e}");
+        }
+        r["result"]["value"].clone()
+    }
+
+    /// Poll `js` (every 50 ms) until it is true, for at most `limit`; the page's URL and text
+    /// in the failure.
+    pub async fn wait_for(&mut self, js: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            // A navigation in progress destroys the context: try again.
+            let r = self
+                .call(
+                    "Runtime.evaluate",
+                    json!({"expression": format!("Boolean({js})"), "returnByValue": true}),
+                )
+                .await;
+            if r["result"]["value"] == json!(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let page = self
+                    .eval("location.href + '\\n' + (document.body ? document.body.innerText : '')")
+                    .await;
+                panic!(
+                    "timed out waiting for {js}; page: {}",
+                    page.as_str().unwrap_or("")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Go to `url` (the load is awaited with [`Browser::wait_for`] by the caller).
+    pub async fn goto(&mut self, url: &str) {
+        let r = self.call("Page.navigate", json!({"url": url})).await;
+        if let Some(e) = r.get("errorText") {
+            panic!("navigating to {url}: {e}");
+        }
+    }
+
+    /// Type `text` at the caret of the focused element, as a keyboard would (input events).
+    pub async fn insert_text(&mut self, text: &str) {
+        self.call("Input.insertText", json!({"text": text})).await;
+    }
+
+    /// A PNG of the page as it is shown.
+    pub async fn screenshot(&mut self) -> Vec<u8> {
+        use base64::Engine;
+        let r = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
         base64::engine::general_purpose::STANDARD
             .decode(r["data"].as_str().unwrap())
             .unwrap()
+    }
+
+    /// Ask Chromium to quit, wait for it, and check it connected to loopback only (it is
+    /// killed on drop anyway).
+    pub async fn close(mut self) {
+        self.next_id += 1;
+        let msg = json!({"id": self.next_id, "method": "Browser.close", "params": {}});
+        let mut bytes = serde_json::to_vec(&msg).unwrap();
+        bytes.push(0);
+        let _ = self.input.write_all(&bytes).await;
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("chromium quits")
+            .unwrap();
+        assert_loopback_only(&self.profile.path().join(NET_LOG));
     }
 }

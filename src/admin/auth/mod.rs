@@ -190,8 +190,9 @@ pub async fn security_headers(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    // Not `no-referrer`: under it a browser sends `Origin: null` with its form posts, and
-    // the CSRF guard (rightly) refuses those. `same-origin` still tells other sites nothing.
+    // Not `no-referrer`: under it a browser sends `Origin: null` with every form POST, which
+    // the CSRF guard's origin check refuses. `same-origin` keeps the Origin (and referrer) for
+    // this site's own requests and sends neither anywhere else.
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),

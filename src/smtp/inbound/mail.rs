@@ -2,7 +2,7 @@
 
 use super::{Session, Transaction};
 use crate::smtp::outbound::commands;
-use crate::smtp::outbound::HopError;
+use crate::smtp::outbound::{DeliveryError, HopError};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::smtp::tls;
 use smtp_proto::{MailFrom, MAIL_SMTPUTF8};
@@ -62,22 +62,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let first = self.try_hop_mail(line).await;
         match first {
-            Err(HopError::Network(_) | HopError::Timeout) if reused => {
+            Err(DeliveryError::Hop(HopError::Network(_) | HopError::Timeout)) if reused => {
                 self.hop = None;
                 self.try_hop_mail(line).await
             }
             other => other,
         }
+        .or_else(DeliveryError::into_answer)
         .map_err(|e| self.hop_failed(e))
     }
 
-    async fn try_hop_mail(&mut self, line: &str) -> Result<Reply, HopError> {
+    async fn try_hop_mail(&mut self, line: &str) -> Result<Reply, DeliveryError> {
         if self.hop.is_none() {
             self.hop = Some(self.shared.next_hop.connect().await?);
         }
         let Some(hop) = self.hop.as_mut() else {
             unreachable!("connected above")
         };
-        hop.mail_from(line).await
+        hop.mail(line).await
     }
 }
