@@ -100,19 +100,8 @@ async fn overview(
 
 /// Users whose name or address contains `q`, linked to their page.
 fn matches(h: &mut String, state: &AdminState, q: &str) {
-    let needle = q.to_lowercase();
     let index = state.directory.snapshot();
-    let found: Vec<&Arc<User>> = index
-        .users()
-        .iter()
-        .filter(|u| {
-            ["displayName", "mail", "userPrincipalName"]
-                .iter()
-                .filter_map(|k| u.str(k))
-                .any(|v| v.to_lowercase().contains(&needle))
-        })
-        .take(MAX_MATCHES + 1)
-        .collect();
+    let found = super::page::matching_users(&index, q, MAX_MATCHES + 1);
     if found.is_empty() {
         let _ = writeln!(
             h,

@@ -218,6 +218,17 @@ fn refused(who: &SignedIn, status: StatusCode, why: &str) -> Response {
     )
 }
 
+/// `[admin.self_service]`, or the refusal saying it is off.
+fn enabled(state: &AdminState, who: &SignedIn) -> Result<Arc<SelfService>, Box<Response>> {
+    state.self_service.clone().ok_or_else(|| {
+        Box::new(refused(
+            who,
+            StatusCode::FORBIDDEN,
+            "Changing your own details is not enabled here.",
+        ))
+    })
+}
+
 /// The allowed field of a form key, or the refusal naming it.
 fn allowed<'a>(ss: &'a SelfService, who: &SignedIn, key: &str) -> Result<&'a Field, Box<Response>> {
     ss.field(key).ok_or_else(|| {
@@ -239,12 +250,9 @@ async fn save(
     who: SignedIn,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let Some(ss) = state.self_service.clone() else {
-        return refused(
-            &who,
-            StatusCode::FORBIDDEN,
-            "Changing your own details is not enabled here.",
-        );
+    let ss = match enabled(&state, &who) {
+        Ok(ss) => ss,
+        Err(r) => return *r,
     };
     let Some(user) = state.directory.lookup(&who.upn) else {
         return not_in_directory(&who);
@@ -320,12 +328,9 @@ async fn reset(
     who: SignedIn,
     Form(form): Form<ResetForm>,
 ) -> Response {
-    let Some(ss) = state.self_service.clone() else {
-        return refused(
-            &who,
-            StatusCode::FORBIDDEN,
-            "Changing your own details is not enabled here.",
-        );
+    let ss = match enabled(&state, &who) {
+        Ok(ss) => ss,
+        Err(r) => return *r,
     };
     let attribute = match allowed(&ss, &who, &form.reset) {
         Ok(f) => f.attribute.clone(),
