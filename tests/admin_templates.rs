@@ -33,7 +33,12 @@ fn live(s: &Site) -> (String, String) {
 
 /// The `base` fingerprint the editor page carries.
 async fn base_of(b: &reqwest::Client, s: &Site) -> String {
-    let page = get_text(b, format!("{}/templates/default", s.base)).await;
+    editor_base(b, &s.base).await
+}
+
+/// The `base` field of the editor page of `default` at `site`.
+async fn editor_base(b: &reqwest::Client, site: &str) -> String {
+    let page = get_text(b, format!("{site}/templates/default")).await;
     let at = page.find("name=\"base\" value=\"").expect("base field") + 19;
     page[at..at + page[at..].find('"').unwrap()].to_string()
 }
@@ -53,6 +58,14 @@ async fn save(
             ("html", html),
             ("text", text),
         ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn rollback(b: &reqwest::Client, s: &Site, csrf: &str, version: &str) -> reqwest::Response {
+    b.post(format!("{}/templates/default/rollback", s.base))
+        .form(&[("csrf", csrf), ("version", version)])
         .send()
         .await
         .unwrap()
@@ -98,12 +111,7 @@ async fn only_editors_and_admins_may_edit() {
     let before = live(&s);
     let r = save(&user, &s, &csrf, "", "{{displayName}} hacked", "x").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = user
-        .post(format!("{}/templates/default/rollback", s.base))
-        .form(&[("csrf", csrf.as_str()), ("version", "1")])
-        .send()
-        .await
-        .unwrap();
+    let r = rollback(&user, &s, &csrf, "1").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(live(&s), before);
 
@@ -292,12 +300,7 @@ async fn history_shows_diffs_and_a_rollback_restores_a_version() {
     );
     assert!(!diff.contains("class=\"del\""), "{diff}");
 
-    let r = b
-        .post(format!("{}/templates/default/rollback", s.base))
-        .form(&[("csrf", csrf.as_str()), ("version", "1")])
-        .send()
-        .await
-        .unwrap();
+    let r = rollback(&b, &s, &csrf, "1").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(live(&s), (html.clone(), text));
     let msg = s.send_message("after rollback").await;
@@ -307,12 +310,7 @@ async fn history_shows_diffs_and_a_rollback_restores_a_version() {
     );
     let page = get_text(&b, format!("{}/templates/default/history", s.base)).await;
     assert!(page.contains("rollback to version 1"), "{page}");
-    let r = b
-        .post(format!("{}/templates/default/rollback", s.base))
-        .form(&[("csrf", csrf.as_str()), ("version", "99")])
-        .send()
-        .await
-        .unwrap();
+    let r = rollback(&b, &s, &csrf, "99").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let last = s.audit_entries().pop().unwrap();
     assert_eq!(
@@ -457,23 +455,13 @@ async fn local_admin_edits_as_local_and_the_built_in_templates_are_read_only() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let me: Value = b
-        .get(format!("{base}/auth/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf"].as_str().unwrap();
-    let page = get_text(&b, format!("{base}/templates/default")).await;
-    let at = page.find("name=\"base\" value=\"").unwrap() + 19;
-    let fp = &page[at..at + page[at..].find('"').unwrap()];
+    let csrf = templates_support::csrf(&b, &base).await;
+    let fp = editor_base(&b, &base).await;
     let r = b
         .post(format!("{base}/templates/default"))
         .form(&[
-            ("csrf", csrf),
-            ("base", fp),
+            ("csrf", csrf.as_str()),
+            ("base", fp.as_str()),
             ("html", "<p><b>{{displayName}}</b></p>"),
             ("text", "{{displayName}}"),
         ])

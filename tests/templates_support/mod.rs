@@ -164,13 +164,19 @@ pub async fn signed_in(
     let r = b.get(authorize).send().await.unwrap();
     let r = b.get(location(&r)).send().await.unwrap();
     assert_eq!(r.status(), 200, "signed in as {upn}");
+    let csrf = csrf(&b, &site.base).await;
+    (b, csrf)
+}
+
+/// The signed-in user's CSRF token, from `/auth/me` at `base`.
+pub async fn csrf(b: &reqwest::Client, base: &str) -> String {
     let me: serde_json::Value = b
-        .get(format!("{}/auth/me", site.base))
+        .get(format!("{base}/auth/me"))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    (b, me["csrf"].as_str().unwrap().to_string())
+    me["csrf"].as_str().unwrap().to_string()
 }

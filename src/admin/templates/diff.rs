@@ -8,9 +8,10 @@ pub enum Line<'a> {
     Added(&'a str),
 }
 
-/// Above this many lines on either side the table would be too large: the diff is "all of
+/// Above this many lines on either side (after the common ends) the table (u16 cells, 8 MB
+/// at this size) would be too large: the diff is "all of
 /// the old removed, all of the new added".
-const MAX_LINES: usize = 4000;
+const MAX_LINES: usize = 2000;
 
 /// The lines of `new` against `old`, in order.
 pub fn lines<'a>(old: &'a str, new: &'a str) -> Vec<Line<'a>> {
@@ -39,7 +40,7 @@ pub fn lines<'a>(old: &'a str, new: &'a str) -> Vec<Line<'a>> {
 fn middle<'a>(a: &[&'a str], b: &[&'a str], out: &mut Vec<Line<'a>>) {
     let w = b.len() + 1;
     // lcs[i * w + j]: the common subsequence length of a[i..] and b[j..].
-    let mut lcs = vec![0u32; (a.len() + 1) * w];
+    let mut lcs = vec![0u16; (a.len() + 1) * w];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
             lcs[i * w + j] = if a[i] == b[j] {
@@ -98,11 +99,16 @@ mod tests {
 
     #[test]
     fn huge_inputs_stay_bounded() {
-        let old: String = (0..MAX_LINES + 1).map(|i| format!("{i}\n")).collect();
-        let new: String = (0..MAX_LINES + 1).map(|i| format!("{}\n", i * 2)).collect();
+        // After the common first line, MAX_LINES + 1 different lines on each side.
+        let old: String = (0..MAX_LINES + 2).map(|i| format!("{i}\n")).collect();
+        let new: String = (0..MAX_LINES + 2).map(|i| format!("{}\n", i * 2)).collect();
         let d = lines(&old, &new);
-        // "0" is a common head line; the rest is removed then added.
         assert_eq!(d[0], Same("0"));
-        assert_eq!(d.len(), 1 + 2 * MAX_LINES);
+        assert_eq!(d.len(), 1 + 2 * (MAX_LINES + 1));
+        let removed = d
+            .iter()
+            .take_while(|l| !matches!(l, Line::Added(_)))
+            .count();
+        assert_eq!(removed, 1 + MAX_LINES + 1, "all removed, then all added");
     }
 }
