@@ -211,6 +211,26 @@ async fn plain_user_edits_only_their_allowed_attributes() {
     assert_eq!(edits[1].action, "self_service_reset");
     assert_eq!(edits[1].before, json!({"mobilePhone": "+49 151 2345678"}));
     assert_eq!(edits[1].after, json!({"mobilePhone": null}));
+
+    // No change goes unaudited: when the audit log cannot be written, the edit is undone.
+    let file = std::fs::read(&s.overrides).unwrap();
+    let audit = s.audit.clone();
+    std::fs::rename(&audit, audit.with_extension("old")).unwrap();
+    std::fs::create_dir(&audit).unwrap();
+    let (code, page) = s
+        .post(
+            &ada,
+            "/self-service",
+            &[("csrf", &csrf), ("pronouns", "they/them")],
+        )
+        .await;
+    assert_eq!(code, 500, "{page}");
+    assert!(page.contains("the change was undone"), "{page}");
+    assert_eq!(std::fs::read(&s.overrides).unwrap(), file);
+    assert_eq!(
+        s.app.directory.lookup(SENDER).unwrap().str("pronouns"),
+        Some("she/her")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
