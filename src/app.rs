@@ -106,11 +106,16 @@ pub fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
     let cfg = Config::load(path)?;
     check(&cfg)?;
     for (old, new) in &cfg.deprecated {
-        tracing::warn!(
-            old = %old,
-            new = %new,
-            "config key `{old}` is deprecated: rename it to `{new}`"
-        );
+        // `sigstamp stamp` and `attributes` run without a log: they get it on stderr.
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!(
+                old = %old,
+                new = %new,
+                "config key `{old}` is deprecated: rename it to `{new}`"
+            );
+        } else {
+            eprintln!("sigstamp: warning: config key `{old}` is deprecated: rename it to `{new}`");
+        }
     }
     Ok(cfg)
 }

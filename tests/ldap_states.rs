@@ -4,8 +4,10 @@
 //! restart with the server down stamps from the snapshot.
 
 mod ldap_support;
+mod serve_support;
 
 use ldap_support::*;
+use serve_support::{get_json, get_text};
 use sigstamp::directory::Source;
 use sigstamp::status::TokenState;
 use std::sync::Arc;
@@ -135,24 +137,14 @@ async fn a_refused_bind_is_admin_needed_and_mail_is_still_stamped() {
         None,
         app.shutdown.clone(),
     ));
-    let status: serde_json::Value = reqwest::get(format!("{base}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(&format!("{base}/status")).await;
     assert_eq!(status["token"]["state"], "expired", "{status}");
     assert_eq!(
         status["token"]["error_code"], "invalidCredentials",
         "{status}"
     );
     assert_eq!(status["directory"]["source"], "ldap", "{status}");
-    let page = reqwest::get(format!("{base}/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&format!("{base}/")).await;
     assert!(
         page.contains("LDAP directory bind expired: invalidCredentials"),
         "{page}"

@@ -45,12 +45,17 @@ pub(super) fn insert(
     place: Place,
 ) -> Result<Insertion, Skip> {
     let sig = for_part(part, kind, sig);
-    let msg_eol = if eol == b"\r\n" { "\r\n" } else { "\n" };
+    let frag = Fragment {
+        kind,
+        sig: &sig,
+        eol: if eol == b"\r\n" { "\r\n" } else { "\n" },
+        place,
+    };
     let decoded: &[u8] = &body.decoded;
     let label = part.ctype.param("charset").map(|p| p.value.as_str());
     let charset = Charset::classify(label, decoded);
     if charset.needs_unicode() {
-        return change_unicode(decoded, charset, kind, &sig, msg_eol, place);
+        return change_unicode(decoded, charset, &frag);
     }
     // HTML in a 7bit part takes the signature as ASCII with character references, so the
     // part keeps its encoding and every existing byte.
@@ -60,7 +65,7 @@ pub(super) fn insert(
     } else {
         charset
     };
-    Ok(change_bytes(decoded, charset, kind, &sig, msg_eol, place))
+    Ok(change_bytes(decoded, charset, &frag))
 }
 
 /// The signature as this part takes it: in a format=flowed text body, its text as fixed lines.
@@ -127,6 +132,40 @@ fn content_eol(decoded: &[u8], default: &'static str) -> &'static str {
     }
 }
 
+/// What goes into a part's content, whatever its charset.
+struct Fragment<'s> {
+    kind: Kind,
+    sig: &'s Signature,
+    /// The message's line ending, for content without one of its own.
+    eol: &'static str,
+    place: Place,
+}
+
+impl Fragment<'_> {
+    /// Where it goes in `content`.
+    fn position(&self, content: &[u8]) -> usize {
+        match (self.kind, self.place) {
+            (Kind::Html, Place::Main) => place::html_position(content),
+            (Kind::Text, Place::Main) => place::text_position(content).unwrap_or(content.len()),
+            (Kind::Html, Place::End) => place::html_end(content),
+            (Kind::Text, Place::End) => content.len(),
+        }
+    }
+
+    /// The text to insert at `at` (decoded content, as UTF-8 text), with its spacing.
+    fn text(&self, content: &[u8], at: usize) -> String {
+        fragment(content, at, self.kind, self.sig, self.eol)
+    }
+
+    /// `text` in `charset`; `None` when the charset cannot carry it.
+    fn encode(&self, charset: Charset, text: &str) -> Option<Vec<u8>> {
+        match self.kind {
+            Kind::Html => charset.encode_html(text),
+            Kind::Text => charset.encode_exact(text),
+        }
+    }
+}
+
 /// The text to insert at `at` (decoded content, as UTF-8 text), with its spacing.
 fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature, eol: &'static str) -> String {
     let le = content_eol(content, eol);
@@ -172,31 +211,11 @@ pub(super) fn with_line_ending(text: &str, le: &str) -> String {
     out
 }
 
-fn position(content: &[u8], kind: Kind, spot: Place) -> usize {
-    match (kind, spot) {
-        (Kind::Html, Place::Main) => place::html_position(content),
-        (Kind::Text, Place::Main) => place::text_position(content).unwrap_or(content.len()),
-        (Kind::Html, Place::End) => place::html_end(content),
-        (Kind::Text, Place::End) => content.len(),
-    }
-}
-
 /// ASCII-compatible charsets: find the spot in the bytes and splice the encoded signature.
-fn change_bytes(
-    decoded: &[u8],
-    charset: Charset,
-    kind: Kind,
-    sig: &Signature,
-    eol: &'static str,
-    place: Place,
-) -> Insertion {
-    let at = position(decoded, kind, place);
-    let text = fragment(decoded, at, kind, sig, eol);
-    let encoded = match kind {
-        Kind::Html => charset.encode_html(&text),
-        Kind::Text => charset.encode_exact(&text),
-    };
-    if let Some(bytes) = encoded {
+fn change_bytes(decoded: &[u8], charset: Charset, frag: &Fragment) -> Insertion {
+    let at = frag.position(decoded);
+    let text = frag.text(decoded, at);
+    if let Some(bytes) = frag.encode(charset, &text) {
         return Insertion::kept(Change::Insert { at, bytes });
     }
     // Text the charset cannot carry: move the part to UTF-8 when its bytes allow it.
@@ -227,19 +246,12 @@ fn change_bytes(
 }
 
 /// UTF-16, ISO-2022-JP, UTF-7: decode, insert, re-encode.
-fn change_unicode(
-    decoded: &[u8],
-    charset: Charset,
-    kind: Kind,
-    sig: &Signature,
-    eol: &'static str,
-    place: Place,
-) -> Result<Insertion, Skip> {
+fn change_unicode(decoded: &[u8], charset: Charset, frag: &Fragment) -> Result<Insertion, Skip> {
     let s = charset
         .decode(decoded)
         .ok_or_else(|| Skip::Malformed("body does not match its charset".into()))?;
-    let at = position(s.as_bytes(), kind, place);
-    let text = fragment(s.as_bytes(), at, kind, sig, eol);
+    let at = frag.position(s.as_bytes());
+    let text = frag.text(s.as_bytes(), at);
     if let Charset::Utf16 { be, bom } = charset {
         // Splice: the existing code units stay as they are.
         let units_before = s[..at].encode_utf16().count();
@@ -251,11 +263,7 @@ fn change_unicode(
     new.push_str(&s[..at]);
     new.push_str(&text);
     new.push_str(&s[at..]);
-    let encoded = match kind {
-        Kind::Html => charset.encode_html(&new),
-        Kind::Text => charset.encode_exact(&new),
-    };
-    Ok(match encoded {
+    Ok(match frag.encode(charset, &new) {
         Some(bytes) => Insertion::kept(Change::Replace(bytes)),
         None => Insertion::utf8(Change::Replace(new.into_bytes())),
     })

@@ -27,7 +27,7 @@ use checks::{precheck_fields, refuse_protected};
 use edits::Edits;
 use mime::Tree;
 use part::stamp_part;
-use raw::{bom_len, cr_lines, has_lone_cr, message_eol, trim_ascii};
+use raw::{bom_len, cr_lines, has_lone_cr, message_eol};
 use select::{select, Bodies, Kind};
 use std::fmt;
 
@@ -332,7 +332,7 @@ pub fn message_id(raw: &[u8]) -> Option<String> {
     let start = bom_len(raw);
     let (fields, _) = mime::parse_header(raw, start, raw.len());
     let f = mime::find_field(raw, &fields, "message-id")?;
-    let v = String::from_utf8_lossy(trim_ascii(&raw[f.value.clone()])).into_owned();
+    let v = String::from_utf8_lossy(raw[f.value.clone()].trim_ascii()).into_owned();
     (!v.is_empty()).then_some(v)
 }
 

@@ -54,15 +54,3 @@ pub(super) fn has_lone_cr(bytes: &[u8]) -> bool {
 fn line_ending_is_crlf(raw: &[u8]) -> bool {
     memchr::memchr(b'\n', raw).is_some_and(|i| i > 0 && raw[i - 1] == b'\r')
 }
-
-pub(super) fn trim_ascii(b: &[u8]) -> &[u8] {
-    let s = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let e = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(s, |p| p + 1);
-    &b[s..e]
-}

@@ -2,7 +2,6 @@
 //! text, the ones that take the signature.
 
 use super::mime::{self, Tree};
-use super::raw::trim_ascii;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -155,5 +154,5 @@ fn is_inline(raw: &[u8], tree: &Tree, idx: usize) -> bool {
 
 pub(super) fn content_id<'r>(raw: &'r [u8], tree: &Tree, idx: usize) -> Option<&'r [u8]> {
     let f = mime::find_field(raw, &tree.parts[idx].fields, "content-id")?;
-    Some(trim_ascii(&raw[f.value.clone()]))
+    Some(raw[f.value.clone()].trim_ascii())
 }

@@ -1,6 +1,6 @@
 //! Shared by `tests/admin_*.rs` and `tests/notify_*.rs`: an `App` built from TOML text with a
 //! two-user file directory, and the admin server on 127.0.0.1:0. (The SMTP sink is the test
-//! kit's, `sigstamp_testkit::Sink`.)
+//! kit's, `sigstamp_testkit::RecordingSink`.)
 #![allow(dead_code)]
 
 use sigstamp::app::App;

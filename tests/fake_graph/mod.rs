@@ -105,6 +105,30 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// A request and the status it got.
+    pub fn new(
+        at: OffsetDateTime,
+        kind: Kind,
+        method: &Method,
+        uri: &axum::http::Uri,
+        resp: &Response,
+        form: Vec<(String, String)>,
+        headers: HeaderMap,
+    ) -> Recorded {
+        Recorded {
+            at,
+            kind,
+            method: method.to_string(),
+            path_and_query: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            status: resp.status().as_u16(),
+            form,
+            headers,
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form
             .iter()
@@ -595,18 +619,9 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     } else {
         (Kind::Graph, StatusCode::NOT_FOUND.into_response())
     };
-    inner.script.lock().unwrap().requests.push(Recorded {
-        at: now,
-        kind,
-        method: method.to_string(),
-        path_and_query: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        status: resp.status().as_u16(),
-        form,
-        headers,
-    });
+    inner.script.lock().unwrap().requests.push(Recorded::new(
+        now, kind, &method, &uri, &resp, form, headers,
+    ));
     resp
 }
 
@@ -1015,11 +1030,20 @@ fn check_scope(scope: Option<&str>, app_only: bool) -> Result<(), AadError> {
     Ok(())
 }
 
+/// A request header's value, when present and text.
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request's bearer token; empty when it has none.
+fn bearer(headers: &HeaderMap) -> &str {
+    header_str(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
 fn basic_auth(headers: &HeaderMap) -> (Option<String>, Option<String>) {
-    let Some(v) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+    let Some(v) = header_str(headers, "authorization").and_then(|v| v.strip_prefix("Basic "))
     else {
         return (None, None);
     };
@@ -1138,9 +1162,7 @@ impl Inner {
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Response {
-        let client_rid = headers
-            .get("client-request-id")
-            .and_then(|v| v.to_str().ok())
+        let client_rid = header_str(headers, "client-request-id")
             .unwrap_or("")
             .to_string();
         let rid = uuid();
@@ -1190,11 +1212,7 @@ impl Inner {
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Result<Response, GraphErr> {
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let token = bearer(headers);
         match s.access.get(token) {
             Some(t) if now < t.expires_at => {}
             found => {
@@ -1239,10 +1257,7 @@ impl Inner {
                 "Insufficient privileges to complete the operation.",
             ));
         }
-        let minimal = headers
-            .get("prefer")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("return=minimal"));
+        let minimal = header_str(headers, "prefer").is_some_and(|v| v.contains("return=minimal"));
         let parts: Vec<&str> = path.trim_start_matches("/v1.0/").split('/').collect();
         match parts.as_slice() {
             ["users"] => self.list_users(s, query, headers),
@@ -1305,10 +1320,7 @@ impl Inner {
         let advanced = get(query, "$count").is_some() || get(query, "$search").is_some();
         if advanced
             && s.require_consistency_level
-            && headers
-                .get("consistencylevel")
-                .and_then(|v| v.to_str().ok())
-                != Some("eventual")
+            && header_str(headers, "consistencylevel") != Some("eventual")
         {
             return Err(gerr(
                 400,
