@@ -232,30 +232,38 @@ iframe.preview{border:1px solid #ccc;border-radius:6px;background:#fff;width:100
 height:9rem}pre.text{background:#f6f8fa;padding:1rem;border-radius:6px;white-space:pre-wrap}\
 form.inline{display:inline;margin:0}code{font-family:ui-monospace,monospace}";
 
-/// A page of the admin web for `who`: the navigation their role allows, then `body`.
-pub fn page(who: &SignedIn, status: StatusCode, title: &str, body: &str) -> Response {
-    let mut nav = String::from("<a href=\"/self-service\">My signature</a>");
+/// The admin web's navigation bar for `who`: the pages their role allows, who they are, and
+/// sign-out. Every signed-in page uses it, so a page never hides another from its user.
+pub fn nav(who: &SignedIn) -> String {
+    let mut links = String::from("<a href=\"/self-service\">My signature</a>");
     if who.role >= Role::Editor {
-        nav.push_str(
+        links.push_str(
             "<a href=\"/templates\">Templates</a><a href=\"/overrides\">Attribute overrides</a>\
              <a href=\"/\">Status</a>",
         );
     }
     if who.role >= Role::Admin {
-        nav.push_str("<a href=\"/audit\">Audit log</a>");
+        links.push_str("<a href=\"/audit\">Audit log</a>");
     }
+    format!(
+        "<nav>{links}<span class=\"who\" id=\"who\">{upn} ({role})</span>\
+         <form method=\"post\" action=\"/auth/logout\">{csrf}\
+         <button type=\"submit\">Sign out</button></form></nav>",
+        upn = escape(&who.upn),
+        role = who.role.as_str(),
+        csrf = csrf_field(who),
+    )
+}
+
+/// A page of the admin web for `who`: the navigation their role allows, then `body`.
+pub fn page(who: &SignedIn, status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{t} · sigstamp</title><style>{STYLE}</style></head>\n<body>\n\
-         <nav>{nav}<span class=\"who\" id=\"who\">{upn} ({role})</span>\
-         <form method=\"post\" action=\"/auth/logout\">{csrf}\
-         <button type=\"submit\">Sign out</button></form></nav>\n\
-         <main>\n<h1>{t}</h1>\n{body}</main>\n</body></html>\n",
+         {nav}\n<main>\n<h1>{t}</h1>\n{body}</main>\n</body></html>\n",
         t = escape(title),
-        upn = escape(&who.upn),
-        role = who.role.as_str(),
-        csrf = csrf_field(who),
+        nav = nav(who),
     );
     (
         status,
