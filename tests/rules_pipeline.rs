@@ -225,7 +225,7 @@ fn config_errors_name_the_key() {
     );
 }
 
-/// The README's example and the commented one in `sigstamp.example.toml` are valid and do
+/// The rules documentation's example (docs/rules.md) and the commented one in `sigstamp.example.toml` are valid and do
 /// what their comments say.
 #[test]
 fn documented_examples_work() {
@@ -233,8 +233,8 @@ fn documented_examples_work() {
     use sigstamp::rules::{MessageFacts, RuleSet, Sender};
     use time::macros::datetime;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let section = &readme[readme.find("## Rules: which signature").unwrap()..];
+    let readme = std::fs::read_to_string(root.join("docs/rules.md")).unwrap();
+    let section = &readme[readme.find("# Rules: which signature").unwrap()..];
     let start = section.find("```toml\n").unwrap() + 8;
     let readme_toml = &section[start..start + section[start..].find("```").unwrap()];
 
@@ -259,7 +259,7 @@ fn documented_examples_work() {
     ] {
         let cfg = Config::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let rules = RuleSet::compile(&cfg.rules, &cfg.recipients).unwrap();
-        // `christmas` is the README's template "left to you".
+        // `christmas` is the documentation's template "left to you".
         rules
             .check_templates(&cfg.templates.default, |n| t.has(n) || n == "christmas")
             .unwrap();
