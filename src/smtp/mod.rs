@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod replies;
 pub mod sink;
 pub mod tls;
+pub mod xforward;
 
 pub use config::{NextHopTls, SmtpConfig};
 

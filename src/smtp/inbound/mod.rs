@@ -11,6 +11,7 @@ mod mail;
 mod misc;
 mod rcpt;
 mod starttls;
+mod xforward;
 
 use super::io::MaybeTls;
 use super::outbound::{Delivery, HopError, NextHop};
@@ -65,6 +66,8 @@ enum State {
     Bdat(BdatReceiver),
     /// Swallow data that will not be relayed, then answer `reply`.
     Discard(DummyDataReceiver, Reply),
+    /// A command line that may be XFORWARD, collected whole.
+    Xforward(Vec<u8>),
 }
 
 impl State {
@@ -113,6 +116,7 @@ impl Transaction {
 /// The result of feeding bytes to the current receiver.
 enum Step {
     Request(Request<String>),
+    Xforward(String),
     ParseError(smtp_proto::Error),
     TooLong,
     NeedMore,
@@ -136,6 +140,7 @@ pub struct Session<S> {
     errors: usize,
     starttls_pending: bool,
     done: bool,
+    forwarded: xforward::Forwarded,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -153,6 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             errors: 0,
             starttls_pending: false,
             done: false,
+            forwarded: Default::default(),
         }
     }
 
@@ -238,6 +244,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let result = self.handle(req).await;
                     self.answer(result);
                 }
+                Step::Xforward(args) => {
+                    let result = self.on_xforward(&args);
+                    self.answer(result);
+                }
                 Step::ParseError(e) => self.answer(Err(parse_error(e))),
                 Step::TooLong => self.answer(Err(replies::LINE_TOO_LONG.into())),
                 Step::DataDone => {
@@ -294,6 +304,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     return Step::TooLong;
                 }
+                if self.partial_line == 0 && xforward::may_start(rest) {
+                    self.state = State::Xforward(Vec::new());
+                    return self.feed(it);
+                }
                 let step = match rx.ingest(it) {
                     Ok(req) => Step::Request(req.into_owned()),
                     Err(smtp_proto::Error::NeedsMoreData { .. }) => Step::NeedMore,
@@ -331,6 +345,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Step::NeedMore
                 }
             }
+            State::Xforward(line) => match xforward::feed_line(line, it) {
+                None => Step::NeedMore,
+                Some(step) => {
+                    self.after_xforward_line(&step);
+                    step
+                }
+            },
             State::Discard(rx, reply) => {
                 if rx.ingest(it) {
                     Step::Discarded(reply.clone())

@@ -8,6 +8,7 @@
 //! joined); [`Delivery`] turns it back into a [`Reply`] so it is relayed to the client.
 
 pub mod commands;
+mod xforward;
 
 use super::config::{NextHopTls, SmtpConfig};
 use super::replies::{self, Canned, Reply};
@@ -160,6 +161,8 @@ impl NextHop {
             data_timeout: self.data_timeout,
             in_transaction: false,
             broken: false,
+            helo: self.helo.to_string(),
+            xforward_offer: None,
         })
     }
 
@@ -202,6 +205,10 @@ pub struct Delivery {
     data_timeout: Duration,
     in_transaction: bool,
     broken: bool,
+    /// Our EHLO name, for the EHLO that reads the XFORWARD offer.
+    helo: String,
+    /// The XFORWARD attributes the next hop takes (empty: none); `None` until asked.
+    xforward_offer: Option<Vec<String>>,
 }
 
 impl Delivery {
