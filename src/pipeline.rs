@@ -31,6 +31,8 @@ pub enum Unchanged {
     Render(String),
     /// A rule chose no signature.
     NoSignature,
+    /// Stamping panicked (a bug): the message goes on as it came, see [`contain`].
+    Internal(String),
 }
 
 impl Unchanged {
@@ -40,6 +42,7 @@ impl Unchanged {
             Unchanged::UnknownSender(_) => "unknown_sender",
             Unchanged::Render(_) => "render_error",
             Unchanged::NoSignature => "no_signature",
+            Unchanged::Internal(_) => "internal_error",
         }
     }
 }
@@ -52,6 +55,7 @@ impl fmt::Display for Unchanged {
             Unchanged::UnknownSender(None) => f.write_str("no sender address found"),
             Unchanged::Render(e) => write!(f, "template failed: {e}"),
             Unchanged::NoSignature => f.write_str("no signature for this sender"),
+            Unchanged::Internal(e) => write!(f, "internal error: {e}"),
         }
     }
 }
@@ -86,7 +90,7 @@ impl Verdict {
 /// One recipient group's share of a message: the relay sends each part as its own
 /// next-hop transaction.
 #[derive(Debug)]
-pub struct Part {
+pub struct Share {
     /// `None`: the message is not split, this part is for every recipient.
     pub audience: Option<Audience>,
     /// Indices into the envelope's `rcpt_to`.
@@ -108,6 +112,66 @@ pub struct Preview {
     pub signature: Option<Signature>,
     /// Why rendering failed, if it did.
     pub error: Option<String>,
+}
+
+/// Messages up to this many bytes are stamped on the edge's own task; larger ones on the
+/// blocking pool. One value for the relay and the milter (it was 1 MiB and 256 KiB): stamping
+/// time grows with the message, and while it runs inline the runtime worker serves no other
+/// session, so the lower bound keeps the stall one message can cause small on a 2-core box,
+/// while the usual message (tens of KiB) still avoids the hand-off to another thread.
+pub const INLINE_LIMIT: usize = 256 * 1024;
+
+/// The pipeline failed inside (a panic, contained): the message itself is not lost, the
+/// edge answers as it does for any internal failure (relay: 451, milter: `on_error`).
+#[derive(Debug, thiserror::Error)]
+#[error("stamping failed internally: {0}")]
+pub struct InternalError(pub String);
+
+/// The async entry both edges (relay and milter) run the pipeline through: `work` (the
+/// pipeline on one message of `size` bytes, and whatever the edge derives from the verdict)
+/// runs inline below [`INLINE_LIMIT`], on the blocking pool above it; a panic is contained
+/// either way and becomes an [`InternalError`].
+pub async fn run<T, F>(size: usize, work: F) -> Result<T, InternalError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if size < INLINE_LIMIT {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .map_err(|p| InternalError(panic_text(p.as_ref())))
+    } else {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(done) => Ok(done),
+            Err(e) if e.is_panic() => Err(InternalError(panic_text(e.into_panic().as_ref()))),
+            Err(e) => Err(InternalError(e.to_string())),
+        }
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    format!("panic while stamping: {msg}")
+}
+
+/// How [`Stamper::decide`] is asked: whose signature, and whether the message may split.
+#[derive(Debug, Clone, Copy)]
+struct Request<'a> {
+    /// The sender to sign for; `None`: chosen from the From header and the envelope.
+    sender: Option<&'a str>,
+    copies: Copies,
+}
+
+/// Whether internal and external recipients may get different copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copies {
+    /// One verdict for everyone (milter, CLI): the external recipients' choice.
+    One,
+    /// One [`Share`] per recipient group when the rules differ (the relay).
+    PerAudience,
 }
 
 /// Shared, cheap to call from many tasks at once.
@@ -147,21 +211,33 @@ impl Stamper {
     /// the signature meant for outsiders. Never fails: anything that goes wrong leaves the
     /// message unchanged.
     pub fn process(&self, raw: &[u8], env: &Envelope<'_>) -> Verdict {
-        self.decide(raw, env, None, false).remove(0).verdict
+        let ask = Request {
+            sender: None,
+            copies: Copies::One,
+        };
+        self.decide(raw, env, ask).remove(0).verdict
     }
 
     /// Like [`Stamper::process`], with the sender given instead of chosen from the From
     /// header and the envelope (`sigstamp stamp --sender`).
     pub fn process_as(&self, raw: &[u8], env: &Envelope<'_>, sender: &str) -> Verdict {
-        self.decide(raw, env, Some(sender), false).remove(0).verdict
+        let ask = Request {
+            sender: Some(sender),
+            copies: Copies::One,
+        };
+        self.decide(raw, env, ask).remove(0).verdict
     }
 
     /// Process one message per recipient group (the relay). One part, for every recipient,
     /// unless the rules give internal and external recipients different results (another
     /// template, or none versus one) and at least one group's copy is stamped: then an
     /// internal part and an external part, in that order.
-    pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Part> {
-        self.decide(raw, env, None, true)
+    pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Share> {
+        let ask = Request {
+            sender: None,
+            copies: Copies::PerAudience,
+        };
+        self.decide(raw, env, ask)
     }
 
     /// The signature `address`'s user would get when writing to `audience`; `None` when
@@ -236,21 +312,27 @@ impl Stamper {
         }
     }
 
-    fn decide(
-        &self,
-        raw: &[u8],
-        env: &Envelope<'_>,
-        forced: Option<&str>,
-        split: bool,
-    ) -> Vec<Part> {
+    /// Every edge's entry: [`Stamper::decide_unguarded`] under [`contain`], so a panic
+    /// anywhere in stamping leaves the message unchanged (`internal_error`).
+    fn decide(&self, raw: &[u8], env: &Envelope<'_>, ask: Request<'_>) -> Vec<Share> {
+        contain(raw, || self.decide_unguarded(raw, env, ask)).unwrap_or_else(|p| {
+            vec![Share {
+                audience: None,
+                rcpts: (0..env.rcpt_to.len()).collect(),
+                verdict: Verdict::Unchanged(Unchanged::Internal(p.reason)),
+            }]
+        })
+    }
+
+    fn decide_unguarded(&self, raw: &[u8], env: &Envelope<'_>, ask: Request<'_>) -> Vec<Share> {
         let whole = |verdict| {
-            vec![Part {
+            vec![Share {
                 audience: None,
                 rcpts: (0..env.rcpt_to.len()).collect(),
                 verdict,
             }]
         };
-        let (address, user) = match self.sender(raw, env, forced) {
+        let (address, user) = match self.sender(raw, env, ask.sender) {
             Ok(found) => found,
             Err(why) => return whole(Verdict::Unchanged(why)),
         };
@@ -282,7 +364,7 @@ impl Stamper {
             return whole(self.stamp_with(raw, &address, &user, pick(audience)));
         }
         let (ti, te) = (pick(Audience::Internal), pick(Audience::External));
-        if ti == te || !split {
+        if ti == te || ask.copies == Copies::One {
             return whole(self.stamp_with(raw, &address, &user, te));
         }
         let (vi, ve) = (
@@ -295,12 +377,12 @@ impl Stamper {
             return whole(ve);
         }
         vec![
-            Part {
+            Share {
                 audience: Some(Audience::Internal),
                 rcpts: internal,
                 verdict: vi,
             },
-            Part {
+            Share {
                 audience: Some(Audience::External),
                 rcpts: external,
                 verdict: ve,
@@ -334,9 +416,58 @@ impl Stamper {
     }
 }
 
+/// A panic caught by [`contain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panicked {
+    /// The panic's message.
+    pub reason: String,
+    /// The Message-ID of the message being stamped, if it has one.
+    pub message_id: Option<String>,
+}
+
+/// Run `work` on the message `raw` so that a panic in it never costs the message: the panic
+/// is caught, logged with the message's Message-ID, and returned as [`Panicked`] for the edge
+/// to pass the message on unchanged (outcome `internal_error`). The one place every edge's
+/// stamping goes through ([`Stamper`]'s entries use it; the milter wraps its own edits in it
+/// too). A panic is a bug: nothing it touched is reused (the render cache ignores poisoning
+/// and only ever holds whole entries).
+pub fn contain<T>(raw: &[u8], work: impl FnOnce() -> T) -> Result<T, Panicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        // Guarded too: the header scan is the same code that may have panicked.
+        let message_id = std::panic::catch_unwind(|| stamp::message_id(raw))
+            .ok()
+            .flatten();
+        tracing::error!(
+            message_id = message_id.as_deref().unwrap_or("(none)"),
+            panic = %reason,
+            "stamping panicked; the message is passed on unchanged"
+        );
+        Panicked { reason, message_id }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_is_contained_with_the_message_id() {
+        let raw = b"Message-ID: <p1@example.com>\r\nSubject: x\r\n\r\nbody\r\n";
+        let caught = contain(raw, || -> u8 { panic!("boom {}", 1) }).unwrap_err();
+        assert_eq!(caught.reason, "boom 1");
+        assert_eq!(caught.message_id.as_deref(), Some("<p1@example.com>"));
+        assert_eq!(contain(raw, || 7), Ok(7));
+        let caught = contain(b"no header at all", || -> u8 { panic!("static") }).unwrap_err();
+        assert_eq!(
+            (caught.reason.as_str(), caught.message_id),
+            ("static", None)
+        );
+    }
 
     #[test]
     fn outcome_labels() {
@@ -354,12 +485,27 @@ mod tests {
             ),
             (Verdict::Unchanged(Unchanged::NoSignature), "no_signature"),
             (
+                Verdict::Unchanged(Unchanged::Internal("x".into())),
+                "internal_error",
+            ),
+            (
                 Verdict::Unchanged(Unchanged::UnknownSender(None)),
                 "unknown_sender",
             ),
         ];
         for (verdict, label) in table {
             assert_eq!(verdict.label(), label);
+        }
+    }
+
+    #[tokio::test]
+    async fn run_contains_a_panic_inline_and_off_thread() {
+        for size in [0, INLINE_LIMIT] {
+            assert_eq!(run(size, || 7).await.unwrap(), 7);
+            let e = run(size, move || -> u8 { panic!("boom {size}") })
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains(&format!("boom {size}")), "{e}");
         }
     }
 }

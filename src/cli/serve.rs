@@ -5,6 +5,7 @@
 use super::CliResult;
 use crate::app::App;
 use crate::config::Config;
+use crate::directory::graph::clock::SystemClock;
 use crate::directory::{self, Directory, Source};
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
@@ -29,7 +30,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
     super::init_tracing();
-    let config = Config::load(&args.config)?;
+    let config = crate::app::load_config(&args.config)?;
     if config.smtp.is_none() && config.milter.is_none() {
         return Err(format!(
             "config {}: nothing to serve, add an [smtp] or a [milter] section",
@@ -54,7 +55,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let directory = build_directory(&config, &metrics, &status)?;
     // Loaded from the disk cache now, so photos are there before any Graph call.
     let photo_store =
-        directory::graph::photos::open(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        directory::graph::photos::open(config.graph.as_ref(), config.directory.snapshot.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
         Some(store) => store.clone(),
         None => Arc::new(directory::photo::NoPhotos),
@@ -67,7 +69,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_photos(photos.clone());
     let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
     rules.check_templates(&config.templates.default, |t| templates.has(t))?;
-    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
+    let mut stamper = Stamper::new(directory.clone(), templates).with_rules(rules);
     stamper.template = config.templates.default.clone();
     let drain_time = config
         .smtp
@@ -76,6 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let app = Arc::new(App {
         config,
+        directory,
         stamper: Arc::new(stamper),
         metrics,
         status,
@@ -86,14 +89,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(signals(shutdown.clone()));
     ignore_hangups();
     let mut edges = tokio::task::JoinSet::new();
-    if app.config.smtp.is_some() {
-        edges.spawn(named("smtp", crate::smtp::run(app.clone())));
+    if let Some(cfg) = app.config.smtp.clone() {
+        let run = crate::smtp::run(
+            cfg,
+            app.stamper.clone(),
+            app.metrics.clone(),
+            app.status.clone(),
+            shutdown.clone(),
+        );
+        edges.spawn(named("smtp", run));
     }
-    if app.config.milter.is_some() {
-        edges.spawn(named("milter", crate::milter::run(app.clone())));
+    if let Some(cfg) = app.config.milter.clone() {
+        edges.spawn(named(
+            "milter",
+            crate::milter::run(cfg, app.milter_handles()),
+        ));
     }
-    edges.spawn(named("admin", crate::admin::run(app.clone())));
-    edges.spawn(named("notify", crate::notify::run(app.clone())));
+    let admin = crate::admin::run(
+        app.config.admin.clone(),
+        app.admin_state(),
+        shutdown.clone(),
+    );
+    edges.spawn(named("admin", admin));
+    let notify = crate::notify::run(
+        app.notify_setup(),
+        app.notify_handles(),
+        Arc::new(SystemClock),
+        Duration::from_secs(1),
+        shutdown.clone(),
+    );
+    edges.spawn(named("notify", notify));
     // The Graph refresher sets the token state (`unconfigured` without [graph]).
     let extras = directory::graph::extras::Extras {
         photos: photo_store,
@@ -107,14 +132,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     edges.spawn(named(
         "graph",
-        directory::graph::run_with(
-            app.clone(),
-            Arc::new(directory::graph::clock::SystemClock),
+        directory::graph::run(
+            app.config.graph.clone(),
+            app.sync_target(Arc::new(SystemClock)),
             extras,
+            shutdown.clone(),
         ),
     ));
     if let Some(path) = app.config.directory.overrides.clone() {
-        let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
+        let (dir, cancel) = (app.directory.clone(), shutdown.clone());
         edges.spawn(async move {
             crate::directory::overrides::watch(path, dir, cancel).await;
             Ok(())
@@ -240,7 +266,11 @@ pub fn build_directory(
         }
     }
     // The last-known `memberOf` layer (group rules), kept beside the snapshot.
-    directory::graph::groups::seed(config, &dir);
+    directory::graph::groups::seed(
+        config.graph.as_ref(),
+        config.directory.snapshot.as_deref(),
+        &dir,
+    );
     Ok(dir)
 }
 

@@ -6,7 +6,6 @@
 //! answers to MAIL and RCPT are the client's answers, and the client hears 250 for a message
 //! only after the next hop said 250 for the stamped message. Nothing is queued here.
 
-pub mod config;
 pub mod inbound;
 pub mod io;
 pub mod outbound;
@@ -16,11 +15,11 @@ pub mod sink;
 pub mod tls;
 pub mod xforward;
 
-pub use config::{NextHopTls, SmtpConfig};
+pub use crate::config::{NextHopTls, SmtpConfig};
 
-use crate::app::App;
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
+use crate::status::Status;
 use inbound::{Session, Shared};
 use ipnet::IpNet;
 use std::net::SocketAddr;
@@ -187,20 +186,18 @@ async fn refuse(mut stream: TcpStream, reply: replies::Canned) {
     let _ = stream.shutdown().await;
 }
 
-/// Run the relay until `app.shutdown` fires, then drain.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
-    let Some(cfg) = app.config.smtp.clone() else {
-        return Ok(());
-    };
-    let relay = Relay::bind(
-        cfg,
-        app.stamper.clone(),
-        app.metrics.clone(),
-        app.shutdown.clone(),
-    )
-    .await?;
-    app.status.smtp_listening.store(true, Ordering::Relaxed);
+/// Run the relay until `shutdown` fires, then drain; `status.smtp_listening` is set while it
+/// accepts.
+pub async fn run(
+    cfg: SmtpConfig,
+    stamper: Arc<Stamper>,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let relay = Relay::bind(cfg, stamper, metrics, shutdown).await?;
+    status.smtp_listening.store(true, Ordering::Relaxed);
     let result = relay.serve().await;
-    app.status.smtp_listening.store(false, Ordering::Relaxed);
+    status.smtp_listening.store(false, Ordering::Relaxed);
     result
 }
