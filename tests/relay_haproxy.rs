@@ -47,7 +47,10 @@ file = "directory.json"
     let (guard, _, _, _) = serve_until(
         &config,
         dir,
-        &[("SMTP relay listening", "listen"), ("admin HTTP listening", "addr")],
+        &[
+            ("SMTP relay listening", "listen"),
+            ("admin HTTP listening", "addr"),
+        ],
     );
     Instance { guard, smtp, admin }
 }
@@ -86,8 +89,17 @@ backend sigstamp
     );
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let check = Command::new("haproxy").arg("-c").arg("-f").arg(&path).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let guard = Guard(
         Command::new("haproxy")
             .arg("-db")
@@ -190,7 +202,9 @@ print("closed" if s.recv(100) == b"" else "greeted")
     let mut seen = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !told_250.is_subset(&seen) && tokio::time::Instant::now() < deadline {
-        if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(200), delivered.recv()).await {
+        if let Ok(Some(d)) =
+            tokio::time::timeout(Duration::from_millis(200), delivered.recv()).await
+        {
             let text = String::from_utf8_lossy(&d.message).into_owned();
             let mid = text
                 .lines()
@@ -204,7 +218,10 @@ print("closed" if s.recv(100) == b"" else "greeted")
         let _ = d;
     }
     let lost: Vec<_> = told_250.difference(&seen).collect();
-    assert!(lost.is_empty(), "told 250 but never delivered: {lost:?}\n{out}");
+    assert!(
+        lost.is_empty(),
+        "told 250 but never delivered: {lost:?}\n{out}"
+    );
     // The survivor took the load over: every message was eventually accepted.
     assert_eq!(told_250.len(), MESSAGES, "{out}");
     drop(b);

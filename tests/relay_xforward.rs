@@ -44,8 +44,18 @@ async fn postfix_after_the_filter_logs_the_real_client() {
         .unwrap();
 
     for (source, helo, port, subject) in [
-        ("127.0.0.3", "via-postfix.test", pf.smtpd.port(), "through postfix"),
-        ("127.0.0.2", "direct.test", relay.addr.port(), "straight to sigstamp"),
+        (
+            "127.0.0.3",
+            "via-postfix.test",
+            pf.smtpd.port(),
+            "through postfix",
+        ),
+        (
+            "127.0.0.2",
+            "direct.test",
+            relay.addr.port(),
+            "straight to sigstamp",
+        ),
     ] {
         let out = python_async(send_from(source, helo, port, subject)).await;
         assert!(out.contains("sent"), "{out}\n{}", pf.log());

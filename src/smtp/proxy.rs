@@ -66,8 +66,8 @@ async fn read<S: AsyncRead + Unpin>(
     header.extend_from_slice(&head);
     header.resize(16 + len, 0);
     read_exact(stream, &mut header[16..]).await?;
-    let parsed = ppp::v2::Header::try_from(header.as_slice())
-        .map_err(|e| ProxyError::Bad(e.to_string()))?;
+    let parsed =
+        ppp::v2::Header::try_from(header.as_slice()).map_err(|e| ProxyError::Bad(e.to_string()))?;
     Ok(match (parsed.command, parsed.addresses) {
         (Command::Local, _) => peer,
         (Command::Proxy, V2Addresses::IPv4(a)) => {
@@ -109,7 +109,10 @@ async fn read_v1<S: AsyncRead + Unpin>(
     })
 }
 
-async fn read_exact<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> Result<(), ProxyError> {
+async fn read_exact<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut [u8],
+) -> Result<(), ProxyError> {
     match stream.read_exact(buf).await {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ProxyError::Closed),
@@ -155,7 +158,11 @@ mod tests {
             ),
             (b"PROXY UNKNOWN\r\nEHLO x\r\n".to_vec(), Some(PEER)),
             (
-                [v2("192.0.2.5:4444", "10.0.0.1:25", 1), b"EHLO x\r\n".to_vec()].concat(),
+                [
+                    v2("192.0.2.5:4444", "10.0.0.1:25", 1),
+                    b"EHLO x\r\n".to_vec(),
+                ]
+                .concat(),
                 Some("192.0.2.5:4444"),
             ),
             (
@@ -164,11 +171,18 @@ mod tests {
             ),
             // LOCAL: the balancer's own health check speaks for itself.
             (
-                [v2("192.0.2.5:4444", "10.0.0.1:25", 0), b"EHLO x\r\n".to_vec()].concat(),
+                [
+                    v2("192.0.2.5:4444", "10.0.0.1:25", 0),
+                    b"EHLO x\r\n".to_vec(),
+                ]
+                .concat(),
                 Some(PEER),
             ),
             (b"EHLO x\r\n".to_vec(), None),
-            (b"PROXY TCP4 999.0.0.1 127.0.0.1 1 25\r\nEHLO x\r\n".to_vec(), None),
+            (
+                b"PROXY TCP4 999.0.0.1 127.0.0.1 1 25\r\nEHLO x\r\n".to_vec(),
+                None,
+            ),
             (b"PROXY TCP4 127.0.0.2 127.0.0.1 1 25".to_vec(), None),
             ([b"PROXY ".to_vec(), vec![b'1'; 200]].concat(), None),
             (V2_SIGNATURE[..8].to_vec(), None),

@@ -165,17 +165,30 @@ mod tests {
         assert_eq!(encode("a b+c=d\u{e9}"), "a+20b+2Bc+3Dd+C3+A9");
         let attrs = own_view(Some("127.0.0.2:5000".parse().unwrap()), Some("x y"), true);
         let lines = command_lines(&attrs, &["ADDR".into(), "HELO".into(), "PROTO".into()]);
-        assert_eq!(lines, vec!["XFORWARD ADDR=127.0.0.2 PROTO=ESMTP HELO=x+20y\r\n"]);
+        assert_eq!(
+            lines,
+            vec!["XFORWARD ADDR=127.0.0.2 PROTO=ESMTP HELO=x+20y\r\n"]
+        );
         let v6 = own_view(Some("[2001:db8::1]:25".parse().unwrap()), None, false);
         assert!(v6.contains(&("ADDR", "IPV6:2001:db8::1".into())), "{v6:?}");
         assert!(v6.contains(&("HELO", UNAVAILABLE.into())), "{v6:?}");
         let long: Attrs = ATTRS.iter().map(|n| (*n, "x".repeat(200))).collect();
         let offered: Vec<String> = ATTRS.iter().map(|s| s.to_string()).collect();
         let lines = command_lines(&long, &offered);
-        assert!(lines.len() > 1 && lines.iter().all(|l| l.len() <= MAX_LINE && l.starts_with("XFORWARD ")));
+        assert!(
+            lines.len() > 1
+                && lines
+                    .iter()
+                    .all(|l| l.len() <= MAX_LINE && l.starts_with("XFORWARD "))
+        );
         assert_eq!(
             offered_from(&["mx", "PIPELINING", "XFORWARD NAME ADDR PROTO HELO"]),
-            Some(vec!["NAME".into(), "ADDR".into(), "PROTO".into(), "HELO".into()])
+            Some(vec![
+                "NAME".into(),
+                "ADDR".into(),
+                "PROTO".into(),
+                "HELO".into()
+            ])
         );
         assert_eq!(offered_from(&["mx", "PIPELINING"]), None);
     }

@@ -47,16 +47,18 @@ pub(super) fn feed_line(line: &mut Vec<u8>, it: &mut std::slice::Iter<'_, u8>) -
         return None;
     }
     if line.len() >= VERB.len() && line[..VERB.len()].eq_ignore_ascii_case(VERB) {
-        let args = String::from_utf8_lossy(&line[VERB.len()..]).trim().to_string();
+        let args = String::from_utf8_lossy(&line[VERB.len()..])
+            .trim()
+            .to_string();
         return Some(Step::Xforward(args));
     }
-    Some(
-        match RequestReceiver::default().ingest(&mut line.iter()) {
-            Ok(req) => Step::Request(req.into_owned()),
-            Err(smtp_proto::Error::NeedsMoreData { .. }) => Step::ParseError(smtp_proto::Error::UnknownCommand),
-            Err(e) => Step::ParseError(e),
-        },
-    )
+    Some(match RequestReceiver::default().ingest(&mut line.iter()) {
+        Ok(req) => Step::Request(req.into_owned()),
+        Err(smtp_proto::Error::NeedsMoreData { .. }) => {
+            Step::ParseError(smtp_proto::Error::UnknownCommand)
+        }
+        Err(e) => Step::ParseError(e),
+    })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
