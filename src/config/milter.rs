@@ -32,6 +32,17 @@ pub struct MilterConfig {
         deserialize_with = "crate::config::duration::deserialize"
     )]
     pub command_timeout: Duration,
+    /// A whole packet must arrive within this time of its first byte.
+    #[serde(
+        default = "crate::config::smtp::default_command_deadline",
+        deserialize_with = "crate::config::duration::deserialize"
+    )]
+    pub command_deadline: Duration,
+    /// Least rate (bytes/s) the MTA must keep while sending a message's headers and body
+    /// (the deadline starts at `data_timeout` and grows by bytes / rate, capped there);
+    /// 0: no minimum.
+    #[serde(default = "crate::config::smtp::default_min_data_rate")]
+    pub min_data_rate: u64,
     /// Largest message (headers + body, bytes) buffered for stamping; larger ones pass
     /// unchanged.
     #[serde(default = "default_max_message_size")]
@@ -94,6 +105,8 @@ impl Default for MilterConfig {
             on_error: OnError::default(),
             data_timeout: default_data_timeout(),
             command_timeout: default_command_timeout(),
+            command_deadline: crate::config::smtp::default_command_deadline(),
+            min_data_rate: crate::config::smtp::default_min_data_rate(),
             max_message_size: default_max_message_size(),
             max_sessions: default_max_sessions(),
             socket_mode: default_socket_mode(),
@@ -116,6 +129,7 @@ impl MilterConfig {
         for (key, d) in [
             ("milter.data_timeout", self.data_timeout),
             ("milter.command_timeout", self.command_timeout),
+            ("milter.command_deadline", self.command_deadline),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::invalid(key, "must be more than 0s"));

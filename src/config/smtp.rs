@@ -32,9 +32,18 @@ pub struct SmtpConfig {
     /// Idle time allowed between commands.
     #[serde(default = "default_command_timeout", with = "crate::config::duration")]
     pub command_timeout: Duration,
-    /// Idle time allowed while receiving message data.
+    /// Idle time allowed while receiving message data; also the most time a message in
+    /// progress can bank by sending faster than `min_data_rate`.
     #[serde(default = "default_data_timeout", with = "crate::config::duration")]
     pub data_timeout: Duration,
+    /// A whole command line must arrive within this time of its first byte, however
+    /// short the pauses (slowloris). Over: 421 4.4.2 and the session closes.
+    #[serde(default = "default_command_deadline", with = "crate::config::duration")]
+    pub command_deadline: Duration,
+    /// Least rate (bytes/s) a client must keep while sending a message (DATA, or BDAT up
+    /// to LAST), as Postfix's `smtpd_min_data_rate`; 0: no minimum.
+    #[serde(default = "default_min_data_rate")]
+    pub min_data_rate: u64,
     /// On SIGTERM: how long sessions in flight may take to finish.
     #[serde(default = "default_drain_time", with = "crate::config::duration")]
     pub drain_time: Duration,
@@ -113,6 +122,12 @@ fn default_command_timeout() -> Duration {
 fn default_data_timeout() -> Duration {
     Duration::from_secs(600)
 }
+pub(crate) fn default_command_deadline() -> Duration {
+    Duration::from_secs(60)
+}
+pub(crate) fn default_min_data_rate() -> u64 {
+    1024
+}
 fn default_drain_time() -> Duration {
     Duration::from_secs(30)
 }
@@ -133,6 +148,8 @@ impl SmtpConfig {
             max_sessions: default_max_sessions(),
             command_timeout: default_command_timeout(),
             data_timeout: default_data_timeout(),
+            command_deadline: default_command_deadline(),
+            min_data_rate: default_min_data_rate(),
             drain_time: default_drain_time(),
             tls_cert: None,
             tls_key: None,
@@ -183,6 +200,15 @@ impl SmtpConfig {
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        for (key, d) in [
+            ("smtp.command_timeout", self.command_timeout),
+            ("smtp.data_timeout", self.data_timeout),
+            ("smtp.command_deadline", self.command_deadline),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(key, "must be more than 0s"));
             }
         }
         for (cert, key, cert_key, key_key) in [
@@ -303,6 +329,8 @@ mod tests {
             .iter()
             .any(|n| n.contains(&"10.0.0.1".parse::<IpAddr>().unwrap())));
         assert_eq!(cfg.command_timeout, Duration::from_secs(300));
+        assert_eq!(cfg.command_deadline, Duration::from_secs(60));
+        assert_eq!(cfg.min_data_rate, 1024);
     }
 
     #[test]
@@ -314,6 +342,7 @@ mod tests {
             ("max_recipients = 0", "smtp.max_recipients"),
             ("proxy_protocol = true", "smtp.proxy_trusted"),
             ("proxy_trusted = [\"10.0.0.0/33\"]", "smtp.proxy_trusted"),
+            ("command_deadline = \"0s\"", "smtp.command_deadline"),
         ] {
             let err = parse(extra).unwrap_err().to_string();
             assert!(err.contains(key), "{extra}: {err}");

@@ -43,6 +43,8 @@ pub struct Settings {
     pub on_error: OnError,
     pub data_timeout: Duration,
     pub command_timeout: Duration,
+    pub command_deadline: Duration,
+    pub min_data_rate: u64,
     pub max_message_size: u64,
 }
 
@@ -52,6 +54,8 @@ impl From<&MilterConfig> for Settings {
             on_error: c.on_error,
             data_timeout: c.data_timeout,
             command_timeout: c.command_timeout,
+            command_deadline: c.command_deadline,
+            min_data_rate: c.min_data_rate,
             max_message_size: c.max_message_size,
         }
     }

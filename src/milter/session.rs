@@ -5,6 +5,7 @@ use super::message::{self, Header, HeaderEdit, MtaChanges};
 use super::wire::{self, Command, WireError, BODY_CHUNK};
 use super::{MilterHandles, OnError, Settings};
 use crate::pipeline::{self, Envelope, Stamper, Verdict};
+use crate::smtp::io::RateDeadline;
 use miltr_common::actions::{Action, Continue, Tempfail};
 use miltr_common::encoding::ServerMessage;
 use miltr_common::modifications::body::ReplaceBody;
@@ -388,12 +389,23 @@ where
     let shutdown = handles.shutdown.clone();
     let timeout = settings.data_timeout;
     let mut session = Session::new(handles, settings.clone());
+    // Inside a message's content: the rate the MTA must keep (`min_data_rate`).
+    let mut rate: Option<RateDeadline> = None;
     loop {
         let idle = session.idle();
-        let wait = if idle {
-            settings.command_timeout
-        } else {
-            timeout
+        if idle {
+            rate = None;
+        } else if rate.is_none() {
+            rate = Some(RateDeadline::new(timeout, settings.min_data_rate));
+        }
+        let limits = wire::ReadLimits {
+            wait: if idle {
+                settings.command_timeout
+            } else {
+                timeout
+            },
+            timeout,
+            deadline: settings.command_deadline,
         };
         let cmd = tokio::select! {
             // Between messages we may leave; inside one we finish it first.
@@ -401,7 +413,7 @@ where
                 debug!(%peer, "milter: shutting down, closing idle connection");
                 break;
             }
-            c = wire::read_command(&mut r, wait, timeout) => c,
+            c = wire::read_command(&mut r, limits, rate.as_mut()) => c,
         };
         let cmd = match cmd {
             Ok(Some(c)) => c,

@@ -5,11 +5,12 @@
 //! exposes them through a lossy UTF-8 conversion). Replies are encoded with miltr-common.
 
 use super::message::Header;
+use crate::smtp::io::RateDeadline;
 use bytes::BytesMut;
 use miltr_common::decoding::ClientCommand;
 use miltr_common::encoding::{ServerMessage, Writable};
 use miltr_common::optneg::OptNeg;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The largest packet we accept. Postfix sends body chunks of at most 65535 bytes, but a
@@ -25,6 +26,8 @@ pub enum WireError {
     Truncated,
     #[error("timed out after {0:?} waiting for the MTA")]
     Timeout(Duration),
+    #[error("MTA too slow: {0}")]
+    TooSlow(&'static str),
     #[error("empty packet (length 0)")]
     Empty,
     #[error("packet of {0} bytes exceeds the limit of {MAX_PACKET}")]
@@ -88,22 +91,44 @@ impl Command {
     }
 }
 
-/// Read one packet. `Ok(None)` is a clean end of stream between packets. `wait` bounds the
-/// wait for the packet to start, `timeout` every read after that.
+/// Bounds on reading one packet.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// The wait for the packet to start.
+    pub wait: Duration,
+    /// Every read after that.
+    pub timeout: Duration,
+    /// The whole packet, from its first byte (`command_deadline`).
+    pub deadline: Duration,
+}
+
+/// Payload bytes read (and allocated) at a time: memory follows the bytes that arrived,
+/// not the length an MTA announced.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Read one packet. `Ok(None)` is a clean end of stream between packets. `rate`, inside a
+/// message, is the rate deadline every read spends from and earns into.
 pub async fn read_command<R: AsyncRead + Unpin>(
     r: &mut R,
-    wait: Duration,
-    timeout: Duration,
+    limits: ReadLimits,
+    mut rate: Option<&mut RateDeadline>,
 ) -> Result<Option<Command>, WireError> {
     let mut len = [0u8; 4];
-    let first = tokio::time::timeout(wait, r.read(&mut len))
-        .await
-        .map_err(|_| WireError::Timeout(wait))??;
+    let first = read_once(r, &mut len, limits.wait, None, rate.as_deref_mut()).await?;
     if first == 0 {
         return Ok(None);
     }
-    if first < 4 {
-        read_exact(r, &mut len[first..], timeout).await?;
+    let until = Instant::now() + limits.deadline;
+    let mut got = first;
+    while got < 4 {
+        got += read_more(
+            r,
+            &mut len[got..],
+            limits.timeout,
+            until,
+            rate.as_deref_mut(),
+        )
+        .await?;
     }
     let len = u32::from_be_bytes(len) as usize;
     if len == 0 {
@@ -112,27 +137,85 @@ pub async fn read_command<R: AsyncRead + Unpin>(
     if len > MAX_PACKET {
         return Err(WireError::TooLarge(len));
     }
-    let mut buf = vec![0u8; len];
-    read_exact(r, &mut buf, timeout).await?;
+    let mut chunk = vec![0u8; len.min(READ_CHUNK)];
+    let mut buf = Vec::new();
+    while buf.len() < len {
+        let want = (len - buf.len()).min(chunk.len());
+        let n = read_more(
+            r,
+            &mut chunk[..want],
+            limits.timeout,
+            until,
+            rate.as_deref_mut(),
+        )
+        .await?;
+        if n == len {
+            // The whole packet in one read (the usual case): no copy.
+            chunk.truncate(n);
+            buf = chunk;
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
     decode(buf).map(Some)
 }
 
-async fn read_exact<R: AsyncRead + Unpin>(
+/// One read inside a packet: end of stream is truncation.
+async fn read_more<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut [u8],
     timeout: Duration,
-) -> Result<(), WireError> {
-    match tokio::time::timeout(timeout, r.read_exact(buf)).await {
-        Err(_) => Err(WireError::Timeout(timeout)),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(WireError::Truncated),
-        Ok(Err(e)) => Err(e.into()),
-        Ok(Ok(_)) => Ok(()),
+    until: Instant,
+    rate: Option<&mut RateDeadline>,
+) -> Result<usize, WireError> {
+    match read_once(r, buf, timeout, Some(until), rate).await? {
+        0 => Err(WireError::Truncated),
+        n => Ok(n),
     }
+}
+
+/// One read, bounded by `timeout`, the packet's deadline and the rate deadline.
+async fn read_once<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    timeout: Duration,
+    until: Option<Instant>,
+    rate: Option<&mut RateDeadline>,
+) -> Result<usize, WireError> {
+    let mut wait = timeout;
+    let mut slow = None;
+    if let Some(left) = until.map(|u| u.saturating_duration_since(Instant::now())) {
+        if left < wait {
+            (wait, slow) = (left, Some("packet not complete within command_deadline"));
+        }
+    }
+    if let Some(left) = rate.as_ref().map(|d| d.left()) {
+        if left < wait {
+            (wait, slow) = (left, Some("message content below min_data_rate"));
+        }
+    }
+    let late = || match slow {
+        Some(why) => WireError::TooSlow(why),
+        None => WireError::Timeout(wait),
+    };
+    if wait.is_zero() {
+        return Err(late());
+    }
+    let started = Instant::now();
+    let n = tokio::time::timeout(wait, r.read(buf))
+        .await
+        .map_err(|_| late())??;
+    if let Some(d) = rate {
+        d.spend(started.elapsed(), n);
+    }
+    Ok(n)
 }
 
 /// Decode one packet (command byte + payload).
 pub fn decode(mut packet: Vec<u8>) -> Result<Command, WireError> {
-    let code = packet[0];
+    let Some(&code) = packet.first() else {
+        return Err(WireError::Empty);
+    };
     let payload = &packet[1..];
     let empty = |cmd: Command| -> Result<Command, WireError> {
         // Commands without arguments must come without; anything else is a framing error.
@@ -256,6 +339,12 @@ pub async fn send<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
+    const LIMITS: ReadLimits = ReadLimits {
+        wait: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        deadline: Duration::from_secs(1),
+    };
+
     #[test]
     fn header_bytes_stay_exact() {
         let mut p = b"L".to_vec();
@@ -301,22 +390,73 @@ mod tests {
     async fn reads_frames_and_detects_truncation() {
         let mut data: &[u8] = b"\0\0\0\x01E\0\0\0\x05B";
         assert!(matches!(
-            read_command(&mut data, Duration::from_secs(1), Duration::from_secs(1)).await,
+            read_command(&mut data, LIMITS, None).await,
             Ok(Some(Command::EndOfBody(c))) if c.is_empty()
         ));
         assert!(matches!(
-            read_command(&mut data, Duration::from_secs(1), Duration::from_secs(1)).await,
+            read_command(&mut data, LIMITS, None).await,
             Err(WireError::Truncated)
         ));
         let mut empty: &[u8] = b"";
         assert!(matches!(
-            read_command(&mut empty, Duration::from_secs(1), Duration::from_secs(1)).await,
+            read_command(&mut empty, LIMITS, None).await,
             Ok(None)
         ));
         let mut huge: &[u8] = b"\xff\xff\xff\xff";
         assert!(matches!(
-            read_command(&mut huge, Duration::from_secs(1), Duration::from_secs(1)).await,
+            read_command(&mut huge, LIMITS, None).await,
             Err(WireError::TooLarge(_))
         ));
+    }
+
+    /// A packet trickled a byte at a time is cut off by `command_deadline`; small packets
+    /// trickled inside a message by `min_data_rate`; neither by the idle timeout alone.
+    #[tokio::test]
+    async fn slow_mtas_are_cut_off() {
+        let (mut mta, mut us) = tokio::io::duplex(1024);
+        let trickle = tokio::spawn(async move {
+            let mut packet = 10u32.to_be_bytes().to_vec();
+            packet.extend_from_slice(b"B012345678");
+            for b in packet.iter().cycle() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if mta.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let limits = ReadLimits {
+            wait: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            deadline: Duration::from_millis(500),
+        };
+        let started = std::time::Instant::now();
+        let got = read_command(&mut us, limits, None).await;
+        assert!(matches!(got, Err(WireError::TooSlow(_))), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+        trickle.abort();
+
+        let (mut mta, mut us) = tokio::io::duplex(1024);
+        let trickle = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if mta.write_all(b"\0\0\0\x02Bx").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let limits = ReadLimits {
+            deadline: Duration::from_secs(5),
+            ..limits
+        };
+        let mut rate = RateDeadline::new(Duration::from_millis(500), 1024);
+        let started = std::time::Instant::now();
+        let err = loop {
+            match read_command(&mut us, limits, Some(&mut rate)).await {
+                Ok(Some(Command::Body(_))) => assert!(started.elapsed() < Duration::from_secs(4)),
+                other => break other,
+            }
+        };
+        assert!(matches!(err, Err(WireError::TooSlow(_))), "{err:?}");
+        trickle.abort();
     }
 }

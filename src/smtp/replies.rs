@@ -46,6 +46,12 @@ pub const LINE_TOO_LONG: Canned = r(500, "5.5.2", "Line too long");
 pub const SYNTAX: Canned = r(501, "5.5.4", "Syntax error in parameters or arguments");
 pub const BAD_SENDER: Canned = r(501, "5.1.7", "Bad sender address syntax");
 pub const BAD_RECIPIENT: Canned = r(501, "5.1.3", "Bad recipient address syntax");
+/// RFC 6531 §3.7.4.1: a non-ASCII address in a transaction without SMTPUTF8.
+pub const NON_ASCII_ADDRESS: Canned = r(
+    553,
+    "5.6.7",
+    "Non-ASCII address requires the SMTPUTF8 parameter",
+);
 pub const BAD_PARAMETER: Canned = r(501, "5.5.4", "Invalid command parameter");
 pub const UNSUPPORTED_PARAMETER: Canned = r(555, "5.5.4", "Unsupported command parameter");
 pub const NOT_IMPLEMENTED: Canned = r(502, "5.5.1", "Command not implemented");

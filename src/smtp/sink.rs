@@ -3,9 +3,9 @@
 //! bench. An optional policy answers MAIL, RCPT or end-of-data with a chosen reply instead,
 //! to play a next hop that refuses.
 
+use super::inbound::DotReader;
 use super::io::MaybeTls;
 use super::replies::Reply;
-use smtp_proto::request::receiver::DataReceiver;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -112,12 +112,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut cur = Delivered::default();
-    let mut data: Option<DataReceiver> = None;
+    let mut data: Option<DotReader> = None;
     let mut replies: Vec<u8> = Vec::new();
     loop {
         if let Some(rx) = data.as_mut() {
             let mut it = buf.iter();
-            let done = rx.ingest(&mut it, &mut cur.message);
+            let done = rx.ingest(&mut it, Some(&mut cur.message));
             let used = buf.len() - it.as_slice().len();
             buf.drain(..used);
             if done {
@@ -181,7 +181,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 },
                 "DATA" if cur.rcpts.is_empty() => Reply::new(554, "5.5.1 No valid recipients"),
                 "DATA" => {
-                    data = Some(DataReceiver::new());
+                    data = Some(DotReader::default());
                     Reply::new(354, "End data with <CR><LF>.<CR><LF>")
                 }
                 "RSET" => {

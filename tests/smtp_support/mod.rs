@@ -296,18 +296,29 @@ impl RawClient {
     }
 
     pub async fn send(&mut self, bytes: &str) {
+        self.send_bytes(bytes.as_bytes()).await;
+    }
+
+    /// Exact bytes, UTF-8 or not.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.try_send(bytes).await.unwrap();
+    }
+
+    /// Exact bytes; an error once the server has closed the connection.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        self.stream
-            .get_mut()
-            .write_all(bytes.as_bytes())
-            .await
-            .unwrap();
+        self.stream.get_mut().write_all(bytes).await
     }
 
     /// Send one command line and return its reply.
     pub async fn cmd(&mut self, line: &str) -> String {
         self.send(&format!("{line}\r\n")).await;
         self.reply().await
+    }
+
+    /// The connection itself (after a reply was read whole, nothing is left buffered).
+    pub fn into_stream(self) -> tokio::net::TcpStream {
+        self.stream.into_inner()
     }
 
     /// True once the server has closed the connection.

@@ -3,11 +3,11 @@
 //! internal and external recipients different signatures, each group is sent as its own
 //! next-hop transaction (`send_split`).
 
-use super::{Session, State, Transaction};
+use super::{Discard, Session, State, Transaction};
 use crate::pipeline::{self, Audience, Envelope, Share, Unchanged, Verdict};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::stamp::{Skip, TRACE_HEADER};
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use smtp_proto::request::receiver::BdatReceiver;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -21,7 +21,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.tx.as_ref().is_some_and(|t| t.bdat) {
             return Err(replies::BDAT_AFTER_DATA.into());
         }
-        self.state = State::Data(DataReceiver::new());
+        self.state = State::Data(Default::default());
         Ok(Some(replies::START_DATA.into()))
     }
 
@@ -47,7 +47,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if size == 0 {
                 return Err(err);
             }
-            self.state = State::Discard(DummyDataReceiver::new_bdat(size), err.reply);
+            self.state = State::Discard(Discard::Bdat(size), err.reply);
             return Ok(None);
         }
         if let Some(tx) = self.tx.as_mut() {

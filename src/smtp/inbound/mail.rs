@@ -6,7 +6,7 @@ use crate::smtp::outbound::HopError;
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::smtp::tls;
 use crate::smtp::xforward::Attrs;
-use smtp_proto::MailFrom;
+use smtp_proto::{MailFrom, MAIL_SMTPUTF8};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -40,10 +40,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if from.size > cfg.max_message_size {
             return Err(replies::MESSAGE_TOO_BIG.into());
         }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        if !smtputf8 && !from.address.is_ascii() {
+            return Err(replies::NON_ASCII_ADDRESS.into());
+        }
         let line = commands::mail_line(&from)?;
         let reply = self.hop_mail(&line).await?;
         if reply.is_positive() {
-            self.tx = Some(Transaction::new(from.address, from.size, line));
+            let mut tx = Transaction::new(from.address, from.size, line);
+            tx.smtputf8 = smtputf8;
+            self.tx = Some(tx);
         }
         Ok(Some(reply))
     }

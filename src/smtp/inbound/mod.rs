@@ -6,25 +6,31 @@
 //! before a TLS handshake and before the session closes.
 
 mod data;
+mod dot;
 mod ehlo;
+#[doc(hidden)]
+pub mod harness;
+mod line;
 mod mail;
 mod misc;
 mod rcpt;
 mod starttls;
 mod xforward;
 
-use super::io::MaybeTls;
+pub use dot::DotReader;
+
+use super::io::{MaybeTls, RateDeadline};
 use super::outbound::{Delivery, HopError, NextHop};
 use super::replies::{self, Reply, SmtpError};
 use super::SmtpConfig;
 use crate::metrics::{KindLabels, Metrics};
 use crate::pipeline::Stamper;
-use smtp_proto::request::receiver::{
-    BdatReceiver, DataReceiver, DummyDataReceiver, DummyLineReceiver, RequestReceiver,
-};
+use line::Precheck;
+use smtp_proto::request::receiver::BdatReceiver;
 use smtp_proto::Request;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -57,20 +63,25 @@ impl Shared {
 }
 
 enum State {
-    Command(RequestReceiver),
+    /// Reading a command line (into `Session::line`).
+    Command,
     /// After an over-long command line: skip to its end.
-    SkipLine(DummyLineReceiver),
-    Data(DataReceiver),
+    SkipLine,
+    Data(DotReader),
     Bdat(BdatReceiver),
     /// Swallow data that will not be relayed, then answer `reply`.
-    Discard(DummyDataReceiver, Reply),
-    /// A command line that may be XFORWARD, collected whole.
-    Xforward(Vec<u8>),
+    Discard(Discard, Reply),
+}
+
+/// Data being swallowed: DATA up to its end line, or the bytes left of a BDAT chunk.
+enum Discard {
+    Data(DotReader),
+    Bdat(usize),
 }
 
 impl State {
     fn command() -> Self {
-        State::Command(RequestReceiver::default())
+        State::Command
     }
 
     fn in_data(&self) -> bool {
@@ -92,6 +103,8 @@ struct Transaction {
     attempted: usize,
     data: Vec<u8>,
     bdat: bool,
+    /// MAIL carried SMTPUTF8: addresses may be non-ASCII.
+    smtputf8: bool,
 }
 
 /// Most the declared SIZE may reserve up front (a declared size is only a promise).
@@ -107,6 +120,7 @@ impl Transaction {
             attempted: 0,
             data: Vec::with_capacity(declared_size.min(MAX_PRESIZE)),
             bdat: false,
+            smtputf8: false,
         }
     }
 }
@@ -114,12 +128,17 @@ impl Transaction {
 /// The result of feeding bytes to the current receiver.
 enum Step {
     Request(Request<String>),
+    /// XFORWARD (which smtp-proto does not know) and its arguments.
     Xforward(String),
-    ParseError(smtp_proto::Error),
-    TooLong,
+    /// A command refused before it was handled (syntax, over-long line).
+    Error(SmtpError),
     NeedMore,
+    /// The rest of an over-long line was skipped; what follows is read as commands.
+    Skipped,
     DataDone,
-    BdatChunkDone { last: bool },
+    BdatChunkDone {
+        last: bool,
+    },
     DataTooBig,
     Discarded(Reply),
 }
@@ -130,8 +149,12 @@ pub struct Session<S> {
     peer: Option<SocketAddr>,
     out: Vec<u8>,
     state: State,
-    /// Bytes of the command line received so far, for the length limit.
-    partial_line: usize,
+    /// The command line received so far.
+    line: Vec<u8>,
+    /// When the command line in progress began: it must be complete by `command_deadline`.
+    line_started: Option<Instant>,
+    /// While a message is being received: the rate it must keep (`min_data_rate`).
+    data_deadline: Option<RateDeadline>,
     helo: Option<String>,
     tx: Option<Transaction>,
     hop: Option<Delivery>,
@@ -149,7 +172,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             peer,
             out: Vec::with_capacity(512),
             state: State::command(),
-            partial_line: 0,
+            line: Vec::new(),
+            line_started: None,
+            data_deadline: None,
             helo: None,
             tx: None,
             hop: None,
@@ -176,15 +201,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 continue;
             }
-            let timeout = if self.state.in_data() {
-                self.shared.cfg.data_timeout
-            } else {
-                self.shared.cfg.command_timeout
-            };
-            let idle = self.tx.is_none() && matches!(self.state, State::Command(_));
+            let wait = self.read_wait();
+            if wait.is_zero() {
+                self.reply(replies::TIMEOUT);
+                break;
+            }
+            let idle = self.tx.is_none() && matches!(self.state, State::Command);
             let shutdown = self.shared.shutdown.clone();
+            let started = Instant::now();
             let read = tokio::select! {
-                r = tokio::time::timeout(timeout, self.io.read_buf(&mut buf)) => r,
+                r = tokio::time::timeout(wait, self.io.read_buf(&mut buf)) => r,
                 _ = shutdown.cancelled(), if idle => {
                     self.reply(replies::SHUTTING_DOWN);
                     break;
@@ -197,11 +223,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 // Client gone: a transaction in progress is dropped, nothing is forwarded.
                 Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(_)) => {
+                Ok(Ok(n)) => {
+                    if let Some(d) = self.data_deadline.as_mut() {
+                        d.spend(started.elapsed(), n);
+                    }
                     let input = std::mem::take(&mut buf);
                     self.ingest(&input).await;
                     buf = input;
                     buf.clear();
+                    self.update_deadlines();
                 }
             }
         }
@@ -213,6 +243,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tracing::debug!(peer = ?self.peer, "session closed");
     }
 
+    /// How long the next read may wait: the idle timeout, cut by the deadline of a command
+    /// line in progress and by the rate a message in progress must keep. Zero: time is up.
+    fn read_wait(&self) -> Duration {
+        let cfg = &self.shared.cfg;
+        let mut wait = if self.state.in_data() {
+            cfg.data_timeout
+        } else {
+            cfg.command_timeout
+        };
+        if let Some(started) = self.line_started {
+            wait = wait.min(cfg.command_deadline.saturating_sub(started.elapsed()));
+        }
+        if let Some(d) = &self.data_deadline {
+            wait = wait.min(d.left());
+        }
+        wait
+    }
+
+    /// After input was handled: a command line left incomplete keeps (or starts) its
+    /// deadline; a message in progress (DATA, or BDAT chunks and the commands between them
+    /// up to LAST) keeps (or starts) its rate deadline.
+    fn update_deadlines(&mut self) {
+        let partial = match self.state {
+            State::Command => !self.line.is_empty(),
+            State::SkipLine => true,
+            _ => false,
+        };
+        if !partial {
+            self.line_started = None;
+        } else if self.line_started.is_none() {
+            self.line_started = Some(Instant::now());
+        }
+        let receiving = self.state.in_data() || self.tx.as_ref().is_some_and(|t| t.bdat);
+        if !receiving {
+            self.data_deadline = None;
+        } else if self.data_deadline.is_none() {
+            let cfg = &self.shared.cfg;
+            self.data_deadline = Some(RateDeadline::new(cfg.data_timeout, cfg.min_data_rate));
+        }
+    }
+
     fn greet(&mut self) {
         let greeting = format!("{} {}", self.shared.cfg.hostname, replies::GREETING.text);
         self.reply(Reply::new(replies::GREETING.code, greeting));
@@ -222,10 +293,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         r.into().write_to(&mut self.out);
     }
 
+    /// Send the queued replies. A client that does not read them costs `command_timeout`,
+    /// not a session slot forever.
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.io.write_all(&self.out).await?;
-            self.io.flush().await?;
+            let write = async {
+                self.io.write_all(&self.out).await?;
+                self.io.flush().await
+            };
+            tokio::time::timeout(self.shared.cfg.command_timeout, write)
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
             self.out.clear();
         }
         Ok(())
@@ -238,6 +316,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let step = self.feed(&mut it);
             match step {
                 Step::NeedMore => break,
+                Step::Skipped => {}
                 Step::Request(req) => {
                     let result = self.handle(req).await;
                     self.answer(result);
@@ -246,8 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let result = self.on_xforward(&args);
                     self.answer(result);
                 }
-                Step::ParseError(e) => self.answer(Err(parse_error(e))),
-                Step::TooLong => self.answer(Err(replies::LINE_TOO_LONG.into())),
+                Step::Error(e) => self.answer(Err(e)),
                 Step::DataDone => {
                     self.state = State::command();
                     let result = self.deliver().await.map(Some);
@@ -266,10 +344,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let State::Data(rx) = &self.state else {
                         unreachable!("DataTooBig only comes from DATA")
                     };
-                    self.state = State::Discard(
-                        DummyDataReceiver::new_data(rx),
-                        replies::MESSAGE_TOO_BIG.into(),
-                    );
+                    self.state =
+                        State::Discard(Discard::Data(rx.clone()), replies::MESSAGE_TOO_BIG.into());
                     self.abort_transaction().await;
                 }
                 Step::Discarded(reply) => {
@@ -286,46 +362,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     fn feed(&mut self, it: &mut std::slice::Iter<'_, u8>) -> Step {
         let max_size = self.shared.cfg.max_message_size;
         match &mut self.state {
-            State::Command(rx) => {
+            State::Command => self.feed_line(it),
+            State::SkipLine => {
                 let rest = it.as_slice();
-                let line_end = memchr::memchr(b'\n', rest);
-                let len = self.partial_line + line_end.map_or(rest.len(), |p| p + 1);
-                if len > MAX_COMMAND_LINE {
-                    *rx = RequestReceiver::default();
-                    self.partial_line = 0;
-                    match line_end {
-                        Some(p) => *it = rest[p + 1..].iter(),
-                        None => {
-                            *it = [].iter();
-                            self.state = State::SkipLine(DummyLineReceiver::default());
-                        }
+                match memchr::memchr(b'\n', rest) {
+                    Some(p) => {
+                        *it = rest[p + 1..].iter();
+                        self.state = State::command();
+                        Step::Skipped
                     }
-                    return Step::TooLong;
+                    None => {
+                        *it = [].iter();
+                        Step::NeedMore
+                    }
                 }
-                if self.partial_line == 0 && xforward::may_start(rest) {
-                    self.state = State::Xforward(Vec::new());
-                    return self.feed(it);
-                }
-                let step = match rx.ingest(it) {
-                    Ok(req) => Step::Request(req.into_owned()),
-                    Err(smtp_proto::Error::NeedsMoreData { .. }) => Step::NeedMore,
-                    Err(smtp_proto::Error::ResponseTooLong) => Step::TooLong,
-                    Err(e) => Step::ParseError(e),
-                };
-                self.partial_line = if line_end.is_some() { 0 } else { len };
-                step
-            }
-            State::SkipLine(rx) => {
-                if rx.ingest(it) {
-                    self.state = State::command();
-                }
-                Step::NeedMore
             }
             State::Data(rx) => {
                 let Some(tx) = self.tx.as_mut() else {
                     unreachable!("DATA state without a transaction")
                 };
-                if rx.ingest(it, &mut tx.data) {
+                if rx.ingest(it, Some(&mut tx.data)) {
                     Step::DataDone
                 } else if tx.data.len() > max_size {
                     Step::DataTooBig
@@ -343,21 +399,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Step::NeedMore
                 }
             }
-            State::Xforward(line) => match xforward::feed_line(line, it) {
-                None => Step::NeedMore,
-                Some(step) => {
-                    self.after_xforward_line(&step);
-                    step
-                }
-            },
-            State::Discard(rx, reply) => {
-                if rx.ingest(it) {
+            State::Discard(discard, reply) => {
+                let done = match discard {
+                    Discard::Data(rx) => rx.ingest(it, None),
+                    Discard::Bdat(left) => {
+                        let rest = it.as_slice();
+                        let n = rest.len().min(*left);
+                        *left -= n;
+                        *it = rest[n..].iter();
+                        *left == 0
+                    }
+                };
+                if done {
                     Step::Discarded(reply.clone())
                 } else {
                     Step::NeedMore
                 }
             }
         }
+    }
+
+    /// Collect a command line; once complete, check it raw, then let smtp-proto parse it.
+    fn feed_line(&mut self, it: &mut std::slice::Iter<'_, u8>) -> Step {
+        let rest = it.as_slice();
+        let end = memchr::memchr(b'\n', rest);
+        let take = end.map_or(rest.len(), |p| p + 1);
+        *it = rest[take..].iter();
+        if self.line.len() + take > MAX_COMMAND_LINE {
+            self.line.clear();
+            if end.is_none() {
+                self.state = State::SkipLine;
+            }
+            return Step::Error(replies::LINE_TOO_LONG.into());
+        }
+        self.line.extend_from_slice(&rest[..take]);
+        if end.is_none() {
+            return Step::NeedMore;
+        }
+        if let Some(args) = xforward::args(&self.line) {
+            self.line.clear();
+            return Step::Xforward(args);
+        }
+        let step = match line::precheck(&self.line) {
+            Err(e) => Step::Error(e),
+            Ok(Precheck::Bdat { size, last }) => Step::Request(Request::Bdat {
+                chunk_size: size,
+                is_last: last,
+            }),
+            Ok(Precheck::Parse) => match Request::parse(&mut self.line.iter()) {
+                Ok(req) => Step::Request(req.into_owned()),
+                Err(e) => Step::Error(parse_error(e)),
+            },
+        };
+        self.line.clear();
+        step
     }
 
     /// Queue the reply of one step, count errors, close when asked to.

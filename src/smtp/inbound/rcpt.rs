@@ -15,6 +15,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if tx.attempted >= max {
             return Err(replies::TOO_MANY_RECIPIENTS.into());
         }
+        if !tx.smtputf8 && !to.address.is_ascii() {
+            return Err(replies::NON_ASCII_ADDRESS.into());
+        }
         let line = commands::rcpt_line(&to)?;
         tx.attempted += 1;
         let Some(hop) = self.hop.as_mut() else {

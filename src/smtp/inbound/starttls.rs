@@ -30,7 +30,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.helo = None;
                 self.tx = None;
                 self.state = State::command();
-                self.partial_line = 0;
+                self.line.clear();
+                self.line_started = None;
                 true
             }
             Ok(Err(e)) => {

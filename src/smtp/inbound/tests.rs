@@ -587,3 +587,172 @@ async fn xforward_from_the_client() {
         "{text}"
     );
 }
+
+/// Issue 11, finding 3: the data begins at a line start.
+#[tokio::test]
+async fn data_begins_at_a_line_start() {
+    let mut h = harness().await;
+    let script = format!("{ENVELOPE}DATA\r\n.\r\nNOOP\r\nQUIT\r\n");
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 354, 250, 250, 221], "{text}");
+    assert!(h.delivered.try_recv().is_ok(), "the empty message went on");
+    let script = format!("{ENVELOPE}DATA\r\n..x\r\n..\r\nSubject: y\r\n\r\nz\r\n.\r\nQUIT\r\n");
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 354, 250, 221], "{text}");
+    assert_eq!(
+        h.delivered.try_recv().unwrap().message,
+        b".x\r\n.\r\nSubject: y\r\n\r\nz\r\n"
+    );
+}
+
+/// Write `first`, wait for a reply containing `until`, then write `rest`; the transcript.
+async fn two_packets(shared: Arc<Shared>, first: &[u8], until: &str, rest: &[u8]) -> String {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let session = tokio::spawn(Session::new(server, shared, None).run());
+    client.write_all(first).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(until) {
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    client.write_all(rest).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut seen))
+        .await
+        .expect("session did not finish")
+        .unwrap();
+    session.await.unwrap();
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Issue 11, finding 4: what follows an over-long line in the same packet is read.
+#[tokio::test]
+async fn input_after_an_overlong_line_is_not_lost() {
+    let h = harness().await;
+    let long = format!("EHLO c\r\nNOOP {}", "x".repeat(MAX_COMMAND_LINE + 10));
+    let text = two_packets(
+        h.shared.clone(),
+        long.as_bytes(),
+        "500 5.5.2",
+        b"xx\r\nNOOP\r\nQUIT\r\n",
+    )
+    .await;
+    assert_eq!(codes(&text), vec![220, 250, 500, 250, 221], "{text}");
+}
+
+/// Send `prefix`, then `trickle` one byte every 100 ms; the transcript once the session
+/// closed (within 10 s).
+async fn trickle(shared: Arc<Shared>, prefix: &[u8], trickle: &[u8]) -> String {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (mut rd, mut wr) = tokio::io::split(client);
+    let session = tokio::spawn(Session::new(server, shared, None).run());
+    let (prefix, trickle) = (prefix.to_vec(), trickle.to_vec());
+    let writer = tokio::spawn(async move {
+        wr.write_all(&prefix).await?;
+        for b in trickle.iter().cycle() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            wr.write_all(&[*b]).await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out))
+        .await
+        .expect("a trickling client must be cut off")
+        .unwrap();
+    writer.abort();
+    session.await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Issue 11, finding 5: one byte at a time never times out an idle timer, but the deadline
+/// of a command line and the rate of a message cut the client off.
+#[tokio::test]
+async fn slow_clients_are_cut_off_by_deadlines() {
+    let h = harness_with(
+        |c| {
+            c.command_deadline = Duration::from_secs(1);
+            c.data_timeout = Duration::from_secs(1);
+        },
+        None,
+    )
+    .await;
+    let text = trickle(h.shared.clone(), b"EHLO c\r\n", b"NOOP").await;
+    assert!(
+        text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"),
+        "{text}"
+    );
+    let script = format!("{ENVELOPE}DATA\r\nSubject: slow\r\n\r\n");
+    let text = trickle(h.shared.clone(), script.as_bytes(), b"x").await;
+    assert_eq!(codes(&text), vec![220, 250, 250, 250, 354, 421], "{text}");
+    // BDAT: the rate holds across chunks and the commands between them.
+    let script = format!("{ENVELOPE}BDAT 1\r\nx");
+    let text = trickle(h.shared.clone(), script.as_bytes(), b"BDAT 1\r\nx").await;
+    assert!(
+        text.ends_with("421 4.4.2 Timeout exceeded, closing connection\r\n"),
+        "{text}"
+    );
+}
+
+/// Issue 11, finding 6: a BDAT size that does not fit is refused, never read as another
+/// number; the session closes since the chunk cannot be skipped.
+#[tokio::test]
+async fn bdat_size_overflow_is_refused() {
+    let mut h = harness_with(|c| c.max_message_size = 100, None).await;
+    let script = format!("{ENVELOPE}BDAT 184467440737095516150005 LAST\r\nabcdeQUIT\r\n");
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 501], "{text}");
+    assert!(text.contains("501 5.5.4"), "{text}");
+    // Fits, but over the limit: 552, the chunk is skipped, the session goes on.
+    let script = format!("{ENVELOPE}BDAT 101 LAST\r\n{}QUIT\r\n", "y".repeat(101));
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 552, 221], "{text}");
+    assert!(text.contains("552 5.3.4"), "{text}");
+    let script = "EHLO c\r\nMAIL FROM:<a@b.example> SIZE=184467440737095516150005\r\nQUIT\r\n";
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 501, 221], "{text}");
+    assert!(h.delivered.try_recv().is_err(), "nothing relayed");
+}
+
+/// Issue 11, finding 7: addresses are never rewritten; non-ASCII needs SMTPUTF8.
+#[tokio::test]
+async fn addresses_are_refused_not_rewritten() {
+    let mut h = harness().await;
+    let cases: Vec<(&[u8], Vec<u16>, &str)> = vec![
+        (
+            b"MAIL FROM:<j\xf6rg@example.com>\r\n",
+            vec![220, 250, 501, 221],
+            "501 5.1.7",
+        ),
+        (
+            b"MAIL FROM:<j\xc3\xb6rg@example.com>\r\n",
+            vec![220, 250, 553, 221],
+            "553 5.6.7",
+        ),
+        (
+            b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b\xc3\xb6b@example.org>\r\n",
+            vec![220, 250, 250, 553, 221],
+            "553 5.6.7",
+        ),
+        (
+            b"MAIL FROM:<a@example.com> SMTPUTF8\r\nRCPT TO:<b\xf6b@example.org>\r\n",
+            vec![220, 250, 250, 501, 221],
+            "501 5.1.3",
+        ),
+    ];
+    for (lines, want, reply) in cases {
+        let mut script = b"EHLO c\r\n".to_vec();
+        script.extend_from_slice(lines);
+        script.extend_from_slice(b"QUIT\r\n");
+        let (got, text) = converse(h.shared.clone(), &script).await;
+        assert_eq!(got, want, "{text}");
+        assert!(text.contains(reply), "{text}");
+    }
+    let script = "EHLO c\r\nMAIL FROM:<j\u{f6}rg@example.com> SMTPUTF8\r\nRCPT TO:<b\u{f6}b@example.org>\r\nDATA\r\nSubject: x\r\n\r\ny\r\n.\r\nQUIT\r\n";
+    let (got, text) = converse(h.shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 354, 250, 221], "{text}");
+    let d = h.delivered.try_recv().unwrap();
+    assert_eq!(d.mail_from, "j\u{f6}rg@example.com");
+    assert_eq!(d.rcpts[0].0, "b\u{f6}b@example.org");
+}
