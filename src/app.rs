@@ -26,6 +26,8 @@ pub struct App {
     pub status: Arc<Status>,
     /// Users' photos for `{{photo}}`: the Graph photo store, or `NoPhotos`.
     pub photos: Arc<dyn PhotoSource>,
+    /// Queues Sent Items updates of accepted stamped messages (disabled: does nothing).
+    pub sent_items: crate::sent_items::SentItems,
     /// Fired on SIGTERM/SIGINT: listeners stop accepting, sessions drain.
     pub shutdown: CancellationToken,
 }
@@ -37,6 +39,7 @@ impl App {
             metrics: self.metrics.clone(),
             status: self.status.clone(),
             shutdown: self.shutdown.clone(),
+            sent_items: self.sent_items.clone(),
         }
     }
 
@@ -48,6 +51,8 @@ impl App {
             status: self.status.clone(),
             smtp: self.config.smtp.is_some(),
             milter: self.config.milter.is_some(),
+            sent_items: self.sent_items.stats().clone(),
+            ldap: self.config.ldap.is_some(),
         })
     }
 
@@ -59,6 +64,7 @@ impl App {
             next_hop: c.smtp.as_ref().map(|s| s.next_hop.clone()),
             client_certificate: c.graph.as_ref().and_then(|g| g.client_certificate.clone()),
             snapshot: c.directory.snapshot.clone(),
+            ldap: c.ldap.is_some(),
         })
     }
 

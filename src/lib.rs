@@ -20,6 +20,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod render;
 pub mod rules;
+pub mod sent_items;
 pub mod smtp;
 pub mod stamp;
 pub mod status;

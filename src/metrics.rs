@@ -55,6 +55,10 @@ pub struct Metrics {
     pub photo_failures: Family<KindLabels, Counter>,
     /// Group-membership lookups that failed (`forbidden`, `unresolved`, `network`, …).
     pub group_failures: Family<KindLabels, Counter>,
+    /// Sent Items jobs waiting in the spool.
+    pub sent_items_pending: Gauge,
+    /// Sent Items jobs by result (`replaced`, `not_found`, `failed`, `dropped`).
+    pub sent_items: Family<KindLabels, Counter>,
     /// 1 while the directory snapshot cannot be written (a restart would lose the directory).
     pub snapshot_write_failing: Gauge,
     /// Unix time the directory snapshot was last written (0: never).
@@ -148,6 +152,18 @@ impl Metrics {
             "Graph group-membership lookups that failed, by kind (forbidden = missing GroupMember.Read.All)",
             group_failures.clone(),
         );
+        let sent_items_pending = Gauge::default();
+        registry.register(
+            "sent_items_pending",
+            "Sent Items update jobs waiting in the spool",
+            sent_items_pending.clone(),
+        );
+        let sent_items = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "sent_items",
+            "Sent Items update jobs by result (replaced, not_found, failed, dropped)",
+            sent_items.clone(),
+        );
         let snapshot_write_failing = Gauge::default();
         registry.register(
             "snapshot_write_failing",
@@ -175,6 +191,8 @@ impl Metrics {
             directory_photos,
             photo_failures,
             group_failures,
+            sent_items_pending,
+            sent_items,
             snapshot_write_failing,
             snapshot_written_timestamp,
         }

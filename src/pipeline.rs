@@ -4,7 +4,7 @@
 use crate::directory::{normalize_address, Directory, User};
 use crate::render::Templates;
 pub use crate::rules::Audience;
-use crate::rules::{MessageFacts, Rule, RuleSet, Sender};
+use crate::rules::{MessageFacts, MessageKind, Rule, RuleSet, Sender};
 use crate::stamp::{self, ImagesDropped, Options, Signature, Skip};
 use arc_swap::ArcSwap;
 use std::fmt;
@@ -95,6 +95,9 @@ pub struct Share {
     pub audience: Option<Audience>,
     /// Indices into the envelope's `rcpt_to`.
     pub rcpts: Vec<usize>,
+    /// The label of the rule that chose this part's template (or no signature); `None`: no
+    /// rule decided (none matched, or no rules), the default applied.
+    pub rule: Option<String>,
     pub verdict: Verdict,
 }
 
@@ -110,6 +113,8 @@ pub struct Preview {
     pub template: Option<String>,
     /// The rendered signature; `None` without a template, or when rendering failed.
     pub signature: Option<Signature>,
+    /// The template's bottom part (after the quoted thread), if it has one.
+    pub bottom: Option<Signature>,
     /// Why rendering failed, if it did.
     pub error: Option<String>,
 }
@@ -211,21 +216,23 @@ impl Stamper {
     /// the signature meant for outsiders. Never fails: anything that goes wrong leaves the
     /// message unchanged.
     pub fn process(&self, raw: &[u8], env: &Envelope<'_>) -> Verdict {
-        let ask = Request {
-            sender: None,
-            copies: Copies::One,
-        };
-        self.decide(raw, env, ask).remove(0).verdict
+        self.process_part(raw, env, None).verdict
     }
 
     /// Like [`Stamper::process`], with the sender given instead of chosen from the From
     /// header and the envelope (`sigstamp stamp --sender`).
     pub fn process_as(&self, raw: &[u8], env: &Envelope<'_>, sender: &str) -> Verdict {
+        self.process_part(raw, env, Some(sender)).verdict
+    }
+
+    /// [`Stamper::process`] (or [`Stamper::process_as`] with `sender`), with the rule that
+    /// decided (`sigstamp stamp` says which).
+    pub fn process_part(&self, raw: &[u8], env: &Envelope<'_>, sender: Option<&str>) -> Share {
         let ask = Request {
-            sender: Some(sender),
+            sender,
             copies: Copies::One,
         };
-        self.decide(raw, env, ask).remove(0).verdict
+        self.decide(raw, env, ask).remove(0)
     }
 
     /// Process one message per recipient group (the relay). One part, for every recipient,
@@ -240,9 +247,19 @@ impl Stamper {
         self.decide(raw, env, ask)
     }
 
-    /// The signature `address`'s user would get when writing to `audience`; `None` when
+    /// The signature `address`'s user would get in a new message to `audience`; `None` when
     /// no user has that address.
     pub fn preview(&self, address: &str, audience: Audience) -> Option<Preview> {
+        self.preview_for(address, audience, MessageKind::New)
+    }
+
+    /// [`Stamper::preview`] for a message of `kind` (a new message, a reply, …).
+    pub fn preview_for(
+        &self,
+        address: &str,
+        audience: Audience,
+        kind: MessageKind,
+    ) -> Option<Preview> {
         let user = self.directory.lookup(address)?;
         let sender = normalize_address(address).into_owned();
         let rule = self.rules.choose(
@@ -251,23 +268,26 @@ impl Stamper {
                 user: &user,
             },
             audience,
-            &MessageFacts::none(),
+            &MessageFacts::none_of_kind(kind),
             OffsetDateTime::now_utc(),
         );
         let template = self.template_of(rule).map(str::to_string);
-        let rendered = template
-            .as_deref()
-            .map(|t| self.templates.load().render(t, &user));
-        let (signature, error) = match rendered {
-            None => (None, None),
-            Some(Ok(sig)) => (Some(sig), None),
-            Some(Err(e)) => (None, Some(e.to_string())),
+        let templates = self.templates.load();
+        let rendered = template.as_deref().map(|t| {
+            let sig = templates.render(t, &user)?;
+            Ok::<_, crate::render::RenderError>((sig, templates.render_bottom(t, &user)?))
+        });
+        let (signature, bottom, error) = match rendered {
+            None => (None, None, None),
+            Some(Ok((sig, bottom))) => (Some(sig), bottom, None),
+            Some(Err(e)) => (None, None, Some(e.to_string())),
         };
         Some(Preview {
             sender,
             rule: rule.map(Rule::label),
             template,
             signature,
+            bottom,
             error,
         })
     }
@@ -291,7 +311,7 @@ impl Stamper {
         if env.mail_from == Some("") {
             return Err(Unchanged::Skip(Skip::NullSender));
         }
-        stamp::precheck(raw).map_err(Unchanged::Skip)?;
+        stamp::precheck(raw, &self.options).map_err(Unchanged::Skip)?;
         let from = forced
             .map(str::to_string)
             .or_else(|| stamp::from_address(raw));
@@ -319,37 +339,48 @@ impl Stamper {
             vec![Share {
                 audience: None,
                 rcpts: (0..env.rcpt_to.len()).collect(),
+                rule: None,
                 verdict: Verdict::Unchanged(Unchanged::Internal(p.reason)),
             }]
         })
     }
 
     fn decide_unguarded(&self, raw: &[u8], env: &Envelope<'_>, ask: Request<'_>) -> Vec<Share> {
-        let whole = |verdict| {
+        let whole = |(rule, verdict)| {
             vec![Share {
                 audience: None,
                 rcpts: (0..env.rcpt_to.len()).collect(),
+                rule,
                 verdict,
             }]
         };
         let (address, user) = match self.sender(raw, env, ask.sender) {
             Ok(found) => found,
-            Err(why) => return whole(Verdict::Unchanged(why)),
+            Err(why) => return whole((None, Verdict::Unchanged(why))),
         };
         // Without rules (the common case) nothing below is needed.
         if self.rules.is_empty() {
-            return whole(self.stamp_with(raw, &address, &user, Some(&self.template)));
+            let v = self.stamp_with(raw, &address, &user, Some(&self.template));
+            return whole((None, v));
         }
         let sender = Sender {
             address: &address,
             user: &user,
         };
-        let facts = MessageFacts::new(raw);
+        // `once_per_thread` looks for the sender's signature in the quoted thread.
+        let templates = self.templates.load();
+        let signature_of = |t: &str| templates.render(t, &user).ok();
+        let facts = MessageFacts::new(raw).with_signatures(&signature_of);
         let now = OffsetDateTime::now_utc();
-        let pick = |audience| self.template_of(self.rules.choose(sender, audience, &facts, now));
+        let pick = |audience| {
+            let rule = self.rules.choose(sender, audience, &facts, now);
+            (rule.map(Rule::label), self.template_of(rule))
+        };
+        let stamp = |(rule, template): (Option<String>, Option<&str>)| {
+            (rule, self.stamp_with(raw, &address, &user, template))
+        };
         if !self.rules.depends_on_audience() {
-            let t = pick(Audience::External);
-            return whole(self.stamp_with(raw, &address, &user, t));
+            return whole(stamp(pick(Audience::External)));
         }
         let (internal, external): (Vec<usize>, Vec<usize>) = (0..env.rcpt_to.len())
             .partition(|&i| self.rules.audience_of(&env.rcpt_to[i]) == Audience::Internal);
@@ -361,30 +392,29 @@ impl Stamper {
             } else {
                 Audience::Internal
             };
-            return whole(self.stamp_with(raw, &address, &user, pick(audience)));
+            return whole(stamp(pick(audience)));
         }
         let (ti, te) = (pick(Audience::Internal), pick(Audience::External));
-        if ti == te || ask.copies == Copies::One {
-            return whole(self.stamp_with(raw, &address, &user, te));
+        if ti.1 == te.1 || ask.copies == Copies::One {
+            return whole(stamp(te));
         }
-        let (vi, ve) = (
-            self.stamp_with(raw, &address, &user, ti),
-            self.stamp_with(raw, &address, &user, te),
-        );
+        let ((ri, vi), (re, ve)) = (stamp(ti), stamp(te));
         // Both copies left unchanged (e.g. "none" for one group, a failing template for the
         // other): the bytes are the same, so splitting would only risk duplicates.
         if matches!((&vi, &ve), (Verdict::Unchanged(_), Verdict::Unchanged(_))) {
-            return whole(ve);
+            return whole((re, ve));
         }
         vec![
             Share {
                 audience: Some(Audience::Internal),
                 rcpts: internal,
+                rule: ri,
                 verdict: vi,
             },
             Share {
                 audience: Some(Audience::External),
                 rcpts: external,
+                rule: re,
                 verdict: ve,
             },
         ]
@@ -395,11 +425,15 @@ impl Stamper {
         let Some(template) = template else {
             return Verdict::Unchanged(Unchanged::NoSignature);
         };
-        let sig = match self.templates.load().render(template, user) {
-            Ok(sig) => sig,
+        let templates = self.templates.load();
+        let rendered = templates
+            .render(template, user)
+            .and_then(|sig| Ok((sig, templates.render_bottom(template, user)?)));
+        let (sig, bottom) = match rendered {
+            Ok(both) => both,
             Err(e) => return Verdict::Unchanged(Unchanged::Render(e.to_string())),
         };
-        match stamp::stamp(raw, &sig, &self.options) {
+        match stamp::stamp_with_bottom(raw, &sig, bottom.as_ref(), &self.options) {
             Ok(s) => {
                 if let Some(why) = s.images_dropped {
                     tracing::warn!(%sender, %template, reason = %why, "signature stamped without its images");

@@ -142,7 +142,23 @@ async fn status_json_shape_in_every_state() {
         assert_eq!(status, 200);
         assert!(ctype.starts_with("application/json"), "{ctype}");
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(keys(&v), BTreeSet::from(["token", "directory"]), "{body}");
+        assert_eq!(
+            keys(&v),
+            BTreeSet::from(["token", "directory", "sent_items"]),
+            "{body}"
+        );
+        assert_eq!(
+            keys(&v["sent_items"]),
+            BTreeSet::from([
+                "enabled",
+                "pending",
+                "replaced",
+                "not_found",
+                "failed",
+                "last_error"
+            ]),
+            "{body}"
+        );
         let t = &v["token"];
         assert_eq!(
             keys(t),

@@ -189,11 +189,11 @@ async fn search_previews_one_user_or_lists_matches() {
     let body = page(&base, "?q=example.com").await;
     assert!(body.contains("<ul id=\"matches\">"), "{body}");
     assert!(
-        body.contains("href=\"/?q=ada@example.com&amp;audience=external\""),
+        body.contains("href=\"/?q=ada@example.com&amp;audience=external&amp;message=new\""),
         "{body}"
     );
     assert!(
-        body.contains("href=\"/?q=alan@example.com&amp;audience=external\""),
+        body.contains("href=\"/?q=alan@example.com&amp;audience=external&amp;message=new\""),
         "{body}"
     );
 
@@ -271,7 +271,7 @@ async fn rules_table_and_the_rule_that_chose() {
         "the switch shows the choice: {body}"
     );
     assert!(
-        body.contains("href=\"/?q=ada@example.com&amp;audience=internal\""),
+        body.contains("href=\"/?q=ada@example.com&amp;audience=internal&amp;message=new\""),
         "a link to the other audience: {body}"
     );
 
@@ -309,4 +309,43 @@ async fn without_rules_the_default_is_said() {
         "{body}"
     );
     assert!(body.contains("every recipient is external"), "{body}");
+}
+
+/// The preview offers a new message or a reply, and says which it shows.
+#[tokio::test]
+async fn preview_of_a_new_message_or_a_reply() {
+    let app = app(r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[[rules]]
+name = "Replies"
+message = "reply"
+template = "none"
+"#);
+    let (base, _task) = start_admin(app.clone()).await;
+    let body = page(&base, "?q=ada%40example.com").await;
+    assert_eq!(field(&body, "preview-message"), "new", "{body}");
+    assert_eq!(field(&body, "preview-template"), "<code>default</code>");
+    assert!(
+        body.contains("name=\"message\" value=\"new\" checked"),
+        "{body}"
+    );
+    assert!(body.contains("name=\"message\" value=\"reply\">"), "{body}");
+    assert!(
+        body.contains("id=\"preview-switch-message\" href=\"/?q=ada@example.com&amp;audience=external&amp;message=reply\""),
+        "{body}"
+    );
+    let body = page(&base, "?q=ada%40example.com&message=reply").await;
+    assert_eq!(field(&body, "preview-message"), "reply", "{body}");
+    assert!(
+        field(&body, "preview-rule")
+            .starts_with("Replies <span class=\"why\">(#1: every sender · replies"),
+        "{body}"
+    );
+    assert_eq!(field(&body, "preview-template"), "none: no signature");
+    assert!(
+        body.contains("name=\"message\" value=\"reply\" checked"),
+        "{body}"
+    );
 }

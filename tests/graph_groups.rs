@@ -199,6 +199,7 @@ fn serve(fake: &FakeGraph, dir: &std::path::Path, groups: Vec<String>) -> Servin
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: photos.clone(),
+        sent_items: Default::default(),
         shutdown: CancellationToken::new(),
     });
     let extras = Extras {

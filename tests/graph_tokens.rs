@@ -273,6 +273,7 @@ impl Running {
             metrics: Arc::new(Metrics::new()),
             status: Arc::new(Status::default()),
             photos: Arc::new(sigstamp::directory::photo::NoPhotos),
+            sent_items: Default::default(),
             shutdown: CancellationToken::new(),
         });
         let task = tokio::spawn(sigstamp::directory::graph::run(
@@ -524,6 +525,7 @@ async fn unconfigured_without_a_graph_section() {
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
+        sent_items: Default::default(),
         shutdown: CancellationToken::new(),
     });
     let target = app.sync_target(Arc::new(sigstamp::directory::graph::clock::SystemClock));

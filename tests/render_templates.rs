@@ -543,3 +543,93 @@ fn example_config_image_keys_are_valid() {
     assert_eq!(opts.modes["marketing"], ImageMode::Url);
     assert!(opts.base_url.unwrap().starts_with("https://"));
 }
+
+/// `<name>.bottom.*.hbs`: the second part of template `<name>`, rendered apart, never a
+/// template of its own; its images link as its template's do.
+#[test]
+fn bottom_parts() {
+    let dir = dir_with_images("D {{displayName}}", "d", &[("banner.png", PNG)]);
+    let write = |name: &str, body: &str| std::fs::write(dir.path().join(name), body).unwrap();
+    write(
+        "default.bottom.html.hbs",
+        "<p>{{companyName}} legal <img src=\"{{image \"banner.png\"}}\"></p>",
+    );
+    write("default.bottom.txt.hbs", "{{companyName}} legal\r\n");
+    write("short.html.hbs", "S");
+    write("short.txt.hbs", "s");
+    let opts = ImageOptions {
+        dir: None,
+        base_url: Some("https://cdn.contoso.example/sig".into()),
+        modes: BTreeMap::from([("default".to_string(), ImageMode::Url)]),
+    };
+    let t = Templates::load_with(dir.path(), &opts).unwrap();
+    assert_eq!(t.names().collect::<Vec<_>>(), ["default", "short"]);
+    assert!(t.has("default") && !t.has("default.bottom"));
+    assert!(t.has_bottom("default") && !t.has_bottom("short") && !t.has_bottom("nope"));
+    let u = user(json!({"displayName": "Ann", "companyName": "Contoso"}));
+    let b = t
+        .render_bottom("default", &u)
+        .unwrap()
+        .expect("a bottom part");
+    assert_eq!(
+        b.html,
+        "<p>Contoso legal <img src=\"https://cdn.contoso.example/sig/banner.png\"></p>"
+    );
+    assert_eq!(b.text, "Contoso legal\n");
+    assert!(b.images.is_empty(), "url mode, as its template");
+    assert_eq!(t.render("default", &u).unwrap().html, "D Ann");
+    assert!(t.render_bottom("short", &u).unwrap().is_none());
+    assert!(matches!(
+        t.render("default.bottom", &u),
+        Err(RenderError::Missing(_))
+    ));
+    // A rule cannot name a bottom part as its template.
+    let rules = sigstamp::rules::RuleSet::compile(
+        &[sigstamp::rules::RuleConfig {
+            template: Some("default.bottom".into()),
+            ..Default::default()
+        }],
+        &Default::default(),
+    )
+    .unwrap();
+    let err = rules
+        .check_templates("default", |n| t.has(n))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rules[1].template") && err.contains("default.bottom"),
+        "{err}"
+    );
+
+    // In cid mode the bottom part carries its image.
+    let t = Templates::load(dir.path()).unwrap();
+    let b = t.render_bottom("default", &u).unwrap().unwrap();
+    assert_eq!(b.images.len(), 1);
+    assert!(
+        b.html.contains(&format!("cid:{}", b.images[0].cid)),
+        "{}",
+        b.html
+    );
+
+    // A bottom part needs its template, and both halves.
+    write("sales.bottom.html.hbs", "x");
+    write("sales.bottom.txt.hbs", "x");
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("sales.bottom.html.hbs") && err.contains("sales.html.hbs"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("sales.bottom.txt.hbs")).unwrap();
+    write("sales.html.hbs", "S");
+    write("sales.txt.hbs", "s");
+    let err = load_err(dir.path());
+    assert!(err.contains("sales.bottom.txt.hbs"), "{err}");
+    // Bottom parts alone are no templates.
+    let only = tempfile::tempdir().unwrap();
+    std::fs::write(only.path().join("x.bottom.html.hbs"), "x").unwrap();
+    std::fs::write(only.path().join("x.bottom.txt.hbs"), "x").unwrap();
+    assert!(matches!(
+        Templates::load(only.path()),
+        Err(RenderError::Empty(_))
+    ));
+}

@@ -369,6 +369,7 @@ async fn milter_continues_unchanged_when_stamping_panics() {
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
+        sent_items: Default::default(),
         shutdown: CancellationToken::new(),
     });
     let listener = sigstamp::milter::bind(&cfg).await.unwrap();

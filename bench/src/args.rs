@@ -63,6 +63,10 @@ pub struct Args {
     /// `sigstamp sync --once`, and report sync time, peak RSS and lookup time.
     #[arg(long)]
     pub directory_users: Option<usize>,
+    /// Instead of the SMTP table: sync this many users from a real slapd (the tests' OpenLDAP)
+    /// with `sigstamp sync --once`, and report sync time and peak RSS.
+    #[arg(long)]
+    pub ldap_users: Option<usize>,
     /// Instead of the SMTP table: the peak RSS of `sigstamp stamp` on three generated
     /// pathological messages (50 MB attachment, 4M empty parts, 10 MB header line).
     #[arg(long)]

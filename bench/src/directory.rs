@@ -22,6 +22,48 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+/// One `sigstamp sync --once --config cfg` as a child process, measured.
+pub struct SyncRun {
+    pub took: Duration,
+    /// CPU time (user + sys) of the child alone.
+    pub cpu: Duration,
+    pub peak_rss: u64,
+    pub stdout: String,
+}
+
+/// Run `sigstamp sync --once` on `cfg`; an error when it fails.
+pub async fn sync_once(bin: &Path, cfg: &Path) -> anyhow::Result<SyncRun> {
+    let mut child = Command::new(bin)
+        .args(["sync", "--once", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let started = Instant::now();
+    let pid = child.id();
+    let peak = std::thread::spawn(move || watch_peak(pid));
+    // The fake serves from this runtime: wait in a blocking thread.
+    let (code, cpu) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
+    let max_rss = peak.join().expect("the VmHWM watcher panicked");
+    let took = started.elapsed();
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+    if code != 0 {
+        bail!("sigstamp sync --once exited {code}:\n{out}\n{err}");
+    }
+    Ok(SyncRun {
+        took,
+        cpu,
+        peak_rss: max_rss,
+        stdout: out,
+    })
+}
+
 /// Lookups per timed batch (one batch is one histogram sample, in ns per lookup).
 const BATCH: usize = 1000;
 const BATCHES: usize = 2000;
@@ -46,30 +88,9 @@ pub async fn run(users: usize, sigstamp: Option<&Path>) -> anyhow::Result<ExitCo
         base = fake.base,
     );
     std::fs::write(&cfg, &graph_cfg)?;
-    let mut child = Command::new(&bin)
-        .args(["sync", "--once", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("start {}", bin.display()))?;
-    let started = Instant::now();
-    let pid = child.id();
-    let peak = std::thread::spawn(move || watch_peak(pid));
-    // The fake serves from this runtime: wait in a blocking thread.
-    let (code, cpu) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
-    let max_rss = peak.join().expect("the VmHWM watcher panicked");
-    let took = started.elapsed();
-    let mut out = String::new();
-    let mut err = String::new();
-    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
-    child.stderr.take().map(|mut s| s.read_to_string(&mut err));
-    if code != 0 {
-        bail!("sigstamp sync --once exited {code}:\n{out}\n{err}");
-    }
-    print!("{out}");
+    let run = sync_once(&bin, &cfg).await?;
+    let (took, cpu, max_rss) = (run.took, run.cpu, run.peak_rss);
+    print!("{}", run.stdout);
 
     let d = Directory::new();
     let loading = Instant::now();

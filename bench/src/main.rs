@@ -3,6 +3,7 @@
 mod args;
 mod client;
 mod directory;
+mod ldap;
 mod message;
 mod procs;
 mod stamp_memory;
@@ -38,10 +39,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match args.directory_users {
-        Some(users) => rt.block_on(directory::run(users, args.sigstamp.as_deref())),
-        None if args.stamp_memory => stamp_memory::run(args.sigstamp.as_deref()),
-        None => rt.block_on(smtp_table(args)),
+    let result = match (args.directory_users, args.ldap_users) {
+        (Some(users), _) => rt.block_on(directory::run(users, args.sigstamp.as_deref())),
+        (None, Some(users)) => rt.block_on(ldap::run(users, args.sigstamp.as_deref())),
+        (None, None) if args.stamp_memory => stamp_memory::run(args.sigstamp.as_deref()),
+        (None, None) => rt.block_on(smtp_table(args)),
     };
     match result {
         Ok(code) => code,

@@ -34,6 +34,10 @@ pub struct AdminState {
     /// Which edges this process runs (`/readyz` waits for them).
     pub smtp: bool,
     pub milter: bool,
+    /// The Sent Items update's counters (`/status` → `sent_items`).
+    pub sent_items: Arc<crate::sent_items::Stats>,
+    /// The directory source is `[ldap]` (the page names the LDAP bind).
+    pub ldap: bool,
 }
 
 /// Bind the configured listener and serve until `shutdown` fires.
@@ -145,6 +149,10 @@ pub fn token_state_str(s: TokenState) -> &'static str {
 pub struct StatusDoc {
     pub token: TokenDoc,
     pub directory: DirectoryDoc,
+    pub sent_items: crate::sent_items::StatsDoc,
+    /// The source is `[ldap]`: the page names the LDAP bind, not a Graph token.
+    #[serde(skip)]
+    pub ldap: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -183,6 +191,8 @@ impl StatusDoc {
                 last_sync: **state.status.last_sync.load(),
                 snapshot: (**state.status.snapshot.load()).clone(),
             },
+            sent_items: state.sent_items.doc(),
+            ldap: state.ldap,
         }
     }
 }

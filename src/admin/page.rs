@@ -8,7 +8,7 @@ use super::{token_state_str, StatusDoc};
 use crate::directory::User;
 use crate::notify::aadsts;
 use crate::pipeline::Preview;
-use crate::rules::Audience;
+use crate::rules::{Audience, MessageKind};
 use crate::stamp::InlineImage;
 use crate::status::TokenState;
 use axum::extract::{Query, State};
@@ -33,16 +33,35 @@ pub struct PageQuery {
     /// `internal` or `external` (the default): which recipients the preview is for.
     #[serde(default)]
     audience: String,
+    /// `new` (the default) or `reply`: which kind of message the preview is for.
+    #[serde(default)]
+    message: String,
+}
+
+/// What a preview is for: recipients and kind of message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct View {
+    audience: Audience,
+    kind: MessageKind,
 }
 
 impl PageQuery {
-    fn audience(&self) -> Audience {
-        match self.audience.as_str() {
-            "internal" => Audience::Internal,
-            _ => Audience::External,
+    fn view(&self) -> View {
+        View {
+            audience: match self.audience.as_str() {
+                "internal" => Audience::Internal,
+                _ => Audience::External,
+            },
+            kind: match self.message.as_str() {
+                "reply" => MessageKind::Reply,
+                _ => MessageKind::New,
+            },
         }
     }
 }
+
+/// The kinds of message the preview offers.
+const PREVIEW_KINDS: [MessageKind; 2] = [MessageKind::New, MessageKind::Reply];
 
 // Inline styles only; images in previewed signatures may be data: URIs or https links.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; \
@@ -55,7 +74,7 @@ pub async fn index(
     let html = render(
         &state,
         query.q.trim(),
-        query.audience(),
+        query.view(),
         OffsetDateTime::now_utc(),
     );
     (
@@ -69,7 +88,7 @@ pub async fn index(
         .into_response()
 }
 
-fn render(state: &AdminState, q: &str, audience: Audience, now: OffsetDateTime) -> String {
+fn render(state: &AdminState, q: &str, view: View, now: OffsetDateTime) -> String {
     let doc = StatusDoc::collect(state);
     let mut h = String::with_capacity(8 * 1024);
     h.push_str(HEAD);
@@ -87,8 +106,9 @@ fn render(state: &AdminState, q: &str, audience: Audience, now: OffsetDateTime) 
     banner(&mut h, &doc, now);
     snapshot_alert(&mut h, &doc, now);
     facts(&mut h, &doc, now);
+    sent_items(&mut h, &doc);
     rules(&mut h, state);
-    search(&mut h, state, q, audience);
+    search(&mut h, state, q, view);
     h.push_str("</main>\n</body>\n</html>\n");
     h
 }
@@ -156,12 +176,17 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
          aria-labelledby=\"token-title\">"
     );
     let since = when(Some(t.since), now);
+    let (credential, service) = if doc.ldap {
+        ("LDAP directory bind", "LDAP directory server")
+    } else {
+        ("Microsoft Graph token", "Microsoft Graph")
+    };
     match t.state {
         TokenState::Expired => {
             let ex = aadsts::explain(t.error_code.as_deref());
             let _ = write!(
                 h,
-                "<h2 id=\"token-title\">Microsoft Graph token expired: {code}</h2>\n<dl>\n\
+                "<h2 id=\"token-title\">{credential} expired: {code}</h2>\n<dl>\n\
                  <dt>Code</dt><dd id=\"token-code\"><code>{code}</code></dd>\n\
                  <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n\
                  <dt>Meaning</dt><dd>{meaning}</dd>\n\
@@ -179,7 +204,7 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
         TokenState::Failing => {
             let _ = write!(
                 h,
-                "<h2 id=\"token-title\">Microsoft Graph unreachable (retrying)</h2>\n<dl>\n\
+                "<h2 id=\"token-title\">{service} unreachable (retrying)</h2>\n<dl>\n\
                  <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n\
                  <dt>Details</dt><dd>{}</dd>\n</dl>\n\
                  <p>Mail is still stamped with the last-known directory values.</p>\n",
@@ -189,7 +214,7 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
         TokenState::Valid => {
             let _ = write!(
                 h,
-                "<h2 id=\"token-title\">Microsoft Graph token valid</h2>\n<dl>\n\
+                "<h2 id=\"token-title\">{credential} valid</h2>\n<dl>\n\
                  <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n</dl>\n"
             );
         }
@@ -261,6 +286,36 @@ fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     );
 }
 
+/// Sent Items update: the counters of `/status`, and the last error.
+fn sent_items(h: &mut String, doc: &StatusDoc) {
+    let s = &doc.sent_items;
+    if !s.enabled {
+        h.push_str(
+            "<section aria-labelledby=\"sent-items-title\">\n\
+             <h2 id=\"sent-items-title\">Sent Items update</h2>\n\
+             <p id=\"sent-items-enabled\">Off (<code>[sent_items] enabled = false</code>)</p>\n\
+             </section>\n",
+        );
+        return;
+    }
+    let _ = write!(
+        h,
+        "<section aria-labelledby=\"sent-items-title\">\n\
+         <h2 id=\"sent-items-title\">Sent Items update</h2>\n<dl class=\"facts\">\n\
+         <dt>Pending</dt><dd id=\"sent-items-pending\">{}</dd>\n\
+         <dt>Replaced</dt><dd id=\"sent-items-replaced\">{}</dd>\n\
+         <dt>Not found</dt><dd id=\"sent-items-not-found\">{}</dd>\n\
+         <dt>Failed</dt><dd id=\"sent-items-failed\">{}</dd>\n\
+         <dt>Last error</dt><dd id=\"sent-items-last-error\">{}</dd>\n\
+         </dl>\n</section>\n",
+        s.pending,
+        s.replaced,
+        s.not_found,
+        s.failed,
+        s.last_error.as_deref().map_or("none".into(), escape),
+    );
+}
+
 /// The rules in evaluation order, and what applies when none matches.
 fn rules(h: &mut String, state: &AdminState) {
     let set = state.stamper.rules();
@@ -309,7 +364,7 @@ fn rules(h: &mut String, state: &AdminState) {
     );
 }
 
-fn search(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
+fn search(h: &mut String, state: &AdminState, q: &str, view: View) {
     let _ = write!(
         h,
         "<section id=\"preview\" aria-labelledby=\"preview-title\">\n\
@@ -319,29 +374,39 @@ fn search(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
          <input type=\"search\" id=\"q\" name=\"q\" value=\"{}\" \
          placeholder=\"address or part of a name\" autofocus>\n\
          <fieldset>\n<legend>Recipients</legend>\n{}{}</fieldset>\n\
+         <fieldset>\n<legend>Message</legend>\n{}{}</fieldset>\n\
          <button type=\"submit\">Preview</button>\n</form>\n",
         escape(q),
-        radio(Audience::External, audience),
-        radio(Audience::Internal, audience),
+        radio(
+            "audience",
+            Audience::External.as_str(),
+            view.audience.as_str()
+        ),
+        radio(
+            "audience",
+            Audience::Internal.as_str(),
+            view.audience.as_str()
+        ),
+        radio("message", PREVIEW_KINDS[0].as_str(), view.kind.as_str()),
+        radio("message", PREVIEW_KINDS[1].as_str(), view.kind.as_str()),
     );
     if !q.is_empty() {
-        results(h, state, q, audience);
+        results(h, state, q, view);
     }
     h.push_str("</section>\n");
 }
 
-fn radio(this: Audience, chosen: Audience) -> String {
-    let v = this.as_str();
-    let checked = if this == chosen { " checked" } else { "" };
-    format!("<label><input type=\"radio\" name=\"audience\" value=\"{v}\"{checked}> {v}</label>\n")
+fn radio(name: &str, v: &str, chosen: &str) -> String {
+    let checked = if v == chosen { " checked" } else { "" };
+    format!("<label><input type=\"radio\" name=\"{name}\" value=\"{v}\"{checked}> {v}</label>\n")
 }
 
 /// One user previewed, a list of matches, or none.
-fn results(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
+fn results(h: &mut String, state: &AdminState, q: &str, view: View) {
     let dir = &state.directory;
     if let Some(user) = dir.lookup(q) {
         // The address as searched: rules may match that very alias.
-        preview(h, state, &user, q, audience);
+        preview(h, state, &user, q, view);
         return;
     }
     let needle = q.to_lowercase();
@@ -367,7 +432,7 @@ fn results(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
         }
         [one] => {
             let addr = one.addresses().into_iter().next().unwrap_or_default();
-            preview(h, state, one, &addr, audience);
+            preview(h, state, one, &addr, view);
         }
         many => {
             h.push_str("<ul id=\"matches\">\n");
@@ -376,7 +441,7 @@ fn results(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
                 let _ = writeln!(
                     h,
                     "<li><a href=\"{}\">{}</a> &lt;{}&gt;</li>",
-                    preview_href(&addr, audience),
+                    preview_href(&addr, view),
                     escape(u.str("displayName").unwrap_or("")),
                     escape(&addr)
                 );
@@ -389,18 +454,20 @@ fn results(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
     }
 }
 
-fn preview_href(address: &str, audience: Audience) -> String {
+fn preview_href(address: &str, view: View) -> String {
     format!(
-        "/?q={}&amp;audience={}",
+        "/?q={}&amp;audience={}&amp;message={}",
         url_encode(address),
-        audience.as_str()
+        view.audience.as_str(),
+        view.kind.as_str()
     )
 }
 
-/// What `address` gets when writing to `audience`: the rule, the template, the signature.
-fn preview(h: &mut String, state: &AdminState, user: &User, address: &str, audience: Audience) {
+/// What `address` gets in `view`'s message: the rule, the template, the signature.
+fn preview(h: &mut String, state: &AdminState, user: &User, address: &str, view: View) {
     let name = user.str("displayName").unwrap_or("");
-    let Some(p) = state.stamper.preview(address, audience) else {
+    let audience = view.audience;
+    let Some(p) = state.stamper.preview_for(address, audience, view.kind) else {
         // The directory changed between the search and the preview.
         let _ = writeln!(
             h,
@@ -413,11 +480,18 @@ fn preview(h: &mut String, state: &AdminState, user: &User, address: &str, audie
         Audience::Internal => Audience::External,
         Audience::External => Audience::Internal,
     };
+    let other_kind = match view.kind {
+        MessageKind::New => MessageKind::Reply,
+        _ => MessageKind::New,
+    };
     let _ = write!(
         h,
         "<h3 id=\"preview-user\">{name} &lt;{addr}&gt;</h3>\n\
-         <p>Writing to <strong id=\"preview-audience\">{aud}</strong> recipients. \
-         <a id=\"preview-switch\" href=\"{href}\">Show for {other} recipients</a></p>\n\
+         <p>Writing a <strong id=\"preview-message\">{kind}</strong> message to \
+         <strong id=\"preview-audience\">{aud}</strong> recipients. \
+         <a id=\"preview-switch\" href=\"{href}\">Show for {other} recipients</a> · \
+         <a id=\"preview-switch-message\" href=\"{kind_href}\">Show for a {other_kind} \
+         message</a></p>\n\
          <dl class=\"facts\">\n<dt>Rule</dt><dd id=\"preview-rule\">{rule}</dd>\n\
          <dt>Template</dt><dd id=\"preview-template\">{template}</dd>\n</dl>\n\
          <p class=\"why\">For a message sent now that no subject, body or header exception \
@@ -425,8 +499,23 @@ fn preview(h: &mut String, state: &AdminState, user: &User, address: &str, audie
         name = escape(name),
         addr = escape(&p.sender),
         aud = audience.as_str(),
-        href = preview_href(&p.sender, other),
+        kind = view.kind.as_str(),
+        href = preview_href(
+            &p.sender,
+            View {
+                audience: other,
+                ..view
+            }
+        ),
         other = other.as_str(),
+        kind_href = preview_href(
+            &p.sender,
+            View {
+                kind: other_kind,
+                ..view
+            }
+        ),
+        other_kind = other_kind.as_str(),
         rule = rule_fact(state, p.rule.as_deref()),
         template = match &p.template {
             Some(t) => format!("<code>{}</code>", escape(t)),
@@ -467,7 +556,24 @@ fn signature(h: &mut String, p: &Preview, audience: Audience) {
                 escape(&frame_document(&crate::render::preview_html(sig))),
                 escape(&sig.text)
             );
-            images_list(h, &sig.images);
+            if let Some(b) = &p.bottom {
+                let _ = write!(
+                    h,
+                    "<h4>Bottom part (after the quoted thread)</h4>\n<iframe class=\"preview\" \
+                     id=\"preview-bottom-html\" sandbox title=\"HTML bottom part\" \
+                     srcdoc=\"{}\"></iframe>\n\
+                     <pre class=\"text\" id=\"preview-bottom-text\">{}</pre>\n",
+                    escape(&frame_document(&crate::render::preview_html(b))),
+                    escape(&b.text)
+                );
+            }
+            let mut images = sig.images.clone();
+            for img in p.bottom.iter().flat_map(|b| b.images.iter()) {
+                if !images.iter().any(|i| i.cid == img.cid) {
+                    images.push(img.clone());
+                }
+            }
+            images_list(h, &images);
         }
         (None, Some(e)) => {
             let _ = writeln!(

@@ -57,20 +57,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let photo_store =
         directory::graph::photos::open(config.graph.as_ref(), config.directory.snapshot.as_deref())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ldap_photos = Arc::new(directory::ldap::photos::LdapPhotos::default());
     let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
         Some(store) => store.clone(),
+        None if config.ldap.is_some() => ldap_photos.clone(),
         None => Arc::new(directory::photo::NoPhotos),
     };
-    let templates = match &config.templates.dir {
-        Some(dir) => Templates::load_with(dir, &config.templates.image_options())
-            .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
-        None => Templates::embedded(),
-    }
-    .with_photos(photos.clone());
-    let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
-    rules.check_templates(&config.templates.default, |t| templates.has(t))?;
-    let mut stamper = Stamper::new(directory.clone(), templates).with_rules(rules);
-    stamper.template = config.templates.default.clone();
+    log_source(&config);
+    // Opened before any edge starts, so a bad spool path stops start-up naming the key.
+    let (sent_items, sent_items_rx) = if config.sent_items.enabled {
+        let (h, rx) = crate::sent_items::SentItems::open(
+            &config.sent_items,
+            directory.clone(),
+            metrics.clone(),
+        )?;
+        (h, Some(rx))
+    } else {
+        (crate::sent_items::SentItems::disabled(), None)
+    };
+    let stamper = build_stamper(&config, directory.clone(), photos.clone())?;
     let drain_time = config
         .smtp
         .as_ref()
@@ -83,6 +88,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         status,
         photos,
+        sent_items,
         shutdown: shutdown.clone(),
     });
 
@@ -96,6 +102,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             app.metrics.clone(),
             app.status.clone(),
             shutdown.clone(),
+            app.sent_items.clone(),
         );
         edges.spawn(named("smtp", run));
     }
@@ -130,15 +137,46 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .flat_map(|r| r.group.iter().cloned())
             .collect(),
     };
-    edges.spawn(named(
-        "graph",
-        directory::graph::run(
-            app.config.graph.clone(),
-            app.sync_target(Arc::new(SystemClock)),
-            extras,
+    if app.config.ldap.is_some() {
+        edges.spawn(named(
+            "ldap",
+            directory::ldap::run(
+                app.config.ldap.clone(),
+                app.sync_target(Arc::new(SystemClock)),
+                ldap_photos,
+                shutdown.clone(),
+            ),
+        ));
+    } else {
+        edges.spawn(named(
+            "graph",
+            directory::graph::run(
+                app.config.graph.clone(),
+                app.sync_target(Arc::new(SystemClock)),
+                extras,
+                shutdown.clone(),
+            ),
+        ));
+    }
+    if let (Some(rx), Some(graph)) = (sent_items_rx, &app.config.graph) {
+        let clock: Arc<dyn directory::graph::clock::Clock> =
+            Arc::new(directory::graph::clock::SystemClock);
+        let client = graph
+            .client(clock.clone(), crate::sent_items::worker::retry_policy())
+            .map_err(|e| anyhow::anyhow!("sent items: {e}"))?;
+        let worker = crate::sent_items::worker::run(
+            app.sent_items.clone(),
+            rx,
+            client,
+            clock,
+            app.config.sent_items.clone(),
             shutdown.clone(),
-        ),
-    ));
+        );
+        edges.spawn(async move {
+            worker.await;
+            Ok(())
+        });
+    }
     if let Some(path) = app.config.directory.overrides.clone() {
         let (dir, cancel) = (app.directory.clone(), shutdown.clone());
         edges.spawn(async move {
@@ -187,6 +225,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The stamper of a configuration: its templates, image modes, rules, default template and
+/// `[stamp]` options, over `directory`. `sigstamp stamp --config` builds the same one.
+pub fn build_stamper(
+    config: &Config,
+    directory: Arc<Directory>,
+    photos: Arc<dyn directory::photo::PhotoSource>,
+) -> anyhow::Result<Stamper> {
+    let templates = match &config.templates.dir {
+        Some(dir) => Templates::load_with(dir, &config.templates.image_options())
+            .map_err(|e| anyhow::anyhow!("config key `templates.dir` ({}): {e}", dir.display()))?,
+        None => Templates::embedded(),
+    }
+    .with_photos(photos);
+    let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
+    rules.check_templates(&config.templates.default, |t| templates.has(t))?;
+    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
+    stamper.template = config.templates.default.clone();
+    stamper.options = config.stamp.options();
+    Ok(stamper)
 }
 
 async fn named(
@@ -259,7 +318,8 @@ pub fn build_directory(
         loaded(&dir, metrics, status, time::OffsetDateTime::now_utc());
     }
     create_state_folders(config);
-    if let (Some(path), Some(_)) = (&config.directory.snapshot, &config.graph) {
+    let synced = config.graph.is_some() || config.ldap.is_some();
+    if let (Some(path), true) = (&config.directory.snapshot, synced) {
         // Read once, here; a bad snapshot or folder shows on /status, never fatal.
         if let Some(snap) = directory::snapshot::open_at_start(path, &dir, status) {
             loaded(&dir, metrics, status, snap.written_at);
@@ -272,6 +332,20 @@ pub fn build_directory(
         &dir,
     );
     Ok(dir)
+}
+
+/// Start-up says which directory source is in use (one at a time; config validation
+/// refuses [graph] and [ldap] together).
+fn log_source(config: &Config) {
+    if let Some(l) = &config.ldap {
+        tracing::info!(url = %l.url, base_dn = %l.base_dn, "directory source: LDAP");
+    } else if let Some(g) = &config.graph {
+        tracing::info!(tenant = %g.tenant_id, "directory source: Microsoft Graph");
+    } else if let Some(f) = &config.directory.file {
+        tracing::info!(file = %f.display(), "directory source: JSON file");
+    } else {
+        tracing::info!("directory source: none (overrides only)");
+    }
 }
 
 /// Create the folders of every state file sigstamp writes (0700) before anything is loaded,

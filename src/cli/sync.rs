@@ -1,5 +1,5 @@
-//! `sigstamp sync --once --config FILE`: one full Graph sync, the snapshot written, a summary
-//! printed. The background sync of `sigstamp serve` uses the same code.
+//! `sigstamp sync --once --config FILE`: one full Graph (or `[ldap]`) sync, the snapshot
+//! written, a summary printed. The background sync of `sigstamp serve` uses the same code.
 
 use super::CliResult;
 use crate::directory::graph::clock::SystemClock;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The TOML configuration file (its [graph] and [directory] sections).
+    /// The TOML configuration file (its [graph] or [ldap], and [directory] sections).
     #[arg(long)]
     pub config: PathBuf,
     /// Run one sync and exit (`sigstamp serve` syncs continuously).
@@ -30,10 +30,6 @@ pub fn run(args: Args) -> CliResult {
     }
     super::init_tracing();
     let config = crate::app::load_config(&args.config)?;
-    let graph = config
-        .graph
-        .clone()
-        .ok_or("the config has no [graph] section")?;
     let sink = SyncTarget {
         directory: Arc::new(Directory::new()),
         status: Arc::default(),
@@ -41,6 +37,13 @@ pub fn run(args: Args) -> CliResult {
         snapshot: config.directory.snapshot.clone(),
         clock: Arc::new(SystemClock),
     };
+    if let Some(ldap) = &config.ldap {
+        return ldap_once(ldap, &sink);
+    }
+    let graph = config
+        .graph
+        .clone()
+        .ok_or("the config has no [graph] or [ldap] section")?;
     // Delta pages carry no total, so a spinner with counts; hidden when stderr is no terminal.
     let bar = ProgressBar::new_spinner();
     bar.set_style(
@@ -60,21 +63,52 @@ pub fn run(args: Args) -> CliResult {
                 "synced {} users from Microsoft Graph: {} pages in {:.1?}",
                 report.users, report.pages, report.duration
             );
-            match (written, &sink.snapshot) {
-                (Ok(()), Some(p)) => println!("snapshot written to {}", p.display()),
-                (Ok(()), None) => println!("no [directory] snapshot configured; nothing written"),
-                (Err(e), _) => {
-                    eprintln!("sigstamp sync: {e}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            Ok(snapshot_written(written, &sink))
         }
         Err(e) => {
             let st = describe(&e, time::OffsetDateTime::now_utc());
             eprintln!("sigstamp sync: failed: {e}");
             let code = st.error_code.as_deref().unwrap_or("-");
             eprintln!("token state: {:?} ({code}): {}", st.state, st.description);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Say where the snapshot went; failure when it could not be written.
+fn snapshot_written(
+    written: Result<(), crate::directory::snapshot::SnapshotError>,
+    sink: &SyncTarget,
+) -> ExitCode {
+    match (written, &sink.snapshot) {
+        (Ok(()), Some(p)) => println!("snapshot written to {}", p.display()),
+        (Ok(()), None) => println!("no [directory] snapshot configured; nothing written"),
+        (Err(e), _) => {
+            eprintln!("sigstamp sync: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// One full round from `[ldap]`.
+fn ldap_once(cfg: &crate::directory::ldap::LdapConfig, sink: &SyncTarget) -> CliResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match rt.block_on(crate::directory::ldap::sync_once(cfg, sink)) {
+        Ok((report, written)) => {
+            println!(
+                "synced {} users from LDAP ({}): {} pages in {:.1?}",
+                report.users, cfg.url, report.pages, report.duration
+            );
+            Ok(snapshot_written(written, sink))
+        }
+        Err(e) => {
+            let st = crate::directory::ldap::error::describe(&e, time::OffsetDateTime::now_utc());
+            eprintln!("sigstamp sync: failed: {e}");
+            let code = st.error_code.as_deref().unwrap_or("-");
+            eprintln!("LDAP state: {:?} ({code}): {}", st.state, st.description);
             Ok(ExitCode::FAILURE)
         }
     }

@@ -173,6 +173,16 @@ impl GraphConfig {
     }
 }
 
+/// `localhost` or a loopback address (IPv6 in brackets or not).
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// https everywhere, plain http only towards loopback (the tests' fake).
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let parsed = reqwest::Url::parse(url)
@@ -180,14 +190,7 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     match parsed.scheme() {
         "https" => Ok(()),
         "http" => {
-            let host = parsed.host_str().unwrap_or("");
-            let loopback = host.eq_ignore_ascii_case("localhost")
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
+            if is_loopback_host(parsed.host_str().unwrap_or("")) {
                 Ok(())
             } else {
                 Err(ConfigError::invalid(

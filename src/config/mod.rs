@@ -10,19 +10,25 @@ pub mod admin;
 pub mod directory;
 pub mod duration;
 pub mod graph;
+pub mod ldap;
 pub mod milter;
 pub mod notify;
 pub mod rules;
+pub mod sent_items;
 pub mod smtp;
+pub mod stamp;
 pub mod templates;
 
 pub use admin::AdminConfig;
 pub use directory::DirectoryConfig;
 pub use graph::{AssertionAlgorithm, GraphConfig, MIN_PHOTO_REFRESH};
+pub use ldap::LdapConfig;
 pub use milter::{Listen, MilterConfig, OnError};
 pub use notify::{Hop, NotifyConfig};
 pub use rules::{OneOrMany, RecipientsConfig, RuleConfig};
+pub use sent_items::SentItemsConfig;
 pub use smtp::{NextHopTls, SmtpConfig};
+pub use stamp::StampConfig;
 pub use templates::{ImageMode, TemplatesConfig};
 
 use serde::Deserialize;
@@ -59,7 +65,11 @@ pub struct Config {
     pub directory: DirectoryConfig,
     #[serde(default)]
     pub templates: TemplatesConfig,
+    #[serde(default)]
+    pub stamp: StampConfig,
     pub graph: Option<GraphConfig>,
+    /// `[ldap]`: Active Directory / OpenLDAP instead of Graph (one source at a time).
+    pub ldap: Option<LdapConfig>,
     #[serde(default)]
     pub admin: AdminConfig,
     pub notify: Option<NotifyConfig>,
@@ -69,6 +79,9 @@ pub struct Config {
     /// `[recipients] internal_domains`, for rules by recipient.
     #[serde(default)]
     pub recipients: RecipientsConfig,
+    /// `[sent_items]`: replace the sender's sent copy with the stamped one (off by default).
+    #[serde(default)]
+    pub sent_items: SentItemsConfig,
     /// Renamed keys this file still uses, as (old, new) key paths (`app::load_config` logs a
     /// deprecation warning for each).
     #[serde(skip)]
@@ -134,7 +147,17 @@ impl Config {
         if let Some(g) = &self.graph {
             g.validate()?;
         }
+        if let Some(l) = &self.ldap {
+            if self.graph.is_some() {
+                return Err(ConfigError::invalid(
+                    "ldap",
+                    "[graph] and [ldap] are both set: sigstamp reads one directory source at a time; remove one of the sections",
+                ));
+            }
+            l.validate()?;
+        }
         self.admin.validate()?;
+        self.sent_items.validate(self.graph.as_ref())?;
         self.templates.validate()?;
         if let Some(n) = &self.notify {
             n.validate(self.smtp.as_ref().map(|s| s.next_hop.as_str()))?;

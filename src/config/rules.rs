@@ -24,6 +24,12 @@ pub struct RuleConfig {
     pub group: Vec<String>,
     /// `internal`, `external` or `any` (the default).
     pub recipients: Option<String>,
+    /// `new`, `reply`, `forward`, `auto-reply` or `any` (the default); one or a list.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub message: Vec<String>,
+    /// Not when the quoted thread already holds this sender's signature of this template.
+    #[serde(default)]
+    pub once_per_thread: bool,
     #[serde(default, deserialize_with = "one_or_many")]
     pub except_subject: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]

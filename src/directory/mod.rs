@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod graph;
+pub mod ldap;
 pub mod memberships;
 pub mod overrides;
 pub mod photo;
@@ -31,6 +32,7 @@ pub enum Source {
     Empty,
     File,
     Graph,
+    Ldap,
     Snapshot,
 }
 
@@ -40,6 +42,7 @@ impl Source {
             Source::Empty => "empty",
             Source::File => "file",
             Source::Graph => "graph",
+            Source::Ldap => "ldap",
             Source::Snapshot => "snapshot",
         }
     }

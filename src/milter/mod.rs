@@ -130,6 +130,8 @@ pub struct MilterHandles {
     pub status: Arc<Status>,
     /// Stop accepting, let messages in progress finish.
     pub shutdown: CancellationToken,
+    /// Queues the Sent Items update of stamped messages Postfix is answered about.
+    pub sent_items: crate::sent_items::SentItems,
 }
 
 /// Run the milter until `handles.shutdown` fires, then let messages in progress finish.

@@ -238,8 +238,9 @@ impl Session {
         // Inline or on the blocking pool by size. A panic in stamping is contained in
         // `stamp_message` (outcome `internal_error`, message unchanged); only a failed
         // blocking task is answered per `on_error`.
+        let keep = self.handles.sent_items.enabled();
         let outcome = pipeline::run(size, move || {
-            stamp_message(&stamper, msg, macro_addr, leadspc)
+            stamp_message(&stamper, msg, macro_addr, leadspc, keep)
         })
         .await;
         metrics
@@ -251,6 +252,12 @@ impl Session {
                 match s.changes {
                     Some(changes) => {
                         debug!(sender = %s.detail, "milter: stamped");
+                        // Queued as we accept: the milter protocol says nothing after end
+                        // of message, so this is the last point Postfix tells us about
+                        // (see docs/sent-items.md).
+                        if let Some(message) = s.stamped {
+                            self.handles.sent_items.enqueue(&s.detail, message);
+                        }
                         answer(changes, s.body_changed)
                     }
                     None => {
@@ -285,6 +292,8 @@ struct Stamping {
     changes: Option<MtaChanges>,
     /// The body differs (replace it); else only headers change.
     body_changed: bool,
+    /// The stamped message, when asked to keep it (Sent Items).
+    stamped: Option<Vec<u8>>,
 }
 
 /// Rebuild the message, run the pipeline, compute what the MTA must change.
@@ -293,6 +302,7 @@ fn stamp_message(
     msg: Message,
     macro_addr: Option<String>,
     leadspc: bool,
+    keep: bool,
 ) -> Stamping {
     let raw = message::rebuild(&msg.headers, &msg.body, leadspc);
     drop(msg.headers);
@@ -312,9 +322,12 @@ fn stamp_message(
             Verdict::Stamped { sender, .. } => sender.clone(),
             Verdict::Unchanged(why) => why.to_string(),
         };
-        let changes = match verdict {
-            Verdict::Stamped { message, .. } => Some(message::edits(&raw, &message, leadspc)),
-            Verdict::Unchanged(_) => None,
+        let (changes, stamped) = match verdict {
+            Verdict::Stamped { message, .. } => (
+                Some(message::edits(&raw, &message, leadspc)),
+                keep.then_some(message),
+            ),
+            Verdict::Unchanged(_) => (None, None),
         };
         let body_changed = changes.as_ref().is_some_and(|c| c.body != msg.body);
         Stamping {
@@ -322,6 +335,7 @@ fn stamp_message(
             detail,
             changes,
             body_changed,
+            stamped,
         }
     });
     stamped.unwrap_or_else(|p| Stamping {
@@ -329,6 +343,7 @@ fn stamp_message(
         detail: p.reason,
         changes: None,
         body_changed: false,
+        stamped: None,
     })
 }
 
@@ -520,6 +535,7 @@ mod tests {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             status: Arc::new(crate::status::Status::default()),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            sent_items: Default::default(),
         };
         let settings = Settings {
             on_error,

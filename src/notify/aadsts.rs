@@ -36,6 +36,10 @@ pub fn explain(code: Option<&str>) -> Explanation {
             GENERIC,
         );
     };
+    // The LDAP source's codes (`invalidCredentials/775`, `tlsCertificate`, …).
+    if let Some((meaning, action)) = crate::directory::ldap::error::explain(code) {
+        return make(code.into(), &meaning, &action);
+    }
     let digits = code.strip_prefix("AADSTS").unwrap_or(code);
     let Ok(n) = digits.parse::<u32>() else {
         return match code {

@@ -287,6 +287,27 @@ pub struct Context {
     pub source: &'static str,
     pub last_sync: Option<OffsetDateTime>,
     pub interval: Duration,
+    /// The directory source is `[ldap]` (its bind, not a Graph token, is what failed).
+    pub ldap: bool,
+}
+
+impl Context {
+    /// What failed, for subjects and texts.
+    fn credential(&self) -> &'static str {
+        if self.ldap {
+            "LDAP directory bind"
+        } else {
+            "Microsoft Graph token"
+        }
+    }
+
+    fn service(&self) -> &'static str {
+        if self.ldap {
+            "the LDAP directory server"
+        } else {
+            "Microsoft Graph"
+        }
+    }
 }
 
 /// Plain-text mail reads best, and stays 7bit, with lines under 76 columns.
@@ -419,16 +440,14 @@ fn expired_mail(token: &TokenStatus, reminder: bool, ctx: &Context) -> Mail {
     let ex = aadsts::explain(token.error_code.as_deref());
     let meaning = ex.meaning.trim_end_matches('.');
     let state = if reminder { "still expired" } else { "expired" };
+    let what = ctx.credential();
     let subject = match &token.error_code {
-        Some(_) => format!(
-            "sigstamp: Microsoft Graph token {state}: {} ({meaning})",
-            ex.code
-        ),
-        None => format!("sigstamp: Microsoft Graph token {state} ({meaning})"),
+        Some(_) => format!("sigstamp: {what} {state}: {} ({meaning})", ex.code),
+        None => format!("sigstamp: {what} {state} ({meaning})"),
     };
     let last_sync = ctx.last_sync.map(rfc3339).unwrap_or_else(|| "never".into());
     let body = format!(
-        "sigstamp can no longer read the directory from Microsoft Graph.\n\
+        "sigstamp can no longer read the directory from {service}.\n\
          \n\
          State:       expired since {since}\n\
          Error code:  {code}\n\
@@ -440,8 +459,9 @@ fn expired_mail(token: &TokenStatus, reminder: bool, ctx: &Context) -> Mail {
          Meanwhile mail is still stamped with the last-known directory values:\n\
          {users} users from {source}, last successful sync: {last_sync}.\n\
          \n\
-         sigstamp keeps retrying and sends one more message when the token works again.\n\
+         sigstamp keeps retrying and sends one more message when it works again.\n\
          Until then this message repeats every {every}.\n",
+        service = ctx.service(),
         since = rfc3339(token.since),
         code = ex.code,
         meaning_full = ex.meaning,
@@ -459,13 +479,14 @@ fn expired_mail(token: &TokenStatus, reminder: bool, ctx: &Context) -> Mail {
 
 fn recovered_mail(code: Option<&str>, expired_since: OffsetDateTime, ctx: &Context) -> Mail {
     let code = code.map(|c| aadsts::explain(Some(c)).code);
-    let subject = "sigstamp: Microsoft Graph token valid again".to_string();
+    let subject = format!("sigstamp: {} valid again", ctx.credential());
     let body = format!(
-        "The Microsoft Graph token works again ({now}).\n\
+        "The {what} works again ({now}).\n\
          It had been expired since {since}{code}.\n\
          \n\
          The directory syncs again; changed values are used without a restart \
          ({users} users from {source} right now).\n",
+        what = ctx.credential(),
         now = rfc3339(ctx.now),
         since = rfc3339(expired_since),
         code = code.map(|c| format!(" ({c})")).unwrap_or_default(),
@@ -686,6 +707,38 @@ mod tests {
     }
 
     #[test]
+    fn ldap_texts_name_the_bind_and_explain_ad_codes() {
+        let ctx = Context {
+            now: T0,
+            users: 3,
+            source: "ldap",
+            last_sync: None,
+            interval: DAY,
+            ldap: true,
+        };
+        let m = Alert::TokenExpired {
+            token: token(TokenState::Expired, Some("invalidCredentials/775")),
+            reminder: false,
+        }
+        .mail(&ctx);
+        assert!(
+            m.subject
+                .starts_with("sigstamp: LDAP directory bind expired: invalidCredentials/775"),
+            "{}",
+            m.subject
+        );
+        assert!(m.body.contains("locked out"), "{}", m.body);
+        assert!(m.body.contains("Unlock the service account"), "{}", m.body);
+        assert!(!m.body.contains("Graph"), "{}", m.body);
+        let r = Alert::TokenRecovered {
+            code: Some("invalidCredentials/775".into()),
+            expired_since: T0,
+        }
+        .mail(&ctx);
+        assert_eq!(r.subject, "sigstamp: LDAP directory bind valid again");
+    }
+
+    #[test]
     fn texts_carry_code_meaning_and_action() {
         let ctx = Context {
             now: T0,
@@ -693,6 +746,7 @@ mod tests {
             source: "snapshot",
             last_sync: None,
             interval: DAY,
+            ldap: false,
         };
         let tok = token(TokenState::Expired, Some("AADSTS7000222"));
         let m = Alert::TokenExpired {

@@ -63,6 +63,8 @@ pub struct NotifySetup {
     pub client_certificate: Option<PathBuf>,
     /// `[directory] snapshot`: the state file's default folder.
     pub snapshot: Option<PathBuf>,
+    /// The directory source is `[ldap]`: mails name the LDAP bind, not a Graph token.
+    pub ldap: bool,
 }
 
 /// What the notifier watches and counts into.
@@ -85,6 +87,7 @@ pub struct Notifier {
     failures: u32,
     retry_at: Option<OffsetDateTime>,
     state_path: Option<PathBuf>,
+    ldap: bool,
 }
 
 impl Notifier {
@@ -112,6 +115,7 @@ impl Notifier {
             failures: 0,
             retry_at: None,
             state_path,
+            ldap: setup.ldap,
         })
     }
 
@@ -181,6 +185,7 @@ impl Notifier {
             source: dir.source().as_str(),
             last_sync: **self.handles.status.last_sync.load(),
             interval: self.interval,
+            ldap: self.ldap,
         }
     }
 

@@ -229,7 +229,7 @@ pub(super) fn load_image(dir: &Path, name: &str, base_url: Option<&str>) -> Resu
 }
 
 /// The content type from the first bytes (SVG, being text, by its name and an `<svg` tag).
-pub(super) fn sniff(bytes: &[u8], name: &str) -> Option<&'static str> {
+pub(crate) fn sniff(bytes: &[u8], name: &str) -> Option<&'static str> {
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         Some("image/png")
     } else if bytes.starts_with(b"\xFF\xD8\xFF") {

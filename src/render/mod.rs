@@ -1,4 +1,6 @@
 //! Signature templates: `<name>.html.hbs` and `<name>.txt.hbs` rendered with handlebars.
+//! A template may have a second part, `<name>.bottom.html.hbs` + `<name>.bottom.txt.hbs`,
+//! that goes at the very end of the body, after the quoted thread (disclaimers, banners).
 //!
 //! Two registries: the HTML one escapes every value, the text one escapes nothing. Templates
 //! are parsed once at load; a render is a walk over the parsed tree (it runs per message).
@@ -10,7 +12,7 @@
 
 mod cache;
 mod helpers;
-mod images;
+pub(crate) mod images;
 
 pub use images::{ImageMode, ImageOptions, MAX_IMAGE_BYTES};
 
@@ -26,6 +28,13 @@ use std::sync::Arc;
 
 const HTML_EXT: &str = ".html.hbs";
 const TEXT_EXT: &str = ".txt.hbs";
+/// `<name>.bottom` is the bottom part of template `<name>`, never a template of its own.
+const BOTTOM: &str = ".bottom";
+
+/// The template a bottom part belongs to.
+fn bottom_of(name: &str) -> Option<&str> {
+    name.strip_suffix(BOTTOM).filter(|n| !n.is_empty())
+}
 
 /// The shipped templates, compiled into the binary.
 const EMBEDDED: &[(&str, &str, &str)] = &[(
@@ -125,8 +134,17 @@ impl Templates {
             };
             return Err(RenderError::Unpaired { present, missing });
         }
-        if html.is_empty() {
+        if html.iter().all(|n| bottom_of(n).is_some()) {
             return Err(RenderError::Empty(dir.display().to_string()));
+        }
+        if let Some((n, main)) = html
+            .iter()
+            .find_map(|n| bottom_of(n).filter(|m| !html.contains(*m)).map(|m| (n, m)))
+        {
+            return Err(RenderError::Unpaired {
+                present: shown(n, HTML_EXT),
+                missing: shown(main, HTML_EXT),
+            });
         }
         let read = |path: String| -> Result<(String, String), RenderError> {
             let src = std::fs::read_to_string(&path).map_err(|source| RenderError::Io {
@@ -186,6 +204,15 @@ impl Templates {
             helpers::register(reg);
         }
         let mut names = BTreeMap::new();
+        // A bottom part links its images as its template does.
+        let mut opts = opts.clone();
+        for pair in &pairs {
+            let mode = bottom_of(&pair.name).and_then(|main| opts.modes.get(main).copied());
+            if let Some(mode) = mode {
+                opts.modes.entry(pair.name.clone()).or_insert(mode);
+            }
+        }
+        let opts = &opts;
         for pair in pairs {
             register(&mut html, &pair.name, &pair.html)?;
             register(&mut text, &pair.name, &pair.text)?;
@@ -241,12 +268,28 @@ impl Templates {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.names.contains_key(name)
+        bottom_of(name).is_none() && self.names.contains_key(name)
     }
 
-    /// The template names, sorted.
+    /// The template names, sorted (bottom parts are not templates of their own).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.keys().map(String::as_str)
+        self.names
+            .keys()
+            .map(String::as_str)
+            .filter(|n| bottom_of(n).is_none())
+    }
+
+    /// Whether template `name` has a bottom part.
+    pub fn has_bottom(&self, name: &str) -> bool {
+        self.has(name) && self.names.contains_key(&format!("{name}{BOTTOM}"))
+    }
+
+    /// Render the bottom part of template `name` for `user`; `None` when it has none.
+    pub fn render_bottom(&self, name: &str, user: &User) -> Result<Option<Signature>, RenderError> {
+        if !self.has_bottom(name) {
+            return Ok(None);
+        }
+        self.render_part(&format!("{name}{BOTTOM}"), user).map(Some)
     }
 
     /// Render template `name` for `user`.
@@ -258,6 +301,11 @@ impl Templates {
         if !self.has(name) {
             return Err(RenderError::Missing(name.into()));
         }
+        self.render_part(name, user)
+    }
+
+    /// A main or a bottom part, by its key in the registries.
+    fn render_part(&self, name: &str, user: &User) -> Result<Signature, RenderError> {
         let photo = if self.photo_templates.contains(name) {
             user.id().and_then(|id| self.photos.photo(id))
         } else {

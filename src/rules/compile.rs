@@ -1,6 +1,7 @@
 //! `[[rules]]` as written → [`Rule`]s, checked. Every error names its key, counting
 //! `[[rules]]` tables from 1 as the admin page does: `rules[2].until: …`.
 
+use super::conversation::Kinds;
 use super::dates::{parse_bound, Edge, Window};
 use super::exceptions::{HeaderTest, Keywords};
 use super::matchers::{normalize_domain, valid_domain, AttributeMatch, Domains};
@@ -80,6 +81,7 @@ pub fn rule(position: usize, c: &RuleConfig, internal: &Domains) -> Result<Rule,
                 .into(),
         ));
     }
+    let kinds = Kinds::parse(&c.message).map_err(|m| err("message", m))?;
     nonblank("except_subject", &c.except_subject)?;
     nonblank("except_body", &c.except_body)?;
     let except_header = c
@@ -118,6 +120,12 @@ pub fn rule(position: usize, c: &RuleConfig, internal: &Domains) -> Result<Rule,
         Some(t) if t.eq_ignore_ascii_case(NONE) => Action::NoSignature,
         Some(t) => Action::Template(t.to_string()),
     };
+    if c.once_per_thread && action == Action::NoSignature {
+        return Err(err(
+            "once_per_thread",
+            "this rule gives no signature, so there is none to find in the thread".into(),
+        ));
+    }
     Ok(Rule {
         position,
         name: c.name.as_ref().map(|n| n.trim().to_string()),
@@ -130,6 +138,8 @@ pub fn rule(position: usize, c: &RuleConfig, internal: &Domains) -> Result<Rule,
         attributes,
         groups: (!c.group.is_empty()).then(|| AttributeMatch::new(MEMBER_OF, &c.group)),
         recipients,
+        kinds,
+        once_per_thread: c.once_per_thread,
         except_subject: Keywords::new(&c.except_subject),
         except_body: Keywords::new(&c.except_body),
         except_header,

@@ -2,15 +2,24 @@
 //! when a rule that got that far has an exception needing it, and at most once per message
 //! (headers and body separately: the body parse is the expensive one).
 
-use mail_parser::{Message, MessageParser};
+use super::conversation::{self, MessageKind, Quoted};
+use crate::stamp::Signature;
+use mail_parser::{Message, MessageParser, PartType};
 use std::cell::OnceCell;
 
-/// What the exceptions look at, computed on first use.
+/// The sender's rendered signature for a template name (for `once_per_thread`).
+pub type SignatureOf<'a> = &'a dyn Fn(&str) -> Option<Signature>;
+
+/// What the exceptions and the conversation matchers look at, computed on first use.
 pub struct MessageFacts<'a> {
     raw: Option<&'a [u8]>,
     headers: OnceCell<Option<Message<'a>>>,
+    full: OnceCell<Option<Message<'a>>>,
     subject: OnceCell<String>,
     body: OnceCell<String>,
+    kind: OnceCell<MessageKind>,
+    quoted: OnceCell<Quoted>,
+    signature_of: Option<SignatureOf<'a>>,
 }
 
 impl<'a> MessageFacts<'a> {
@@ -27,9 +36,98 @@ impl<'a> MessageFacts<'a> {
         MessageFacts {
             raw,
             headers: OnceCell::new(),
+            full: OnceCell::new(),
             subject: OnceCell::new(),
             body: OnceCell::new(),
+            kind: OnceCell::new(),
+            quoted: OnceCell::new(),
+            signature_of: None,
         }
+    }
+
+    /// Facts about no message, as if it were of this kind (the previews: a new message or a
+    /// reply).
+    pub fn none_of_kind(kind: MessageKind) -> Self {
+        let f = Self::none();
+        let _ = f.kind.set(kind);
+        f
+    }
+
+    /// How to render the sender's signature, for `once_per_thread`.
+    pub fn with_signatures(mut self, signature_of: SignatureOf<'a>) -> Self {
+        self.signature_of = Some(signature_of);
+        self
+    }
+
+    fn full(&self) -> Option<&Message<'a>> {
+        self.full
+            .get_or_init(|| self.raw.and_then(|r| MessageParser::new().parse(r)))
+            .as_ref()
+    }
+
+    /// The decoded HTML and text bodies as written (an HTML body is not turned into text,
+    /// nor text into HTML).
+    fn bodies(&self) -> (Vec<&str>, Vec<&str>) {
+        let Some(m) = self.full() else {
+            return (Vec::new(), Vec::new());
+        };
+        let html = (0..m.html_body_count())
+            .filter_map(|i| match &m.html_part(i as u32)?.body {
+                PartType::Html(h) => Some(h.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let text = (0..m.text_body_count())
+            .filter_map(|i| match &m.text_part(i as u32)?.body {
+                PartType::Text(t) => Some(t.as_ref()),
+                _ => None,
+            })
+            .collect();
+        (html, text)
+    }
+
+    /// New, reply, forward or auto-reply (see `conversation`). No message: new.
+    pub fn kind(&self) -> MessageKind {
+        *self.kind.get_or_init(|| {
+            if !self.has_message() {
+                return MessageKind::New;
+            }
+            let auto = self.header_values("auto-submitted").iter().any(|v| {
+                let first = v.split([';', ' ', '(']).next().unwrap_or_default();
+                first.eq_ignore_ascii_case("auto-replied")
+            });
+            if auto {
+                return MessageKind::AutoReply;
+            }
+            if let Some(k) = conversation::subject_kind(self.subject()) {
+                return k;
+            }
+            let (html, text) = self.bodies();
+            if conversation::body_is_forward(html.first().copied(), text.first().copied()) {
+                return MessageKind::Forward;
+            }
+            let threaded = self
+                .headers()
+                .is_some_and(|h| !h.in_reply_to().is_empty() || !h.references().is_empty());
+            if threaded {
+                MessageKind::Reply
+            } else {
+                MessageKind::New
+            }
+        })
+    }
+
+    /// Whether the quoted part of the message already holds the sender's signature of
+    /// `template` (`once_per_thread`). No message, or no way to render: no.
+    pub fn thread_holds(&self, template: &str) -> bool {
+        let Some(sig) = self.signature_of.and_then(|f| f(template)) else {
+            return false;
+        };
+        let quoted = self.quoted.get_or_init(|| {
+            let (html, text) = self.bodies();
+            Quoted::new(html.into_iter(), text.into_iter())
+        });
+        quoted.holds(&sig)
     }
 
     pub fn has_message(&self) -> bool {
@@ -55,7 +153,7 @@ impl<'a> MessageFacts<'a> {
     /// The decoded text of the message's text bodies (HTML-only bodies as text), lowercased.
     pub fn body(&self) -> &str {
         self.body.get_or_init(|| {
-            let Some(msg) = self.raw.and_then(|r| MessageParser::new().parse(r)) else {
+            let Some(msg) = self.full() else {
                 return String::new();
             };
             let mut out = String::new();

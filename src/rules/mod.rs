@@ -1,12 +1,13 @@
 //! Signature rules (`[[rules]]`): which template, if any, a sender's message gets, by
 //! sender (address, domain, attribute, group), recipients (internal or external),
-//! exceptions (subject, body, header) and date window. Rules are tried in file order; the
+//! message (new, reply, forward, auto-reply), exceptions (subject, body, header), date
+//! window and `once_per_thread`. Rules are tried in file order; the
 //! first that matches decides; no match means `[templates] default`.
 //!
 //! Pure: no I/O. The pipeline finds the sender and asks [`RuleSet::choose`] per audience.
 
 mod compile;
-
+pub mod conversation;
 mod dates;
 mod eval;
 mod exceptions;
@@ -17,6 +18,7 @@ pub use crate::config::{RecipientsConfig, RuleConfig};
 /// `group` matches against this attribute, filled by the Graph group sync.
 pub use crate::directory::memberships::MEMBER_OF;
 pub use compile::NONE;
+pub use conversation::{Kinds, MessageKind};
 pub use eval::RuleSet;
 pub use exceptions::MessageFacts;
 pub use matchers::Domains;

@@ -1,5 +1,6 @@
 //! One compiled rule: its matchers, exceptions, window and action.
 
+use super::conversation::Kinds;
 use super::dates::Window;
 use super::exceptions::{HeaderTest, Keywords, MessageFacts};
 use super::matchers::{domain_of, AttributeMatch, Domains};
@@ -63,6 +64,9 @@ pub struct Rule {
     /// Group names or ids as written (matched like an attribute on `memberOf`).
     pub(super) groups: Option<AttributeMatch>,
     pub(super) recipients: Recipients,
+    /// `message`: which kinds of message (new, reply, forward, auto-reply).
+    pub(super) kinds: Kinds,
+    pub(super) once_per_thread: bool,
     pub(super) except_subject: Keywords,
     pub(super) except_body: Keywords,
     pub(super) except_header: Vec<HeaderTest>,
@@ -112,7 +116,18 @@ impl Rule {
         self.recipients.admits(audience)
             && self.window.is_active(now)
             && self.matches_sender(sender)
+            && (self.kinds.is_any() || self.kinds.admits(facts.kind()))
             && !self.excepted(facts)
+            && !self.seen_in_thread(facts)
+    }
+
+    /// `once_per_thread`: the quoted thread already holds this template's signature of the
+    /// sender. Last: it renders the signature and reads the whole body.
+    fn seen_in_thread(&self, facts: &MessageFacts<'_>) -> bool {
+        match (self.once_per_thread, self.template()) {
+            (true, Some(t)) => facts.has_message() && facts.thread_holds(t),
+            _ => false,
+        }
     }
 
     fn matches_sender(&self, s: Sender<'_>) -> bool {
@@ -168,6 +183,12 @@ impl Rule {
             Recipients::Internal => parts.push("internal recipients".into()),
             Recipients::External => parts.push("external recipients".into()),
             Recipients::Any => {}
+        }
+        if !self.kinds.is_any() {
+            parts.push(self.kinds.describe());
+        }
+        if self.once_per_thread {
+            parts.push("once per thread".into());
         }
         let list = |k: &Keywords| k.words().join(", ");
         if !self.except_subject.is_empty() {

@@ -364,6 +364,9 @@ fn validation_names_the_failing_key() {
             "also the name of rules[1]",
         ),
         ("[recipients]\ninternal_domains = [\"ok.example\", \"not a domain\"]\n", "recipients.internal_domains[1]", "not a domain"),
+        ("[[rules]]\nmessage = \"answer\"\ntemplate = \"a\"\n", "rules[1].message", "unknown value \"answer\""),
+        ("[[rules]]\nmessage = [\"new\", \"\"]\ntemplate = \"a\"\n", "rules[1].message", "unknown value"),
+        ("[[rules]]\nonce_per_thread = true\ntemplate = \"none\"\n", "rules[1].once_per_thread", "no signature"),
     ];
     for (text, key, message) in table {
         match compile(text) {
@@ -405,4 +408,99 @@ fn template_names_are_checked() {
     let e = rs.check_templates("main", has).unwrap_err().to_string();
     assert!(e.contains("`templates.default`"), "{e}");
     assert!(rs.check_templates("default", |t| t != "none").is_ok());
+}
+
+/// `message` in a rule set: replies get the short signature, forwards and new mail the
+/// full one, auto-replies their own; `describe` says so.
+#[test]
+fn message_matcher_in_order() {
+    let rs = set(r#"
+        [[rules]]
+        name = "ooo"
+        message = "auto-reply"
+        template = "away"
+        [[rules]]
+        name = "replies"
+        message = "reply"
+        once_per_thread = true
+        template = "short"
+        [[rules]]
+        name = "rest"
+        message = ["new", "forward"]
+        template = "full"
+    "#);
+    let table: &[(&str, &str)] = &[
+        ("Subject: Hello\r\n\r\nx\r\n", "rest"),
+        ("Subject: Fwd: Hello\r\n\r\nx\r\n", "rest"),
+        ("Subject: AW: Hallo\r\n\r\nx\r\n", "replies"),
+        ("In-Reply-To: <a@b>\r\n\r\nx\r\n", "replies"),
+        (
+            "Auto-Submitted: auto-replied\r\nSubject: Re: x\r\n\r\nx\r\n",
+            "ooo",
+        ),
+    ];
+    for (raw, want) in table {
+        assert_eq!(
+            pick(&rs, A, Audience::External, Some(raw.as_bytes())),
+            *want,
+            "{raw}"
+        );
+    }
+    // No message (the preview): a new one.
+    assert_eq!(pick(&rs, A, Audience::External, None), "rest");
+    assert_eq!(
+        rs.rules()[1].describe(),
+        "every sender · replies · once per thread → template short"
+    );
+    assert_eq!(
+        rs.rules()[2].describe(),
+        "every sender · new messages or forwards → template full"
+    );
+}
+
+/// `once_per_thread`: the rule stops matching once the quoted thread holds the sender's
+/// signature of its template, and the next rule decides.
+#[test]
+fn once_per_thread_defers_to_the_next_rule() {
+    let rs = set(r#"
+        [[rules]]
+        name = "first reply"
+        message = "reply"
+        once_per_thread = true
+        template = "short"
+        [[rules]]
+        name = "later replies"
+        message = "reply"
+        template = "none"
+    "#);
+    let user = alice();
+    let render = |t: &str| {
+        (t == "short").then(|| {
+            crate::stamp::Signature::new(
+                "<div>Alice Example · Contoso</div>",
+                "-- \nAlice Example | Contoso\n",
+            )
+        })
+    };
+    let sender = Sender {
+        address: A,
+        user: &user,
+    };
+    let choose = |raw: &str| {
+        let facts = MessageFacts::new(raw.as_bytes()).with_signatures(&render);
+        rs.choose(sender, Audience::External, &facts, NOW)
+            .map(Rule::label)
+    };
+    let first = "Subject: Re: x\r\n\r\nThanks\r\n\r\nOn Mon, Bob wrote:\r\n> Can you?\r\n";
+    assert_eq!(choose(first).as_deref(), Some("first reply"));
+    let second = "Subject: Re: x\r\n\r\nSure\r\n\r\nOn Tue, Bob wrote:\r\n> Great\r\n>\r\n> On Mon, Alice wrote:\r\n>> Thanks\r\n>>\r\n>> -- \r\n>> Alice Example | Contoso\r\n";
+    assert_eq!(choose(second).as_deref(), Some("later replies"));
+    // Without a way to render (no message facts for it), the rule matches as before.
+    let facts = MessageFacts::new(second.as_bytes());
+    assert_eq!(
+        rs.choose(sender, Audience::External, &facts, NOW)
+            .map(Rule::label)
+            .as_deref(),
+        Some("first reply")
+    );
 }

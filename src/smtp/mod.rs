@@ -104,6 +104,7 @@ impl Relay {
                 tls,
                 next_hop,
                 shutdown,
+                sent_items: Default::default(),
             }),
             gate,
         })
@@ -111,6 +112,14 @@ impl Relay {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Queue a Sent Items update for each stamped message the next hop accepted.
+    pub fn with_sent_items(mut self, sent_items: crate::sent_items::SentItems) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.sent_items = sent_items;
+        }
+        self
     }
 
     /// Accept until shutdown, then let sessions in flight finish within `drain_time`.
@@ -187,15 +196,18 @@ async fn refuse(mut stream: TcpStream, reply: replies::Canned) {
 }
 
 /// Run the relay until `shutdown` fires, then drain; `status.smtp_listening` is set while it
-/// accepts.
+/// accepts. Accepted stamped messages queue their Sent Items update on `sent_items`.
 pub async fn run(
     cfg: SmtpConfig,
     stamper: Arc<Stamper>,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     shutdown: CancellationToken,
+    sent_items: crate::sent_items::SentItems,
 ) -> anyhow::Result<()> {
-    let relay = Relay::bind(cfg, stamper, metrics, shutdown).await?;
+    let relay = Relay::bind(cfg, stamper, metrics, shutdown)
+        .await?
+        .with_sent_items(sent_items);
     status.smtp_listening.store(true, Ordering::Relaxed);
     let result = relay.serve().await;
     status.smtp_listening.store(false, Ordering::Relaxed);

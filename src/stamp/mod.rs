@@ -5,9 +5,10 @@
 //! part's Content-Transfer-Encoding and charset parameter), plus one trace header
 //! ([`TRACE_HEADER`]) prepended to the message. Every other byte stays identical.
 
+mod bottom;
 pub mod charset;
 mod mime;
-mod place;
+pub(crate) mod place;
 mod related;
 pub mod transfer;
 
@@ -17,6 +18,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
+pub use bottom::{stamp_with_bottom, Place};
 pub use related::{ImageBytes, ImagesDropped, InlineImage, CID_DOMAIN};
 
 /// The trace header that marks a message as stamped. A message carrying it is never stamped
@@ -52,12 +54,26 @@ impl Signature {
 pub struct Options {
     /// Value of the trace header, e.g. `stamped`.
     pub trace_value: String,
+    /// `[stamp] auto_replies`: `Auto-Submitted: auto-replied` (out-of-office) is stamped;
+    /// every other `Auto-Submitted` value still is not.
+    pub auto_replies: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             trace_value: "stamped".into(),
+            auto_replies: false,
+        }
+    }
+}
+
+impl crate::config::StampConfig {
+    /// The stamping core's options for this `[stamp]` section.
+    pub fn options(&self) -> Options {
+        Options {
+            auto_replies: self.auto_replies,
+            ..Default::default()
         }
     }
 }
@@ -156,7 +172,7 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
     let raw = &*cr_lines(raw);
     let start = bom_len(raw);
     let (fields, body_start) = mime::parse_header(raw, start, raw.len());
-    precheck_fields(raw, &fields)?;
+    precheck_fields(raw, &fields, opts.auto_replies)?;
     if has_lone_cr(&raw[start..body_start]) {
         // Some lines break at a lone CR, others at LF: reading on would glue header lines.
         return Err(Skip::Malformed("lone CR line breaks in the header".into()));
@@ -170,18 +186,14 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
     if bodies.text.is_none() && bodies.html.is_none() {
         return Err(Skip::NoTextBody);
     }
-    let eol: &[u8] = if line_ending_is_crlf(raw) {
-        b"\r\n"
-    } else {
-        b"\n"
-    };
+    let eol = message_eol(raw);
     let mut edits = Edits::default();
     let (mut html_parts, mut text_parts) = (0, 0);
     let mut first_refusal = None;
     for (idx, kind) in [(bodies.text, Kind::Text), (bodies.html, Kind::Html)] {
         let Some(idx) = idx else { continue };
         let part = &tree.parts[idx];
-        match stamp_part(raw, part, kind, sig, eol, &mut edits) {
+        match stamp_part(raw, part, kind, sig, eol, Place::Main, &mut edits) {
             Ok(()) => match kind {
                 Kind::Text => text_parts += 1,
                 Kind::Html => html_parts += 1,
@@ -237,11 +249,11 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
 
 /// Cheap checks that need no signature: trace header, null sender, Auto-Submitted.
 /// The pipeline runs these before the directory lookup; [`stamp`] runs them too.
-pub fn precheck(raw: &[u8]) -> Result<(), Skip> {
+pub fn precheck(raw: &[u8], opts: &Options) -> Result<(), Skip> {
     let raw = &*cr_lines(raw);
     let start = bom_len(raw);
     let (fields, _) = mime::parse_header(raw, start, raw.len());
-    precheck_fields(raw, &fields)
+    precheck_fields(raw, &fields, opts.auto_replies)
 }
 
 /// The address of the From header (without display name), if any.
@@ -309,6 +321,15 @@ fn bom_len(raw: &[u8]) -> usize {
     start
 }
 
+/// The line ending the message's header uses: new lines are written with it.
+fn message_eol(raw: &[u8]) -> &'static [u8] {
+    if line_ending_is_crlf(raw) {
+        b"\r\n"
+    } else {
+        b"\n"
+    }
+}
+
 /// A message whose lines end in a lone CR (old Mac style; over SMTP it still ends in the
 /// final CRLF): each CR becomes CRLF, so its lines are read as lines, never glued into one.
 /// Any other message is used as it is.
@@ -355,7 +376,7 @@ fn line_ending_is_crlf(raw: &[u8]) -> bool {
     memchr::memchr(b'\n', raw).is_some_and(|i| i > 0 && raw[i - 1] == b'\r')
 }
 
-fn precheck_fields(raw: &[u8], fields: &[Field]) -> Result<(), Skip> {
+fn precheck_fields(raw: &[u8], fields: &[Field], auto_replies: bool) -> Result<(), Skip> {
     let value = |f: &Field| mime::simple_value(raw, f.value.clone());
     for f in fields {
         let name = &raw[f.name.clone()];
@@ -365,8 +386,11 @@ fn precheck_fields(raw: &[u8], fields: &[Field]) -> Result<(), Skip> {
         if name.eq_ignore_ascii_case(b"return-path") && is_null_path(&raw[f.value.clone()]) {
             return Err(Skip::NullSender);
         }
-        if name.eq_ignore_ascii_case(b"auto-submitted") && value(f) != "no" {
-            return Err(Skip::AutoSubmitted);
+        if name.eq_ignore_ascii_case(b"auto-submitted") {
+            let v = value(f);
+            if v != "no" && !(auto_replies && v == "auto-replied") {
+                return Err(Skip::AutoSubmitted);
+            }
         }
     }
     Ok(())
@@ -612,6 +636,7 @@ fn stamp_part(
     kind: Kind,
     sig: &Signature,
     eol: &[u8],
+    place: Place,
     edits: &mut Edits,
 ) -> Result<(), Skip> {
     let body_raw = &raw[part.body.clone()];
@@ -643,7 +668,7 @@ fn stamp_part(
     let label = part.ctype.param("charset").map(|p| p.value.as_str());
     let charset = Charset::classify(label, &decoded);
     let (change, relabel) = if charset.needs_unicode() {
-        change_unicode(&decoded, charset, kind, sig, msg_eol)?
+        change_unicode(&decoded, charset, kind, sig, msg_eol, place)?
     } else {
         // HTML in a 7bit part takes the signature as ASCII with character references, so the
         // part keeps its encoding and every existing byte.
@@ -653,7 +678,7 @@ fn stamp_part(
         } else {
             charset
         };
-        change_bytes(&decoded, charset, kind, sig, msg_eol)
+        change_bytes(&decoded, charset, kind, sig, msg_eol, place)
     };
 
     // Body edits are collected apart: in a header-only part they share their offset with
@@ -898,10 +923,12 @@ fn with_line_ending(text: &str, le: &str) -> String {
     out
 }
 
-fn position(content: &[u8], kind: Kind) -> usize {
-    match kind {
-        Kind::Html => place::html_position(content),
-        Kind::Text => place::text_position(content).unwrap_or(content.len()),
+fn position(content: &[u8], kind: Kind, spot: Place) -> usize {
+    match (kind, spot) {
+        (Kind::Html, Place::Main) => place::html_position(content),
+        (Kind::Text, Place::Main) => place::text_position(content).unwrap_or(content.len()),
+        (Kind::Html, Place::End) => place::html_end(content),
+        (Kind::Text, Place::End) => content.len(),
     }
 }
 
@@ -913,8 +940,9 @@ fn change_bytes(
     kind: Kind,
     sig: &Signature,
     eol: &'static str,
+    place: Place,
 ) -> (Change, bool) {
-    let at = position(decoded, kind);
+    let at = position(decoded, kind, place);
     let text = fragment(decoded, at, kind, sig, eol);
     let encoded = match kind {
         Kind::Html => charset.encode_html(&text),
@@ -967,11 +995,12 @@ fn change_unicode(
     kind: Kind,
     sig: &Signature,
     eol: &'static str,
+    place: Place,
 ) -> Result<(Change, bool), Skip> {
     let s = charset
         .decode(decoded)
         .ok_or_else(|| Skip::Malformed("body does not match its charset".into()))?;
-    let at = position(s.as_bytes(), kind);
+    let at = position(s.as_bytes(), kind, place);
     let text = fragment(s.as_bytes(), at, kind, sig, eol);
     if let Charset::Utf16 { be, bom } = charset {
         // Splice: the existing code units stay as they are.
@@ -1129,10 +1158,17 @@ mod line_ending_tests {
         ];
         let sig = Signature::new("<p>s</p>", "-- \ns");
         for raw in bounces {
-            assert_eq!(precheck(raw), Err(Skip::NullSender), "{raw:?}");
+            assert_eq!(
+                precheck(raw, &Options::default()),
+                Err(Skip::NullSender),
+                "{raw:?}"
+            );
             assert_eq!(stamp(raw, &sig, &Options::default()), Err(Skip::NullSender));
         }
-        assert_eq!(precheck(b"Return-Path: <a@b>\r\n\r\nx\r\n"), Ok(()));
+        assert_eq!(
+            precheck(b"Return-Path: <a@b>\r\n\r\nx\r\n", &Options::default()),
+            Ok(())
+        );
         assert!(!is_null_path(b" <x> "));
         let raw = b"From: Ann <ann@b.example>\rSubject: s\r\rHi\r\n";
         assert_eq!(from_address(raw).as_deref(), Some("ann@b.example"));

@@ -131,10 +131,15 @@ pub fn html_position(html: &[u8]) -> usize {
             start
         };
     }
-    if let Some(at) = closing_tag(html, b"body").or_else(|| closing_tag(html, b"html")) {
-        return at;
-    }
-    html.len()
+    html_end(html)
+}
+
+/// The very end of an HTML body: before `</body>` (else `</html>`, else the last byte), for
+/// what goes after the quoted thread (a template's bottom part).
+pub fn html_end(html: &[u8]) -> usize {
+    closing_tag(html, b"body")
+        .or_else(|| closing_tag(html, b"html"))
+        .unwrap_or(html.len())
 }
 
 /// Whether visible text follows the end of the first cited `<blockquote>` at or after `from`.
@@ -481,35 +486,134 @@ fn is_attribution(line: &[u8], next: Option<&[u8]>) -> bool {
     })
 }
 
-/// "-----Original Message-----" and friends.
+/// Apple Mail's forward line, per language.
+const APPLE_FORWARD: &[&[u8]] = &[
+    b"begin forwarded message:",
+    b"anfang der weitergeleiteten nachricht:",
+    b"d\xc3\xa9but du message r\xc3\xa9exp\xc3\xa9di\xc3\xa9 :",
+    b"inicio del mensaje reenviado:",
+    b"inizio messaggio inoltrato:",
+    b"begin doorgestuurd bericht:",
+];
+
+/// "-----Original Message-----" and friends, forward lines included.
 fn is_separator(line: &[u8]) -> bool {
-    const APPLE_FORWARD: &[&[u8]] = &[
-        b"begin forwarded message:",
-        b"anfang der weitergeleiteten nachricht:",
-        b"d\xc3\xa9but du message r\xc3\xa9exp\xc3\xa9di\xc3\xa9 :",
-        b"inicio del mensaje reenviado:",
-        b"inizio messaggio inoltrato:",
-        b"begin doorgestuurd bericht:",
-    ];
-    if APPLE_FORWARD.iter().any(|p| starts_ci(line, p)) {
-        return true;
-    }
-    if !line.starts_with(b"--") {
-        return false;
-    }
-    let s = line.iter().position(|b| *b != b'-').unwrap_or(line.len());
-    let e = line.iter().rposition(|b| *b != b'-').map_or(s, |p| p + 1);
-    let core = trim(&line[s..e.max(s)]);
     const NAMES: &[&[u8]] = &[
         b"original message",
-        b"forwarded message",
         b"urspr\xc3\xbcngliche nachricht",
         b"message d'origine",
         b"mensaje original",
         b"messaggio originale",
         b"oorspronkelijk bericht",
     ];
-    NAMES.iter().any(|n| core.eq_ignore_ascii_case(n))
+    is_forward_line(line) || separator_named(line, NAMES)
+}
+
+/// The name in a forward's separator line ("---------- Forwarded message ---------"), as
+/// Gmail and others write it per language.
+const FORWARDED: &[&[u8]] = &[
+    b"forwarded message",
+    b"weitergeleitete nachricht",
+    b"message transf\xc3\xa9r\xc3\xa9",
+    b"mensaje reenviado",
+    b"messaggio inoltrato",
+    b"doorgestuurd bericht",
+    b"mensagem encaminhada",
+];
+
+/// Whether a line opens a forwarded message: a forward separator, or Apple Mail's "Begin
+/// forwarded message:" (and its translations).
+fn is_forward_line(line: &[u8]) -> bool {
+    APPLE_FORWARD.iter().any(|p| starts_ci(line, p)) || separator_named(line, FORWARDED)
+}
+
+/// `--…-- name --…--` with one of `names`.
+fn separator_named(line: &[u8], names: &[&[u8]]) -> bool {
+    let core = trim(trim_dashes(line));
+    line.starts_with(b"--") && names.iter().any(|n| core.eq_ignore_ascii_case(n))
+}
+
+fn trim_dashes(line: &[u8]) -> &[u8] {
+    let s = line.iter().position(|b| *b != b'-').unwrap_or(line.len());
+    let e = line.iter().rposition(|b| *b != b'-').map_or(s, |p| p + 1);
+    &line[s..e.max(s)]
+}
+
+/// Whether the quoted message the placement finds in a text body is a forward.
+pub fn text_is_forward(text: &[u8]) -> bool {
+    text_position(text).is_some_and(|at| {
+        lines(&text[at..])
+            .map(|(_, l)| trim(l))
+            .find(|l| !l.is_empty())
+            .is_some_and(is_forward_line)
+    })
+}
+
+/// Whether the quoted message the placement finds in an HTML body is a forward: Thunderbird's
+/// forward container, or a forward line as the quote's first text.
+pub fn html_is_forward(html: &[u8]) -> bool {
+    let at = html_position(html);
+    if at >= html_end(html) {
+        return false;
+    }
+    let head = &html[at..html.len().min(at + 4096)];
+    let tag_end = memchr::memchr(b'>', head).unwrap_or(head.len());
+    if find_ci(&head[..tag_end], b"moz-forward-container", 0).is_some() {
+        return true;
+    }
+    let text = visible_lines(head);
+    let first = lines(&text)
+        .map(|(_, l)| trim(l))
+        .find(|l| !l.is_empty())
+        .is_some_and(is_forward_line);
+    first
+}
+
+/// The text of an HTML fragment, a line per tag (entities other than `&nbsp;` kept as they
+/// are): enough to read the first words of a quote.
+fn visible_lines(html: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(html.len() / 2);
+    let mut i = 0;
+    while i < html.len() {
+        match html[i] {
+            b'<' => {
+                i = memchr::memchr(b'>', &html[i..]).map_or(html.len(), |e| i + e + 1);
+                out.push(b'\n');
+            }
+            b'&' if html[i..].len() >= 6 && html[i..i + 6].eq_ignore_ascii_case(b"&nbsp;") => {
+                out.push(b' ');
+                i += 6;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The quoted part of an HTML body: from the quote the placement finds to the end; for a
+/// bottom-posted or inline reply, from the first `<blockquote`. Empty without a quote.
+pub fn quoted_html(html: &[u8]) -> &[u8] {
+    let at = html_position(html);
+    if at < html_end(html) {
+        return &html[at..];
+    }
+    find_ci(html, b"<blockquote", 0).map_or(&[], |q| &html[q..])
+}
+
+/// The quoted part of a text body: from the quote the placement finds to the end; for a
+/// bottom-posted or inline reply, the `>` lines.
+pub fn quoted_text(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if let Some(at) = text_position(text) {
+        return std::borrow::Cow::Borrowed(&text[at..]);
+    }
+    let mut out = Vec::new();
+    for (_, l) in lines(text).filter(|(_, l)| trim(l).starts_with(b">")) {
+        out.extend_from_slice(l);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Outlook's plain-text reply header: "From: …" then "Sent: …" / "Date: …" within a few
@@ -670,6 +774,14 @@ mod tests {
             (
                 "Hi\nDe: Lyon\nA bient\u{f4}t\n",
                 "De: without a date line is text",
+            ),
+            (
+                "FYI\n\n|---------- Weitergeleitete Nachricht ---------\nVon: Bob\n",
+                "Gmail forward, German",
+            ),
+            (
+                "FYI\n\n|---------- Message transf\u{e9}r\u{e9} ---------\nDe : Bob\n",
+                "Gmail forward, French",
             ),
         ];
         for (marked, what) in cases {

@@ -42,6 +42,7 @@ pub fn app(config: &str) -> Arc<App> {
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
+        sent_items: Default::default(),
         shutdown: CancellationToken::new(),
     })
 }

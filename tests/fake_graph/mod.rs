@@ -3,6 +3,10 @@
 //! production client talks to it unchanged; only the authority/endpoint URLs differ.
 #![allow(dead_code)] // each test binary uses a different part of the fake
 
+mod mailbox;
+#[allow(unused_imports)]
+pub use mailbox::{MailAttachment, MailMessage, MailState};
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -203,6 +207,8 @@ struct Inner {
     clock: Arc<ManualClock>,
     key: u64,
     script: Mutex<Script>,
+    /// Mailboxes (Sent Items update, §8.5).
+    mail: Mutex<MailState>,
 }
 
 pub struct FakeGraph {
@@ -272,6 +278,7 @@ impl FakeGraph {
                 group_permission_granted: true,
                 members_page_cap: 999,
             }),
+            mail: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -528,6 +535,9 @@ fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
+    if mailbox::routes(req.uri().path()) {
+        return mailbox::handle(inner, req).await;
+    }
     let method = req.method().clone();
     let uri = req.uri().clone();
     let headers = req.headers().clone();

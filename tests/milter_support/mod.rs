@@ -52,7 +52,16 @@ pub fn stamper() -> Stamper {
 }
 
 pub fn app(cfg: MilterConfig) -> Arc<App> {
+    app_with_sent_items(cfg, |_| Default::default())
+}
+
+/// [`app`] with the Sent Items handle `sent_items` makes for the stamper's directory.
+pub fn app_with_sent_items(
+    cfg: MilterConfig,
+    sent_items: impl FnOnce(Arc<Directory>) -> sigstamp::sent_items::SentItems,
+) -> Arc<App> {
     let stamper = stamper();
+    let sent_items = sent_items(stamper.directory.clone());
     Arc::new(App {
         config: Config {
             milter: Some(cfg),
@@ -63,6 +72,7 @@ pub fn app(cfg: MilterConfig) -> Arc<App> {
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
+        sent_items,
         shutdown: CancellationToken::new(),
     })
 }
@@ -89,7 +99,11 @@ impl Running {
 }
 
 pub async fn start(cfg: MilterConfig) -> Running {
-    let app = app(cfg.clone());
+    start_app(app(cfg.clone()), cfg).await
+}
+
+/// A milter serving `app`.
+pub async fn start_app(app: Arc<App>, cfg: MilterConfig) -> Running {
     let listener = milter::bind(&cfg).await.expect("bind milter");
     let addr = listener.local_addr().expect("inet listener");
     let a = app.clone();

@@ -118,6 +118,22 @@ pub async fn relay_with(
     edit: impl FnOnce(&mut SmtpConfig),
     sink: SinkOptions,
 ) -> TestRelay {
+    relay_with_sent_items(
+        stamper,
+        sigstamp::sent_items::SentItems::disabled(),
+        edit,
+        sink,
+    )
+    .await
+}
+
+/// [`relay_with`] queueing Sent Items updates on `sent_items`.
+pub async fn relay_with_sent_items(
+    stamper: Arc<Stamper>,
+    sent_items: sigstamp::sent_items::SentItems,
+    edit: impl FnOnce(&mut SmtpConfig),
+    sink: SinkOptions,
+) -> TestRelay {
     let (sink_handle, delivered) = Sink::start("127.0.0.1:0", sink).await.unwrap();
     let mut cfg = SmtpConfig::new("127.0.0.1:0", sink_handle.addr().to_string());
     cfg.hostname = "relay.test".into();
@@ -128,7 +144,8 @@ pub async fn relay_with(
     let shutdown = CancellationToken::new();
     let relay = Relay::bind(cfg, stamper.clone(), metrics.clone(), shutdown.clone())
         .await
-        .unwrap();
+        .unwrap()
+        .with_sent_items(sent_items);
     let addr = relay.local_addr().unwrap();
     tokio::spawn(relay.serve());
     TestRelay {

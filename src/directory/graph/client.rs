@@ -7,6 +7,7 @@ use super::token::{new_uuid, TokenProvider};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The Graph SDK's defaults with a total cap (§4.2 [ours]).
 #[derive(Debug, Clone)]
@@ -75,8 +76,86 @@ pub struct GraphClient {
     retry: RetryPolicy,
     /// After a 429/503/504, no request of this client or its clones leaves before this
     /// instant: requests sent while throttled still count against the limits (§4.2).
-    paused_until: Arc<std::sync::Mutex<Option<time::OffsetDateTime>>>,
+    paused: Pace,
     observer: Option<Arc<dyn Observer>>,
+}
+
+/// "No request before this instant", shared by clones.
+#[derive(Clone, Default)]
+pub struct Pace(Arc<std::sync::Mutex<Option<time::OffsetDateTime>>>);
+
+impl Pace {
+    /// Extend the pause to `until` (never shorten it).
+    pub fn pause(&self, until: time::OffsetDateTime) {
+        let mut p = self.0.lock().unwrap();
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Sleep until the pause is over.
+    pub async fn wait(&self, clock: &dyn Clock) {
+        loop {
+            let until = *self.0.lock().unwrap();
+            let Some(left) = until.map(|t| t - clock.now()).filter(|d| d.is_positive()) else {
+                return;
+            };
+            clock
+                .sleep(Duration::try_from(left).unwrap_or_default())
+                .await;
+        }
+    }
+}
+
+/// The limits of one throttling scope below the app (a mailbox: 4 concurrent requests and
+/// its own 429 pause, §8.4).
+#[derive(Clone)]
+pub struct Gate {
+    slots: Arc<Semaphore>,
+    paused: Pace,
+}
+
+impl Gate {
+    pub fn new(concurrent: usize) -> Self {
+        Gate {
+            slots: Arc::new(Semaphore::new(concurrent)),
+            paused: Pace::default(),
+        }
+    }
+}
+
+/// One request: method, URL, optional JSON body (kept as bytes so a retry resends it) and
+/// `Prefer` header.
+pub struct Call<'a> {
+    pub method: reqwest::Method,
+    pub url: &'a str,
+    pub json: Option<bytes::Bytes>,
+    pub prefer: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(method: reqwest::Method, url: &'a str) -> Self {
+        Call {
+            method,
+            url,
+            json: None,
+            prefer: None,
+        }
+    }
+
+    pub fn get(url: &'a str) -> Self {
+        Self::new(reqwest::Method::GET, url)
+    }
+
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.json = Some(bytes::Bytes::from(body.to_string()));
+        self
+    }
+
+    pub fn prefer(mut self, prefer: Option<&'a str>) -> Self {
+        self.prefer = prefer;
+        self
+    }
 }
 
 impl GraphClient {
@@ -93,7 +172,7 @@ impl GraphClient {
             tokens: Arc::new(tokens),
             clock,
             retry,
-            paused_until: Arc::default(),
+            paused: Pace::default(),
             observer: None,
         }
     }
@@ -107,6 +186,11 @@ impl GraphClient {
     /// `https://graph.microsoft.com/v1.0` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}/v1.0{}", self.endpoint, path)
+    }
+
+    /// The HTTP client (for requests that carry no token: upload URLs, §8.3).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn tokens(&self) -> &TokenProvider {
@@ -137,11 +221,39 @@ impl GraphClient {
     /// GET `url` with the token, 401 and throttling handling; returns a 2xx response with its
     /// body unread (photo bytes are read with a size limit by the caller).
     pub async fn get(&self, url: &str, minimal: bool) -> Result<reqwest::Response, GraphError> {
+        let prefer = minimal.then_some("return=minimal");
+        let (resp, _) = self.send(Call::get(url).prefer(prefer), None).await?;
+        Ok(resp)
+    }
+
+    /// Send `call` with the token, one refresh-and-retry on 401 and the throttling policy.
+    /// With a `gate` (one mailbox, §8.4), the request waits for one of the gate's slots and
+    /// for the gate's pause as well as the client's; a throttled answer then pauses only the
+    /// gate. The slot is returned with the response: the caller holds it while reading the
+    /// body.
+    pub async fn send(
+        &self,
+        call: Call<'_>,
+        gate: Option<&Gate>,
+    ) -> Result<(reqwest::Response, Option<OwnedSemaphorePermit>), GraphError> {
         let mut attempt = 0u32;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
         loop {
-            self.wait_while_paused().await;
+            self.paused.wait(&*self.clock).await;
+            if let Some(g) = gate {
+                g.paused.wait(&*self.clock).await;
+            }
+            let permit = match gate {
+                Some(g) => Some(
+                    g.slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| GraphError::Cancelled)?,
+                ),
+                None => None,
+            };
             let token = self.tokens.access_token().await?;
             if let Some(o) = &self.observer {
                 o.token_ok();
@@ -149,11 +261,16 @@ impl GraphClient {
             let rid = new_uuid();
             let mut req = self
                 .http
-                .get(url)
+                .request(call.method.clone(), call.url)
                 .bearer_auth(&token)
                 .header("client-request-id", &rid);
-            if minimal {
-                req = req.header("Prefer", "return=minimal");
+            if let Some(p) = call.prefer {
+                req = req.header("Prefer", p);
+            }
+            if let Some(body) = &call.json {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
             }
             if attempt > 0 {
                 req = req.header("retry-attempt", attempt.to_string());
@@ -164,9 +281,10 @@ impl GraphClient {
             })?;
             let status = resp.status().as_u16();
             if (200..300).contains(&status) {
-                return Ok(resp);
+                return Ok((resp, permit));
             }
             let err = self.api_error(resp, rid).await;
+            drop(permit);
             tracing::debug!(status, code = %err.code, request_id = ?err.request_id, "Graph error");
             if let (Some(o), true) = (&self.observer, attempt > 0) {
                 o.retry_failed(&GraphError::Api(err.clone()));
@@ -183,7 +301,10 @@ impl GraphClient {
                     .unwrap_or_else(|| self.retry.backoff(attempt));
                 if waited + delay <= self.retry.total_cap {
                     tracing::debug!(status, ?delay, attempt, "Graph throttled; waiting");
-                    self.pause(delay);
+                    // Outlook's limits are per app *and* mailbox (§8.4): a gated request's
+                    // 429 pauses that mailbox only.
+                    let pace = gate.map_or(&self.paused, |g| &g.paused);
+                    pace.pause(self.clock.now() + delay);
                     self.clock.sleep(delay).await;
                     waited += delay;
                     attempt += 1;
@@ -191,30 +312,6 @@ impl GraphClient {
                 }
             }
             return Err(GraphError::Api(err));
-        }
-    }
-
-    fn pause(&self, delay: Duration) {
-        let until = self.clock.now() + delay;
-        let mut p = self.paused_until.lock().unwrap();
-        if p.is_none_or(|t| t < until) {
-            *p = Some(until);
-        }
-    }
-
-    /// Sleep until a pause another request set (throttling) is over.
-    async fn wait_while_paused(&self) {
-        loop {
-            let until = *self.paused_until.lock().unwrap();
-            let Some(left) = until
-                .map(|t| t - self.clock.now())
-                .filter(|d| d.is_positive())
-            else {
-                return;
-            };
-            self.clock
-                .sleep(Duration::try_from(left).unwrap_or_default())
-                .await;
         }
     }
 

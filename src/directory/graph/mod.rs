@@ -143,18 +143,19 @@ impl SyncTarget {
         // The syncer's users are the directory's: publishing copies no user.
         let users = (!unchanged).then(|| syncer.users());
         let link = syncer.delta_link().map(str::to_string);
-        self.publish_users(users, link, syncer.delta_at(), report)
+        self.publish_users(users, link, syncer.delta_at(), report, Source::Graph)
             .await
     }
 
     /// [`SyncTarget::publish`] from a syncer's parts: `users` (`None`: unchanged) replace the
-    /// directory's base users without another copy being kept.
-    async fn publish_users(
+    /// directory's base users, as coming from `source`, without another copy being kept.
+    pub(crate) async fn publish_users(
         &self,
         users: Option<Vec<Arc<crate::directory::User>>>,
         link: Option<String>,
         delta_at: Option<time::OffsetDateTime>,
         report: &SyncReport,
+        source: Source,
     ) -> Result<(), snapshot::SnapshotError> {
         self.metrics
             .sync_seconds
@@ -162,7 +163,7 @@ impl SyncTarget {
         let now = self.clock.now();
         self.status.last_sync.store(Arc::new(Some(now)));
         if let Some(users) = users {
-            self.directory.replace_shared_users(users, Source::Graph);
+            self.directory.replace_shared_users(users, source);
         }
         self.loaded(report.users, now);
         let Some(path) = self.snapshot.clone() else {
@@ -270,14 +271,7 @@ impl Refresher {
         match syncer.sync(&mut |_| {}).await {
             Ok(report) => {
                 self.failures = 0;
-                self.tracker.valid();
-                tracing::debug!(
-                    full = report.full,
-                    pages = report.pages,
-                    entries = report.entries,
-                    users = report.users,
-                    "Graph sync done"
-                );
+                self.tracker.round_ok(&report);
                 let written = self.sink.publish(syncer, &report).await;
                 self.snapshot_result(written);
                 self.extras.after_sync(&self.client, &self.sink).await;
@@ -285,32 +279,29 @@ impl Refresher {
             }
             Err(e) => {
                 self.failures += 1;
-                self.sink
-                    .metrics
-                    .sync_failures
-                    .get_or_create(&crate::metrics::KindLabels {
-                        kind: e.kind().into(),
-                    })
-                    .inc();
                 self.tracker.failed(&e);
                 retry_delay(&e, self.failures, self.interval)
             }
         }
     }
 
-    /// Report an unwritable snapshot once per change, not every sync.
     fn snapshot_result(&mut self, r: Result<(), snapshot::SnapshotError>) {
-        match r {
-            Ok(()) if !self.snapshot_ok => {
-                self.snapshot_ok = true;
-                tracing::info!("directory snapshot written again");
-            }
-            Err(e) if self.snapshot_ok => {
-                self.snapshot_ok = false;
-                tracing::warn!(error = %e, "cannot write the directory snapshot; mail still flows, but a restart without Graph would start empty");
-            }
-            _ => {}
+        snapshot_result(&mut self.snapshot_ok, r);
+    }
+}
+
+/// Report an unwritable snapshot once per change, not every sync (`ok`: the last write's).
+pub(crate) fn snapshot_result(ok: &mut bool, r: Result<(), snapshot::SnapshotError>) {
+    match r {
+        Ok(()) if !*ok => {
+            *ok = true;
+            tracing::info!("directory snapshot written again");
         }
+        Err(e) if *ok => {
+            *ok = false;
+            tracing::warn!(error = %e, "cannot write the directory snapshot; mail still flows, but a restart without the directory server would start empty");
+        }
+        _ => {}
     }
 }
 
@@ -318,18 +309,24 @@ impl Refresher {
 /// minute), and never shorter than a server's `Retry-After`. Retries go on while `expired`,
 /// so a fixed credential recovers without a restart.
 pub fn retry_delay(e: &GraphError, failures: u32, interval: Duration) -> Duration {
-    let cap = interval.max(Duration::from_secs(60));
-    let base = client::jittered(client::exponential(
-        Duration::from_secs(3),
-        cap,
-        failures.saturating_sub(1),
-    ));
+    let base = backoff(failures, interval);
     let server = match e {
         GraphError::Auth(a) => a.retry_after,
         GraphError::Api(a) => a.retry_after,
         _ => None,
     };
     base.max(server.unwrap_or_default())
+}
+
+/// The wait after `failures` failed rounds in a row: exponential from 3 s with jitter, capped
+/// at the sync interval (at least a minute).
+pub fn backoff(failures: u32, interval: Duration) -> Duration {
+    let cap = interval.max(Duration::from_secs(60));
+    client::jittered(client::exponential(
+        Duration::from_secs(3),
+        cap,
+        failures.saturating_sub(1),
+    ))
 }
 
 /// `sigstamp sync --once`: one full round, published to `sink`.
@@ -346,7 +343,7 @@ pub async fn sync_once(
     // The directory takes the syncer's users as they are.
     let users = syncer.into_users();
     let written = sink
-        .publish_users(Some(users), link, delta_at, &report)
+        .publish_users(Some(users), link, delta_at, &report, Source::Graph)
         .await;
     Ok((report, written))
 }

@@ -12,7 +12,23 @@ pub struct TokenTracker {
     status: Arc<Status>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    source: SourceNames,
 }
+
+/// How a directory source's state is named in logs and `/status` (the LDAP source shares
+/// the states and this tracker).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceNames {
+    /// The log prefix: `Graph token state`.
+    pub state: &'static str,
+    /// The `valid` description.
+    pub working: &'static str,
+}
+
+pub const GRAPH: SourceNames = SourceNames {
+    state: "Graph token state",
+    working: "Microsoft Graph sync is working",
+};
 
 const STATES: [(TokenState, &str); 5] = [
     (TokenState::Valid, "valid"),
@@ -24,24 +40,60 @@ const STATES: [(TokenState, &str); 5] = [
 
 impl TokenTracker {
     pub fn new(status: Arc<Status>, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+        Self::for_source(status, metrics, clock, GRAPH)
+    }
+
+    pub fn for_source(
+        status: Arc<Status>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        source: SourceNames,
+    ) -> Self {
         TokenTracker {
             status,
             metrics,
             clock,
+            source,
         }
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
     }
 
     pub fn valid(&self) {
         self.set(TokenStatus {
             state: TokenState::Valid,
             error_code: None,
-            description: "Microsoft Graph sync is working".into(),
+            description: self.source.working.into(),
             since: self.clock.now(),
         });
     }
 
     pub fn failed(&self, e: &GraphError) {
-        self.set(describe(e, self.clock.now()));
+        self.round_failed(e.kind(), describe(e, self.clock.now()));
+    }
+
+    /// A round worked: `valid`, and a debug line with its figures.
+    pub fn round_ok(&self, report: &super::sync::SyncReport) {
+        self.valid();
+        tracing::debug!(
+            full = report.full,
+            pages = report.pages,
+            entries = report.entries,
+            users = report.users,
+            "{}: sync done",
+            self.source.state
+        );
+    }
+
+    /// A round failed: counted by `kind` (`sigstamp_sync_failures_total`), state `status`.
+    pub fn round_failed(&self, kind: &str, status: TokenStatus) {
+        self.metrics
+            .sync_failures
+            .get_or_create(&crate::metrics::KindLabels { kind: kind.into() })
+            .inc();
+        self.set(status);
     }
 
     /// Store `new`. The same state and code again keeps the first `since` and is not logged
@@ -65,18 +117,19 @@ impl TokenTracker {
             }
             return;
         }
+        let what = self.source.state;
         match new.state {
-            TokenState::Valid => tracing::info!(previous = ?old.state, "Graph token state: valid"),
-            TokenState::Unconfigured => tracing::info!("Graph token state: unconfigured"),
-            TokenState::Starting => tracing::info!("Graph token state: starting"),
+            TokenState::Valid => tracing::info!(previous = ?old.state, "{what}: valid"),
+            TokenState::Unconfigured => tracing::info!("{what}: unconfigured"),
+            TokenState::Starting => tracing::info!("{what}: starting"),
             TokenState::Expired => tracing::error!(
                 code = new.error_code.as_deref().unwrap_or("-"),
-                "Graph token state: expired: {}; sigstamp keeps stamping with the last-known directory",
+                "{what}: expired: {}; sigstamp keeps stamping with the last-known directory",
                 new.description
             ),
             TokenState::Failing => tracing::warn!(
                 code = new.error_code.as_deref().unwrap_or("-"),
-                "Graph token state: failing (transient, retrying): {}",
+                "{what}: failing (transient, retrying): {}",
                 new.description
             ),
         }
@@ -144,7 +197,7 @@ pub fn describe(e: &GraphError, now: time::OffsetDateTime) -> TokenStatus {
     }
 }
 
-fn capital(s: &str) -> String {
+pub(crate) fn capital(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),

@@ -235,10 +235,10 @@ impl Syncer {
 
 /// The merged users, sorted by id, each id once (every user here has one).
 #[derive(Default)]
-struct UserSet(Vec<Arc<User>>);
+pub(crate) struct UserSet(Vec<Arc<User>>);
 
 impl UserSet {
-    fn new(users: &[Arc<User>]) -> Self {
+    pub(crate) fn new(users: &[Arc<User>]) -> Self {
         let mut users: Vec<Arc<User>> =
             users.iter().filter(|u| u.id().is_some()).cloned().collect();
         // Snapshots are written in id order; sort anyway (cheap when sorted), and keep the
@@ -247,6 +247,11 @@ impl UserSet {
         users.sort_by(|a, b| a.id().cmp(&b.id()));
         users.dedup_by(|a, b| a.id() == b.id());
         UserSet(users)
+    }
+
+    /// The users, in id order.
+    pub(crate) fn users(&self) -> &[Arc<User>] {
+        &self.0
     }
 
     /// The current user with this id.
@@ -268,7 +273,7 @@ impl UserSet {
 
     /// Stage one delta entry (see [`apply`]) over what is staged for its id, or else over
     /// the current set.
-    fn stage(&self, staged: &mut Staged, entry: DeltaEntry) {
+    pub(crate) fn stage(&self, staged: &mut Staged, entry: DeltaEntry) {
         let Some(id) = entry.id().map(Box::<str>::from) else {
             return;
         };
@@ -312,7 +317,7 @@ impl UserSet {
     }
 
     /// Replace or change the set with a completed round's results.
-    fn finish(&mut self, staged: Staged) {
+    pub(crate) fn finish(&mut self, staged: Staged) {
         match staged {
             Staged::Full(users) => self.0 = users.into_values().collect(),
             Staged::Changes(changes) => self.apply_changes(changes),
@@ -332,7 +337,7 @@ struct Page {
 }
 
 /// A round's results, kept aside until the round is complete.
-enum Staged {
+pub(crate) enum Staged {
     /// The whole new set by id (a full round).
     Full(BTreeMap<Box<str>, Arc<User>>),
     /// id → the user as it will be after the round, `None` when removed (an incremental round).

@@ -106,10 +106,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if parts.len() == 1 {
             // The common case: one transaction, already open at the next hop.
             let part = parts.remove(0);
+            let stamped_for = stamped_sender(&part.verdict);
             let message = self.outgoing(part.verdict, data);
-            return self.send_whole(&tx, &message).await;
+            let reply = self.send_whole(&tx, &message).await;
+            if let (Ok(_), Some(sender)) = (&reply, stamped_for) {
+                self.shared.sent_items.enqueue(&sender, message);
+            }
+            return reply;
         }
-        // The rules gave internal and external recipients different signatures.
+        // The rules gave internal and external recipients different signatures. The sender's
+        // Sent Items shows the external recipients' copy, if that one was stamped.
+        let shown = parts
+            .iter()
+            .find(|p| p.audience == Some(Audience::External))
+            .and_then(|p| stamped_sender(&p.verdict));
         let split: Vec<Outgoing> = parts
             .into_iter()
             .map(|p| {
@@ -120,7 +130,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 (p.audience, p.rcpts, message)
             })
             .collect();
-        self.send_split(&tx, split).await
+        let shown = shown
+            .filter(|_| self.shared.sent_items.enabled())
+            .and_then(|sender| {
+                let (_, _, m) = split
+                    .iter()
+                    .find(|(a, _, _)| *a == Some(Audience::External))?;
+                Some((sender, m.clone()))
+            });
+        let reply = self.send_split(&tx, split).await;
+        if let (Ok(_), Some((sender, message))) = (&reply, shown) {
+            self.shared.sent_items.enqueue(&sender, message);
+        }
+        reply
     }
 
     /// One next-hop transaction per part, in order, on the session whose transaction MAIL
@@ -263,6 +285,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Err(e) => Err(self.hop_failed(e)),
         }
+    }
+}
+
+/// The directory user a stamped verdict is for (their Sent Items copy gets replaced).
+fn stamped_sender(verdict: &Verdict) -> Option<String> {
+    match verdict {
+        Verdict::Stamped { sender, .. } => Some(sender.clone()),
+        Verdict::Unchanged(_) => None,
     }
 }
 

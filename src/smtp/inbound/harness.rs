@@ -53,7 +53,9 @@ async fn run_async(chunks: &[Vec<u8>]) -> Outcome {
             Templates::embedded(),
         )),
         metrics: Arc::new(Metrics::new()),
+        sent_items: Default::default(),
         shutdown: CancellationToken::new(),
+        sent_items: crate::sent_items::SentItems::disabled(),
     });
     let (client, server) = tokio::io::duplex(1024);
     let (mut rd, mut wr) = tokio::io::split(client);
@@ -102,9 +104,11 @@ pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
 /// The properties of one run (panics naming the one broken):
 /// - every reply line is `ddd ` or `ddd-` and ends in CRLF;
 /// - no message exceeds the size limit;
-/// - without BDAT in the input, every message the next hop received is something the client
-///   sent in DATA and ended with CRLF.CRLF: its dot-stuffed form followed by `.` CRLF
-///   occurs in the input (the empty message reaches the next hop as one empty line).
+/// - every message the next hop received has CRLF line endings only;
+/// - without BDAT in the input, no more messages reached the next hop than the client ended
+///   with CRLF.CRLF, and when the client's bytes were clean CRLF, each is something the
+///   client sent: its dot-stuffed form followed by `.` CRLF occurs in the input (the empty
+///   message reaches the next hop as one empty line).
 pub fn check(input: &[u8], outcome: &Outcome) {
     for line in outcome.transcript.split_inclusive(|b| *b == b'\n') {
         let ok = line.len() >= 6
@@ -123,14 +127,56 @@ pub fn check(input: &[u8], outcome: &Outcome) {
         if bdat {
             continue;
         }
-        let mut wire = dot_stuff(&d.message);
-        wire.extend_from_slice(b".\r\n");
         assert!(
-            memchr::memmem::find(input, &wire).is_some(),
-            "relayed a message the client did not send and end with CRLF.CRLF: {:?}",
+            is_crlf_only(&d.message),
+            "bare CR or LF reached the next hop: {:?}",
             String::from_utf8_lossy(&d.message)
         );
+        // A bare CR or LF in the client's data leaves as CRLF (outbound/wire.rs), so the bytes
+        // can differ from the input; with clean CRLF input they must be found as sent.
+        if is_crlf_only(input) {
+            assert!(
+                sent_as_data(input, &d.message),
+                "relayed a message the client did not send and end with CRLF.CRLF: {:?}",
+                String::from_utf8_lossy(&d.message)
+            );
+        }
     }
+    let ends = memchr::memmem::find_iter(input, b"\r\n.\r\n").count();
+    assert!(
+        bdat || outcome.delivered.len() <= ends,
+        "relayed {} messages but the client ended only {ends} with CRLF.CRLF",
+        outcome.delivered.len()
+    );
+}
+
+/// `message` occurs in `input` as DATA lines ended by `.` CRLF: each line as sent, or with
+/// one leading dot more (mandatory when the line starts with a dot; a client may stuff any
+/// line, RFC 5321 §4.5.2 removes the first dot of every line that has one).
+fn sent_as_data(input: &[u8], message: &[u8]) -> bool {
+    (0..input.len()).any(|mut p| {
+        for line in message.split_inclusive(|b| *b == b'\n') {
+            if input.get(p) == Some(&b'.') {
+                p += 1;
+            } else if line.starts_with(b".") {
+                return false;
+            }
+            if !input[p..].starts_with(line) {
+                return false;
+            }
+            p += line.len();
+        }
+        input[p..].starts_with(b".\r\n")
+    })
+}
+
+/// Every CR is followed by LF and every LF preceded by CR.
+fn is_crlf_only(b: &[u8]) -> bool {
+    b.iter().enumerate().all(|(i, &c)| match c {
+        b'\r' => b.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && b[i - 1] == b'\r',
+        _ => true,
+    })
 }
 
 #[cfg(test)]

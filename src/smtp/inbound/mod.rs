@@ -48,6 +48,8 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub next_hop: NextHop,
     pub shutdown: CancellationToken,
+    /// Queues the Sent Items update of accepted stamped messages.
+    pub sent_items: crate::sent_items::SentItems,
 }
 
 impl Shared {

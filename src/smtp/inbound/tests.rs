@@ -47,6 +47,7 @@ fn shared_for(cfg: SmtpConfig) -> Arc<Shared> {
         stamper,
         metrics: Arc::new(Metrics::new()),
         shutdown: CancellationToken::new(),
+        sent_items: Default::default(),
     })
 }
 
