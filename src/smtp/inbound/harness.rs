@@ -53,7 +53,6 @@ async fn run_async(chunks: &[Vec<u8>]) -> Outcome {
             Templates::embedded(),
         )),
         metrics: Arc::new(Metrics::new()),
-        sent_items: Default::default(),
         shutdown: CancellationToken::new(),
         sent_items: crate::sent_items::SentItems::disabled(),
     });
