@@ -93,6 +93,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     tokio::spawn(signals(shutdown.clone()));
+    ignore_hangups();
     let mut edges = tokio::task::JoinSet::new();
     if let Some(cfg) = app.config.smtp.clone() {
         let run = crate::smtp::run(
@@ -276,6 +277,24 @@ async fn signals(shutdown: CancellationToken) {
         let _ = tokio::signal::ctrl_c().await;
     }
     shutdown.cancel();
+}
+
+/// SIGHUP (systemd's `ExecReload`) must not kill the relay, as its default action would.
+/// The handler is installed before this returns, so no early SIGHUP slips through.
+fn ignore_hangups() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot install the SIGHUP handler");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::warn!("SIGHUP: reload is not available in this build, ignored; restart to apply changes");
+            }
+        });
+    }
 }
 
 /// The directory every edge looks senders up in, loaded before any edge starts:

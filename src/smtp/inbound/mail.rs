@@ -5,6 +5,7 @@ use crate::smtp::outbound::commands;
 use crate::smtp::outbound::HopError;
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::smtp::tls;
+use crate::smtp::xforward::Attrs;
 use smtp_proto::{MailFrom, MAIL_SMTPUTF8};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -60,24 +61,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !reused {
             self.hop = None;
         }
-        let first = self.try_hop_mail(line).await;
+        let attrs = self.xforward_attrs();
+        let first = self.try_hop_mail(line, &attrs).await;
         match first {
             Err(HopError::Network(_) | HopError::Timeout) if reused => {
                 self.hop = None;
-                self.try_hop_mail(line).await
+                self.try_hop_mail(line, &attrs).await
             }
             other => other,
         }
         .map_err(|e| self.hop_failed(e))
     }
 
-    async fn try_hop_mail(&mut self, line: &str) -> Result<Reply, HopError> {
+    async fn try_hop_mail(&mut self, line: &str, attrs: &Attrs) -> Result<Reply, HopError> {
         if self.hop.is_none() {
             self.hop = Some(self.shared.next_hop.connect().await?);
         }
         let Some(hop) = self.hop.as_mut() else {
             unreachable!("connected above")
         };
+        hop.xforward(attrs).await?;
         hop.mail_from(line).await
     }
 }

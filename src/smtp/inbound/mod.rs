@@ -15,6 +15,7 @@ mod mail;
 mod misc;
 mod rcpt;
 mod starttls;
+mod xforward;
 
 pub use dot::DotReader;
 
@@ -129,6 +130,8 @@ impl Transaction {
 /// The result of feeding bytes to the current receiver.
 enum Step {
     Request(Request<String>),
+    /// XFORWARD (which smtp-proto does not know) and its arguments.
+    Xforward(String),
     /// A command refused before it was handled (syntax, over-long line).
     Error(SmtpError),
     NeedMore,
@@ -160,6 +163,7 @@ pub struct Session<S> {
     errors: usize,
     starttls_pending: bool,
     done: bool,
+    forwarded: xforward::Forwarded,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -179,6 +183,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             errors: 0,
             starttls_pending: false,
             done: false,
+            forwarded: Default::default(),
         }
     }
 
@@ -318,6 +323,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let result = self.handle(req).await;
                     self.answer(result);
                 }
+                Step::Xforward(args) => {
+                    let result = self.on_xforward(&args);
+                    self.answer(result);
+                }
                 Step::Error(e) => self.answer(Err(e)),
                 Step::DataDone => {
                     self.state = State::command();
@@ -428,6 +437,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.line.extend_from_slice(&rest[..take]);
         if end.is_none() {
             return Step::NeedMore;
+        }
+        if let Some(args) = xforward::args(&self.line) {
+            self.line.clear();
+            return Step::Xforward(args);
         }
         let step = match line::precheck(&self.line) {
             Err(e) => Step::Error(e),

@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod wire;
+mod xforward;
 
 use super::replies::{self, Canned, Reply};
 use super::tls::{self, TlsError};
@@ -161,6 +162,8 @@ impl NextHop {
             data_timeout: self.data_timeout,
             in_transaction: false,
             broken: false,
+            helo: self.helo.to_string(),
+            xforward_offer: None,
         })
     }
 
@@ -206,6 +209,10 @@ pub struct Delivery {
     data_timeout: Duration,
     in_transaction: bool,
     broken: bool,
+    /// Our EHLO name, for the EHLO that reads the XFORWARD offer.
+    helo: String,
+    /// The XFORWARD attributes the next hop takes (empty: none); `None` until asked.
+    xforward_offer: Option<Vec<String>>,
 }
 
 impl Delivery {

@@ -1,0 +1,77 @@
+//! XFORWARD with a real Postfix, in the proxy-filter layout of docs/recipes-postfix.md:
+//! the after-filter smtpd (`smtpd_authorized_xforward_hosts`) logs the real client
+//! (`orig_client=`), both when the client came through Postfix's front smtpd (its
+//! XFORWARD is passed on) and when it talked to sigstamp directly (sigstamp's own view).
+
+mod smtp_support;
+
+use sigstamp::smtp::sink::{Sink, SinkOptions};
+use sigstamp_testkit::{free_port, require_tool, Postfix};
+use smtp_support::*;
+use std::time::Duration;
+
+fn send_from(source: &str, helo: &str, port: u16, subject: &str) -> String {
+    format!(
+        r#"
+import smtplib
+s = smtplib.SMTP("127.0.0.1", {port}, local_hostname={helo:?}, source_address=({source:?}, 0))
+s.sendmail("alice@example.com", ["bob@example.org"],
+    b"From: alice@example.com\r\nTo: bob@example.org\r\nSubject: {subject}\r\n\r\nHello\r\n")
+s.quit()
+print("sent")
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_after_the_filter_logs_the_real_client() {
+    if !require_tool("postfix") || !require_tool("python3") {
+        return;
+    }
+    let (sink, mut delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
+        .await
+        .unwrap();
+    let back = free_port();
+    let relay = relay(
+        |c| c.next_hop = format!("127.0.0.1:{back}"),
+        SinkOptions::default(),
+    )
+    .await;
+    let pf = Postfix::relaying_to(sink.addr())
+        .proxy_filter(relay.addr, back)
+        .main_cf("smtpd_authorized_xforward_hosts = 127.0.0.0/8")
+        .start()
+        .unwrap();
+
+    for (source, helo, port, subject) in [
+        (
+            "127.0.0.3",
+            "via-postfix.test",
+            pf.smtpd.port(),
+            "through postfix",
+        ),
+        (
+            "127.0.0.2",
+            "direct.test",
+            relay.addr.port(),
+            "straight to sigstamp",
+        ),
+    ] {
+        let out = python_async(send_from(source, helo, port, subject)).await;
+        assert!(out.contains("sent"), "{out}\n{}", pf.log());
+        let d = tokio::time::timeout(Duration::from_secs(30), delivered.recv())
+            .await
+            .unwrap_or_else(|_| panic!("nothing delivered; postfix log:\n{}", pf.log()))
+            .unwrap();
+        let text = String::from_utf8_lossy(&d.message).into_owned();
+        assert!(text.contains(&format!("Subject: {subject}")), "{text}");
+        // The after-filter smtpd logs the forwarded client next to the connecting one
+        // (sigstamp, 127.0.0.1); without XFORWARD there is no orig_client at all.
+        let want = format!("client=localhost[127.0.0.1], orig_client=unknown[{source}]");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !pf.log().contains(&want) {
+            assert!(std::time::Instant::now() < deadline, "{want}\n{}", pf.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
