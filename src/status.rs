@@ -37,8 +37,18 @@ impl TokenStatus {
     }
 }
 
+/// `/status` `config`: when the running configuration was loaded, and why the last reload
+/// was refused (`None` once a reload succeeds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigStatus {
+    #[serde(with = "time::serde::rfc3339")]
+    pub loaded_at: OffsetDateTime,
+    pub error: Option<String>,
+}
+
 pub struct Status {
     pub token: ArcSwap<TokenStatus>,
+    pub config: ArcSwap<ConfigStatus>,
     pub last_sync: ArcSwap<Option<OffsetDateTime>>,
     pub smtp_listening: AtomicBool,
     pub milter_listening: AtomicBool,
@@ -49,6 +59,10 @@ impl Default for Status {
     fn default() -> Self {
         Status {
             token: ArcSwap::from_pointee(TokenStatus::unconfigured()),
+            config: ArcSwap::from_pointee(ConfigStatus {
+                loaded_at: OffsetDateTime::now_utc(),
+                error: None,
+            }),
             last_sync: ArcSwap::from_pointee(None),
             smtp_listening: AtomicBool::new(false),
             milter_listening: AtomicBool::new(false),

@@ -161,6 +161,7 @@ pub fn token_state_str(s: TokenState) -> &'static str {
 pub struct StatusDoc {
     pub token: TokenDoc,
     pub directory: DirectoryDoc,
+    pub config: crate::status::ConfigStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,6 +197,7 @@ impl StatusDoc {
                 source: dir.source().as_str(),
                 last_sync: **app.status.last_sync.load(),
             },
+            config: (**app.status.config.load()).clone(),
         }
     }
 }

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod attributes;
+pub mod check;
 pub mod demo;
 pub mod login;
 pub mod preview;
@@ -31,6 +32,8 @@ pub enum Command {
     Stamp(stamp::Args),
     /// Print the rendered HTML and text signature of one user.
     Preview(preview::Args),
+    /// Check a configuration file: keys, files, templates, rules, certificates, permissions.
+    Check(check::Args),
     /// Run the SMTP relay, milter and admin HTTP from a config file.
     Serve(serve::Args),
     /// Run the relay on the embedded sample data and send one message through it.
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Stamp(a) => stamp::run(a),
         Command::Preview(a) => preview::run(a),
+        Command::Check(a) => check::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Sync(a) => sync::run(a),

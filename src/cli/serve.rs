@@ -67,8 +67,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_photos(photos.clone());
     let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
     rules.check_templates(&config.templates.default, |t| templates.has(t))?;
-    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
-    stamper.template = config.templates.default.clone();
+    let stamper = Stamper::new(directory, templates)
+        .with_rules(rules)
+        .with_default(config.templates.default.clone());
     let drain_time = config
         .smtp
         .as_ref()

@@ -57,12 +57,17 @@ impl Relay {
                 cfg,
                 stamper,
                 metrics,
-                tls,
+                tls: Arc::new(arc_swap::ArcSwapOption::new(tls)),
                 next_hop,
                 shutdown,
             }),
             allowed,
         })
+    }
+
+    /// The STARTTLS configuration sessions use; a reload stores a new one here.
+    pub fn tls_handle(&self) -> Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>> {
+        self.shared.tls.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -18,7 +18,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "DSN".into(),
             "CHUNKING".into(),
         ];
-        if self.shared.tls.is_some() && !self.io.is_tls() {
+        if self.shared.tls.load().is_some() && !self.io.is_tls() {
             lines.push("STARTTLS".into());
         }
         Ok(Some(Reply { code: 250, lines }))

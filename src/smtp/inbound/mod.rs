@@ -40,7 +40,8 @@ pub struct Shared {
     pub cfg: SmtpConfig,
     pub stamper: Arc<Stamper>,
     pub metrics: Arc<Metrics>,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Swapped by a reload: each handshake takes the certificate current at its start.
+    pub tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
     pub next_hop: NextHop,
     pub shutdown: CancellationToken,
 }
