@@ -535,8 +535,9 @@ fn check_permissions(config: &Config, out: &mut Vec<Finding>) {
         }
     }
     for (key, file) in secret_files(config) {
+        // A warning, as Postfix's `postfix check` does: the service still runs.
         if world_readable(file) {
-            out.push(Finding::error(
+            out.push(Finding::warning(
                 key,
                 format!(
                     "{} is readable by every local user; chmod o-rwx it",

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod milter;
 pub mod notify;
 pub mod pipeline;
+pub mod reload;
 pub mod render;
 pub mod rules;
 pub mod smtp;

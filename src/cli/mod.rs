@@ -61,14 +61,22 @@ pub fn run(cli: Cli) -> CliResult {
 
 /// Initialise logging once: `RUST_LOG` wins, else `info`.
 pub fn init_tracing() {
+    init_tracing_as(crate::config::LogFormat::Text);
+}
+
+/// [`init_tracing`] in `[log] format`.
+pub fn init_tracing_as(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a person at a terminal, never into journald or a log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        // Fields at the top level, so `jq 'select(.message == "message")'` works.
+        crate::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }

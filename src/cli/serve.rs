@@ -28,8 +28,8 @@ pub struct Args {
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
-    super::init_tracing();
     let config = Config::load(&args.config)?;
+    super::init_tracing_as(config.log.format);
     if config.smtp.is_none() && config.milter.is_none() {
         return Err(format!(
             "config {}: nothing to serve, add an [smtp] or a [milter] section",
