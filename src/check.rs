@@ -664,5 +664,3 @@ pub async fn check_online(config: &Config) -> Vec<Finding> {
     out
 }
 
-#[cfg(test)]
-mod tests;
