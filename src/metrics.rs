@@ -23,7 +23,8 @@ pub struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotificationLabels {
-    /// `token_expired`, `token_recovered` or `certificate_expiry`.
+    /// `token_expired`, `token_recovered`, `certificate_expiry`, `snapshot_failing` or
+    /// `snapshot_recovered`.
     pub kind: String,
     /// `sent` or `failed`.
     pub result: String,
@@ -54,6 +55,10 @@ pub struct Metrics {
     pub photo_failures: Family<KindLabels, Counter>,
     /// Group-membership lookups that failed (`forbidden`, `unresolved`, `network`, …).
     pub group_failures: Family<KindLabels, Counter>,
+    /// 1 while the directory snapshot cannot be written (a restart would lose the directory).
+    pub snapshot_write_failing: Gauge,
+    /// Unix time the directory snapshot was last written (0: never).
+    pub snapshot_written_timestamp: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -143,6 +148,18 @@ impl Metrics {
             "Graph group-membership lookups that failed, by kind (forbidden = missing GroupMember.Read.All)",
             group_failures.clone(),
         );
+        let snapshot_write_failing = Gauge::default();
+        registry.register(
+            "snapshot_write_failing",
+            "1 while the directory snapshot cannot be written: a restart would not start with the current directory",
+            snapshot_write_failing.clone(),
+        );
+        let snapshot_written_timestamp = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "snapshot_written_timestamp_seconds",
+            "Unix time the directory snapshot was last written or loaded (0: never)",
+            snapshot_written_timestamp.clone(),
+        );
         Metrics {
             registry,
             messages,
@@ -158,6 +175,8 @@ impl Metrics {
             directory_photos,
             photo_failures,
             group_failures,
+            snapshot_write_failing,
+            snapshot_written_timestamp,
         }
     }
 
@@ -185,4 +204,16 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Set the snapshot gauges from the snapshot's state on `/status`.
+pub fn snapshot_gauges(m: &Metrics, status: &crate::status::Status) {
+    let snap = status.snapshot.load();
+    let s = snap.as_ref().as_ref();
+    m.snapshot_write_failing
+        .set(i64::from(s.is_some_and(|s| s.error.is_some())));
+    m.snapshot_written_timestamp.set(
+        s.and_then(|s| s.written_at)
+            .map_or(0.0, |t| t.unix_timestamp_nanos() as f64 / 1e9),
+    );
 }

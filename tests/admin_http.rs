@@ -131,6 +131,7 @@ async fn status_json_shape_in_every_state() {
         (TokenState::Expired, Some("AADSTS7000222"), "expired"),
         (TokenState::Failing, None, "failing"),
         (TokenState::Unconfigured, None, "unconfigured"),
+        (TokenState::Starting, None, "starting"),
     ];
     for (i, (state, code, name)) in cases.into_iter().enumerate() {
         set_token(&app, state, code, since);
@@ -160,9 +161,10 @@ async fn status_json_shape_in_every_state() {
         let d = &v["directory"];
         assert_eq!(
             keys(d),
-            BTreeSet::from(["users", "source", "last_sync"]),
+            BTreeSet::from(["users", "source", "last_sync", "snapshot"]),
             "{body}"
         );
+        assert!(d["snapshot"].is_null(), "no snapshot configured: {body}");
         assert_eq!(d["users"], 2);
         assert_eq!(d["source"], "file");
         match last_sync {
@@ -173,6 +175,40 @@ async fn status_json_shape_in_every_state() {
             None => assert!(d["last_sync"].is_null(), "{body}"),
         }
     }
+
+    // With a snapshot: its path, when it was written, and why it cannot be written now.
+    let written = datetime!(2026-11-20 09:00:00 UTC);
+    let path = std::path::Path::new("state/directory.json");
+    app.status.update_snapshot(path, |s| s.ok(Some(written)));
+    let (_, _, body) = get(&format!("{base}/status")).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let snap = &v["directory"]["snapshot"];
+    assert_eq!(
+        keys(snap),
+        BTreeSet::from(["path", "written_at", "error"]),
+        "{body}"
+    );
+    assert_eq!(snap["path"], "state/directory.json");
+    assert_eq!(snap["written_at"], "2026-11-20T09:00:00Z");
+    assert!(snap["error"].is_null(), "{body}");
+    app.status
+        .update_snapshot(path, |s| s.failed("disk full".into(), written));
+    let (_, _, body) = get(&format!("{base}/status")).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["directory"]["snapshot"]["error"], "disk full", "{body}");
+    assert_eq!(
+        v["directory"]["snapshot"]["written_at"],
+        "2026-11-20T09:00:00Z"
+    );
+    let (_, _, metrics) = get(&format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains("sigstamp_snapshot_write_failing 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sigstamp_snapshot_written_timestamp_seconds 1795"),
+        "{metrics}"
+    );
 }
 
 #[test]

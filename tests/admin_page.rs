@@ -38,9 +38,40 @@ async fn banner_follows_the_token_state() {
     let app = app(CONFIG);
     let (base, _task) = start_admin(app.clone()).await;
 
+    // Before the directory source's first answer (no refresher runs here).
     let body = page(&base, "").await;
-    assert!(body.contains("data-state=\"unconfigured\""), "{body}");
+    assert!(body.contains("data-state=\"starting\""), "{body}");
     assert!(!body.contains("banner expired"));
+    assert!(!body.contains("snapshot-error"), "{body}");
+
+    // A snapshot that cannot be written, and never was: the red line.
+    let path = std::path::Path::new("state/directory.json");
+    app.status.update_snapshot(path, |s| {
+        s.failed(
+            "cannot create the folder of state/directory.json: Not a directory".into(),
+            datetime!(2026-11-25 22:00:00 UTC),
+        )
+    });
+    let body = page(&base, "").await;
+    let line = body
+        .lines()
+        .find(|l| l.contains("id=\"snapshot-error\""))
+        .unwrap_or_else(|| panic!("the snapshot line: {body}"));
+    assert!(line.contains("class=\"alert\""), "{line}");
+    assert!(
+        line.contains("a restart now would start with no directory"),
+        "{line}"
+    );
+    assert!(line.contains("Not a directory"), "{line}");
+    assert!(body.contains("p.alert { background: #b00020"), "red");
+    app.status
+        .update_snapshot(path, |s| s.ok(Some(datetime!(2026-11-25 22:05:00 UTC))));
+    let body = page(&base, "").await;
+    assert!(!body.contains("snapshot-error"), "{body}");
+    assert!(
+        section(&body, "id=\"snapshot\"").contains("2026-11-25T22:05:00Z"),
+        "{body}"
+    );
 
     let since = datetime!(2026-11-25 22:15:00 UTC);
     set_token(&app, TokenState::Expired, Some("AADSTS7000222"), since);

@@ -412,8 +412,8 @@ async fn snapshot_is_written_after_sync_and_loaded_at_start() {
     assert_eq!(r2.users, 3);
 }
 
-/// `sigstamp serve` loads the snapshot before the refresher starts: the refresher then reads
-/// only the snapshot's header, and its syncer shares the directory's users (one copy of the
+/// `sigstamp serve` loads the snapshot before the refresher starts: the refresher then does
+/// not read it again, and its syncer shares the directory's users (one copy of the
 /// tenant), continuing incrementally from the snapshot's deltaLink.
 #[tokio::test]
 async fn serve_restart_shares_the_loaded_snapshot() {
@@ -431,8 +431,12 @@ async fn serve_restart_shares_the_loaded_snapshot() {
         .unwrap()
         .unwrap();
     let loaded = restarted.directory.base_users();
+    // Read once: the refresher takes the deltaLink from what start-up loaded, not the file.
+    let kept = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
     let mut sy2 = syncer(&fake.config(), fake.clock.clone());
     restarted.seed(&mut sy2);
+    std::fs::write(&path, kept).unwrap();
     assert_eq!(sy2.delta_link(), sy.delta_link());
     let seeded = sy2.users();
     assert_eq!(seeded.len(), 3);

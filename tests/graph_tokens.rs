@@ -361,7 +361,11 @@ async fn dead_tokens_keep_last_known_users_and_recover_without_restart() {
             fake.config()
         };
         let r = Running::start(cfg, Some(dir.path().join("snap.json")), fake.clock.clone());
-        eventually("first sync", || r.state() == TokenState::Valid).await;
+        // `valid` comes with the first token; the users with the end of the first sync.
+        eventually("first sync", || {
+            r.state() == TokenState::Valid && r.app.status.last_sync.load().is_some()
+        })
+        .await;
         assert_eq!(
             r.title_of("adele@contoso.test").as_deref(),
             Some("Engineer")
@@ -428,12 +432,15 @@ async fn restart_with_dead_tokens_serves_the_snapshot() {
     let r = Running::start(fake.config(), Some(snap.clone()), fake.clock.clone());
     eventually("first sync", || r.state() == TokenState::Valid).await;
     eventually("snapshot written", || snap.exists()).await;
+    let synced = r.app.status.last_sync.load().expect("synced");
     r.stop().await;
 
     fake.expire_secret_at(fake.clock.now());
     let r2 = Running::start(fake.config(), Some(snap.clone()), fake.clock.clone());
     eventually("expired", || r2.state() == TokenState::Expired).await;
     assert_eq!(r2.directory().source(), Source::Snapshot);
+    // The last sync is the one the snapshot holds.
+    assert_eq!(**r2.app.status.last_sync.load(), Some(synced));
     assert_eq!(
         r2.title_of("bob.alias@contoso.test").as_deref(),
         Some("Engineer")
@@ -662,4 +669,188 @@ async fn fake_token_endpoint_validates_requests_and_error_shape() {
     for k in ["trace_id", "correlation_id", "error_uri"] {
         assert!(e[k].is_string(), "{k}");
     }
+}
+
+// ---- the state tells the truth (issue 11, finding 10) ----------------------------------
+
+/// Graph requests the fake answered with `status`.
+fn graph_answers(fake: &FakeGraph, status: u16) -> usize {
+    fake.requests_of(Kind::Graph)
+        .iter()
+        .filter(|r| r.status == status)
+        .count()
+}
+
+/// The log lines written on this thread while it is alive (the tests' runtime runs the
+/// refresher on the test's own thread).
+struct Captured {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    _on: tracing::subscriber::DefaultGuard,
+}
+
+impl Captured {
+    fn start() -> Self {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Writer(w.clone()))
+            .finish();
+        Captured {
+            buf,
+            _on: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn lines_with(&self, needle: &str) -> usize {
+        let text = String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned();
+        text.lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+struct Writer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A page that keeps failing (503 without Retry-After) turns the state to `failing` as soon
+/// as the first retry fails, while the client's retries go on; `since` is set and the state
+/// logged once.
+#[tokio::test]
+async fn a_page_that_keeps_failing_is_failing_at_the_first_failed_retry() {
+    let log = Captured::start();
+    let fake = manual_fake().await;
+    seed_abc(&fake);
+    fake.with(|s| {
+        s.delta_page_size = 1;
+        s.page_faults = (0..20).map(|_| Fault::new(503, None)).collect();
+    });
+    let r = Running::start(fake.config(), None, fake.clock.clone());
+    // Steps of 1 s: the retries wait 3 s and then 6 s (±20 %), so the state is looked at
+    // between the first retry's failure and the next one.
+    advancing(&fake, Duration::from_secs(1), "failing", || {
+        r.state() == TokenState::Failing
+    })
+    .await;
+    assert_eq!(
+        graph_answers(&fake, 503),
+        2,
+        "failing right after the first retry failed"
+    );
+    let st = r.app.status.token.load_full();
+    assert_eq!(st.error_code.as_deref(), Some("serviceNotAvailable"));
+    assert!(st.description.contains("503"), "{}", st.description);
+    assert!(
+        r.app.status.last_sync.load().is_none(),
+        "the sync is not over"
+    );
+
+    // The retries go on; the state and its `since` stay.
+    advancing(&fake, Duration::from_secs(1), "more retries", || {
+        graph_answers(&fake, 503) >= 4
+    })
+    .await;
+    assert_eq!(r.state(), TokenState::Failing);
+    assert_eq!(r.app.status.token.load().since, st.since);
+    assert_eq!(
+        log.lines_with("Graph token state: failing"),
+        1,
+        "logged once"
+    );
+
+    // Graph answers again: the same sync completes.
+    fake.with(|s| s.page_faults.clear());
+    advancing(&fake, Duration::from_secs(1), "synced", || {
+        r.state() == TokenState::Valid && r.app.status.last_sync.load().is_some()
+    })
+    .await;
+    assert_eq!(r.directory().snapshot().len(), 3);
+    r.stop().await;
+}
+
+/// Until the token endpoint first answers the state is `starting`, not `unconfigured`.
+#[tokio::test]
+async fn starting_until_the_first_token_answer() {
+    let fake = manual_fake().await;
+    seed_abc(&fake);
+    fake.with(|s| s.token_stalls.push_back(Duration::from_millis(800)));
+    let r = Running::start(fake.config(), None, fake.clock.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.requests_of(Kind::Token).is_empty(), "still unanswered");
+    assert_eq!(r.state(), TokenState::Starting);
+    assert!(r
+        .app
+        .metrics
+        .encode()
+        .contains("sigstamp_token_state{state=\"starting\"} 1"));
+    eventually("the first sync", || {
+        r.state() == TokenState::Valid && r.app.status.last_sync.load().is_some()
+    })
+    .await;
+    r.stop().await;
+}
+
+/// The description follows the current error, even when the state and code stay the same.
+#[tokio::test]
+async fn the_description_follows_the_current_error() {
+    let fake = manual_fake().await;
+    seed_abc(&fake);
+    fake.with(|s| s.graph_faults.push_back(Fault::proxy(502)));
+    let r = Running::start(fake.config(), None, fake.clock.clone());
+    eventually("failing", || r.state() == TokenState::Failing).await;
+    let first = r.app.status.token.load_full();
+    assert!(first.description.contains("502"), "{}", first.description);
+    assert_eq!(first.error_code, None);
+
+    fake.with(|s| s.graph_faults.push_back(Fault::proxy(500)));
+    advancing(&fake, Duration::from_secs(1), "the second error", || {
+        graph_answers(&fake, 500) == 1
+    })
+    .await;
+    eventually("the description follows", || {
+        r.app.status.token.load().description.contains("500")
+    })
+    .await;
+    let second = r.app.status.token.load_full();
+    assert_eq!(second.state, TokenState::Failing);
+    assert!(
+        !second.description.contains("502"),
+        "{}",
+        second.description
+    );
+    assert_eq!(second.since, first.since, "the same episode");
+    r.stop().await;
+}
+
+/// A request that times out says so, on /status and in the failure metric.
+#[tokio::test]
+async fn a_timeout_says_timeout() {
+    let fake = manual_fake().await;
+    seed_abc(&fake);
+    fake.with(|s| s.graph_stalls.push_back(Duration::from_secs(3)));
+    let mut cfg = fake.config();
+    cfg.request_timeout = Duration::from_millis(500);
+    let r = Running::start(cfg, None, fake.clock.clone());
+    eventually("failing", || r.state() == TokenState::Failing).await;
+    let st = r.app.status.token.load_full();
+    assert!(st.description.contains("timeout"), "{}", st.description);
+    assert_eq!(st.error_code.as_deref(), Some("timeout"));
+    assert!(r
+        .app
+        .metrics
+        .encode()
+        .contains("sigstamp_sync_failures_total{kind=\"timeout\"} 1"));
+    advancing(&fake, Duration::from_secs(5), "recovered", || {
+        r.state() == TokenState::Valid && r.app.status.last_sync.load().is_some()
+    })
+    .await;
+    r.stop().await;
 }

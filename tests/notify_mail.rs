@@ -352,7 +352,7 @@ async fn a_restart_does_not_repeat_what_was_sent() {
     assert!(state.exists(), "state saved after a send");
     drop(n);
 
-    // Restart: the token starts `unconfigured`, then fails again with a new `since`.
+    // Restart: the token starts `starting`, then fails again with a new `since`.
     let second = app(&config);
     let mut n = notifier(&second, &clock);
     clock.advance(10 * MIN);
@@ -393,4 +393,60 @@ async fn a_restart_does_not_repeat_what_was_sent() {
     set_token(&fourth, TokenState::Expired, Some("AADSTS50173"), T0 + HOUR);
     assert_eq!(n.tick().await.sent, ["token_expired"]);
     assert_eq!(sink.count(), 5);
+}
+
+/// A snapshot that cannot be written is announced like an expired token: at once, again after
+/// the interval, and once more when a write succeeds; across a restart it is not repeated.
+#[tokio::test]
+async fn unwritable_snapshot_is_announced_then_reminded_then_recovered() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("notify-state.json");
+    let app = app(&notify_config(
+        sink.addr,
+        &format!("state_file = {:?}\n", state.to_str().unwrap()),
+    ));
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut n = notifier(&app, &clock);
+    set_token(&app, TokenState::Valid, None, T0);
+    let path = std::path::Path::new("state/directory.json");
+    app.status.update_snapshot(path, |s| {
+        s.failed(
+            "cannot create the folder of state/directory.json: Not a directory".into(),
+            T0,
+        )
+    });
+    assert_eq!(n.tick().await.sent, ["snapshot_failing"]);
+    clock.advance(30 * MIN);
+    assert!(
+        n.tick().await.sent.is_empty(),
+        "no repeat inside the interval"
+    );
+    let m = &sink.all()[0];
+    let s = subject(m);
+    assert!(s.contains("snapshot cannot be written"), "{s}");
+    // Wrapped at 72 columns: compare the words.
+    let body = m.body().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(body.contains("state/directory.json"), "{body}");
+    assert!(body.contains("Not a directory"), "{body}");
+    assert!(
+        body.contains("a restart now would start with no directory"),
+        "{body}"
+    );
+
+    // A restart inside the interval does not say it again.
+    let mut again = notifier(&app, &clock);
+    assert!(
+        again.tick().await.sent.is_empty(),
+        "remembered across a restart"
+    );
+    set(&clock, T0 + HOUR);
+    assert_eq!(again.tick().await.sent, ["snapshot_failing"]);
+    assert!(subject(&sink.all()[1]).contains("still cannot be written"));
+
+    app.status.update_snapshot(path, |s| s.ok(Some(T0 + HOUR)));
+    assert_eq!(again.tick().await.sent, ["snapshot_recovered"]);
+    assert!(again.tick().await.sent.is_empty());
+    assert_eq!(sink.count(), 3);
+    assert!(subject(&sink.all()[2]).contains("written again"));
 }

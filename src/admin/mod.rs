@@ -7,7 +7,7 @@ mod page;
 
 use crate::app::App;
 use crate::config::ConfigError;
-use crate::status::{TokenState, TokenStatus};
+use crate::status::{SnapshotStatus, TokenState, TokenStatus};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -132,12 +132,14 @@ fn refresh_gauges(app: &App) {
                 .set(t.unix_timestamp_nanos() as f64 / 1e9);
         }
     }
+    crate::metrics::snapshot_gauges(m, &app.status);
     let current = app.status.token.load().state;
     for s in [
         TokenState::Valid,
         TokenState::Expired,
         TokenState::Failing,
         TokenState::Unconfigured,
+        TokenState::Starting,
     ] {
         m.token_state
             .get_or_create(&crate::metrics::StateLabels {
@@ -153,6 +155,7 @@ pub fn token_state_str(s: TokenState) -> &'static str {
         TokenState::Expired => "expired",
         TokenState::Failing => "failing",
         TokenState::Unconfigured => "unconfigured",
+        TokenState::Starting => "starting",
     }
 }
 
@@ -179,6 +182,8 @@ pub struct DirectoryDoc {
     pub source: &'static str,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_sync: Option<OffsetDateTime>,
+    /// `{"path", "written_at", "error"}`; `null` without `[directory] snapshot`.
+    pub snapshot: Option<SnapshotStatus>,
 }
 
 impl StatusDoc {
@@ -196,6 +201,7 @@ impl StatusDoc {
                 users: dir.snapshot().len(),
                 source: dir.source().as_str(),
                 last_sync: **app.status.last_sync.load(),
+                snapshot: (**app.status.snapshot.load()).clone(),
             },
             config: (**app.status.config.load()).clone(),
         }

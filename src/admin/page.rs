@@ -83,6 +83,7 @@ fn render(app: &App, q: &str, audience: Audience, now: OffsetDateTime) -> String
     );
     banner(&mut h, &doc, now);
     config_banner(&mut h, &doc, now);
+    snapshot_alert(&mut h, &doc, now);
     facts(&mut h, &doc, now);
     rules(&mut h, app);
     search(&mut h, app, q, audience);
@@ -114,7 +115,8 @@ code { font-family: ui-monospace, monospace; font-size: .95em; }
 .expired code { background: rgba(255,255,255,.18); padding: 0 .25em; border-radius: 3px; }
 .failing { background: #fff3cd; color: #663c00; border: 1px solid #e0b000; }
 .valid { background: #e6f4ea; color: #0d5223; border: 1px solid #8cc79b; }
-.unconfigured { background: #f1f3f4; color: #333; border: 1px solid #ccc; }
+.unconfigured, .starting { background: #f1f3f4; color: #333; border: 1px solid #ccc; }
+p.alert { background: #b00020; color: #fff; padding: .75rem 1.25rem; border-radius: 6px; margin: 0 0 1.5rem 0; }
 .ago { color: inherit; opacity: .85; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1.5rem; }
 dl.facts dt { font-weight: 600; }
@@ -196,6 +198,14 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
                 escape(&t.description)
             );
         }
+        TokenState::Starting => {
+            let _ = write!(
+                h,
+                "<h2 id=\"token-title\">Directory source starting</h2>\n<dl>\n\
+                 <dt>Since</dt><dd id=\"token-since\">{since}</dd>\n</dl>\n<p>{}</p>\n",
+                escape(&t.description)
+            );
+        }
     }
     h.push_str("</section>\n");
 }
@@ -226,8 +236,39 @@ fn config_banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     }
 }
 
+/// A red line while the snapshot cannot be written: what a restart would start with.
+fn snapshot_alert(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
+    let Some(snap) = &doc.directory.snapshot else {
+        return;
+    };
+    let Some(error) = &snap.error else { return };
+    let restart = match snap.written_at {
+        None => "a restart now would start with no directory".to_string(),
+        Some(t) => format!(
+            "a restart now would start with the directory as it was on {}",
+            when(Some(t), now)
+        ),
+    };
+    let _ = writeln!(
+        h,
+        "<p id=\"snapshot-error\" class=\"alert\" role=\"alert\">The directory snapshot \
+         <code>{path}</code> cannot be written: {error}. Mail is stamped as usual, but \
+         {restart}.</p>",
+        path = escape(&snap.path.display().to_string()),
+        error = escape(error),
+    );
+}
+
 fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     let d = &doc.directory;
+    let snapshot = match &d.snapshot {
+        None => String::new(),
+        Some(s) => format!(
+            "<dt>Snapshot</dt><dd id=\"snapshot\"><code>{}</code>, written {}</dd>\n",
+            escape(&s.path.display().to_string()),
+            when(s.written_at, now)
+        ),
+    };
     let _ = write!(
         h,
         "<section aria-labelledby=\"directory-title\">\n\
@@ -236,7 +277,7 @@ fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
          <dt>Users</dt><dd id=\"users\">{users}</dd>\n\
          <dt>Source</dt><dd id=\"source\">{source}</dd>\n\
          <dt>Last sync</dt><dd id=\"last-sync\">{last}</dd>\n\
-         </dl>\n</section>\n",
+         {snapshot}</dl>\n</section>\n",
         state = token_state_str(doc.token.state),
         users = d.users,
         source = escape(d.source),

@@ -214,24 +214,43 @@ pub fn build_directory(
         dir.replace_users(users, Source::File);
         loaded(&dir, metrics, status, time::OffsetDateTime::now_utc());
     }
+    create_state_folders(config);
     if let (Some(path), Some(_)) = (&config.directory.snapshot, &config.graph) {
-        // A corrupt or unreadable snapshot is reported and ignored, never fatal.
-        match directory::snapshot::load(path, &dir) {
-            Ok(Some(snap)) => {
-                tracing::info!(users = snap.users, path = %path.display(), "directory loaded from snapshot");
-                loaded(&dir, metrics, status, snap.written_at);
-            }
-            Ok(None) => {
-                tracing::info!(path = %path.display(), "no snapshot yet; waiting for the first Graph sync")
-            }
-            Err(e) => {
-                tracing::warn!("{e}; ignoring the snapshot, waiting for the first Graph sync")
-            }
+        // Read once, here; a bad snapshot or folder shows on /status, never fatal.
+        if let Some(snap) = directory::snapshot::open_at_start(path, &dir, status) {
+            loaded(&dir, metrics, status, snap.written_at);
         }
     }
     // The last-known `memberOf` layer (group rules), kept beside the snapshot.
     directory::graph::groups::seed(config, &dir);
     Ok(dir)
+}
+
+/// Create the folders of every state file sigstamp writes (0700) before anything is loaded,
+/// so the first write does not fail on a missing `state/`. A folder that cannot be created is
+/// logged naming the key; the snapshot's also shows on /status (see `snapshot::open_at_start`).
+fn create_state_folders(config: &Config) {
+    let d = &config.directory;
+    let mut files: Vec<(&str, PathBuf)> = Vec::new();
+    // The snapshot's folder (made by `open_at_start`) also holds the group cache; the photo
+    // store makes its own folder (0700) when it opens.
+    files.extend(d.overrides.clone().map(|p| ("directory.overrides", p)));
+    let graph = config.graph.as_ref();
+    files.extend(
+        graph
+            .and_then(|g| g.refresh_token_file.clone())
+            .map(|p| ("graph.refresh_token_file", p)),
+    );
+    if let Some(n) = &config.notify {
+        let state = n.state_path(d.snapshot.as_deref());
+        files.extend(state.map(|p| ("notify.state_file", p)));
+    }
+    for (key, path) in files {
+        if let Err(e) = directory::snapshot::create_parent(&path) {
+            let folder = directory::snapshot::parent_dir(&path).display().to_string();
+            tracing::error!(key, folder, error = %e, "cannot create the folder of a state file");
+        }
+    }
 }
 
 fn loaded(dir: &Directory, metrics: &Metrics, status: &Status, at: time::OffsetDateTime) {

@@ -95,6 +95,8 @@ struct Base {
     users: Arc<Vec<Arc<User>>>,
     source: Source,
     loaded_at: Option<OffsetDateTime>,
+    /// The snapshot these users came from (its deltaLink and time), when they did.
+    from_snapshot: Option<Arc<snapshot::Loaded>>,
 }
 
 /// The shared directory. Cheap to clone behind an `Arc`.
@@ -121,6 +123,7 @@ impl Directory {
                     users: Arc::new(Vec::new()),
                     source: Source::Empty,
                     loaded_at: None,
+                    from_snapshot: None,
                 },
                 Arc::new(overrides::Overrides::default()),
             )),
@@ -161,11 +164,33 @@ impl Directory {
     /// [`Directory::replace_users`] with users that may be shared with the current base (a
     /// sync keeps its unchanged users, so memory grows only by what changed).
     pub fn replace_shared_users(&self, users: Vec<Arc<User>>, source: Source) {
+        self.replace_base(users, source, None);
+    }
+
+    /// Replace the base users with a snapshot's (`Source::Snapshot`), remembering its header
+    /// so a refresher can continue from its deltaLink without reading the file again.
+    pub fn replace_from_snapshot(&self, users: Vec<User>, loaded: snapshot::Loaded) {
+        let users = users.into_iter().map(Arc::new).collect();
+        self.replace_base(users, Source::Snapshot, Some(Arc::new(loaded)));
+    }
+
+    /// The snapshot the current base users were loaded from, if they were.
+    pub fn from_snapshot(&self) -> Option<Arc<snapshot::Loaded>> {
+        self.state.lock().unwrap().0.from_snapshot.clone()
+    }
+
+    fn replace_base(
+        &self,
+        users: Vec<Arc<User>>,
+        source: Source,
+        from_snapshot: Option<Arc<snapshot::Loaded>>,
+    ) {
         let mut st = self.state.lock().unwrap();
         st.0 = Base {
             users: Arc::new(users),
             source,
             loaded_at: Some(OffsetDateTime::now_utc()),
+            from_snapshot,
         };
         self.rebuild(&st.0, &st.1);
     }

@@ -243,7 +243,7 @@ pub fn save(path: &Path, ov: &Overrides) -> Result<(), OverridesError> {
     let mut json = serde_json::to_vec_pretty(&ov.to_shape()).expect("JSON values serialise");
     json.push(b'\n');
     let (dir, _) = dir_and_name(path);
-    std::fs::create_dir_all(&dir).map_err(err)?;
+    super::snapshot::create_private_dir(&dir).map_err(err)?;
     // 0o666 less the umask, as a plain create would give: the file is not secret.
     super::snapshot::write_atomic(path, &json, 0o666).map_err(err)
 }
@@ -272,7 +272,7 @@ pub fn lock_for_edit(path: &Path) -> Result<EditLock, OverridesError> {
         source,
     };
     let (dir, name) = dir_and_name(path);
-    std::fs::create_dir_all(&dir).map_err(err)?;
+    super::snapshot::create_private_dir(&dir).map_err(err)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

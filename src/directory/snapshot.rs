@@ -2,7 +2,8 @@
 //! deltaLink and the time. Written atomically after every successful sync and loaded at
 //! start before any Graph call, so a restart with dead tokens still stamps.
 
-use super::{Directory, Source, User};
+use super::{Directory, User};
+use crate::status::Status;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -99,12 +100,6 @@ impl Versioned for Snapshot {
     }
 }
 
-impl Versioned for SnapshotMeta {
-    fn version(&self) -> u32 {
-        self.version
-    }
-}
-
 fn read_as<T: serde::de::DeserializeOwned + Versioned>(
     path: &Path,
 ) -> Result<Option<T>, SnapshotError> {
@@ -138,22 +133,6 @@ fn read_as<T: serde::de::DeserializeOwned + Versioned>(
     Ok(Some(snap))
 }
 
-/// A snapshot's header: everything but the users.
-#[derive(Debug, Deserialize)]
-pub struct SnapshotMeta {
-    pub version: u32,
-    #[serde(with = "time::serde::rfc3339")]
-    pub written_at: OffsetDateTime,
-    pub delta_link: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub delta_at: Option<OffsetDateTime>,
-}
-
-/// Read only the header of a snapshot (the users are skipped without being kept).
-pub fn read_meta(path: &Path) -> Result<Option<SnapshotMeta>, SnapshotError> {
-    read_as(path)
-}
-
 /// What [`load`] put into the directory.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -175,8 +154,41 @@ pub fn load(path: &Path, directory: &Directory) -> Result<Option<Loaded>, Snapsh
         delta_link: snap.delta_link.clone(),
         delta_at: snap.delta_at,
     };
-    directory.replace_users(snap.into_users(), Source::Snapshot);
+    directory.replace_from_snapshot(snap.into_users(), loaded.clone());
     Ok(Some(loaded))
+}
+
+/// Start-up (`sigstamp serve`, before any edge or Graph call): create the snapshot's folder,
+/// load the snapshot into `directory` and record in `status` what was found, so the file is
+/// read once. Nothing here is fatal: a folder that cannot be created or a bad snapshot shows
+/// on `/status` (`directory.snapshot.error`) until a later write succeeds.
+pub fn open_at_start(path: &Path, directory: &Directory, status: &Status) -> Option<Loaded> {
+    let now = OffsetDateTime::now_utc();
+    if let Err(e) = create_parent(path) {
+        let e = format!("cannot create the folder of {}: {e}", path.display());
+        tracing::error!("{e}; the directory snapshot cannot be written");
+        status.update_snapshot(path, |s| s.failed(e, now));
+        return None;
+    }
+    match load(path, directory) {
+        Ok(Some(l)) => {
+            tracing::info!(users = l.users, path = %path.display(), written_at = %l.written_at, "directory loaded from snapshot");
+            // The snapshot was written right after the sync it holds.
+            status.last_sync.store(Arc::new(Some(l.written_at)));
+            status.update_snapshot(path, |s| s.ok(Some(l.written_at)));
+            Some(l)
+        }
+        Ok(None) => {
+            tracing::info!(path = %path.display(), "no directory snapshot yet; waiting for the first sync");
+            status.update_snapshot(path, |s| s.ok(None));
+            None
+        }
+        Err(e) => {
+            tracing::warn!("{e}; ignoring the snapshot, waiting for the first sync");
+            status.update_snapshot(path, |s| s.failed(format!("{e} (ignored)"), now));
+            None
+        }
+    }
 }
 
 /// Write the snapshot atomically (temp file, fsync, rename), mode 0600: it holds directory
@@ -196,16 +208,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     write_atomic_with(path, mode, |w| w.write_all(bytes))
 }
 
-/// [`write_atomic`] with the content produced by `fill`.
+/// The folder a state file lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Create `dir` and its missing parents, mode 0700 (state files hold directory data and
+/// credentials); an existing folder is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)?;
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(std::io::Error::other("not a directory"));
+    }
+    Ok(())
+}
+
+/// Create the folder of the state file `path` (see [`create_private_dir`]).
+pub fn create_parent(path: &Path) -> std::io::Result<()> {
+    create_private_dir(parent_dir(path))
+}
+
+/// [`write_atomic`] with the content produced by `fill`. A missing folder is created (0700):
+/// a state folder removed while running comes back with the next write.
 pub fn write_atomic_with(
     path: &Path,
     mode: u32,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        create_private_dir(dir)?;
+    }
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
@@ -245,6 +288,7 @@ pub fn write_atomic_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::Source;
     use serde_json::json;
 
     fn user(id: &str, mail: &str) -> User {
@@ -295,7 +339,7 @@ mod tests {
         let u = d.lookup("a@contoso.test").unwrap();
         assert_eq!(u.str("displayName"), Some("Adele"));
         assert!(u.get("jobTitle").is_none());
-        let meta = read_meta(&p).unwrap().unwrap();
+        let meta = d.from_snapshot().unwrap();
         assert_eq!(meta.delta_link, l.delta_link);
         write(
             &p,

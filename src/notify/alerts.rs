@@ -4,7 +4,7 @@
 use super::aadsts;
 use super::cert::CertInfo;
 use super::mail::Mail;
-use crate::status::{TokenState, TokenStatus};
+use crate::status::{SnapshotStatus, TokenState, TokenStatus};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +31,15 @@ pub enum Alert {
         path: PathBuf,
         cert: CertInfo,
     },
+    /// The directory snapshot cannot be written: a restart would lose the directory.
+    SnapshotFailing {
+        snapshot: SnapshotStatus,
+        reminder: bool,
+    },
+    SnapshotRecovered {
+        path: PathBuf,
+        failing_since: OffsetDateTime,
+    },
 }
 
 impl Alert {
@@ -40,6 +49,8 @@ impl Alert {
             Alert::TokenExpired { .. } => "token_expired",
             Alert::TokenRecovered { .. } => "token_recovered",
             Alert::CertExpiring { .. } => "certificate_expiry",
+            Alert::SnapshotFailing { .. } => "snapshot_failing",
+            Alert::SnapshotRecovered { .. } => "snapshot_recovered",
         }
     }
 }
@@ -52,11 +63,25 @@ struct Incident {
     last_sent: Option<OffsetDateTime>,
 }
 
+impl Incident {
+    /// Whether to say it now: `Some(false)` the first time, `Some(true)` again once `interval`
+    /// has passed since it was last said, `None` not yet.
+    fn due(&self, now: OffsetDateTime, interval: Duration) -> Option<bool> {
+        match self.last_sent {
+            None => Some(false),
+            Some(t) if now >= t + interval => Some(true),
+            Some(_) => None,
+        }
+    }
+}
+
 /// Remembers what was already said, so each thing is said once (or once per interval).
 #[derive(Debug)]
 pub struct Tracker {
     interval: Duration,
     incident: Option<Incident>,
+    /// A snapshot-write episode: from the first failed write until the next good one.
+    snapshot: Option<Incident>,
     /// (notAfter, smallest threshold already warned about) of the current certificate.
     cert_warned: Option<(OffsetDateTime, i64)>,
 }
@@ -66,6 +91,7 @@ impl Tracker {
         Tracker {
             interval,
             incident: None,
+            snapshot: None,
             cert_warned: None,
         }
     }
@@ -103,11 +129,7 @@ impl Tracker {
                     inc.code = token.error_code.clone();
                     inc.last_sent = None;
                 }
-                let reminder = match inc.last_sent {
-                    None => false,
-                    Some(t) if now >= t + self.interval => true,
-                    Some(_) => return None,
-                };
+                let reminder = inc.due(now, self.interval)?;
                 Some(Alert::TokenExpired {
                     token: token.clone(),
                     reminder,
@@ -126,9 +148,40 @@ impl Tracker {
                 })
             }
             // Transient trouble after `expired` does not end the episode, nor repeat it; nor
-            // does `unconfigured`, the state before the first token request after a restart.
-            TokenState::Failing | TokenState::Unconfigured => None,
+            // does `starting`, the state before the first token answer after a restart.
+            TokenState::Failing | TokenState::Unconfigured | TokenState::Starting => None,
         }
+    }
+
+    /// The snapshot alert due now, like the expired token's: at once, then every
+    /// `interval`, and one "recovered" once a write succeeds.
+    pub fn snapshot_due(
+        &mut self,
+        now: OffsetDateTime,
+        snap: Option<&SnapshotStatus>,
+    ) -> Option<Alert> {
+        let failing = snap.filter(|s| s.error.is_some());
+        let Some(snap) = failing else {
+            let inc = self.snapshot.as_ref()?;
+            if inc.last_sent.is_none() {
+                self.snapshot = None;
+                return None;
+            }
+            return Some(Alert::SnapshotRecovered {
+                path: snap.map(|s| s.path.clone()).unwrap_or_default(),
+                failing_since: inc.since,
+            });
+        };
+        let inc = self.snapshot.get_or_insert_with(|| Incident {
+            since: snap.error_since.unwrap_or(now),
+            code: None,
+            last_sent: None,
+        });
+        let reminder = inc.due(now, self.interval)?;
+        Some(Alert::SnapshotFailing {
+            snapshot: snap.clone(),
+            reminder,
+        })
     }
 
     fn cert_due(&self, now: OffsetDateTime, cert: &CertInfo) -> Option<i64> {
@@ -157,6 +210,12 @@ impl Tracker {
             Alert::CertExpiring { days, cert, .. } => {
                 self.cert_warned = Some((cert.not_after, *days));
             }
+            Alert::SnapshotFailing { .. } => {
+                if let Some(inc) = &mut self.snapshot {
+                    inc.last_sent = Some(now);
+                }
+            }
+            Alert::SnapshotRecovered { .. } => self.snapshot = None,
         }
     }
 }
@@ -169,6 +228,8 @@ pub struct Saved {
     pub token: Option<SavedIncident>,
     #[serde(default)]
     pub certificate: Option<SavedCert>,
+    #[serde(default)]
+    pub snapshot: Option<SavedIncident>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,14 +251,16 @@ pub struct SavedCert {
 impl Tracker {
     /// The announced episode and certificate warning, if any.
     pub fn save(&self) -> Saved {
+        let announced = |i: &Incident| {
+            Some(SavedIncident {
+                code: i.code.clone(),
+                since: i.since,
+                last_sent: i.last_sent?,
+            })
+        };
         Saved {
-            token: self.incident.as_ref().and_then(|i| {
-                Some(SavedIncident {
-                    code: i.code.clone(),
-                    since: i.since,
-                    last_sent: i.last_sent?,
-                })
-            }),
+            token: self.incident.as_ref().and_then(announced),
+            snapshot: self.snapshot.as_ref().and_then(announced),
             certificate: self
                 .cert_warned
                 .map(|(not_after, days)| SavedCert { not_after, days }),
@@ -205,11 +268,13 @@ impl Tracker {
     }
 
     pub fn restore(&mut self, saved: Saved) {
-        self.incident = saved.token.map(|t| Incident {
+        let incident = |t: SavedIncident| Incident {
             since: t.since,
             code: t.code,
             last_sent: Some(t.last_sent),
-        });
+        };
+        self.incident = saved.token.map(incident);
+        self.snapshot = saved.snapshot.map(incident);
         self.cert_warned = saved.certificate.map(|c| (c.not_after, c.days));
     }
 }
@@ -287,7 +352,66 @@ impl Alert {
                 expired_since,
             } => recovered_mail(code.as_deref(), *expired_since, ctx),
             Alert::CertExpiring { days, path, cert } => cert_mail(*days, path, cert),
+            Alert::SnapshotFailing { snapshot, reminder } => {
+                snapshot_mail(snapshot, *reminder, ctx)
+            }
+            Alert::SnapshotRecovered {
+                path,
+                failing_since,
+            } => Mail {
+                subject: "sigstamp: the directory snapshot is written again".into(),
+                body: wrap(
+                    &format!(
+                        "The directory snapshot {} was written again ({}).\n\
+                         It could not be written since {}.\n",
+                        path.display(),
+                        rfc3339(ctx.now),
+                        rfc3339(*failing_since),
+                    ),
+                    WIDTH,
+                ),
+            },
         }
+    }
+}
+
+fn snapshot_mail(snap: &SnapshotStatus, reminder: bool, ctx: &Context) -> Mail {
+    let still = if reminder { "still " } else { "" };
+    let restart = match snap.written_at {
+        None => "a restart now would start with no directory: nothing would be stamped \
+                 until the directory source answers again"
+            .to_string(),
+        Some(t) => format!(
+            "a restart now would start with the directory as it was on {}",
+            rfc3339(t)
+        ),
+    };
+    let body = format!(
+        "sigstamp {still}cannot write its directory snapshot.\n\
+         \n\
+         File:     {path}\n\
+         Error:    {error}\n\
+         Since:    {since}\n\
+         \n\
+         Mail is still stamped ({users} users from {source} in memory), but {restart}.\n\
+         \n\
+         What to do:\n  Make the snapshot's folder exist and writable for the user sigstamp \
+         runs as (check [directory] snapshot, the disk space and the permissions). \
+         sigstamp writes it again after the next sync and then sends one more message.\n\
+         Until then this message repeats every {every}.\n",
+        path = snap.path.display(),
+        error = snap.error.as_deref().unwrap_or("-"),
+        since = snap.error_since.map(rfc3339).unwrap_or_else(|| "-".into()),
+        users = ctx.users,
+        source = ctx.source,
+        every = humantime::format_duration(ctx.interval),
+    );
+    Mail {
+        subject: format!(
+            "sigstamp: the directory snapshot {still}cannot be written ({})",
+            snap.path.display()
+        ),
+        body: wrap(&body, WIDTH),
     }
 }
 
@@ -487,11 +611,11 @@ mod tests {
 
         let mut t2 = Tracker::new(DAY);
         t2.restore(back);
-        // After the restart the token starts `unconfigured`, then fails again with a new since.
+        // After the restart the token starts `starting`, then fails again with a new since.
         assert!(step(
             &mut t2,
             T0 + DAY / 2,
-            &token(TokenState::Unconfigured, None),
+            &token(TokenState::Starting, None),
             cert(T0 + 3 * DAY)
         )
         .is_empty());

@@ -1,6 +1,7 @@
-//! Admin notifications by email: the Graph token turned `expired` (repeated every
-//! `notify_interval`, then one "recovered" message) and the client certificate's notAfter
-//! approaching (14, 7 and 1 days before, and once expired).
+//! Admin notifications by email: the Graph token turned `expired` or the directory snapshot
+//! cannot be written (each repeated every `notify_interval`, then one "recovered" message),
+//! and the client certificate's notAfter approaching (14, 7 and 1 days before, and once
+//! expired).
 //!
 //! A background task polls [`crate::status::Status::token`] once a second. Messages go through
 //! the next hop and carry `X-Sigstamp: notification`, so the relay never stamps them. A failed
@@ -173,7 +174,9 @@ impl Notifier {
             .cert
             .as_mut()
             .and_then(|w| w.get().cloned().map(|c| (w.path().to_path_buf(), c)));
-        let due = self.tracker.due(now, &token, cert);
+        let mut due = self.tracker.due(now, &token, cert);
+        let snapshot = self.app.status.snapshot.load_full();
+        due.extend(self.tracker.snapshot_due(now, snapshot.as_ref().as_ref()));
         if due.is_empty() {
             return tick;
         }
@@ -256,15 +259,10 @@ fn load_state(path: &Path) -> Option<alerts::Saved> {
     }
 }
 
-/// Write whole or not at all: temp file, then rename.
+/// Write whole or not at all (temp file, fsync, rename), 0600, its folder created if missing.
 fn save_state(path: &Path, saved: &alerts::Saved) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
     let json = serde_json::to_vec_pretty(saved).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)
+    crate::directory::snapshot::write_atomic(path, &json, 0o600)
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -55,6 +55,8 @@ pub struct Fault {
     pub status: u16,
     /// The `Retry-After` header value, verbatim (integer, fractional, or an HTTP-date).
     pub retry_after: Option<String>,
+    /// Answer with a proxy's HTML page instead of a Graph error body (no error code).
+    pub html: bool,
 }
 
 impl Fault {
@@ -62,6 +64,15 @@ impl Fault {
         Fault {
             status,
             retry_after: retry_after.map(str::to_string),
+            html: false,
+        }
+    }
+
+    /// A proxy in front of Graph failing with `status` and an HTML page.
+    pub fn proxy(status: u16) -> Self {
+        Fault {
+            html: true,
+            ..Fault::new(status, None)
         }
     }
 }
@@ -151,6 +162,14 @@ pub struct Script {
     refresh: HashMap<String, Option<u32>>,
     pub token_faults: VecDeque<Fault>,
     pub graph_faults: VecDeque<Fault>,
+    /// Like `graph_faults`, but only for next pages (requests carrying a `$skiptoken`): a
+    /// sync that fails in the middle of a round.
+    pub page_faults: VecDeque<Fault>,
+    /// The next Graph requests are answered only after this long (real time): a client's
+    /// request timeout fires first.
+    pub graph_stalls: VecDeque<Duration>,
+    /// The same for token requests.
+    pub token_stalls: VecDeque<Duration>,
     /// AADSTS50196 when more than this many token requests come within a minute.
     pub loop_limit: Option<usize>,
     /// Approve device codes on their first poll.
@@ -232,6 +251,9 @@ impl FakeGraph {
                 refresh: HashMap::new(),
                 token_faults: VecDeque::new(),
                 graph_faults: VecDeque::new(),
+                page_faults: VecDeque::new(),
+                graph_stalls: VecDeque::new(),
+                token_stalls: VecDeque::new(),
                 loop_limit: None,
                 auto_approve_device: true,
                 devices: HashMap::new(),
@@ -515,6 +537,19 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let path = uri.path().to_string();
     let query = pairs(uri.query().unwrap_or(""));
     let form = pairs(std::str::from_utf8(&body).unwrap_or(""));
+    let stall = {
+        let mut s = inner.script.lock().unwrap();
+        if path.starts_with("/v1.0/") {
+            s.graph_stalls.pop_front()
+        } else if path.ends_with("/oauth2/v2.0/token") {
+            s.token_stalls.pop_front()
+        } else {
+            None
+        }
+    };
+    if let Some(d) = stall {
+        tokio::time::sleep(d).await;
+    }
     let now = inner.clock.now();
     let (kind, resp) = if path.starts_with("/v1.0/") {
         (
@@ -1141,9 +1176,22 @@ impl Inner {
                 return Err(e);
             }
         }
-        if let Some(f) = s.graph_faults.pop_front() {
+        let next_page = get(query, "$skiptoken").is_some();
+        let fault = match s.graph_faults.pop_front() {
+            Some(f) => Some(f),
+            None if next_page => s.page_faults.pop_front(),
+            None => None,
+        };
+        if let Some(f) = fault.as_ref().filter(|f| f.html) {
+            let page = format!("<html><body><h1>{} Error</h1></body></html>", f.status);
+            let status = StatusCode::from_u16(f.status).unwrap();
+            return Ok((status, [("content-type", "text/html")], page).into_response());
+        }
+        if let Some(f) = fault {
             let (code, msg) = match f.status {
                 429 => ("TooManyRequests", "Please retry again later."),
+                500 => ("generalException", "General exception while processing."),
+                502 => ("badGateway", "Bad gateway."),
                 503 => ("serviceNotAvailable", "Service unavailable."),
                 _ => ("gatewayTimeout", "Gateway timeout."),
             };

@@ -35,22 +35,35 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Write `config` to `<dir>/sigstamp.toml`, start `sigstamp serve` on it and wait (20 s at
-/// most) for the log line containing `needle`. Returns the value of `key=` on that line and
-/// the log lines after it. `dir` lives as long as the log reader (until the child's stderr
-/// closes), so a `TempDir` may be handed over. The reader drains the pipe even when the
-/// receiver is dropped, so the child never blocks on a full pipe.
+/// Write `config` to `<dir>/sigstamp.toml`, start `sigstamp serve` on it in `dir` (relative
+/// paths in the config are inside it) and wait (20 s at most) for the log line containing
+/// `needle`. Returns the value of `key=` on that line and the log lines after it. `dir` lives
+/// as long as the log reader (until the child's stderr closes), so a `TempDir` may be handed
+/// over. The reader drains the pipe even when the receiver is dropped, so the child never
+/// blocks on a full pipe.
 pub fn serve<D: AsRef<Path> + Send + 'static>(
     config: &str,
     dir: D,
     needle: &str,
     key: &str,
 ) -> (Guard, String, Receiver<String>) {
+    let (guard, mut values, _, rx) = serve_until(config, dir, &[(needle, key)]);
+    (guard, values.remove(0), rx)
+}
+
+/// [`serve`] waiting for several log lines, in any order: the value of each `(needle, key)`,
+/// and the log lines read until then.
+pub fn serve_until<D: AsRef<Path> + Send + 'static>(
+    config: &str,
+    dir: D,
+    wanted: &[(&str, &str)],
+) -> (Guard, Vec<String>, Vec<String>, Receiver<String>) {
     let path = dir.as_ref().join("sigstamp.toml");
     std::fs::write(&path, config).unwrap();
     let mut guard = Guard(
         Command::new(env!("CARGO_BIN_EXE_sigstamp"))
             .args(["serve", "--config", path.to_str().unwrap()])
+            .current_dir(dir.as_ref())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -71,17 +84,23 @@ pub fn serve<D: AsRef<Path> + Send + 'static>(
         }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let mut values: Vec<Option<String>> = vec![None; wanted.len()];
+    let mut seen = Vec::new();
+    while values.iter().any(Option::is_none) {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("sigstamp serve logs {needle:?}"));
-        if line.contains(needle) {
-            let value = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key).and_then(|w| w.strip_prefix('=')))
-                .unwrap_or_else(|| panic!("{key}= in the log line {line:?}"))
-                .to_string();
-            return (guard, value, rx);
+            .unwrap_or_else(|_| panic!("sigstamp serve logs {wanted:?}"));
+        seen.push(line.clone());
+        for ((needle, key), value) in wanted.iter().zip(values.iter_mut()) {
+            if value.is_none() && line.contains(needle) {
+                *value = Some(
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(key).and_then(|w| w.strip_prefix('=')))
+                        .unwrap_or_else(|| panic!("{key}= in the log line {line:?}"))
+                        .to_string(),
+                );
+            }
         }
     }
+    (guard, values.into_iter().flatten().collect(), seen, rx)
 }

@@ -55,6 +55,15 @@ pub fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.8..1.2))
 }
 
+/// Told about requests as they happen, so the state on `/status` need not wait for the end of
+/// a sync (whose retries may last many minutes).
+pub trait Observer: Send + Sync {
+    /// An access token was at hand for a request.
+    fn token_ok(&self);
+    /// A retry failed as well; more retries may follow.
+    fn retry_failed(&self, e: &GraphError);
+}
+
 /// Cheap to clone: clones share the HTTP connection pool and the token cache (the photo and
 /// group fetchers use the sync's client, so a delegated refresh token is never rotated twice).
 #[derive(Clone)]
@@ -67,6 +76,7 @@ pub struct GraphClient {
     /// After a 429/503/504, no request of this client or its clones leaves before this
     /// instant: requests sent while throttled still count against the limits (§4.2).
     paused_until: Arc<std::sync::Mutex<Option<time::OffsetDateTime>>>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl GraphClient {
@@ -84,7 +94,14 @@ impl GraphClient {
             clock,
             retry,
             paused_until: Arc::default(),
+            observer: None,
         }
+    }
+
+    /// This client (sharing pool, tokens and pauses) reporting to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// `https://graph.microsoft.com/v1.0` + `path`.
@@ -126,6 +143,9 @@ impl GraphClient {
         loop {
             self.wait_while_paused().await;
             let token = self.tokens.access_token().await?;
+            if let Some(o) = &self.observer {
+                o.token_ok();
+            }
             let rid = new_uuid();
             let mut req = self
                 .http
@@ -148,6 +168,9 @@ impl GraphClient {
             }
             let err = self.api_error(resp, rid).await;
             tracing::debug!(status, code = %err.code, request_id = ?err.request_id, "Graph error");
+            if let (Some(o), true) = (&self.observer, attempt > 0) {
+                o.retry_failed(&GraphError::Api(err.clone()));
+            }
             if err.is_invalid_token() && !refreshed {
                 // One refresh and one retry; a second 401 is a hard error (§4.3).
                 refreshed = true;

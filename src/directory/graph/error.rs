@@ -151,7 +151,7 @@ pub enum GraphError {
     Auth(AuthError),
     #[error("Microsoft Graph answered {}: {} ({})", .0.status, .0.code, .0.message)]
     Api(ApiError),
-    #[error("cannot reach {what}: {source}")]
+    #[error("{}", transport_text(.what, .source))]
     Transport {
         what: &'static str,
         #[source]
@@ -184,11 +184,29 @@ impl GraphError {
             GraphError::Api(a) if a.is_throttle() => "throttled",
             GraphError::Api(a) if a.status == 403 => "forbidden",
             GraphError::Api(_) => "graph_error",
+            GraphError::Transport { source, .. } if source.is_timeout() => "timeout",
             GraphError::Transport { .. } => "network",
             GraphError::Protocol { .. } => "protocol",
             GraphError::Credential(_) => "credential",
             GraphError::Cancelled => "cancelled",
         }
+    }
+}
+
+/// A transport failure in words that stay the same from one request to the next (no URL:
+/// it changes with every page), saying "timeout" when it was one.
+fn transport_text(what: &str, e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("timeout: {what} did not answer within graph.request_timeout");
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    if e.is_connect() {
+        format!("cannot connect to {what}: {cause}")
+    } else {
+        format!("cannot reach {what}: {cause}")
     }
 }
 

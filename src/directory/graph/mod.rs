@@ -279,41 +279,21 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Seed the directory (if nothing else loaded it yet) and the syncer from the snapshot.
-    /// A missing, corrupt or unreadable snapshot is reported and ignored.
+    /// Seed the syncer (and the directory, unless `sigstamp serve` already did at start) from
+    /// the snapshot, so a restart continues incrementally. The file is read once: what start-up
+    /// loaded is taken from the directory, and a snapshot start-up found unusable is not read
+    /// again.
     pub fn seed(&self, syncer: &mut Syncer) {
         let Some(path) = &self.snapshot else { return };
-        // `sigstamp serve` loads the snapshot before the edges start: then the syncer shares
-        // the directory's users, and only the file's small header is read again.
-        if self.directory.source() == Source::Snapshot {
-            match snapshot::read_meta(path) {
-                Ok(Some(meta)) => {
-                    let base = self.directory.base_users();
-                    syncer.seed_from(&base, meta.delta_link, meta.delta_at);
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "ignoring the directory snapshot"),
+        let opened = self.status.snapshot.load().is_some();
+        if !opened && self.directory.source() == Source::Empty {
+            if let Some(l) = snapshot::open_at_start(path, &self.directory, &self.status) {
+                self.loaded(l.users, l.written_at);
             }
-            return;
         }
-        match snapshot::read(path) {
-            Ok(None) => tracing::info!(path = %path.display(), "no directory snapshot yet"),
-            Ok(Some(snap)) => {
-                let users = snap.users.len();
-                let (link, at, written) = (snap.delta_link.clone(), snap.delta_at, snap.written_at);
-                let users_vec = snap.into_users();
-                if self.directory.source() == Source::Empty {
-                    // The syncer is seeded from the directory's copy: the same users.
-                    self.directory.replace_users(users_vec, Source::Snapshot);
-                    self.loaded(users, written);
-                    let base = self.directory.base_users();
-                    syncer.seed_from(&base, link, at);
-                } else {
-                    syncer.seed(users_vec, link, at);
-                }
-                tracing::info!(path = %path.display(), users, written_at = %written, "directory loaded from snapshot");
-            }
-            Err(e) => tracing::warn!(error = %e, "ignoring the directory snapshot"),
+        if let Some(l) = self.directory.from_snapshot() {
+            let base = self.directory.base_users();
+            syncer.seed_from(&base, l.delta_link.clone(), l.delta_at);
         }
     }
 
@@ -364,17 +344,36 @@ impl Sink {
         };
         // Written from the directory's own base users: no further copy of the tenant.
         let users = self.directory.base_users();
-        tokio::task::spawn_blocking(move || {
+        let target = path.clone();
+        let written = tokio::task::spawn_blocking(move || {
             let snap = snapshot::SnapshotRef {
                 written_at: now,
                 delta_link: link.as_deref(),
                 delta_at,
                 users: &users,
             };
-            snapshot::write(&path, &snap)
+            snapshot::write(&target, &snap)
         })
         .await
-        .unwrap_or_else(|e| panic!("snapshot writer panicked: {e}"))
+        .unwrap_or_else(|e| panic!("snapshot writer panicked: {e}"));
+        self.snapshot_written(&path, &written, now);
+        written
+    }
+
+    /// Show a snapshot write's outcome on `/status` and in the metrics.
+    fn snapshot_written(
+        &self,
+        path: &std::path::Path,
+        r: &Result<(), snapshot::SnapshotError>,
+        now: time::OffsetDateTime,
+    ) {
+        match r {
+            Ok(()) => self.status.update_snapshot(path, |s| s.ok(Some(now))),
+            Err(e) => self
+                .status
+                .update_snapshot(path, |s| s.failed(e.to_string(), now)),
+        }
+        crate::metrics::snapshot_gauges(&self.metrics, &self.status);
     }
 }
 
@@ -398,11 +397,18 @@ pub async fn run_with(
     clock: Arc<dyn Clock>,
     extras: extras::Extras,
 ) -> anyhow::Result<()> {
-    let tracker = TokenTracker::new(app.status.clone(), app.metrics.clone(), clock.clone());
+    let tracker = Arc::new(TokenTracker::new(
+        app.status.clone(),
+        app.metrics.clone(),
+        clock.clone(),
+    ));
     let Some(cfg) = app.config.graph.clone() else {
         tracker.set(crate::status::TokenStatus::unconfigured());
         return Ok(());
     };
+    tracker.set(crate::status::TokenStatus::starting(
+        "waiting for the first answer of the Entra ID token endpoint",
+    ));
     let sink = Sink {
         directory: app.stamper.directory.clone(),
         status: app.status.clone(),
@@ -412,11 +418,13 @@ pub async fn run_with(
     };
     let client = cfg.client(clock.clone(), RetryPolicy::background())?;
     let extras = extras::Running::start(extras, &cfg, &client, &sink, &app.shutdown);
-    let mut syncer = Syncer::new(client, clock.clone());
+    // The sync's requests report to the token state as they go; photos and groups do not.
+    let mut syncer = Syncer::new(client.clone().with_observer(tracker.clone()), clock.clone());
     sink.seed(&mut syncer);
     let mut refresher = Refresher {
         sink,
         tracker,
+        client,
         interval: cfg.sync_interval,
         failures: 0,
         snapshot_ok: true,
@@ -436,7 +444,9 @@ pub async fn run_with(
 
 struct Refresher {
     sink: Sink,
-    tracker: TokenTracker,
+    tracker: Arc<TokenTracker>,
+    /// For photos and groups: the sync's client without its observer.
+    client: GraphClient,
     interval: Duration,
     failures: u32,
     snapshot_ok: bool,
@@ -459,7 +469,7 @@ impl Refresher {
                 );
                 let written = self.sink.publish(syncer, &report).await;
                 self.snapshot_result(written);
-                self.extras.after_sync(syncer.client(), &self.sink).await;
+                self.extras.after_sync(&self.client, &self.sink).await;
                 self.interval
             }
             Err(e) => {

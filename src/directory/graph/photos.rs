@@ -13,6 +13,7 @@ use super::error::GraphError;
 use super::GraphConfig;
 use crate::config::{Config, ConfigError};
 use crate::directory::photo::{Photo, PhotoSource};
+use crate::directory::snapshot::create_private_dir;
 use crate::metrics::{KindLabels, Metrics};
 use arc_swap::ArcSwap;
 use futures::StreamExt;
@@ -547,21 +548,6 @@ pub(crate) fn encode_segment(s: &str) -> String {
 /// Graph ids are GUIDs; anything else is not used as a file name (kept in memory only).
 fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(dir)?;
-    if !std::fs::metadata(dir)?.is_dir() {
-        return Err(std::io::Error::other("not a directory"));
-    }
-    Ok(())
 }
 
 fn read_cached(dir: &Path, id: &str) -> std::io::Result<(Photo, Option<String>)> {

@@ -1,6 +1,7 @@
 //! The token state shown by `/status` and the `token_state` metric: changed (and logged)
 //! only when the state or the error code changes, never once per retry.
 
+use super::client::Observer;
 use super::clock::Clock;
 use super::error::{code_info, AuthClass, GraphError};
 use crate::metrics::{Metrics, StateLabels};
@@ -13,11 +14,12 @@ pub struct TokenTracker {
     clock: Arc<dyn Clock>,
 }
 
-const STATES: [(TokenState, &str); 4] = [
+const STATES: [(TokenState, &str); 5] = [
     (TokenState::Valid, "valid"),
     (TokenState::Expired, "expired"),
     (TokenState::Failing, "failing"),
     (TokenState::Unconfigured, "unconfigured"),
+    (TokenState::Starting, "starting"),
 ];
 
 impl TokenTracker {
@@ -42,9 +44,10 @@ impl TokenTracker {
         self.set(describe(e, self.clock.now()));
     }
 
-    /// Store `new` if the state or code changed (keeping the first `since` otherwise).
+    /// Store `new`. The same state and code again keeps the first `since` and is not logged
+    /// again, but its description follows the current error.
     pub fn set(&self, new: TokenStatus) {
-        let old = self.status.token.load();
+        let old = self.status.token.load_full();
         for (state, label) in STATES {
             self.metrics
                 .token_state
@@ -54,11 +57,18 @@ impl TokenTracker {
                 .set(i64::from(state == new.state));
         }
         if old.state == new.state && old.error_code == new.error_code {
+            if old.description != new.description {
+                self.status.token.store(Arc::new(TokenStatus {
+                    since: old.since,
+                    ..new
+                }));
+            }
             return;
         }
         match new.state {
             TokenState::Valid => tracing::info!(previous = ?old.state, "Graph token state: valid"),
             TokenState::Unconfigured => tracing::info!("Graph token state: unconfigured"),
+            TokenState::Starting => tracing::info!("Graph token state: starting"),
             TokenState::Expired => tracing::error!(
                 code = new.error_code.as_deref().unwrap_or("-"),
                 "Graph token state: expired: {}; sigstamp keeps stamping with the last-known directory",
@@ -71,6 +81,25 @@ impl TokenTracker {
             ),
         }
         self.status.token.store(Arc::new(new));
+    }
+}
+
+impl Observer for TokenTracker {
+    /// The first token after start ends `starting`; the sync itself then says how it went.
+    fn token_ok(&self) {
+        if self.status.token.load().state == TokenState::Starting {
+            self.set(TokenStatus {
+                state: TokenState::Valid,
+                error_code: None,
+                description: "signed in to Microsoft Graph; the first sync is running".into(),
+                since: self.clock.now(),
+            });
+        }
+    }
+
+    /// A request that keeps failing shows at once, not when its retries give up.
+    fn retry_failed(&self, e: &GraphError) {
+        self.failed(e);
     }
 }
 
@@ -100,6 +129,11 @@ pub fn describe(e: &GraphError, now: time::OffsetDateTime) -> TokenStatus {
             format!("Microsoft Graph answered HTTP {}: {}; retrying", a.status, a.message),
         ),
         GraphError::Credential(msg) => (TokenState::Expired, None, msg.clone()),
+        GraphError::Transport { source, .. } if source.is_timeout() => (
+            TokenState::Failing,
+            Some("timeout".into()),
+            format!("{e}; retrying"),
+        ),
         other => (TokenState::Failing, None, format!("{other}; retrying")),
     };
     TokenStatus {
