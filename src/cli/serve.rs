@@ -42,13 +42,18 @@ pub fn run(args: Args) -> CliResult {
         .build()?;
     // `{:#}` keeps anyhow's context chain ("smtp: smtp.listen …: address in use").
     runtime
-        .block_on(serve(config))
+        .block_on(serve(config, args.config))
         .map_err(|e| format!("{e:#}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Build the shared state and run every configured edge until shutdown.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Build the shared state and run every configured edge until shutdown. `path`: the
+/// config file, read again on reload.
+pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    // First, so that a SIGHUP arriving during start-up never takes the default action
+    // (terminating the process).
+    let signals = Signals::install();
+    let running_text = std::fs::read_to_string(&path).unwrap_or_default();
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::default());
     let directory = build_directory(&config, &metrics, &status)?;
@@ -75,6 +80,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map_or(Duration::from_secs(30), |s| s.drain_time);
     let shutdown = CancellationToken::new();
+    let tls = Arc::new(arc_swap::ArcSwapOption::empty());
     let app = Arc::new(App {
         config,
         stamper: Arc::new(stamper),
@@ -84,10 +90,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
     });
 
-    tokio::spawn(signals(shutdown.clone()));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(signals.run(shutdown.clone(), reload_tx));
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        path,
+        &running_text,
+        crate::reload::Handles {
+            stamper: app.stamper.clone(),
+            tls: tls.clone(),
+            photos: app.photos.clone(),
+            status: app.status.clone(),
+        },
+    ));
+    tokio::spawn(reloader.run(reload_rx, shutdown.clone()));
     let mut edges = tokio::task::JoinSet::new();
     if app.config.smtp.is_some() {
-        edges.spawn(named("smtp", crate::smtp::run(app.clone())));
+        edges.spawn(named("smtp", crate::smtp::run(app.clone(), tls)));
     }
     if app.config.milter.is_some() {
         edges.spawn(named("milter", crate::milter::run(app.clone())));
@@ -170,28 +188,64 @@ async fn named(
     fut.await.map_err(|e| e.context(name))
 }
 
-/// SIGTERM or SIGINT → shutdown.
-async fn signals(shutdown: CancellationToken) {
+/// SIGTERM or SIGINT → shutdown; SIGHUP → reload (never the default action, which would
+/// end the process).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
+    handlers: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let handlers = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(t), Ok(i), Ok(h)) => Some([t, i, h]),
+                _ => {
+                    tracing::error!("cannot install signal handlers");
+                    None
+                }
+            };
+            Signals { handlers }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn run(
+        self,
+        shutdown: CancellationToken,
+        reload: tokio::sync::mpsc::Sender<&'static str>,
+    ) {
+        #[cfg(unix)]
+        {
+            let Some([mut term, mut int, mut hup]) = self.handlers else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM: draining"); break }
+                    _ = int.recv() => { tracing::info!("SIGINT: draining"); break }
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        // A reload already queued covers this one too.
+                        let _ = reload.try_send("SIGHUP");
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = reload;
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
     }
-    shutdown.cancel();
 }
 
 /// The directory every edge looks senders up in, loaded before any edge starts:

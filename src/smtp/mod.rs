@@ -65,9 +65,14 @@ impl Relay {
         })
     }
 
-    /// The STARTTLS configuration sessions use; a reload stores a new one here.
-    pub fn tls_handle(&self) -> Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>> {
-        self.shared.tls.clone()
+    /// Make sessions take their STARTTLS configuration from `handle` (a reload stores a
+    /// new one there), starting with the one built at bind.
+    pub fn share_tls(mut self, handle: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>) -> Self {
+        handle.store(self.shared.tls.load_full());
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.tls = handle;
+        }
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -141,8 +146,12 @@ async fn refuse(mut stream: TcpStream, reply: replies::Canned) {
     let _ = stream.shutdown().await;
 }
 
-/// Run the relay until `app.shutdown` fires, then drain.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
+/// Run the relay until `app.shutdown` fires, then drain. `tls`: where reload stores the
+/// STARTTLS configuration (the relay's own is put there first).
+pub async fn run(
+    app: Arc<App>,
+    tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
+) -> anyhow::Result<()> {
     let Some(cfg) = app.config.smtp.clone() else {
         return Ok(());
     };
@@ -152,7 +161,8 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
         app.metrics.clone(),
         app.shutdown.clone(),
     )
-    .await?;
+    .await?
+    .share_tls(tls);
     app.status.smtp_listening.store(true, Ordering::Relaxed);
     let result = relay.serve().await;
     app.status.smtp_listening.store(false, Ordering::Relaxed);
