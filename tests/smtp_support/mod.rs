@@ -310,6 +310,11 @@ impl RawClient {
         self.reply().await
     }
 
+    /// The connection, e.g. for a TLS handshake after STARTTLS.
+    pub fn into_inner(self) -> tokio::net::TcpStream {
+        self.stream.into_inner()
+    }
+
     /// True once the server has closed the connection.
     pub async fn closed(&mut self) -> bool {
         self.reply().await.is_empty()
