@@ -91,6 +91,8 @@ pub struct Part {
     pub audience: Option<Audience>,
     /// Indices into the envelope's `rcpt_to`.
     pub rcpts: Vec<usize>,
+    /// The label of the rule that chose this part's template; `None`: no rule matched.
+    pub rule: Option<String>,
     pub verdict: Verdict,
 }
 
@@ -268,22 +270,26 @@ impl Stamper {
         forced: Option<&str>,
         split: bool,
     ) -> Vec<Part> {
-        let whole = |verdict| {
+        let whole = |rule: Option<&Rule>, verdict| {
             vec![Part {
                 audience: None,
                 rcpts: (0..env.rcpt_to.len()).collect(),
+                rule: rule.map(Rule::label),
                 verdict,
             }]
         };
         let (address, user) = match self.sender(raw, env, forced) {
             Ok(found) => found,
-            Err(why) => return whole(Verdict::Unchanged(why)),
+            Err(why) => return whole(None, Verdict::Unchanged(why)),
         };
         let policy = self.policy.load();
         let rules = &policy.rules;
         // Without rules (the common case) nothing below is needed.
         if rules.is_empty() {
-            return whole(self.stamp_with(raw, &address, &user, Some(&policy.default)));
+            return whole(
+                None,
+                self.stamp_with(raw, &address, &user, Some(&policy.default)),
+            );
         }
         let sender = Sender {
             address: &address,
@@ -291,10 +297,11 @@ impl Stamper {
         };
         let facts = MessageFacts::new(raw);
         let now = OffsetDateTime::now_utc();
-        let pick = |audience| template_of(&policy, rules.choose(sender, audience, &facts, now));
+        let choose = |audience| rules.choose(sender, audience, &facts, now);
         if !rules.depends_on_audience() {
-            let t = pick(Audience::External);
-            return whole(self.stamp_with(raw, &address, &user, t));
+            let r = choose(Audience::External);
+            let t = template_of(&policy, r);
+            return whole(r, self.stamp_with(raw, &address, &user, t));
         }
         let (internal, external): (Vec<usize>, Vec<usize>) = (0..env.rcpt_to.len())
             .partition(|&i| rules.audience_of(&env.rcpt_to[i]) == Audience::Internal);
@@ -306,11 +313,13 @@ impl Stamper {
             } else {
                 Audience::Internal
             };
-            return whole(self.stamp_with(raw, &address, &user, pick(audience)));
+            let r = choose(audience);
+            return whole(r, self.stamp_with(raw, &address, &user, template_of(&policy, r)));
         }
-        let (ti, te) = (pick(Audience::Internal), pick(Audience::External));
+        let (ri, re) = (choose(Audience::Internal), choose(Audience::External));
+        let (ti, te) = (template_of(&policy, ri), template_of(&policy, re));
         if ti == te || !split {
-            return whole(self.stamp_with(raw, &address, &user, te));
+            return whole(re, self.stamp_with(raw, &address, &user, te));
         }
         let (vi, ve) = (
             self.stamp_with(raw, &address, &user, ti),
@@ -319,17 +328,19 @@ impl Stamper {
         // Both copies left unchanged (e.g. "none" for one group, a failing template for the
         // other): the bytes are the same, so splitting would only risk duplicates.
         if matches!((&vi, &ve), (Verdict::Unchanged(_), Verdict::Unchanged(_))) {
-            return whole(ve);
+            return whole(re, ve);
         }
         vec![
             Part {
                 audience: Some(Audience::Internal),
                 rcpts: internal,
+                rule: ri.map(Rule::label),
                 verdict: vi,
             },
             Part {
                 audience: Some(Audience::External),
                 rcpts: external,
+                rule: re.map(Rule::label),
                 verdict: ve,
             },
         ]

@@ -3,6 +3,7 @@
 //! internal and external recipients different signatures, each group is sent as its own
 //! next-hop transaction (`send_split`).
 
+use super::log::MessageLog;
 use super::{Session, State, Transaction, INLINE_STAMP_LIMIT};
 use crate::pipeline::{Audience, Envelope, Part, Unchanged, Verdict};
 use crate::smtp::replies::{self, Reply, SmtpError};
@@ -79,11 +80,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Ok(())
     }
 
-    /// The message is complete: stamp, send, relay the final reply.
+    /// The message is complete: stamp, send, relay the final reply; log the message line.
     pub(super) async fn deliver(&mut self) -> Result<Reply, SmtpError> {
         let Some(mut tx) = self.tx.take() else {
             return Err(replies::NEED_MAIL.into());
         };
+        let size = tx.data.len();
+        let mut info = MessageLog::default();
+        let result = self.relay_message(&mut tx, &mut info).await;
+        self.log_message(&tx, size, &info, &result);
+        result
+    }
+
+    async fn relay_message(
+        &mut self,
+        tx: &mut Transaction,
+        info: &mut MessageLog,
+    ) -> Result<Reply, SmtpError> {
         if tx.data.len() > self.shared.cfg.max_message_size {
             // Data that arrived in one read is only measured here.
             self.abort_transaction().await;
@@ -95,7 +108,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let data = std::mem::take(&mut tx.data);
         let started = Instant::now();
-        let (data, mut parts) = self.stamp(&tx, data).await?;
+        let (data, mut parts) = self.stamp(tx, data).await?;
+        info.parts(&parts);
         let metrics = &self.shared.metrics;
         metrics
             .stamp_seconds
@@ -107,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // The common case: one transaction, already open at the next hop.
             let part = parts.remove(0);
             let message = self.outgoing(part.verdict, data);
-            return self.send_whole(&tx, &message).await;
+            return self.send_whole(&message).await;
         }
         // The rules gave internal and external recipients different signatures.
         let split: Vec<Outgoing> = parts
@@ -120,7 +134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 (p.audience, p.rcpts, message)
             })
             .collect();
-        self.send_split(&tx, split).await
+        self.send_split(tx, split).await
     }
 
     /// One next-hop transaction per part, in order, on the session whose transaction MAIL
@@ -153,9 +167,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Err(self.hop_failed(e));
                 }
             };
-            tracing::info!(
-                peer = ?self.peer,
-                from = %tx.mail_from,
+            tracing::debug!(
+                session = %self.id,
                 part = n + 1,
                 parts = total,
                 audience,
@@ -247,7 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// DATA on the transaction MAIL and RCPT opened; the next hop's reply is the client's.
-    async fn send_whole(&mut self, tx: &Transaction, message: &[u8]) -> Result<Reply, SmtpError> {
+    async fn send_whole(&mut self, message: &[u8]) -> Result<Reply, SmtpError> {
         let Some(hop) = self.hop.as_mut() else {
             return Err(replies::NEXT_HOP_BROKEN.into());
         };
@@ -258,14 +271,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .metrics
                     .relay_seconds
                     .observe(sent.elapsed().as_secs_f64());
-                tracing::info!(
-                    peer = ?self.peer,
-                    from = %tx.mail_from,
-                    rcpts = tx.rcpts.len(),
-                    size = message.len(),
-                    reply = %reply,
-                    "relayed"
-                );
                 if reply.is_positive() {
                     Ok(reply)
                 } else {

@@ -7,6 +7,7 @@
 
 mod data;
 mod ehlo;
+mod log;
 mod mail;
 mod misc;
 mod rcpt;
@@ -92,6 +93,8 @@ struct Transaction {
     attempted: usize,
     data: Vec<u8>,
     bdat: bool,
+    /// MAIL FROM's arrival, for the message log line's `time_ms`.
+    started: std::time::Instant,
 }
 
 /// Most the declared SIZE may reserve up front (a declared size is only a promise).
@@ -107,6 +110,7 @@ impl Transaction {
             attempted: 0,
             data: Vec::with_capacity(declared_size.min(MAX_PRESIZE)),
             bdat: false,
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -124,6 +128,8 @@ enum Step {
 }
 
 pub struct Session<S> {
+    /// Names the session in every log line of it (as Postfix's queue id does).
+    id: String,
     io: MaybeTls<S>,
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
@@ -142,6 +148,7 @@ pub struct Session<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub fn new(stream: S, shared: Arc<Shared>, peer: Option<SocketAddr>) -> Self {
         Session {
+            id: format!("{:010x}", rand::random::<u64>() & 0xff_ffff_ffff),
             io: MaybeTls::Plain(stream),
             shared,
             peer,
