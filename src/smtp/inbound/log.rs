@@ -65,7 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             from = %tx.mail_from,
             rcpts = tx.rcpts.len(),
             size,
-            outcome = outcome(reply),
+            outcome = %outcome(reply),
             stamp = %list(&info.stamp),
             template = %list(&info.templates),
             rule = %list(&info.rules),
