@@ -69,8 +69,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             stamp = %list(&info.stamp),
             template = %list(&info.templates),
             rule = %list(&info.rules),
-            reply = %reply.to_string().trim_end(),
             time_ms = tx.started.elapsed().as_millis() as u64,
+            // Last, so that in text everything after `reply=` is the reply (it has spaces).
+            reply = %reply.to_string().trim_end(),
             "message"
         );
     }
