@@ -210,7 +210,11 @@ fn sample_users(config: &Config, out: &mut Vec<Finding>) -> Vec<Arc<User>> {
     users
 }
 
-fn check_templates(config: &Config, users: &[Arc<User>], out: &mut Vec<Finding>) -> Option<Templates> {
+fn check_templates(
+    config: &Config,
+    users: &[Arc<User>],
+    out: &mut Vec<Finding>,
+) -> Option<Templates> {
     let t = &config.templates;
     let templates = match &t.dir {
         Some(dir) => match Templates::load_with(dir, &t.image_options()) {
@@ -234,10 +238,12 @@ fn check_templates(config: &Config, users: &[Arc<User>], out: &mut Vec<Finding>)
         let failures: Vec<(String, String)> = users
             .iter()
             .filter_map(|u| {
-                templates
-                    .render(name, u)
-                    .err()
-                    .map(|e| (u.addresses().into_iter().next().unwrap_or_default(), e.to_string()))
+                templates.render(name, u).err().map(|e| {
+                    (
+                        u.addresses().into_iter().next().unwrap_or_default(),
+                        e.to_string(),
+                    )
+                })
             })
             .collect();
         if let Some((who, why)) = failures.first() {
@@ -363,7 +369,10 @@ fn check_certificates(config: &Config, now: OffsetDateTime, out: &mut Vec<Findin
         {
             Ok(c) if !c.is_empty() => c,
             Ok(_) => {
-                out.push(Finding::error(cert_key, format!("{}: no PEM certificate", cert.display())));
+                out.push(Finding::error(
+                    cert_key,
+                    format!("{}: no PEM certificate", cert.display()),
+                ));
                 continue;
             }
             Err(e) => {
@@ -385,7 +394,10 @@ fn check_certificates(config: &Config, now: OffsetDateTime, out: &mut Vec<Findin
         }
     }
     if let Some(s) = &config.smtp {
-        for (key, path) in [("smtp.client_ca", &s.client_ca), ("smtp.next_hop_ca", &s.next_hop_ca)] {
+        for (key, path) in [
+            ("smtp.client_ca", &s.client_ca),
+            ("smtp.next_hop_ca", &s.next_hop_ca),
+        ] {
             if let Some(p) = path {
                 if let Err(e) = crate::smtp::tls::load_certs("ca", p) {
                     out.push(Finding::error(key, e.to_string()));
@@ -422,7 +434,10 @@ pub fn chain_findings(
         let cert = match p {
             Ok(c) => c,
             Err(e) => {
-                out.push(Finding::error(key, format!("certificate {}: not X.509: {e}", i + 1)));
+                out.push(Finding::error(
+                    key,
+                    format!("certificate {}: not X.509: {e}", i + 1),
+                ));
                 return out;
             }
         };
@@ -436,9 +451,15 @@ pub fn chain_findings(
             format!("chain certificate {} ({subject})", i + 1)
         };
         if not_after < now.unix_timestamp() {
-            out.push(Finding::error(key, format!("{which} expired {} days ago", -days)));
+            out.push(Finding::error(
+                key,
+                format!("{which} expired {} days ago", -days),
+            ));
         } else if days < EXPIRY_WARNING_DAYS {
-            out.push(Finding::warning(key, format!("{which} expires in {days} days")));
+            out.push(Finding::warning(
+                key,
+                format!("{which} expires in {days} days"),
+            ));
         }
         if not_before > now.unix_timestamp() {
             out.push(Finding::error(key, format!("{which} is not valid yet")));
@@ -463,7 +484,10 @@ pub fn chain_findings(
     out
 }
 
-fn server_tls(config: &Config, out: &mut Vec<Finding>) -> Option<Option<Arc<rustls::ServerConfig>>> {
+fn server_tls(
+    config: &Config,
+    out: &mut Vec<Finding>,
+) -> Option<Option<Arc<rustls::ServerConfig>>> {
     let Some(s) = &config.smtp else {
         return Some(None);
     };
@@ -474,7 +498,10 @@ fn server_tls(config: &Config, out: &mut Vec<Finding>) -> Option<Option<Arc<rust
         Ok(tls) => Some(tls),
         Err(e) => {
             // Key mismatches and unreadable files are already named above.
-            if !out.iter().any(|f| f.is_error() && f.key.starts_with("smtp.")) {
+            if !out
+                .iter()
+                .any(|f| f.is_error() && f.key.starts_with("smtp."))
+            {
                 out.push(Finding::error("smtp.tls_cert", e.to_string()));
             }
             None
@@ -521,9 +548,17 @@ fn secret_files(config: &Config) -> Vec<(&'static str, &Path)> {
         files.extend(s.next_hop_key.as_deref().map(|p| ("smtp.next_hop_key", p)));
     }
     if let Some(g) = &config.graph {
-        files.extend(g.client_secret_file.as_deref().map(|p| ("graph.client_secret_file", p)));
+        files.extend(
+            g.client_secret_file
+                .as_deref()
+                .map(|p| ("graph.client_secret_file", p)),
+        );
         files.extend(g.client_key.as_deref().map(|p| ("graph.client_key", p)));
-        files.extend(g.refresh_token_file.as_deref().map(|p| ("graph.refresh_token_file", p)));
+        files.extend(
+            g.refresh_token_file
+                .as_deref()
+                .map(|p| ("graph.refresh_token_file", p)),
+        );
     }
     files
 }
@@ -620,10 +655,14 @@ pub async fn check_online(config: &Config) -> Vec<Finding> {
             Err(e) => out.push(Finding::error("smtp.next_hop", e.to_string())),
             Ok(hop) => match hop.connect().await {
                 Ok(d) => {
-                    if s.next_hop_tls == crate::smtp::NextHopTls::Opportunistic && !d.is_encrypted() {
+                    if s.next_hop_tls == crate::smtp::NextHopTls::Opportunistic && !d.is_encrypted()
+                    {
                         out.push(Finding::warning(
                             "smtp.next_hop_tls",
-                            format!("{} did not take STARTTLS: mail goes on unencrypted", s.next_hop),
+                            format!(
+                                "{} did not take STARTTLS: mail goes on unencrypted",
+                                s.next_hop
+                            ),
                         ));
                     }
                     d.quit().await;
@@ -634,7 +673,10 @@ pub async fn check_online(config: &Config) -> Vec<Finding> {
                 )),
             },
         }
-        for (key, path) in [("smtp.tls_cert", &s.tls_cert), ("smtp.next_hop_cert", &s.next_hop_cert)] {
+        for (key, path) in [
+            ("smtp.tls_cert", &s.tls_cert),
+            ("smtp.next_hop_cert", &s.next_hop_cert),
+        ] {
             let Some(path) = path else { continue };
             let Ok(chain) = crate::smtp::tls::load_certs("cert", path) else {
                 continue; // reported offline
@@ -663,4 +705,3 @@ pub async fn check_online(config: &Config) -> Vec<Finding> {
     }
     out
 }
-

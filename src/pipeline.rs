@@ -314,7 +314,10 @@ impl Stamper {
                 Audience::Internal
             };
             let r = choose(audience);
-            return whole(r, self.stamp_with(raw, &address, &user, template_of(&policy, r)));
+            return whole(
+                r,
+                self.stamp_with(raw, &address, &user, template_of(&policy, r)),
+            );
         }
         let (ri, re) = (choose(Audience::Internal), choose(Audience::External));
         let (ti, te) = (template_of(&policy, ri), template_of(&policy, re));

@@ -110,7 +110,8 @@ impl Reloader {
         h.stamper
             .templates
             .store(Arc::new(templates.with_photos(h.photos.clone())));
-        h.stamper.set_policy(m.rules, m.config.templates.default.clone());
+        h.stamper
+            .set_policy(m.rules, m.config.templates.default.clone());
         h.tls.store(m.tls);
     }
 
@@ -124,14 +125,23 @@ impl Reloader {
         paths.extend(cfg.templates.dir.clone());
         paths.extend(cfg.templates.images.clone());
         if let Some(s) = &cfg.smtp {
-            paths.extend([&s.tls_cert, &s.tls_key, &s.client_ca].into_iter().flatten().cloned());
+            paths.extend(
+                [&s.tls_cert, &s.tls_key, &s.client_ca]
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
         }
         paths
     }
 
     /// Reload on every message of `triggers` (SIGHUP) and on changes of the watched files,
     /// until `cancel`.
-    pub async fn run(self: Arc<Self>, mut triggers: mpsc::Receiver<&'static str>, cancel: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        mut triggers: mpsc::Receiver<&'static str>,
+        cancel: CancellationToken,
+    ) {
         let (files_tx, mut files) = mpsc::channel::<()>(64);
         let _watcher = match watch(&self.watched(), files_tx) {
             Ok(w) => Some(w),
@@ -182,7 +192,11 @@ fn watch(paths: &[PathBuf], tx: mpsc::Sender<()>) -> notify::Result<notify::Reco
         if matches!(ev.kind, notify::EventKind::Access(_)) {
             return;
         }
-        if ev.paths.iter().any(|p| filter.iter().any(|w| p.starts_with(w))) {
+        if ev
+            .paths
+            .iter()
+            .any(|p| filter.iter().any(|w| p.starts_with(w)))
+        {
             let _ = tx.try_send(());
         }
     })?;
@@ -207,7 +221,11 @@ pub fn restart_only_changes(old: &toml::Table, new: &toml::Table) -> Vec<String>
     diff("", old, new, &mut changed);
     changed
         .into_iter()
-        .filter(|k| !RELOADED.iter().any(|r| k == r || k.starts_with(&format!("{r}."))))
+        .filter(|k| {
+            !RELOADED
+                .iter()
+                .any(|r| k == r || k.starts_with(&format!("{r}.")))
+        })
         .collect()
 }
 
@@ -276,7 +294,9 @@ mod tests {
 
     #[test]
     fn restart_only_keys_are_named() {
-        let old = table("[smtp]\nlisten = \"127.0.0.1:25\"\ntls_cert = \"a\"\n[templates]\ndefault = \"a\"\n");
+        let old = table(
+            "[smtp]\nlisten = \"127.0.0.1:25\"\ntls_cert = \"a\"\n[templates]\ndefault = \"a\"\n",
+        );
         let new = table("[smtp]\nlisten = \"127.0.0.1:26\"\ntls_cert = \"b\"\n[templates]\ndefault = \"b\"\n[[rules]]\ntemplate = \"x\"\n");
         assert_eq!(restart_only_changes(&old, &new), vec!["smtp.listen"]);
         let merged = merge_reloaded(&old, &new);

@@ -26,17 +26,29 @@ impl Fixture {
         let (cert, key) = self_signed("relay.example.com", 10);
         f.write("soon.pem", &cert, 0o644);
         f.write("soon.key", &key, 0o600);
-        f.write("open.key", &std::fs::read_to_string(f.path("good.key")).unwrap(), 0o644);
+        f.write(
+            "open.key",
+            &std::fs::read_to_string(f.path("good.key")).unwrap(),
+            0o644,
+        );
         let (leaf, ca, leaf_key) = chain();
         f.write("ordered.pem", &format!("{leaf}{ca}"), 0o644);
         f.write("reversed.pem", &format!("{ca}{leaf}"), 0o644);
         f.write("chain.key", &leaf_key, 0o600);
         std::fs::create_dir(f.path("templates")).unwrap();
-        f.write("templates/default.html.hbs", "<p>{{displayName}}</p>", 0o644);
+        f.write(
+            "templates/default.html.hbs",
+            "<p>{{displayName}}</p>",
+            0o644,
+        );
         f.write("templates/default.txt.hbs", "{{displayName}}", 0o644);
         std::fs::create_dir(f.path("broken")).unwrap();
         // Loads (the syntax is right) but fails when rendered.
-        f.write("broken/default.html.hbs", "<p>{{lookup displayName}}</p>", 0o644);
+        f.write(
+            "broken/default.html.hbs",
+            "<p>{{lookup displayName}}</p>",
+            0o644,
+        );
         f.write("broken/default.txt.hbs", "{{displayName}}", 0o644);
         std::fs::copy("examples/directory.json", f.path("users.json")).unwrap();
         f.write("not-a-folder", "x", 0o644);
@@ -87,12 +99,14 @@ fn chain() -> (String, String, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "check test CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "check test CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(vec!["relay.example.com".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "relay.example.com");
+    p.distinguished_name
+        .push(DnType::CommonName, "relay.example.com");
     let leaf = p.signed_by(&key, &issuer).unwrap();
     (leaf.pem(), ca_cert.pem(), key.serialize_pem())
 }
@@ -130,7 +144,10 @@ fn broken_configs_name_their_finding() {
         if key == "directory.snapshot" {
             text = text.replace(
                 "[directory]\n",
-                &format!("[directory]\nsnapshot = \"{}/not-a-folder/state/dir.json\"\n", f.dir.path().display()),
+                &format!(
+                    "[directory]\nsnapshot = \"{}/not-a-folder/state/dir.json\"\n",
+                    f.dir.path().display()
+                ),
             );
         }
         let text = text.replace("$D", &f.dir.path().display().to_string());
@@ -161,15 +178,25 @@ fn a_failing_template_is_an_error() {
         .findings
         .iter()
         .find(|x| x.key.starts_with("templates.dir") && x.message.contains("default.html.hbs"));
-    assert!(found.is_some_and(|x| x.is_error()), "{:#?}", report.findings);
+    assert!(
+        found.is_some_and(|x| x.is_error()),
+        "{:#?}",
+        report.findings
+    );
     assert!(report.material.is_none());
 }
 
 #[test]
 fn a_good_config_has_no_finding_and_a_good_chain_passes() {
     let f = Fixture::new();
-    for smtp in [String::new(), cert("good"), "tls_cert = \"$D/ordered.pem\"\ntls_key = \"$D/chain.key\"".into()] {
-        let text = f.config(&smtp, "").replace("$D", &f.dir.path().display().to_string());
+    for smtp in [
+        String::new(),
+        cert("good"),
+        "tls_cert = \"$D/ordered.pem\"\ntls_key = \"$D/chain.key\"".into(),
+    ] {
+        let text = f
+            .config(&smtp, "")
+            .replace("$D", &f.dir.path().display().to_string());
         let report = check_text(&text, OffsetDateTime::now_utc());
         assert!(report.findings.is_empty(), "{smtp}: {:#?}", report.findings);
         assert!(report.material.is_some());
@@ -191,15 +218,36 @@ fn the_command_prints_one_line_per_finding() {
         (out.status.code(), String::from_utf8(out.stdout).unwrap())
     };
     assert_eq!(run(&f.config("", "")), (Some(0), "ok\n".to_string()));
-    let (code, out) = run(&f.config(&cert("soon").replace("$D", &f.dir.path().display().to_string()), ""));
+    let (code, out) = run(&f.config(
+        &cert("soon").replace("$D", &f.dir.path().display().to_string()),
+        "",
+    ));
     assert_eq!(code, Some(0), "{out}");
     assert!(out.starts_with("warning: smtp.tls_cert: "), "{out}");
-    let (code, out) = run(&f.config(&cert("expired").replace("$D", &f.dir.path().display().to_string()), "default = \"gone\"\n"));
+    let (code, out) = run(&f.config(
+        &cert("expired").replace("$D", &f.dir.path().display().to_string()),
+        "default = \"gone\"\n",
+    ));
     assert_eq!(code, Some(1), "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("error: smtp.tls_cert: ") && l.contains("expired")), "{out}");
-    assert!(lines.iter().any(|l| l.starts_with("error: templates.default: ")), "{out}");
-    assert!(lines.iter().all(|l| l.starts_with("error: ") || l.starts_with("warning: ")), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("error: smtp.tls_cert: ") && l.contains("expired")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("error: templates.default: ")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("error: ") || l.starts_with("warning: ")),
+        "{out}"
+    );
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_sigstamp"))
         .args(["check", "--config", "/nonexistent/sigstamp.toml"])
         .output()

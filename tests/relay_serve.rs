@@ -200,7 +200,10 @@ async fn one_log_line_per_message_in_text_and_json() {
         let (tx, lines) = std::sync::mpsc::channel::<String>();
         let stderr = guard.0.stderr.take().unwrap();
         std::thread::spawn(move || {
-            for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for l in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = tx.send(l);
             }
         });
@@ -248,28 +251,27 @@ async fn one_log_line_per_message_in_text_and_json() {
                 .map(|(k, v)| (k.clone(), v.as_str().map_or(v.to_string(), str::to_string)))
                 .collect()
         } else {
-            assert!(line.contains(" INFO ") && line.contains(": message "), "{line}");
-            // key=value, values with spaces quoted.
-            let mut out = std::collections::HashMap::new();
+            assert!(
+                line.contains(" INFO ") && line.contains(": message "),
+                "{line}"
+            );
+            // key=value; `reply` comes last and takes the rest of the line.
             let rest = line.split_once(": message ").unwrap().1;
-            let mut it = rest.split(' ').peekable();
-            while let Some(w) = it.next() {
-                let Some((k, v)) = w.split_once('=') else { continue };
-                let mut v = v.to_string();
-                if v.starts_with('"') && !(v.len() > 1 && v.ends_with('"')) {
-                    while let Some(more) = it.next() {
-                        v.push(' ');
-                        v.push_str(more);
-                        if more.ends_with('"') {
-                            break;
-                        }
-                    }
-                }
-                out.insert(k.to_string(), v.trim_matches('"').to_string());
-            }
+            let (fields, reply) = rest.split_once(" reply=").unwrap();
+            let mut out: std::collections::HashMap<String, String> = fields
+                .split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            out.insert("reply".into(), reply.to_string());
             out
         };
-        let f = |k: &str| fields.get(k).cloned().unwrap_or_else(|| panic!("{format}: {k} in {line}"));
+        let f = |k: &str| {
+            fields
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{format}: {k} in {line}"))
+        };
         assert_eq!(f("session").len(), 10, "{line}");
         assert!(f("client").starts_with("127.0.0.1:"), "{line}");
         assert_eq!(f("from"), "jose.mueller@lumen-optics.example");

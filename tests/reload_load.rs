@@ -36,8 +36,16 @@ fn write(path: &Path, text: &str, mode: u32) {
 }
 
 fn templates(dir: &Path, marker: &str) {
-    write(&dir.join("templates/default.html.hbs"), &format!("<p>{marker} {{{{displayName}}}}</p>"), 0o644);
-    write(&dir.join("templates/default.txt.hbs"), &format!("{marker} {{{{displayName}}}}"), 0o644);
+    write(
+        &dir.join("templates/default.html.hbs"),
+        &format!("<p>{marker} {{{{displayName}}}}</p>"),
+        0o644,
+    );
+    write(
+        &dir.join("templates/default.txt.hbs"),
+        &format!("{marker} {{{{displayName}}}}"),
+        0o644,
+    );
 }
 
 /// A CA and a way to issue `localhost` certificates named `cn` from it.
@@ -51,7 +59,8 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, "reload test CA");
+        p.distinguished_name
+            .push(DnType::CommonName, "reload test CA");
         let pem = p.self_signed(&key).unwrap().pem();
         Ca {
             pem,
@@ -95,8 +104,13 @@ async fn client(id: usize, relay: SocketAddr, stop: Arc<AtomicBool>, counts: Arc
             }
             n += 1;
             counts.sent.fetch_add(1, Ordering::SeqCst);
-            let ok = c.cmd(&format!("MAIL FROM:<{SENDER}>")).await.starts_with("250")
-                && c.cmd("RCPT TO:<partner@example.org>").await.starts_with("250")
+            let ok = c
+                .cmd(&format!("MAIL FROM:<{SENDER}>"))
+                .await
+                .starts_with("250")
+                && c.cmd("RCPT TO:<partner@example.org>")
+                    .await
+                    .starts_with("250")
                 && c.cmd("DATA").await.starts_with("354")
                 && {
                     c.send(&format!(
@@ -106,7 +120,11 @@ async fn client(id: usize, relay: SocketAddr, stop: Arc<AtomicBool>, counts: Arc
                     .await;
                     c.cmd(".").await.starts_with("250")
                 };
-            let counter = if ok { &counts.accepted } else { &counts.refused };
+            let counter = if ok {
+                &counts.accepted
+            } else {
+                &counts.refused
+            };
             counter.fetch_add(1, Ordering::SeqCst);
         }
         let _ = c.cmd("QUIT").await;
@@ -128,7 +146,10 @@ async fn until_marker(sink: &Sink, from: usize, marker: &str, since: Instant) ->
 /// The last `n` delivered messages, as text.
 fn last(sink: &Sink, n: usize) -> Vec<String> {
     let all = sink.all();
-    all[all.len().saturating_sub(n)..].iter().map(|m| m.text()).collect()
+    all[all.len().saturating_sub(n)..]
+        .iter()
+        .map(|m| m.text())
+        .collect()
 }
 
 /// The CN of the certificate a new STARTTLS handshake gets.
@@ -154,7 +175,14 @@ async fn handshake_cn(relay: SocketAddr, ca_pem: &str) -> String {
         .unwrap();
     let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
-    let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_string();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
     cn
 }
 
@@ -175,8 +203,16 @@ async fn reload_under_load_loses_nothing_and_applies_within_2s() {
     let d: PathBuf = dir.path().to_path_buf();
     std::fs::create_dir(d.join("templates")).unwrap();
     templates(&d, "SIG-V1");
-    write(&d.join("templates/sales.html.hbs"), "<p>SIG-SALES {{displayName}}</p>", 0o644);
-    write(&d.join("templates/sales.txt.hbs"), "SIG-SALES {{displayName}}", 0o644);
+    write(
+        &d.join("templates/sales.html.hbs"),
+        "<p>SIG-SALES {{displayName}}</p>",
+        0o644,
+    );
+    write(
+        &d.join("templates/sales.txt.hbs"),
+        "SIG-SALES {{displayName}}",
+        0o644,
+    );
     std::fs::copy("examples/directory.json", d.join("users.json")).unwrap();
     let ca = Ca::new();
     ca.issue(&d, "relay-v1");
@@ -185,7 +221,10 @@ async fn reload_under_load_loses_nothing_and_applies_within_2s() {
         serve_support::serve_until(
             &cfg,
             dir,
-            &[("SMTP relay listening", "listen"), ("admin HTTP listening", "addr")],
+            &[
+                ("SMTP relay listening", "listen"),
+                ("admin HTTP listening", "addr"),
+            ],
         )
     })
     .await
@@ -206,38 +245,70 @@ async fn reload_under_load_loses_nothing_and_applies_within_2s() {
     // 1. A new template.
     let (mark, at) = (sink.count(), Instant::now());
     templates(&d, "SIG-V2");
-    let t = until_marker(&sink, mark, "SIG-V2", at).await.expect("SIG-V2 within 5 s");
+    let t = until_marker(&sink, mark, "SIG-V2", at)
+        .await
+        .expect("SIG-V2 within 5 s");
     times.push(("template", t));
 
     // 2. A broken template: refused, the old one stays, /status says why.
     templates(&d, "SIG-V2");
-    write(&d.join("templates/default.html.hbs"), "<p>{{#if}} SIG-BROKEN", 0o644);
+    write(
+        &d.join("templates/default.html.hbs"),
+        "<p>{{#if}} SIG-BROKEN",
+        0o644,
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     let error = loop {
         let c = status_config(&admin).await;
         if let Some(e) = c["error"].as_str() {
             break e.to_string();
         }
-        assert!(Instant::now() < deadline, "the refused reload shows on /status: {c}");
+        assert!(
+            Instant::now() < deadline,
+            "the refused reload shows on /status: {c}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(error.contains("default.html.hbs"), "{error}");
+    let page = reqwest::get(format!("http://{admin}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"config\" class=\"banner expired\" data-state=\"error\""),
+        "the page shows the refused reload"
+    );
     let mark = sink.count();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after: Vec<String> = sink.all()[mark..].iter().map(|m| m.text()).collect();
-    assert!(!after.is_empty() && after.iter().all(|m| m.contains("SIG-V2")), "the old template stays");
+    assert!(
+        !after.is_empty() && after.iter().all(|m| m.contains("SIG-V2")),
+        "the old template stays"
+    );
 
     // 3. Fixed again.
     let (mark, at) = (sink.count(), Instant::now());
     templates(&d, "SIG-V3");
-    times.push(("fixed template", until_marker(&sink, mark, "SIG-V3", at).await.expect("SIG-V3")));
+    times.push((
+        "fixed template",
+        until_marker(&sink, mark, "SIG-V3", at)
+            .await
+            .expect("SIG-V3"),
+    ));
     let c = status_config(&admin).await;
     assert!(c["error"].is_null() && c["loaded_at"].is_string(), "{c}");
 
     // 4. A rule in the config file.
     let (mark, at) = (sink.count(), Instant::now());
     std::fs::write(d.join("sigstamp.toml"), config(sink.addr, SALES_RULE)).unwrap();
-    times.push(("rule", until_marker(&sink, mark, "SIG-SALES", at).await.expect("SIG-SALES")));
+    times.push((
+        "rule",
+        until_marker(&sink, mark, "SIG-SALES", at)
+            .await
+            .expect("SIG-SALES"),
+    ));
 
     // 5. A new certificate: new handshakes get it.
     let at = Instant::now();
@@ -247,13 +318,20 @@ async fn reload_under_load_loses_nothing_and_applies_within_2s() {
             times.push(("certificate", at.elapsed()));
             break;
         }
-        assert!(at.elapsed() < Duration::from_secs(5), "the new certificate within 5 s");
+        assert!(
+            at.elapsed() < Duration::from_secs(5),
+            "the new certificate within 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // 6. SIGHUP: reloads, never ends the process.
     let pid = guard.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let line = log
@@ -271,7 +349,10 @@ async fn reload_under_load_loses_nothing_and_applies_within_2s() {
     }
     let accepted = counts.accepted.load(Ordering::SeqCst);
     let delivered = sink.wait_for(accepted, Duration::from_secs(5)).await.len();
-    let (sent, refused) = (counts.sent.load(Ordering::SeqCst), counts.refused.load(Ordering::SeqCst));
+    let (sent, refused) = (
+        counts.sent.load(Ordering::SeqCst),
+        counts.refused.load(Ordering::SeqCst),
+    );
     println!("reload under load: sent {sent}, accepted {accepted}, delivered {delivered}, refused {refused}");
     for (what, t) in &times {
         println!("  {what}: new material in use after {} ms", t.as_millis());

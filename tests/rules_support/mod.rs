@@ -81,10 +81,9 @@ pub fn stamper(config_toml: &str) -> Stamper {
     rules
         .check_templates(&cfg.templates.default, |t| templates.has(t))
         .unwrap();
-    let s = Stamper::new(directory(), templates)
+    Stamper::new(directory(), templates)
         .with_rules(rules)
-        .with_default(cfg.templates.default.clone());
-    s
+        .with_default(cfg.templates.default.clone())
 }
 
 /// A plain-text message from `from`.

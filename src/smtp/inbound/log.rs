@@ -56,9 +56,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(r) => r,
             Err(e) => &e.reply,
         };
-        let client = self
-            .peer
-            .map_or_else(|| "-".to_string(), |p| p.to_string());
+        let client = self.peer.map_or_else(|| "-".to_string(), |p| p.to_string());
         tracing::info!(
             session = %self.id,
             client = %client,
