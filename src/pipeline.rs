@@ -31,6 +31,8 @@ pub enum Unchanged {
     Render(String),
     /// A rule chose no signature.
     NoSignature,
+    /// Stamping panicked (a bug): the message goes on as it came, see [`contain`].
+    Internal(String),
 }
 
 impl Unchanged {
@@ -40,6 +42,7 @@ impl Unchanged {
             Unchanged::UnknownSender(_) => "unknown_sender",
             Unchanged::Render(_) => "render_error",
             Unchanged::NoSignature => "no_signature",
+            Unchanged::Internal(_) => "internal_error",
         }
     }
 }
@@ -52,6 +55,7 @@ impl fmt::Display for Unchanged {
             Unchanged::UnknownSender(None) => f.write_str("no sender address found"),
             Unchanged::Render(e) => write!(f, "template failed: {e}"),
             Unchanged::NoSignature => f.write_str("no signature for this sender"),
+            Unchanged::Internal(e) => write!(f, "internal error: {e}"),
         }
     }
 }
@@ -263,7 +267,26 @@ impl Stamper {
         }
     }
 
+    /// Every edge's entry: [`Stamper::decide_unguarded`] under [`contain`], so a panic
+    /// anywhere in stamping leaves the message unchanged (`internal_error`).
     fn decide(
+        &self,
+        raw: &[u8],
+        env: &Envelope<'_>,
+        forced: Option<&str>,
+        split: bool,
+    ) -> Vec<Part> {
+        contain(raw, || self.decide_unguarded(raw, env, forced, split)).unwrap_or_else(|p| {
+            vec![Part {
+                audience: None,
+                rcpts: (0..env.rcpt_to.len()).collect(),
+                rule: None,
+                verdict: Verdict::Unchanged(Unchanged::Internal(p.reason)),
+            }]
+        })
+    }
+
+    fn decide_unguarded(
         &self,
         raw: &[u8],
         env: &Envelope<'_>,
@@ -382,9 +405,58 @@ fn template_of<'a>(policy: &'a Policy, rule: Option<&'a Rule>) -> Option<&'a str
     }
 }
 
+/// A panic caught by [`contain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panicked {
+    /// The panic's message.
+    pub reason: String,
+    /// The Message-ID of the message being stamped, if it has one.
+    pub message_id: Option<String>,
+}
+
+/// Run `work` on the message `raw` so that a panic in it never costs the message: the panic
+/// is caught, logged with the message's Message-ID, and returned as [`Panicked`] for the edge
+/// to pass the message on unchanged (outcome `internal_error`). The one place every edge's
+/// stamping goes through ([`Stamper`]'s entries use it; the milter wraps its own edits in it
+/// too). A panic is a bug: nothing it touched is reused (the render cache ignores poisoning
+/// and only ever holds whole entries).
+pub fn contain<T>(raw: &[u8], work: impl FnOnce() -> T) -> Result<T, Panicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|payload| {
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        // Guarded too: the header scan is the same code that may have panicked.
+        let message_id = std::panic::catch_unwind(|| stamp::message_id(raw))
+            .ok()
+            .flatten();
+        tracing::error!(
+            message_id = message_id.as_deref().unwrap_or("(none)"),
+            panic = %reason,
+            "stamping panicked; the message is passed on unchanged"
+        );
+        Panicked { reason, message_id }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_is_contained_with_the_message_id() {
+        let raw = b"Message-ID: <p1@example.com>\r\nSubject: x\r\n\r\nbody\r\n";
+        let caught = contain(raw, || -> u8 { panic!("boom {}", 1) }).unwrap_err();
+        assert_eq!(caught.reason, "boom 1");
+        assert_eq!(caught.message_id.as_deref(), Some("<p1@example.com>"));
+        assert_eq!(contain(raw, || 7), Ok(7));
+        let caught = contain(b"no header at all", || -> u8 { panic!("static") }).unwrap_err();
+        assert_eq!(
+            (caught.reason.as_str(), caught.message_id),
+            ("static", None)
+        );
+    }
 
     #[test]
     fn outcome_labels() {
@@ -401,6 +473,10 @@ mod tests {
                 "stamped_without_images",
             ),
             (Verdict::Unchanged(Unchanged::NoSignature), "no_signature"),
+            (
+                Verdict::Unchanged(Unchanged::Internal("x".into())),
+                "internal_error",
+            ),
             (
                 Verdict::Unchanged(Unchanged::UnknownSender(None)),
                 "unknown_sender",

@@ -92,7 +92,21 @@ fn golden_fixtures() {
         }
         let sig = signature_for(&name);
         if ext == "eml" && sig.images.is_empty() {
-            if let Err(e) = support::check_structure(&raw, &got) {
+            // A message of CR-only lines is read (and stamped) as CRLF lines.
+            let read_as = if raw.contains(&b'\n') {
+                raw.clone()
+            } else {
+                raw.iter()
+                    .flat_map(|&b| {
+                        if b == b'\r' {
+                            vec![b'\r', b'\n']
+                        } else {
+                            vec![b]
+                        }
+                    })
+                    .collect()
+            };
+            if let Err(e) = support::check_structure(&read_as, &got) {
                 failures.push(format!("{name}: {e}"));
             }
         }

@@ -63,6 +63,10 @@ pub struct Args {
     /// `sigstamp sync --once`, and report sync time, peak RSS and lookup time.
     #[arg(long)]
     pub directory_users: Option<usize>,
+    /// Instead of the SMTP table: the peak RSS of `sigstamp stamp` on three generated
+    /// pathological messages (50 MB attachment, 4M empty parts, 10 MB header line).
+    #[arg(long)]
+    pub stamp_memory: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,

@@ -5,6 +5,7 @@ mod client;
 mod directory;
 mod message;
 mod procs;
+mod stamp_memory;
 mod stats;
 
 use anyhow::Context;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
     };
     let result = match args.directory_users {
         Some(users) => rt.block_on(directory::run(users, args.sigstamp.as_deref())),
+        None if args.stamp_memory => stamp_memory::run(args.sigstamp.as_deref()),
         None => rt.block_on(smtp_table(args)),
     };
     match result {

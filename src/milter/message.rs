@@ -220,7 +220,8 @@ pub fn edits(original: &[u8], stamped: &[u8], leadspc: bool) -> Edits {
     }
     Edits {
         headers,
-        body: new_body.to_vec(),
+        // SMFIR_REPLBODY carries the body in SMTP form: CRLF lines only.
+        body: crate::smtp::outbound::wire::to_crlf(new_body),
     }
 }
 

@@ -239,10 +239,11 @@ impl Session {
         // Stamping is CPU work proportional to the message. A typical message takes well
         // under a millisecond: do it here, as handing it to another thread costs more.
         // Large ones go to the blocking pool so they do not hold up other connections.
-        // Either way a panic is caught and answered per `on_error`.
+        // Either way a panic in stamping is contained in `stamp_message` (outcome
+        // `internal_error`, message unchanged); only a failed blocking task is answered per
+        // `on_error`.
         let outcome: Result<Stamping, String> = if size < INLINE_LIMIT {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-                .map_err(|_| "panic while stamping".to_string())
+            Ok(work())
         } else {
             tokio::task::spawn_blocking(work)
                 .await
@@ -303,21 +304,26 @@ fn stamp_message(
     };
     // A milter cannot split a transaction: when rules give internal and external
     // recipients different signatures, `process` applies the external recipients' choice.
-    let verdict = stamper.process(&raw, &env);
-    let label = verdict.label();
-    let detail = match &verdict {
-        Verdict::Stamped { sender, .. } => sender.clone(),
-        Verdict::Unchanged(why) => why.to_string(),
-    };
-    let edits = match verdict {
-        Verdict::Stamped { message, .. } => {
-            let e = message::edits(&raw, &message, leadspc);
-            let body_changed = e.body != msg.body;
-            Some((e, body_changed))
-        }
-        Verdict::Unchanged(_) => None,
-    };
-    (label, detail, edits)
+    // The pipeline contains a panic in stamping; computing the edits is contained the same
+    // way, so a panic anywhere leaves the message as the MTA has it.
+    let stamped = crate::pipeline::contain(&raw, || {
+        let verdict = stamper.process(&raw, &env);
+        let label = verdict.label();
+        let detail = match &verdict {
+            Verdict::Stamped { sender, .. } => sender.clone(),
+            Verdict::Unchanged(why) => why.to_string(),
+        };
+        let edits = match verdict {
+            Verdict::Stamped { message, .. } => {
+                let e = message::edits(&raw, &message, leadspc);
+                let body_changed = e.body != msg.body;
+                Some((e, body_changed))
+            }
+            Verdict::Unchanged(_) => None,
+        };
+        (label, detail, edits)
+    });
+    stamped.unwrap_or_else(|p| ("internal_error", p.reason, None))
 }
 
 fn answer(edits: Edits, body_changed: bool) -> Answer {

@@ -180,6 +180,7 @@ impl Templates {
         let mut html = Handlebars::new();
         let mut text = Handlebars::new();
         text.register_escape_fn(handlebars::no_escape);
+        html.register_escape_fn(escape_html);
         for reg in [&mut html, &mut text] {
             reg.set_strict_mode(false);
             helpers::register(reg);
@@ -305,6 +306,17 @@ impl Templates {
     pub fn image_mode(&self, name: &str) -> ImageMode {
         self.images.mode(name)
     }
+}
+
+/// HTML escaping of a value, with its line breaks (CRLF, LF, lone CR) as spaces: a
+/// directory value is one piece of text in HTML, and a break in it could only end up as
+/// a raw line break of the message.
+fn escape_html(value: &str) -> String {
+    let escaped = handlebars::html_escape(value);
+    if !escaped.contains(['\r', '\n']) {
+        return escaped;
+    }
+    escaped.replace("\r\n", " ").replace(['\r', '\n'], " ")
 }
 
 /// Find every `{{image}}` and `photo` in the parsed templates, load the images, check the
@@ -455,5 +467,19 @@ mod tests {
             preview(html, vec![img("a@sigstamp", "image/svg+xml\"><x")]),
             html
         );
+    }
+
+    #[test]
+    fn line_breaks_in_values_are_spaces_in_html() {
+        let table = [
+            ("a\nb", "a b"),
+            ("a\r\nb", "a b"),
+            ("a\rb", "a b"),
+            ("a\n.\nMAIL FROM:<x>", "a . MAIL FROM:&lt;x&gt;"),
+            ("plain", "plain"),
+        ];
+        for (value, want) in table {
+            assert_eq!(super::escape_html(value), want, "{value:?}");
+        }
     }
 }

@@ -47,7 +47,7 @@ impl Charset {
                     bom: true,
                 },
                 _ => Charset::Utf16 {
-                    be: true,
+                    be: utf16_is_big_endian(body),
                     bom: false,
                 },
             },
@@ -166,6 +166,29 @@ pub fn encode_utf16(text: &str, be: bool, _bom: bool) -> Vec<u8> {
     out
 }
 
+/// The byte order of UTF-16 without a byte-order mark, from its bytes: text in any script
+/// that uses ASCII spaces, digits, punctuation or line breaks has a zero high byte in those
+/// code units, on the even offsets in big-endian and the odd ones in little-endian (as
+/// Windows writes it). When the zeros do not tell, the order whose decoding is valid (no
+/// lone surrogate) wins; big-endian only when neither tells (RFC 2781 §4.3).
+fn utf16_is_big_endian(body: &[u8]) -> bool {
+    let sample = &body[..body.len().min(64 * 1024) & !1];
+    let (mut even, mut odd) = (0usize, 0usize);
+    for pair in sample.chunks_exact(2) {
+        even += usize::from(pair[0] == 0);
+        odd += usize::from(pair[1] == 0);
+    }
+    if even != odd {
+        return even > odd;
+    }
+    let valid = |enc: &'static Encoding| {
+        enc.decode_without_bom_handling_and_without_replacement(sample)
+            .is_some()
+    };
+    // Little-endian only when it alone decodes.
+    !valid(UTF_16LE) || valid(UTF_16BE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +235,50 @@ mod tests {
                 b"a\0",
                 Charset::Utf16 {
                     be: false,
+                    bom: false,
+                },
+            ),
+            // Issue 11, finding 9: no BOM, the bytes tell the order.
+            (
+                Some("utf-16"),
+                b"H\0i\0\r\0\n\0",
+                Charset::Utf16 {
+                    be: false,
+                    bom: false,
+                },
+            ),
+            (
+                Some("utf-16"),
+                b"\0H\0i\0\r\0\n",
+                Charset::Utf16 {
+                    be: true,
+                    bom: false,
+                },
+            ),
+            // No zero bytes and both orders decode: big-endian, as RFC 2781 says (a real
+            // body has line breaks, whose zero bytes tell).
+            (
+                Some("utf-16"),
+                &[0xE5, 0x65, 0x2C, 0x67],
+                Charset::Utf16 {
+                    be: true,
+                    bom: false,
+                },
+            ),
+            (
+                Some("utf-16"),
+                // A surrogate pair in LE; as BE, two high surrogates.
+                &[0xD8, 0xD8, 0xD8, 0xDC],
+                Charset::Utf16 {
+                    be: false,
+                    bom: false,
+                },
+            ),
+            (
+                Some("utf-16"),
+                b"",
+                Charset::Utf16 {
+                    be: true,
                     bom: false,
                 },
             ),

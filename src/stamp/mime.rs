@@ -6,8 +6,14 @@ use super::Skip;
 use memchr::memmem;
 use std::ops::Range;
 
-/// Deeper nesting than this is treated as malformed (no real client goes near it).
-const MAX_DEPTH: usize = 32;
+/// Limits that keep the scan's memory bounded by the message's bytes rather than by what
+/// they describe: past any of them the message passes unchanged as [`Skip::TooComplex`].
+/// No real client goes near them.
+pub const MAX_PARTS: usize = 10_000;
+/// Multipart nesting levels below the message.
+pub const MAX_DEPTH: usize = 100;
+/// Header fields of one part.
+pub const MAX_FIELDS: usize = 1_000;
 
 /// One header field. Offsets are absolute in the raw message.
 #[derive(Debug, Clone)]
@@ -18,7 +24,8 @@ pub struct Field {
 }
 
 /// Parse the header fields of the entity starting at `start`; returns the fields and where the
-/// body starts (after the empty separator line, or `end` when there is none).
+/// body starts (after the empty separator line, or `end` when there is none). At most
+/// [`MAX_FIELDS`] + 1 fields are kept.
 pub fn parse_header(raw: &[u8], start: usize, end: usize) -> (Vec<Field>, usize) {
     let mut fields: Vec<Field> = Vec::new();
     let mut pos = start;
@@ -41,10 +48,13 @@ pub fn parse_header(raw: &[u8], start: usize, end: usize) -> (Vec<Field>, usize)
             while name_trim > pos && matches!(raw[name_trim - 1], b' ' | b'\t') {
                 name_trim -= 1;
             }
-            fields.push(Field {
-                name: pos..name_trim,
-                value: name_end + 1..content_end,
-            });
+            // One past the limit is enough to tell; the scan goes on to find the body.
+            if fields.len() <= MAX_FIELDS {
+                fields.push(Field {
+                    name: pos..name_trim,
+                    value: name_end + 1..content_end,
+                });
+            }
         } else if fields.is_empty() && pos == start {
             // A part that starts directly with body text has no header at all.
             return (fields, start);
@@ -346,10 +356,13 @@ impl Tree {
         depth: usize,
         in_digest: bool,
     ) -> Result<usize, Skip> {
-        if depth > MAX_DEPTH {
-            return Err(Skip::Malformed("MIME nesting too deep".into()));
+        if depth > MAX_DEPTH || self.parts.len() >= MAX_PARTS {
+            return Err(Skip::TooComplex);
         }
         let (fields, body_start) = parse_header(raw, start, end);
+        if fields.len() > MAX_FIELDS {
+            return Err(Skip::TooComplex);
+        }
         let has_separator = body_start < end || ends_with_empty_line(raw, start, body_start);
         let (ctype, ctype_invalid) = match find_field(raw, &fields, "content-type") {
             Some(f) => match parse_content_type(raw, f.value.clone(), false) {
@@ -400,7 +413,8 @@ impl Tree {
                 .param_value("boundary")
                 .filter(|b| !b.is_empty())
                 .ok_or_else(|| Skip::Malformed("multipart without boundary".into()))?;
-            let ranges = split_multipart(raw, body_start..end, boundary.as_bytes())?;
+            let room = MAX_PARTS - self.parts.len();
+            let ranges = split_multipart(raw, body_start..end, boundary.as_bytes(), room)?;
             let mut children = Vec::with_capacity(ranges.len());
             for r in ranges {
                 children.push(self.parse_entity(raw, r.start, r.end, depth + 1, digest)?);
@@ -412,11 +426,13 @@ impl Tree {
 }
 
 /// The body ranges of the parts of a multipart body. Errors when the boundary is never used,
-/// when there is no part, or when the closing delimiter is missing.
+/// when there is no part, or when the closing delimiter is missing; [`Skip::TooComplex`]
+/// past `room` parts (before collecting more).
 fn split_multipart(
     raw: &[u8],
     body: Range<usize>,
     boundary: &[u8],
+    room: usize,
 ) -> Result<Vec<Range<usize>>, Skip> {
     let mut delim = Vec::with_capacity(boundary.len() + 2);
     delim.extend_from_slice(b"--");
@@ -452,6 +468,9 @@ fn split_multipart(
                 if e > s && hay[e - 1] == b'\r' {
                     e -= 1;
                 }
+            }
+            if parts.len() >= room {
+                return Err(Skip::TooComplex);
             }
             parts.push(body.start + s..body.start + e.max(s));
         }
@@ -590,7 +609,7 @@ mod tests {
         ];
         for (body, expected) in cases {
             let raw = body.as_bytes();
-            let got = split_multipart(raw, 0..raw.len(), b"b")
+            let got = split_multipart(raw, 0..raw.len(), b"b", usize::MAX)
                 .map(|v| v.into_iter().map(|r| &body[r]).collect::<Vec<_>>());
             match (got, expected) {
                 (Ok(g), Ok(e)) => assert_eq!(&g, e, "{body:?}"),

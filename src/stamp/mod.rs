@@ -101,6 +101,9 @@ pub enum Skip {
     Malformed(String),
     /// No text/plain or text/html body to stamp.
     NoTextBody,
+    /// More MIME parts, nesting levels or header fields than sigstamp reads
+    /// ([`mime::MAX_PARTS`], [`mime::MAX_DEPTH`], [`mime::MAX_FIELDS`]).
+    TooComplex,
 }
 
 impl Skip {
@@ -118,6 +121,7 @@ impl Skip {
             Skip::InvalidContentType => "invalid_content_type",
             Skip::Malformed(_) => "malformed",
             Skip::NoTextBody => "no_text_body",
+            Skip::TooComplex => "too_complex",
         }
     }
 }
@@ -136,15 +140,27 @@ impl fmt::Display for Skip {
             Skip::InvalidContentType => f.write_str("invalid Content-Type"),
             Skip::Malformed(what) => write!(f, "malformed MIME: {what}"),
             Skip::NoTextBody => f.write_str("no text/plain or text/html body"),
+            Skip::TooComplex => write!(
+                f,
+                "too complex (over {} MIME parts, {} nesting levels or {} header fields in a part)",
+                mime::MAX_PARTS,
+                mime::MAX_DEPTH,
+                mime::MAX_FIELDS
+            ),
         }
     }
 }
 
 /// Stamp `raw` with `sig`. Returns the stamped message, or why it stays unchanged.
 pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Skip> {
+    let raw = &*cr_lines(raw);
     let start = bom_len(raw);
-    let (fields, _) = mime::parse_header(raw, start, raw.len());
+    let (fields, body_start) = mime::parse_header(raw, start, raw.len());
     precheck_fields(raw, &fields)?;
+    if has_lone_cr(&raw[start..body_start]) {
+        // Some lines break at a lone CR, others at LF: reading on would glue header lines.
+        return Err(Skip::Malformed("lone CR line breaks in the header".into()));
+    }
     let tree = Tree::parse(raw, start)?;
     if tree.parts[0].ctype_invalid {
         return Err(Skip::InvalidContentType);
@@ -222,6 +238,7 @@ pub fn stamp(raw: &[u8], sig: &Signature, opts: &Options) -> Result<Stamped, Ski
 /// Cheap checks that need no signature: trace header, null sender, Auto-Submitted.
 /// The pipeline runs these before the directory lookup; [`stamp`] runs them too.
 pub fn precheck(raw: &[u8]) -> Result<(), Skip> {
+    let raw = &*cr_lines(raw);
     let start = bom_len(raw);
     let (fields, _) = mime::parse_header(raw, start, raw.len());
     precheck_fields(raw, &fields)
@@ -229,10 +246,21 @@ pub fn precheck(raw: &[u8]) -> Result<(), Skip> {
 
 /// The address of the From header (without display name), if any.
 pub fn from_address(raw: &[u8]) -> Option<String> {
+    let raw = &*cr_lines(raw);
     let start = bom_len(raw);
     let (fields, _) = mime::parse_header(raw, start, raw.len());
     let f = mime::find_field(raw, &fields, "from")?;
     parse_address(&raw[f.value.clone()])
+}
+
+/// The Message-ID header's value, trimmed (for logs).
+pub fn message_id(raw: &[u8]) -> Option<String> {
+    let raw = &*cr_lines(raw);
+    let start = bom_len(raw);
+    let (fields, _) = mime::parse_header(raw, start, raw.len());
+    let f = mime::find_field(raw, &fields, "message-id")?;
+    let v = String::from_utf8_lossy(trim_ascii(&raw[f.value.clone()])).into_owned();
+    (!v.is_empty()).then_some(v)
 }
 
 /// The first address of an address-list header value: `Name <a@b>`, `a@b (Name)`, `a@b`.
@@ -281,6 +309,48 @@ fn bom_len(raw: &[u8]) -> usize {
     start
 }
 
+/// A message whose lines end in a lone CR (old Mac style; over SMTP it still ends in the
+/// final CRLF): each CR becomes CRLF, so its lines are read as lines, never glued into one.
+/// Any other message is used as it is.
+fn cr_lines(raw: &[u8]) -> Cow<'_, [u8]> {
+    let inner = raw.strip_suffix(b"\r\n").unwrap_or(raw);
+    if memchr::memchr(b'\n', inner).is_some() || memchr::memchr(b'\r', inner).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
+    for &b in inner {
+        out.push(b);
+        if b == b'\r' {
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(&raw[inner.len()..]);
+    Cow::Owned(out)
+}
+
+/// A CR not followed by LF.
+fn has_lone_cr(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', bytes).any(|i| bytes.get(i + 1) != Some(&b'\n'))
+}
+
+/// `<>` with any whitespace, folding and comments around or inside it.
+fn is_null_path(value: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut rest = Vec::with_capacity(2);
+    for &b in value {
+        match b {
+            b'(' => depth += 1,
+            b')' if depth > 0 => depth -= 1,
+            _ if depth > 0 || b.is_ascii_whitespace() => {}
+            _ => rest.push(b),
+        }
+        if rest.len() > 2 {
+            return false;
+        }
+    }
+    rest == b"<>"
+}
+
 fn line_ending_is_crlf(raw: &[u8]) -> bool {
     memchr::memchr(b'\n', raw).is_some_and(|i| i > 0 && raw[i - 1] == b'\r')
 }
@@ -292,14 +362,8 @@ fn precheck_fields(raw: &[u8], fields: &[Field]) -> Result<(), Skip> {
         if name.eq_ignore_ascii_case(TRACE_HEADER.as_bytes()) {
             return Err(Skip::AlreadyStamped);
         }
-        if name.eq_ignore_ascii_case(b"return-path") {
-            let v = &raw[f.value.clone()];
-            if v.iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .eq(b"<>".iter())
-            {
-                return Err(Skip::NullSender);
-            }
+        if name.eq_ignore_ascii_case(b"return-path") && is_null_path(&raw[f.value.clone()]) {
+            return Err(Skip::NullSender);
         }
         if name.eq_ignore_ascii_case(b"auto-submitted") && value(f) != "no" {
             return Err(Skip::AutoSubmitted);
@@ -703,7 +767,7 @@ fn is_flowed(ct: &mime::ContentType) -> bool {
 /// start with a space, ">" or "From " are space-stuffed so they read as written.
 fn flowed_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
-    for line in text.lines() {
+    for line in with_line_ending(text, "\n").lines() {
         let line = if line == "-- " {
             line
         } else {
@@ -722,29 +786,33 @@ fn flowed_text(text: &str) -> String {
 const MAX_LINE: usize = 998;
 
 /// Whether inserting creates a line over [`MAX_LINE`] that was not that long before.
+/// Measures by walking the bytes, never by slicing between line-break positions: an
+/// insertion of any line structure (none, one or many breaks) at any offset is safe.
 fn makes_overlong_line(decoded: &[u8], change: &Change) -> bool {
     let Change::Insert { at, bytes } = change else {
         return false;
     };
-    let at = *at;
-    let line_start = memchr::memrchr(b'\n', &decoded[..at]).map_or(0, |p| p + 1);
-    let line_end = memchr::memchr(b'\n', &decoded[at..]).map_or(decoded.len(), |p| at + p);
-    let (head, tail) = (at - line_start, line_end - at);
-    let len = |l: &[u8]| l.strip_suffix(b"\r").unwrap_or(l).len();
-    let longest = match (memchr::memchr(b'\n', bytes), memchr::memrchr(b'\n', bytes)) {
-        (Some(first), Some(last)) => {
-            let inner = bytes[first + 1..last]
-                .split(|b| *b == b'\n')
-                .map(len)
-                .max()
-                .unwrap_or(0);
-            (head + len(&bytes[..first]))
-                .max(inner)
-                .max(bytes.len() - last - 1 + tail)
+    let (before, after) = decoded.split_at((*at).min(decoded.len()));
+    // The line the insertion lands in: its part before and after the insertion point.
+    let head = before.rsplit(|b| *b == b'\n').next().unwrap_or_default();
+    let tail = after.split(|b| *b == b'\n').next().unwrap_or_default();
+    let longest = longest_line(head.iter().chain(bytes).chain(tail));
+    longest > MAX_LINE && longest > longest_line(head.iter().chain(tail))
+}
+
+/// The longest line of a byte stream, without its line ending (CRLF or LF).
+fn longest_line<'a>(bytes: impl Iterator<Item = &'a u8>) -> usize {
+    let (mut longest, mut cur, mut cr) = (0, 0, false);
+    for &b in bytes {
+        if b == b'\n' {
+            longest = longest.max(cur - usize::from(cr));
+            (cur, cr) = (0, false);
+        } else {
+            cur += 1;
+            cr = b == b'\r';
         }
-        _ => head + bytes.len() + tail,
-    };
-    longest > MAX_LINE && longest > len(&decoded[line_start..line_end])
+    }
+    longest.max(cur - usize::from(cr))
 }
 
 fn apply_change(decoded: &[u8], change: Change) -> Vec<u8> {
@@ -789,13 +857,12 @@ fn content_eol(decoded: &[u8], default: &'static str) -> &'static str {
 fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature, eol: &'static str) -> String {
     let le = content_eol(content, eol);
     match kind {
-        Kind::Html => sig.html.clone(),
+        // Whatever breaks the template and the directory values brought (LF, CRLF, a lone
+        // CR), the signature takes the part's own line ending.
+        Kind::Html => with_line_ending(&sig.html, le),
         Kind::Text => {
-            let mut body = String::new();
-            for line in sig.text.trim_end_matches(['\r', '\n']).lines() {
-                body.push_str(line);
-                body.push_str(le);
-            }
+            let mut body = with_line_ending(sig.text.trim_end_matches(['\r', '\n']), le);
+            body.push_str(le);
             let before = &content[..at];
             let mut out = String::new();
             // The signature starts after a blank line, whatever the text before ends with.
@@ -815,6 +882,20 @@ fn fragment(content: &[u8], at: usize, kind: Kind, sig: &Signature, eol: &'stati
             out
         }
     }
+}
+
+/// `text` with every line break (CRLF, LF, or a lone CR) written as `le`.
+fn with_line_ending(text: &str, le: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(i) = rest.find(['\r', '\n']) {
+        out.push_str(&rest[..i]);
+        out.push_str(le);
+        let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[i + skip..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn position(content: &[u8], kind: Kind) -> usize {
@@ -1031,6 +1112,127 @@ mod tests {
 }
 
 #[cfg(test)]
+mod line_ending_tests {
+    use super::*;
+
+    /// Issue 11, finding 9: a bounce is recognised whatever its line endings and however
+    /// its null path is written; a CR-only message is read line by line (over SMTP it still
+    /// ends in CRLF).
+    #[test]
+    fn null_reverse_path_is_always_recognised() {
+        let bounces: &[&[u8]] = &[
+            b"Return-Path: <>\rFrom: a@b.example\r\rbody\r",
+            b"Return-Path: <>\rFrom: a@b.example\r\rbody\r\n",
+            b"From: a@b.example\r\nReturn-Path:\r\n <>\r\n\r\nbody\r\n",
+            b"Return-Path: < > (bounce)\nFrom: a@b.example\n\nbody\n",
+            b"\xEF\xBB\xBFReturn-Path:<>\n\nbody\n",
+        ];
+        let sig = Signature::new("<p>s</p>", "-- \ns");
+        for raw in bounces {
+            assert_eq!(precheck(raw), Err(Skip::NullSender), "{raw:?}");
+            assert_eq!(stamp(raw, &sig, &Options::default()), Err(Skip::NullSender));
+        }
+        assert_eq!(precheck(b"Return-Path: <a@b>\r\n\r\nx\r\n"), Ok(()));
+        assert!(!is_null_path(b" <x> "));
+        let raw = b"From: Ann <ann@b.example>\rSubject: s\r\rHi\r\n";
+        assert_eq!(from_address(raw).as_deref(), Some("ann@b.example"));
+        let out = stamp(raw, &sig, &Options::default()).unwrap().message;
+        assert!(out.starts_with(
+            b"X-Sigstamp: stamped\r\nFrom: Ann <ann@b.example>\r\nSubject: s\r\n\r\nHi\r\n"
+        ));
+    }
+
+    /// Issue 11, finding 2: the signature takes the part's line ending, whatever breaks the
+    /// template or a value brought (LF, CRLF, lone CR).
+    #[test]
+    fn signature_takes_the_parts_line_ending() {
+        let sig = Signature::new("<p>a</p>\n<p>b</p>\r<p>c</p>\r\n", "-- \rA\nB\r\nC\n");
+        for eol in ["\n", "\r\n"] {
+            for ct in ["text/plain", "text/html"] {
+                let raw = format!("Content-Type: {ct}{eol}{eol}line one{eol}<body>x</body>{eol}");
+                let out = stamp(raw.as_bytes(), &sig, &Options::default())
+                    .unwrap()
+                    .message;
+                let lines = out.split(|b| *b == b'\n').count();
+                let breaks = if eol == "\n" {
+                    assert!(!out.contains(&b'\r'), "{ct} {eol:?}: CR in LF message");
+                    lines
+                } else {
+                    let crlf = out.windows(2).filter(|w| w == b"\r\n").count();
+                    assert_eq!(
+                        out.iter().filter(|b| **b == b'\r').count(),
+                        crlf,
+                        "{ct}: bare CR"
+                    );
+                    crlf + 1
+                };
+                assert_eq!(breaks, lines, "{ct} {eol:?}: bare LF");
+            }
+        }
+        assert_eq!(
+            with_line_ending("a\rb\r\nc\nd\r", "\r\n"),
+            "a\r\nb\r\nc\r\nd\r\n"
+        );
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn multipart(parts: usize) -> Vec<u8> {
+        let mut m =
+            b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        m.extend_from_slice(b"--b\r\nContent-Type: text/plain\r\n\r\nHi\r\n");
+        for _ in 1..parts {
+            m.extend_from_slice(b"--b\r\n");
+        }
+        m.extend_from_slice(b"--b--\r\n");
+        m
+    }
+
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut m = b"From: a@b.example\r\n".to_vec();
+        for d in 0..depth {
+            m.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=b{d}\r\n\r\n--b{d}\r\n")
+                    .as_bytes(),
+            );
+        }
+        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\nHi\r\n");
+        for d in (0..depth).rev() {
+            m.extend_from_slice(format!("--b{d}--\r\n").as_bytes());
+        }
+        m
+    }
+
+    fn fields(n: usize) -> Vec<u8> {
+        let mut m = b"From: a@b.example\r\n".to_vec();
+        for i in 1..n {
+            m.extend_from_slice(format!("X-F{i}: v\r\n").as_bytes());
+        }
+        m.extend_from_slice(b"\r\nHi\r\n");
+        m
+    }
+
+    /// Issue 11, finding 8: the limits, at and one past each.
+    #[test]
+    fn past_a_limit_the_message_is_too_complex() {
+        let sig = Signature::new("<p>s</p>", "-- \ns");
+        let run = |raw: Vec<u8>| stamp(&raw, &sig, &Options::default()).map(|_| ());
+        // The message itself and its parts: 10,000 in all.
+        assert_eq!(run(multipart(mime::MAX_PARTS - 1)), Ok(()));
+        assert_eq!(run(multipart(mime::MAX_PARTS)), Err(Skip::TooComplex));
+        assert_eq!(run(multipart(4_000_000 / 100)), Err(Skip::TooComplex));
+        assert_eq!(run(nested(mime::MAX_DEPTH)), Ok(()));
+        assert_eq!(run(nested(mime::MAX_DEPTH + 1)), Err(Skip::TooComplex));
+        assert_eq!(run(fields(mime::MAX_FIELDS)), Ok(()));
+        assert_eq!(run(fields(mime::MAX_FIELDS + 1)), Err(Skip::TooComplex));
+        assert_eq!(Skip::TooComplex.label(), "too_complex");
+    }
+}
+
+#[cfg(test)]
 mod flowed_tests {
     use super::*;
 
@@ -1098,6 +1300,49 @@ mod line_length_tests {
                 "x".repeat(60)
             )));
         }
+    }
+
+    /// Issue 11, finding 11: an HTML signature of exactly two lines (one line break) made
+    /// the overlong-line check slice `first + 1..last` with first == last + … and panic on
+    /// every 8bit HTML part. Any line structure of the signature, at any width, must stamp.
+    #[test]
+    fn signatures_of_any_line_structure_never_panic() {
+        let shapes = [
+            "<p>a</p>",
+            "<p>a</p>\n<p>b</p>",
+            "<p>a</p>\r\n<p>b</p>",
+            "\n",
+            "\n\n",
+            "<p>a</p>\n",
+            "\n<p>a</p>",
+            "<p>a</p>\n\n<p>b</p>\n<p>c</p>",
+            "\r",
+            "",
+        ];
+        for html in shapes {
+            for cte in ["7bit", "8bit", "binary"] {
+                for width in [0, 10, 990, 1200] {
+                    for eol in ["\n", "\r\n"] {
+                        let raw = format!(
+                            "Content-Type: text/html; charset=utf-8{eol}Content-Transfer-Encoding: {cte}{eol}{eol}<p>{}\u{e9}</p>{eol}",
+                            "y".repeat(width)
+                        );
+                        let sig = Signature::new(html, "-- \nA");
+                        let out = stamp(raw.as_bytes(), &sig, &Options::default());
+                        assert!(out.is_ok(), "{html:?} {cte} {width}: {out:?}");
+                    }
+                }
+            }
+        }
+        let change = |at, bytes: &[u8]| Change::Insert {
+            at,
+            bytes: bytes.to_vec(),
+        };
+        assert!(!makes_overlong_line(b"ab\ncd", &change(3, b"x\ny")));
+        assert!(makes_overlong_line(&[b'a'; 990], &change(990, &[b'b'; 20])));
+        assert!(!makes_overlong_line(&[b'a'; 990], &change(990, b"\nbb")));
+        // Already overlong before: not made so by the insertion.
+        assert!(!makes_overlong_line(&[b'a'; 1000], &change(0, b"x\n")));
     }
 }
 

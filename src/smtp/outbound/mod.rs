@@ -8,6 +8,7 @@
 //! joined); [`Delivery`] turns it back into a [`Reply`] so it is relayed to the client.
 
 pub mod commands;
+pub mod wire;
 
 use super::config::{NextHopTls, SmtpConfig};
 use super::replies::{self, Canned, Reply};
@@ -195,6 +196,9 @@ impl NextHop {
     }
 }
 
+/// The DATA content is normalised and written in pieces of this size.
+const WIRE_PIECE: usize = 64 * 1024;
+
 /// One open session with the next hop, reused across the client's transactions.
 pub struct Delivery {
     conn: AsyncSmtpConnection,
@@ -235,11 +239,15 @@ impl Delivery {
             self.in_transaction = false;
             return Ok(go);
         }
-        // lettre appends CRLF "." CRLF; the message's own final CRLF would become an extra
-        // empty line, so hand it over without one.
-        let body = message.strip_suffix(b"\r\n").unwrap_or(message);
+        // lettre appends CRLF "." CRLF; the message's own final line break would become an
+        // extra empty line, so hand it over without one. Every other line break goes out as
+        // CRLF (see `wire`), and lettre's codec stuffs each dot after a CRLF: whatever the
+        // message holds, the next hop reads exactly one message.
+        let body = wire::without_final_break(message);
         let timeout = self.data_timeout;
-        let result = self.run(timeout, |c| c.message(body)).await;
+        let result = self
+            .run(timeout, |c| c.message_iter(wire::pieces(body, WIRE_PIECE)))
+            .await;
         self.in_transaction = false;
         result
     }
