@@ -125,7 +125,7 @@ pub fn check_text(text: &str, now: OffsetDateTime) -> Report {
         Ok(c) => c,
         Err(e) => {
             return Report {
-                findings: vec![Finding::error(toml_key(&e), one_line(e.message()))],
+                findings: vec![Finding::error(toml_key(text, &e), one_line(e.message()))],
                 material: None,
             }
         }
@@ -168,9 +168,14 @@ fn one_line(s: &str) -> String {
 
 /// toml names the failing key in its message (`unknown field`, `invalid type`); the span
 /// gives the line.
-fn toml_key(e: &toml::de::Error) -> String {
+fn toml_key(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
-        Some(span) => format!("config (byte {})", span.start),
+        Some(span) => {
+            let line = text
+                .get(..span.start)
+                .map_or(0, |t| t.lines().count().max(1));
+            format!("config (line {line})")
+        }
         None => "config".into(),
     }
 }

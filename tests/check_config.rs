@@ -254,3 +254,48 @@ fn the_command_prints_one_line_per_finding() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
 }
+
+/// `--online`: the next hop answers or not; the relay's certificate covers `hostname` or not.
+#[tokio::test]
+async fn online_opens_the_next_hop_and_compares_the_certificate_names() {
+    let f = Fixture::new();
+    let sink = sigstamp_testkit::Sink::start().await;
+    let closed = sigstamp_testkit::free_addr();
+    let d = f.dir.path().display().to_string();
+    for (next_hop, hostname, expect) in [
+        (sink.addr, "relay.example.com", vec![]),
+        (
+            sink.addr,
+            "other.example.com",
+            vec![(Severity::Warning, "smtp.tls_cert", "do not cover")],
+        ),
+        (
+            closed,
+            "relay.example.com",
+            vec![(Severity::Error, "smtp.next_hop", &closed.to_string()[..])],
+        ),
+    ] {
+        let text = f
+            .config(
+                &format!(
+                    "next_hop_tls = \"none\"\nhostname = \"{hostname}\"\n{}",
+                    cert("good")
+                ),
+                "",
+            )
+            .replace("127.0.0.1:2526", &next_hop.to_string())
+            .replace("$D", &d);
+        let report = check_text(&text, OffsetDateTime::now_utc());
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+        let found = sigstamp::check::check_online(&report.material.unwrap().config).await;
+        assert_eq!(
+            found.len(),
+            expect.len(),
+            "{next_hop} {hostname}: {found:#?}"
+        );
+        for ((severity, key, words), got) in expect.iter().zip(&found) {
+            assert_eq!((got.severity, got.key.as_str()), (*severity, *key), "{got}");
+            assert!(got.message.contains(words), "{got}");
+        }
+    }
+}
