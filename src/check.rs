@@ -130,7 +130,18 @@ pub fn check_text(text: &str, now: OffsetDateTime) -> Report {
             }
         }
     };
-    check_config(config, now)
+    let mut report = check_config(config, now);
+    // Keys written under an old name (the parse that knows them validates too, so only a
+    // configuration without errors gets these warnings).
+    if let Ok(parsed) = Config::parse(text) {
+        for (old, new) in parsed.deprecated {
+            report.findings.push(Finding::warning(
+                old,
+                format!("deprecated: rename it to `{new}`"),
+            ));
+        }
+    }
+    report
 }
 
 /// Check a parsed configuration.
@@ -273,8 +284,10 @@ fn check_rules(
 ) -> Option<RuleSet> {
     let rules = match RuleSet::compile(&config.rules, &config.recipients) {
         Ok(r) => r,
-        // Already reported by `validate`.
-        Err(_) => return None,
+        Err(e) => {
+            out.push(from_config_error(&e));
+            return None;
+        }
     };
     if let Some(t) = templates {
         for r in rules.rules() {

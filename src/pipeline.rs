@@ -90,12 +90,12 @@ impl Verdict {
 /// One recipient group's share of a message: the relay sends each part as its own
 /// next-hop transaction.
 #[derive(Debug)]
-pub struct Part {
+pub struct Share {
     /// `None`: the message is not split, this part is for every recipient.
     pub audience: Option<Audience>,
     /// Indices into the envelope's `rcpt_to`.
     pub rcpts: Vec<usize>,
-    /// The label of the rule that chose this part's template; `None`: no rule matched.
+    /// The label of the rule that chose this share's template; `None`: no rule matched.
     pub rule: Option<String>,
     pub verdict: Verdict,
 }
@@ -114,6 +114,66 @@ pub struct Preview {
     pub signature: Option<Signature>,
     /// Why rendering failed, if it did.
     pub error: Option<String>,
+}
+
+/// Messages up to this many bytes are stamped on the edge's own task; larger ones on the
+/// blocking pool. One value for the relay and the milter (it was 1 MiB and 256 KiB): stamping
+/// time grows with the message, and while it runs inline the runtime worker serves no other
+/// session, so the lower bound keeps the stall one message can cause small on a 2-core box,
+/// while the usual message (tens of KiB) still avoids the hand-off to another thread.
+pub const INLINE_LIMIT: usize = 256 * 1024;
+
+/// The pipeline failed inside (a panic, contained): the message itself is not lost, the
+/// edge answers as it does for any internal failure (relay: 451, milter: `on_error`).
+#[derive(Debug, thiserror::Error)]
+#[error("stamping failed internally: {0}")]
+pub struct InternalError(pub String);
+
+/// The async entry both edges (relay and milter) run the pipeline through: `work` (the
+/// pipeline on one message of `size` bytes, and whatever the edge derives from the verdict)
+/// runs inline below [`INLINE_LIMIT`], on the blocking pool above it; a panic is contained
+/// either way and becomes an [`InternalError`].
+pub async fn run<T, F>(size: usize, work: F) -> Result<T, InternalError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if size < INLINE_LIMIT {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .map_err(|p| InternalError(panic_text(p.as_ref())))
+    } else {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(done) => Ok(done),
+            Err(e) if e.is_panic() => Err(InternalError(panic_text(e.into_panic().as_ref()))),
+            Err(e) => Err(InternalError(e.to_string())),
+        }
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    format!("panic while stamping: {msg}")
+}
+
+/// How [`Stamper::decide`] is asked: whose signature, and whether the message may split.
+#[derive(Debug, Clone, Copy)]
+struct Request<'a> {
+    /// The sender to sign for; `None`: chosen from the From header and the envelope.
+    sender: Option<&'a str>,
+    copies: Copies,
+}
+
+/// Whether internal and external recipients may get different copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copies {
+    /// One verdict for everyone (milter, CLI): the external recipients' choice.
+    One,
+    /// One [`Share`] per recipient group when the rules differ (the relay).
+    PerAudience,
 }
 
 /// Which template a message gets: the rules, and `[templates] default` when none matches.
@@ -184,21 +244,33 @@ impl Stamper {
     /// the signature meant for outsiders. Never fails: anything that goes wrong leaves the
     /// message unchanged.
     pub fn process(&self, raw: &[u8], env: &Envelope<'_>) -> Verdict {
-        self.decide(raw, env, None, false).remove(0).verdict
+        let ask = Request {
+            sender: None,
+            copies: Copies::One,
+        };
+        self.decide(raw, env, ask).remove(0).verdict
     }
 
     /// Like [`Stamper::process`], with the sender given instead of chosen from the From
     /// header and the envelope (`sigstamp stamp --sender`).
     pub fn process_as(&self, raw: &[u8], env: &Envelope<'_>, sender: &str) -> Verdict {
-        self.decide(raw, env, Some(sender), false).remove(0).verdict
+        let ask = Request {
+            sender: Some(sender),
+            copies: Copies::One,
+        };
+        self.decide(raw, env, ask).remove(0).verdict
     }
 
     /// Process one message per recipient group (the relay). One part, for every recipient,
     /// unless the rules give internal and external recipients different results (another
     /// template, or none versus one) and at least one group's copy is stamped: then an
     /// internal part and an external part, in that order.
-    pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Part> {
-        self.decide(raw, env, None, true)
+    pub fn process_split(&self, raw: &[u8], env: &Envelope<'_>) -> Vec<Share> {
+        let ask = Request {
+            sender: None,
+            copies: Copies::PerAudience,
+        };
+        self.decide(raw, env, ask)
     }
 
     /// The signature `address`'s user would get when writing to `audience`; `None` when
@@ -269,15 +341,9 @@ impl Stamper {
 
     /// Every edge's entry: [`Stamper::decide_unguarded`] under [`contain`], so a panic
     /// anywhere in stamping leaves the message unchanged (`internal_error`).
-    fn decide(
-        &self,
-        raw: &[u8],
-        env: &Envelope<'_>,
-        forced: Option<&str>,
-        split: bool,
-    ) -> Vec<Part> {
-        contain(raw, || self.decide_unguarded(raw, env, forced, split)).unwrap_or_else(|p| {
-            vec![Part {
+    fn decide(&self, raw: &[u8], env: &Envelope<'_>, ask: Request<'_>) -> Vec<Share> {
+        contain(raw, || self.decide_unguarded(raw, env, ask)).unwrap_or_else(|p| {
+            vec![Share {
                 audience: None,
                 rcpts: (0..env.rcpt_to.len()).collect(),
                 rule: None,
@@ -286,22 +352,16 @@ impl Stamper {
         })
     }
 
-    fn decide_unguarded(
-        &self,
-        raw: &[u8],
-        env: &Envelope<'_>,
-        forced: Option<&str>,
-        split: bool,
-    ) -> Vec<Part> {
+    fn decide_unguarded(&self, raw: &[u8], env: &Envelope<'_>, ask: Request<'_>) -> Vec<Share> {
         let whole = |rule: Option<&Rule>, verdict| {
-            vec![Part {
+            vec![Share {
                 audience: None,
                 rcpts: (0..env.rcpt_to.len()).collect(),
                 rule: rule.map(Rule::label),
                 verdict,
             }]
         };
-        let (address, user) = match self.sender(raw, env, forced) {
+        let (address, user) = match self.sender(raw, env, ask.sender) {
             Ok(found) => found,
             Err(why) => return whole(None, Verdict::Unchanged(why)),
         };
@@ -309,10 +369,8 @@ impl Stamper {
         let rules = &policy.rules;
         // Without rules (the common case) nothing below is needed.
         if rules.is_empty() {
-            return whole(
-                None,
-                self.stamp_with(raw, &address, &user, Some(&policy.default)),
-            );
+            let t = Some(policy.default.as_str());
+            return whole(None, self.stamp_with(raw, &address, &user, t));
         }
         let sender = Sender {
             address: &address,
@@ -344,7 +402,7 @@ impl Stamper {
         }
         let (ri, re) = (choose(Audience::Internal), choose(Audience::External));
         let (ti, te) = (template_of(&policy, ri), template_of(&policy, re));
-        if ti == te || !split {
+        if ti == te || ask.copies == Copies::One {
             return whole(re, self.stamp_with(raw, &address, &user, te));
         }
         let (vi, ve) = (
@@ -357,13 +415,13 @@ impl Stamper {
             return whole(re, ve);
         }
         vec![
-            Part {
+            Share {
                 audience: Some(Audience::Internal),
                 rcpts: internal,
                 rule: ri.map(Rule::label),
                 verdict: vi,
             },
-            Part {
+            Share {
                 audience: Some(Audience::External),
                 rcpts: external,
                 rule: re.map(Rule::label),
@@ -484,6 +542,17 @@ mod tests {
         ];
         for (verdict, label) in table {
             assert_eq!(verdict.label(), label);
+        }
+    }
+
+    #[tokio::test]
+    async fn run_contains_a_panic_inline_and_off_thread() {
+        for size in [0, INLINE_LIMIT] {
+            assert_eq!(run(size, || 7).await.unwrap(), 7);
+            let e = run(size, move || -> u8 { panic!("boom {size}") })
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains(&format!("boom {size}")), "{e}");
         }
     }
 }

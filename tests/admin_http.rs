@@ -227,7 +227,11 @@ async fn run_binds_the_configured_address() {
     // Find a free port, then let `run` bind it from the config.
     let port = sigstamp_testkit::free_port();
     let app = app(&format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"));
-    let task = tokio::spawn(sigstamp::admin::run(app.clone()));
+    let task = tokio::spawn(sigstamp::admin::run(
+        app.config.admin.clone(),
+        app.admin_state(),
+        app.shutdown.clone(),
+    ));
     let url = format!("http://127.0.0.1:{port}/healthz");
     let mut ok = false;
     for _ in 0..200 {

@@ -181,12 +181,20 @@ fn serve(fake: &FakeGraph, dir: &std::path::Path, groups: Vec<String>) -> Servin
     // As `sigstamp serve` does: snapshot, group cache and photos loaded before any Graph call.
     let directory = Arc::new(Directory::new());
     let _ = snapshot::load(&snapshot, &directory);
-    groups::seed(&config, &directory);
-    let photos = sigstamp::directory::graph::photos::open(&config)
-        .unwrap()
-        .unwrap();
+    groups::seed(
+        config.graph.as_ref(),
+        config.directory.snapshot.as_deref(),
+        &directory,
+    );
+    let photos = sigstamp::directory::graph::photos::open(
+        config.graph.as_ref(),
+        config.directory.snapshot.as_deref(),
+    )
+    .unwrap()
+    .unwrap();
     let app = Arc::new(App {
         config,
+        directory: directory.clone(),
         stamper: Arc::new(Stamper::new(directory, Templates::embedded()).with_rules(rules)),
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
@@ -197,10 +205,11 @@ fn serve(fake: &FakeGraph, dir: &std::path::Path, groups: Vec<String>) -> Servin
         photos: Some(photos.clone()),
         groups,
     };
-    let task = tokio::spawn(sigstamp::directory::graph::run_with(
-        app.clone(),
-        fake.clock.clone(),
+    let task = tokio::spawn(sigstamp::directory::graph::run(
+        app.config.graph.clone(),
+        app.sync_target(fake.clock.clone()),
         extras,
+        app.shutdown.clone(),
     ));
     Serving { app, photos, task }
 }
@@ -208,7 +217,6 @@ fn serve(fake: &FakeGraph, dir: &std::path::Path, groups: Vec<String>) -> Servin
 impl Serving {
     fn member_of(&self, addr: &str) -> Option<serde_json::Value> {
         self.app
-            .stamper
             .directory
             .lookup(addr)
             .and_then(|u| u.get(MEMBER_OF).map(|v| v.to_json()))
@@ -280,13 +288,8 @@ async fn member_of_after_a_sync_survives_override_edits_and_restarts() {
     let mut ov = Overrides::default();
     ov.set("adele@contoso.test", "jobTitle", "Head of Sales")
         .unwrap();
-    s.app.stamper.directory.set_overrides(ov);
-    let adele = s
-        .app
-        .stamper
-        .directory
-        .lookup("adele@contoso.test")
-        .unwrap();
+    s.app.directory.set_overrides(ov);
+    let adele = s.app.directory.lookup("adele@contoso.test").unwrap();
     assert_eq!(adele.str("jobTitle"), Some("Head of Sales"));
     assert_eq!(adele.get(MEMBER_OF).unwrap(), json!(["Sales", SALES]));
 

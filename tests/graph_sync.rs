@@ -463,7 +463,10 @@ async fn serve_restart_shares_the_loaded_snapshot() {
     assert_eq!(by_id(&after, "id-b").str("jobTitle"), Some("CFO"));
 }
 
-fn sink_for_restart(fake: &FakeGraph, path: &std::path::Path) -> sigstamp::directory::graph::Sink {
+fn sink_for_restart(
+    fake: &FakeGraph,
+    path: &std::path::Path,
+) -> sigstamp::directory::graph::SyncTarget {
     sink(fake.clock.clone(), Some(path.to_path_buf()))
 }
 

@@ -268,15 +268,18 @@ impl Running {
         };
         let app = Arc::new(App {
             config,
+            directory: directory.clone(),
             stamper: Arc::new(Stamper::new(directory, Templates::embedded())),
             metrics: Arc::new(Metrics::new()),
             status: Arc::new(Status::default()),
             photos: Arc::new(sigstamp::directory::photo::NoPhotos),
             shutdown: CancellationToken::new(),
         });
-        let task = tokio::spawn(sigstamp::directory::graph::run_with_clock(
-            app.clone(),
-            clock,
+        let task = tokio::spawn(sigstamp::directory::graph::run(
+            app.config.graph.clone(),
+            app.sync_target(clock),
+            Default::default(),
+            app.shutdown.clone(),
         ));
         Running { app, task }
     }
@@ -286,7 +289,7 @@ impl Running {
     }
 
     fn directory(&self) -> &Directory {
-        &self.app.stamper.directory
+        &self.app.directory
     }
 
     fn title_of(&self, addr: &str) -> Option<String> {
@@ -513,18 +516,20 @@ async fn missing_permission_is_expired_with_the_graph_code() {
 
 #[tokio::test]
 async fn unconfigured_without_a_graph_section() {
+    let directory = Arc::new(Directory::new());
     let app = Arc::new(App {
         config: Config::default(),
-        stamper: Arc::new(Stamper::new(
-            Arc::new(Directory::new()),
-            Templates::embedded(),
-        )),
+        directory: directory.clone(),
+        stamper: Arc::new(Stamper::new(directory, Templates::embedded())),
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
         shutdown: CancellationToken::new(),
     });
-    sigstamp::directory::graph::run(app.clone()).await.unwrap();
+    let target = app.sync_target(Arc::new(sigstamp::directory::graph::clock::SystemClock));
+    sigstamp::directory::graph::run(None, target, Default::default(), app.shutdown.clone())
+        .await
+        .unwrap();
     assert_eq!(app.status.token.load().state, TokenState::Unconfigured);
     assert!(app
         .metrics

@@ -354,7 +354,7 @@ async fn malformed_packets_close_the_connection_and_the_milter_stays_up() {
 async fn client_gone_mid_message_frees_its_slot() {
     // One connection slot: if the abandoned session leaked, the next one would never run.
     let m = start(MilterConfig {
-        max_connections: 1,
+        max_sessions: 1,
         ..config()
     })
     .await;
@@ -377,8 +377,8 @@ async fn client_gone_mid_message_frees_its_slot() {
 #[tokio::test]
 async fn reads_time_out() {
     let m = start(MilterConfig {
-        read_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_millis(600),
+        data_timeout: Duration::from_millis(300),
+        command_timeout: Duration::from_millis(600),
         ..config()
     })
     .await;
@@ -391,7 +391,7 @@ async fn reads_time_out() {
     c.envelope("ann@example.com", &["rcpt@example.net"]).await;
     c.send(b'L', b"Subject\0 x\0").await;
     c.expect_closed().await;
-    // Idle between messages longer than idle_timeout.
+    // Idle between messages longer than command_timeout.
     let mut c = Client::like_postfix(m.addr).await;
     c.expect_closed().await;
     m.stop().await;
@@ -431,7 +431,10 @@ async fn unix_socket_replaces_a_stale_socket_file() {
         .await
         .expect("bind over stale socket");
     let a = app.clone();
-    let task = tokio::spawn(async move { sigstamp::milter::serve(a, &cfg, listener).await });
+    let task =
+        tokio::spawn(
+            async move { sigstamp::milter::serve(a.milter_handles(), &cfg, listener).await },
+        );
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,

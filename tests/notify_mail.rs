@@ -29,9 +29,8 @@ fn notify_config(hop: SocketAddr, extra: &str) -> String {
 }
 
 fn notifier(app: &Arc<App>, clock: &Arc<ManualClock>) -> Notifier {
-    Notifier::new(app.clone(), clock.clone())
-        .expect("notifier builds")
-        .expect("[notify] is configured")
+    let setup = app.notify_setup().expect("[notify] is configured");
+    Notifier::new(setup, app.notify_handles(), clock.clone()).expect("notifier builds")
 }
 
 /// Move the clock forward to `t`.
@@ -283,10 +282,12 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
     );
     let app = app(&config);
     let clock = Arc::new(ManualClock::new(T0));
-    let task = tokio::spawn(sigstamp::notify::run_with(
-        app.clone(),
+    let task = tokio::spawn(sigstamp::notify::run(
+        app.notify_setup(),
+        app.notify_handles(),
         clock.clone(),
         Duration::from_millis(10),
+        app.shutdown.clone(),
     ));
 
     set_token(&app, TokenState::Expired, Some("AADSTS50173"), T0);
@@ -320,7 +321,13 @@ async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
 #[tokio::test]
 async fn without_notify_section_the_task_idles_until_shutdown() {
     let app = app("");
-    let task = tokio::spawn(sigstamp::notify::run(app.clone()));
+    let task = tokio::spawn(sigstamp::notify::run(
+        app.notify_setup(),
+        app.notify_handles(),
+        Arc::new(sigstamp::notify::SystemClock),
+        Duration::from_secs(1),
+        app.shutdown.clone(),
+    ));
     set_token(&app, TokenState::Expired, Some("AADSTS7000222"), T0);
     tokio::task::yield_now().await;
     assert!(!task.is_finished());

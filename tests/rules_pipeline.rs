@@ -5,9 +5,9 @@
 mod rules_support;
 
 use rules_support::*;
-use sigstamp::pipeline::{Audience, Envelope, Part, Stamper, Unchanged, Verdict};
+use sigstamp::pipeline::{Audience, Envelope, Share, Stamper, Unchanged, Verdict};
 
-fn split(s: &Stamper, from: &str, rcpts: &[&str]) -> Vec<Part> {
+fn split(s: &Stamper, from: &str, rcpts: &[&str]) -> Vec<Share> {
     let rcpts: Vec<String> = rcpts.iter().map(|r| r.to_string()).collect();
     s.process_split(
         message(from).as_bytes(),
@@ -19,7 +19,7 @@ fn split(s: &Stamper, from: &str, rcpts: &[&str]) -> Vec<Part> {
 }
 
 /// (audience, recipient indices, template or "none"/outcome label) of each part.
-fn summary(parts: &[Part]) -> Vec<(Option<Audience>, Vec<usize>, String)> {
+fn summary(parts: &[Share]) -> Vec<(Option<Audience>, Vec<usize>, String)> {
     parts
         .iter()
         .map(|p| {
@@ -203,10 +203,10 @@ fn config_errors_name_the_key() {
         ),
     ];
     for (text, key) in table {
-        let e = Config::parse(text).unwrap_err().to_string();
+        let e = sigstamp::app::parse_config(text).unwrap_err().to_string();
         assert!(e.contains(&format!("`{key}`")), "{e}");
     }
-    let e = Config::parse("[[rules]]\ntemplate = \"x\"\nsubject = \"y\"\n")
+    let e = sigstamp::app::parse_config("[[rules]]\ntemplate = \"x\"\nsubject = \"y\"\n")
         .unwrap_err()
         .to_string();
     assert!(e.contains("subject"), "{e}");

@@ -358,12 +358,14 @@ async fn milter_continues_unchanged_when_stamping_panics() {
     use milter_support::client::Client;
     let tmp = tempfile::tempdir().unwrap();
     let cfg = milter_support::config();
+    let stamper = panicking_stamper(tmp.path());
     let app = Arc::new(App {
         config: Config {
             milter: Some(cfg.clone()),
             ..Config::default()
         },
-        stamper: panicking_stamper(tmp.path()),
+        directory: stamper.directory.clone(),
+        stamper,
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
@@ -372,7 +374,10 @@ async fn milter_continues_unchanged_when_stamping_panics() {
     let listener = sigstamp::milter::bind(&cfg).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let a = app.clone();
-    let task = tokio::spawn(async move { sigstamp::milter::serve(a, &cfg, listener).await });
+    let task =
+        tokio::spawn(
+            async move { sigstamp::milter::serve(a.milter_handles(), &cfg, listener).await },
+        );
     let mut c = Client::like_postfix(addr).await;
     let replies = c
         .message_nr(

@@ -93,7 +93,7 @@ impl Sigstamp {
                  max_sessions = 20000\n"
             ),
             Edge::Milter { unix: false } => {
-                format!("[milter]\nlisten = \"{addr}\"\nmax_connections = 20000\n")
+                format!("[milter]\nlisten = \"{addr}\"\nmax_sessions = 20000\n")
             }
             Edge::Milter { unix: true } => {
                 // Postfix's smtpd runs as the postfix user: it must reach the socket.
@@ -101,7 +101,7 @@ impl Sigstamp {
                 milter = format!("unix:{}", socket.display());
                 format!(
                     "[milter]\nlisten = \"{milter}\"\nsocket_mode = \"0666\"\n\
-                     max_connections = 20000\n"
+                     max_sessions = 20000\n"
                 )
             }
         };

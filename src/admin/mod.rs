@@ -5,64 +5,44 @@
 mod html;
 mod page;
 
-use crate::app::App;
-use crate::config::ConfigError;
-use crate::status::{SnapshotStatus, TokenState, TokenStatus};
+pub use crate::config::AdminConfig;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::pipeline::Stamper;
+use crate::status::{SnapshotStatus, Status, TokenState, TokenStatus};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use serde::Serialize;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-
-/// `[admin]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// `host:port` of the admin HTTP listener.
-    #[serde(default = "default_listen")]
-    pub listen: String,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: default_listen(),
-        }
-    }
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:8025".into()
-}
-
-impl AdminConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_addr().map(|_| ())
-    }
-
-    /// The listen address; a name like `localhost:8025` is not accepted, to keep the bound
-    /// interface unambiguous.
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|e| {
-            ConfigError::invalid(
-                "admin.listen",
-                format!("{:?} is not an IP:port address: {e}", self.listen),
-            )
-        })
-    }
-}
+use tokio_util::sync::CancellationToken;
 
 /// The content type of prometheus-client's text encoder (OpenMetrics 1.0).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Bind the configured listener and serve until `app.shutdown` fires.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
-    let addr = app.config.admin.listen_addr()?;
+/// What the admin HTTP reports on and previews with.
+pub struct AdminState {
+    pub directory: Arc<Directory>,
+    /// Previews and the rules table.
+    pub stamper: Arc<Stamper>,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+    /// Which edges this process runs (`/readyz` waits for them).
+    pub smtp: bool,
+    pub milter: bool,
+}
+
+/// Bind the configured listener and serve until `shutdown` fires.
+pub async fn run(
+    cfg: AdminConfig,
+    state: Arc<AdminState>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = cfg.listen_addr()?;
     if !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,
@@ -74,36 +54,37 @@ pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("admin.listen {addr}: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "admin HTTP listening");
-    serve(app, listener).await?;
+    serve(state, listener, shutdown).await?;
     Ok(())
 }
 
-/// Serve on an already bound listener (tests bind 127.0.0.1:0) until `app.shutdown` fires.
-pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
-    let shutdown = app.shutdown.clone();
-    axum::serve(listener, router(app))
+/// Serve on an already bound listener (tests bind 127.0.0.1:0) until `shutdown` fires.
+pub async fn serve(
+    state: Arc<AdminState>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/", get(page::index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(app)
+        .with_state(state)
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let missing = app
-        .status
-        .not_ready(app.config.smtp.is_some(), app.config.milter.is_some());
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let missing = state.status.not_ready(state.smtp, state.milter);
     if missing.is_empty() {
         return (StatusCode::OK, "ready\n").into_response();
     }
@@ -111,20 +92,20 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    refresh_gauges(&app);
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    refresh_gauges(&state);
     (
         [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        app.metrics.encode(),
+        state.metrics.encode(),
     )
         .into_response()
 }
 
 /// The gauges that mirror state owned elsewhere are set from that state at scrape time, so
 /// they are right even if the writer of that state does not maintain them.
-fn refresh_gauges(app: &App) {
-    let m = &app.metrics;
-    let dir = &app.stamper.directory;
+fn refresh_gauges(state: &AdminState) {
+    let m = &state.metrics;
+    let dir = &state.directory;
     m.directory_users.set(dir.snapshot().len() as i64);
     if m.directory_loaded_timestamp.get() == 0.0 {
         if let Some(t) = dir.loaded_at() {
@@ -132,8 +113,8 @@ fn refresh_gauges(app: &App) {
                 .set(t.unix_timestamp_nanos() as f64 / 1e9);
         }
     }
-    crate::metrics::snapshot_gauges(m, &app.status);
-    let current = app.status.token.load().state;
+    crate::metrics::snapshot_gauges(m, &state.status);
+    let current = state.status.token.load().state;
     for s in [
         TokenState::Valid,
         TokenState::Expired,
@@ -187,9 +168,9 @@ pub struct DirectoryDoc {
 }
 
 impl StatusDoc {
-    pub fn collect(app: &App) -> Self {
-        let token: Arc<TokenStatus> = app.status.token.load_full();
-        let dir = &app.stamper.directory;
+    pub fn collect(state: &AdminState) -> Self {
+        let token: Arc<TokenStatus> = state.status.token.load_full();
+        let dir = &state.directory;
         StatusDoc {
             token: TokenDoc {
                 state: token.state,
@@ -200,14 +181,14 @@ impl StatusDoc {
             directory: DirectoryDoc {
                 users: dir.snapshot().len(),
                 source: dir.source().as_str(),
-                last_sync: **app.status.last_sync.load(),
-                snapshot: (**app.status.snapshot.load()).clone(),
+                last_sync: **state.status.last_sync.load(),
+                snapshot: (**state.status.snapshot.load()).clone(),
             },
-            config: (**app.status.config.load()).clone(),
+            config: (**state.status.config.load()).clone(),
         }
     }
 }
 
-async fn status(State(app): State<Arc<App>>) -> Json<StatusDoc> {
-    Json(StatusDoc::collect(&app))
+async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusDoc> {
+    Json(StatusDoc::collect(&state))
 }

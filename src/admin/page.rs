@@ -3,8 +3,8 @@
 //! HTML with inline CSS only and no script, so it works without any outside network access.
 
 use super::html::{escape, url_encode, when, with_code};
+use super::AdminState;
 use super::{token_state_str, StatusDoc};
-use crate::app::App;
 use crate::directory::User;
 use crate::notify::aadsts;
 use crate::pipeline::Preview;
@@ -48,9 +48,12 @@ impl PageQuery {
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; \
                    form-action 'self'; base-uri 'none'";
 
-pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) -> Response {
+pub async fn index(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<PageQuery>,
+) -> Response {
     let html = render(
-        &app,
+        &state,
         query.q.trim(),
         query.audience(),
         OffsetDateTime::now_utc(),
@@ -66,8 +69,8 @@ pub async fn index(State(app): State<Arc<App>>, Query(query): Query<PageQuery>) 
         .into_response()
 }
 
-fn render(app: &App, q: &str, audience: Audience, now: OffsetDateTime) -> String {
-    let doc = StatusDoc::collect(app);
+fn render(state: &AdminState, q: &str, audience: Audience, now: OffsetDateTime) -> String {
+    let doc = StatusDoc::collect(state);
     let mut h = String::with_capacity(8 * 1024);
     h.push_str(HEAD);
     if q.is_empty() {
@@ -85,8 +88,8 @@ fn render(app: &App, q: &str, audience: Audience, now: OffsetDateTime) -> String
     config_banner(&mut h, &doc, now);
     snapshot_alert(&mut h, &doc, now);
     facts(&mut h, &doc, now);
-    rules(&mut h, app);
-    search(&mut h, app, q, audience);
+    rules(&mut h, state);
+    search(&mut h, state, q, audience);
     h.push_str("</main>\n</body>\n</html>\n");
     h
 }
@@ -286,9 +289,9 @@ fn facts(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
 }
 
 /// The rules in evaluation order, and what applies when none matches.
-fn rules(h: &mut String, app: &App) {
-    let set = app.stamper.rules();
-    let default = escape(&app.stamper.default_template());
+fn rules(h: &mut String, state: &AdminState) {
+    let set = state.stamper.rules();
+    let default = escape(&state.stamper.default_template());
     h.push_str("<section id=\"rules\" aria-labelledby=\"rules-title\">\n<h2 id=\"rules-title\">Rules</h2>\n");
     let internal = set.internal_domains().entries();
     if internal.is_empty() {
@@ -333,7 +336,7 @@ fn rules(h: &mut String, app: &App) {
     );
 }
 
-fn search(h: &mut String, app: &App, q: &str, audience: Audience) {
+fn search(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
     let _ = write!(
         h,
         "<section id=\"preview\" aria-labelledby=\"preview-title\">\n\
@@ -349,7 +352,7 @@ fn search(h: &mut String, app: &App, q: &str, audience: Audience) {
         radio(Audience::Internal, audience),
     );
     if !q.is_empty() {
-        results(h, app, q, audience);
+        results(h, state, q, audience);
     }
     h.push_str("</section>\n");
 }
@@ -361,11 +364,11 @@ fn radio(this: Audience, chosen: Audience) -> String {
 }
 
 /// One user previewed, a list of matches, or none.
-fn results(h: &mut String, app: &App, q: &str, audience: Audience) {
-    let dir = &app.stamper.directory;
+fn results(h: &mut String, state: &AdminState, q: &str, audience: Audience) {
+    let dir = &state.directory;
     if let Some(user) = dir.lookup(q) {
         // The address as searched: rules may match that very alias.
-        preview(h, app, &user, q, audience);
+        preview(h, state, &user, q, audience);
         return;
     }
     let needle = q.to_lowercase();
@@ -391,7 +394,7 @@ fn results(h: &mut String, app: &App, q: &str, audience: Audience) {
         }
         [one] => {
             let addr = one.addresses().into_iter().next().unwrap_or_default();
-            preview(h, app, one, &addr, audience);
+            preview(h, state, one, &addr, audience);
         }
         many => {
             h.push_str("<ul id=\"matches\">\n");
@@ -422,9 +425,9 @@ fn preview_href(address: &str, audience: Audience) -> String {
 }
 
 /// What `address` gets when writing to `audience`: the rule, the template, the signature.
-fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audience) {
+fn preview(h: &mut String, state: &AdminState, user: &User, address: &str, audience: Audience) {
     let name = user.str("displayName").unwrap_or("");
-    let Some(p) = app.stamper.preview(address, audience) else {
+    let Some(p) = state.stamper.preview(address, audience) else {
         // The directory changed between the search and the preview.
         let _ = writeln!(
             h,
@@ -451,7 +454,7 @@ fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audi
         aud = audience.as_str(),
         href = preview_href(&p.sender, other),
         other = other.as_str(),
-        rule = rule_fact(app, p.rule.as_deref()),
+        rule = rule_fact(state, p.rule.as_deref()),
         template = match &p.template {
             Some(t) => format!("<code>{}</code>", escape(t)),
             None => "none: no signature".into(),
@@ -461,11 +464,11 @@ fn preview(h: &mut String, app: &App, user: &User, address: &str, audience: Audi
 }
 
 /// The rule that chose, with what it matches, as the rules table says it.
-fn rule_fact(app: &App, label: Option<&str>) -> String {
+fn rule_fact(state: &AdminState, label: Option<&str>) -> String {
     let Some(label) = label else {
         return "none matched: the default applies".into();
     };
-    let set = app.stamper.rules();
+    let set = state.stamper.rules();
     match set.rules().iter().find(|r| r.label() == label) {
         Some(r) => format!(
             "{} <span class=\"why\">(#{}: {})</span>",

@@ -4,7 +4,6 @@
 //! Every change is written atomically; a running `sigstamp serve` picks it up within 2 s.
 
 use super::CliResult;
-use crate::config::Config;
 use crate::directory::overrides::{self, Overrides};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -111,7 +110,7 @@ fn overrides_path(config: Option<&Path>, direct: Option<&Path>) -> Result<PathBu
         (Some(_), Some(_)) => Err("give either --config or --overrides, not both".into()),
         (None, Some(p)) => Ok(p.to_path_buf()),
         (Some(c), None) => {
-            let cfg = Config::load(c).map_err(|e| e.to_string())?;
+            let cfg = crate::app::load_config(c).map_err(|e| e.to_string())?;
             cfg.directory.overrides.ok_or_else(|| {
                 format!(
                     "{} has no `overrides` key in [directory]; add one \

@@ -3,7 +3,6 @@
 //! refresh token was revoked or expired; the running service picks the new one up.
 
 use super::CliResult;
-use crate::config::Config;
 use crate::directory::graph::clock::SystemClock;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +17,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> CliResult {
     super::init_tracing();
-    let config = Config::load(&args.config)?;
+    let config = crate::app::load_config(&args.config)?;
     let graph = config.graph.ok_or("the config has no [graph] section")?;
     let store = graph
         .refresh_token_file

@@ -5,6 +5,7 @@
 use super::CliResult;
 use crate::app::App;
 use crate::config::Config;
+use crate::directory::graph::clock::SystemClock;
 use crate::directory::{self, Directory, Source};
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
@@ -28,7 +29,7 @@ pub struct Args {
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
-    let config = Config::load(&args.config)?;
+    let config = crate::app::load_config(&args.config)?;
     super::init_tracing_as(config.log.format);
     if config.smtp.is_none() && config.milter.is_none() {
         return Err(format!(
@@ -59,7 +60,8 @@ pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let directory = build_directory(&config, &metrics, &status)?;
     // Loaded from the disk cache now, so photos are there before any Graph call.
     let photo_store =
-        directory::graph::photos::open(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        directory::graph::photos::open(config.graph.as_ref(), config.directory.snapshot.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let photos: Arc<dyn directory::photo::PhotoSource> = match &photo_store {
         Some(store) => store.clone(),
         None => Arc::new(directory::photo::NoPhotos),
@@ -72,7 +74,7 @@ pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     .with_photos(photos.clone());
     let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
     rules.check_templates(&config.templates.default, |t| templates.has(t))?;
-    let stamper = Stamper::new(directory, templates)
+    let stamper = Stamper::new(directory.clone(), templates)
         .with_rules(rules)
         .with_default(config.templates.default.clone());
     let drain_time = config
@@ -83,6 +85,7 @@ pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let tls = Arc::new(arc_swap::ArcSwapOption::empty());
     let app = Arc::new(App {
         config,
+        directory,
         stamper: Arc::new(stamper),
         metrics,
         status,
@@ -104,14 +107,37 @@ pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     ));
     tokio::spawn(reloader.run(reload_rx, shutdown.clone()));
     let mut edges = tokio::task::JoinSet::new();
-    if app.config.smtp.is_some() {
-        edges.spawn(named("smtp", crate::smtp::run(app.clone(), tls)));
+    if let Some(cfg) = app.config.smtp.clone() {
+        let run = crate::smtp::run(
+            cfg,
+            app.stamper.clone(),
+            app.metrics.clone(),
+            app.status.clone(),
+            shutdown.clone(),
+            tls,
+        );
+        edges.spawn(named("smtp", run));
     }
-    if app.config.milter.is_some() {
-        edges.spawn(named("milter", crate::milter::run(app.clone())));
+    if let Some(cfg) = app.config.milter.clone() {
+        edges.spawn(named(
+            "milter",
+            crate::milter::run(cfg, app.milter_handles()),
+        ));
     }
-    edges.spawn(named("admin", crate::admin::run(app.clone())));
-    edges.spawn(named("notify", crate::notify::run(app.clone())));
+    let admin = crate::admin::run(
+        app.config.admin.clone(),
+        app.admin_state(),
+        shutdown.clone(),
+    );
+    edges.spawn(named("admin", admin));
+    let notify = crate::notify::run(
+        app.notify_setup(),
+        app.notify_handles(),
+        Arc::new(SystemClock),
+        Duration::from_secs(1),
+        shutdown.clone(),
+    );
+    edges.spawn(named("notify", notify));
     // The Graph refresher sets the token state (`unconfigured` without [graph]).
     let extras = directory::graph::extras::Extras {
         photos: photo_store,
@@ -125,14 +151,15 @@ pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     };
     edges.spawn(named(
         "graph",
-        directory::graph::run_with(
-            app.clone(),
-            Arc::new(directory::graph::clock::SystemClock),
+        directory::graph::run(
+            app.config.graph.clone(),
+            app.sync_target(Arc::new(SystemClock)),
             extras,
+            shutdown.clone(),
         ),
     ));
     if let Some(path) = app.config.directory.overrides.clone() {
-        let (dir, cancel) = (app.stamper.directory.clone(), shutdown.clone());
+        let (dir, cancel) = (app.directory.clone(), shutdown.clone());
         edges.spawn(async move {
             crate::directory::overrides::watch(path, dir, cancel).await;
             Ok(())
@@ -276,7 +303,11 @@ pub fn build_directory(
         }
     }
     // The last-known `memberOf` layer (group rules), kept beside the snapshot.
-    directory::graph::groups::seed(config, &dir);
+    directory::graph::groups::seed(
+        config.graph.as_ref(),
+        config.directory.snapshot.as_deref(),
+        &dir,
+    );
     Ok(dir)
 }
 

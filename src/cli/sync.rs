@@ -2,10 +2,9 @@
 //! printed. The background sync of `sigstamp serve` uses the same code.
 
 use super::CliResult;
-use crate::config::Config;
 use crate::directory::graph::clock::SystemClock;
 use crate::directory::graph::state::describe;
-use crate::directory::graph::{sync_once, Sink};
+use crate::directory::graph::{sync_once, SyncTarget};
 use crate::directory::Directory;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -30,12 +29,12 @@ pub fn run(args: Args) -> CliResult {
         );
     }
     super::init_tracing();
-    let config = Config::load(&args.config)?;
+    let config = crate::app::load_config(&args.config)?;
     let graph = config
         .graph
         .clone()
         .ok_or("the config has no [graph] section")?;
-    let sink = Sink {
+    let sink = SyncTarget {
         directory: Arc::new(Directory::new()),
         status: Arc::default(),
         metrics: Arc::default(),

@@ -152,7 +152,7 @@ pub enum HeaderEdit {
 
 /// What the MTA must do to turn the original message into the stamped one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Edits {
+pub struct MtaChanges {
     pub headers: Vec<HeaderEdit>,
     /// The new body (everything after the stamped message's empty line).
     pub body: Vec<u8>,
@@ -160,7 +160,7 @@ pub struct Edits {
 
 /// Compare the original (rebuilt) message with the stamped one. The trace header the core
 /// adds is inserted on top; other differing headers are changed in place by occurrence.
-pub fn edits(original: &[u8], stamped: &[u8], leadspc: bool) -> Edits {
+pub fn edits(original: &[u8], stamped: &[u8], leadspc: bool) -> MtaChanges {
     let (orig_block, _) = split(original);
     let (new_block, new_body) = split(stamped);
     let orig = fields(orig_block);
@@ -218,7 +218,7 @@ pub fn edits(original: &[u8], stamped: &[u8], leadspc: bool) -> Edits {
             });
         }
     }
-    Edits {
+    MtaChanges {
         headers,
         // SMFIR_REPLBODY carries the body in SMTP form: CRLF lines only.
         body: crate::smtp::outbound::wire::to_crlf(new_body),

@@ -21,10 +21,11 @@ pub mod message;
 pub mod session;
 pub mod wire;
 
-use crate::app::App;
-use crate::config::ConfigError;
+pub use crate::config::{Listen, MilterConfig, OnError};
+use crate::metrics::Metrics;
+use crate::pipeline::Stamper;
+use crate::status::Status;
 use anyhow::Context as _;
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -32,170 +33,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-
-/// `[milter]` in the config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MilterConfig {
-    /// `host:port` (an IP address; `inet:` prefix allowed) or `unix:/path/to/socket`.
-    pub listen: String,
-    /// What to answer when stamping fails internally: `accept` (mail goes on unchanged)
-    /// or `tempfail` (the MTA answers 4xx and the client retries).
-    #[serde(default)]
-    pub on_error: OnError,
-    /// Bound on every read inside a message (the MTA sends content without pause) and on
-    /// every write.
-    #[serde(
-        default = "default_read_timeout",
-        deserialize_with = "crate::config::duration::deserialize"
-    )]
-    pub read_timeout: Duration,
-    /// Bound on waiting for the next command between messages, which follows the SMTP
-    /// client's pace (Postfix's smtpd_timeout is 300s).
-    #[serde(
-        default = "default_idle_timeout",
-        deserialize_with = "crate::config::duration::deserialize"
-    )]
-    pub idle_timeout: Duration,
-    /// Largest message (headers + body, bytes) buffered for stamping; larger ones pass
-    /// unchanged.
-    #[serde(default = "default_max_message_size")]
-    pub max_message_size: u64,
-    /// Concurrent MTA connections; more wait in the listen backlog.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Permissions of a unix socket, octal.
-    #[serde(default = "default_socket_mode")]
-    pub socket_mode: String,
-    /// On shutdown, how long messages in progress may take to finish.
-    #[serde(
-        default = "default_drain_timeout",
-        deserialize_with = "crate::config::duration::deserialize"
-    )]
-    pub drain_timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    #[default]
-    Accept,
-    Tempfail,
-}
-
-fn default_read_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(600)
-}
-fn default_max_message_size() -> u64 {
-    50 * 1024 * 1024
-}
-fn default_max_connections() -> usize {
-    512
-}
-fn default_socket_mode() -> String {
-    "0660".into()
-}
-fn default_drain_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-impl Default for MilterConfig {
-    fn default() -> Self {
-        MilterConfig {
-            listen: "127.0.0.1:7357".into(),
-            on_error: OnError::default(),
-            read_timeout: default_read_timeout(),
-            idle_timeout: default_idle_timeout(),
-            max_message_size: default_max_message_size(),
-            max_connections: default_max_connections(),
-            socket_mode: default_socket_mode(),
-            drain_timeout: default_drain_timeout(),
-        }
-    }
-}
-
-/// Where to listen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listen {
-    Inet(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl MilterConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen()?;
-        self.socket_mode()?;
-        for (key, d) in [
-            ("milter.read_timeout", self.read_timeout),
-            ("milter.idle_timeout", self.idle_timeout),
-        ] {
-            if d.is_zero() {
-                return Err(ConfigError::invalid(key, "must be more than 0s"));
-            }
-        }
-        if self.max_message_size == 0 {
-            return Err(ConfigError::invalid(
-                "milter.max_message_size",
-                "must be more than 0 bytes",
-            ));
-        }
-        if self.max_connections == 0 {
-            return Err(ConfigError::invalid(
-                "milter.max_connections",
-                "must be at least 1",
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn listen(&self) -> Result<Listen, ConfigError> {
-        let l = self.listen.trim();
-        if let Some(path) = l.strip_prefix("unix:") {
-            let path = Path::new(path);
-            if !path.is_absolute() || path.file_name().is_none() {
-                return Err(ConfigError::invalid(
-                    "milter.listen",
-                    format!("unix socket path must be absolute, got {l:?}"),
-                ));
-            }
-            return Ok(Listen::Unix(path.to_path_buf()));
-        }
-        let addr = l.strip_prefix("inet:").unwrap_or(l);
-        addr.parse::<SocketAddr>().map(Listen::Inet).map_err(|_| {
-            ConfigError::invalid(
-                "milter.listen",
-                format!(
-                    "expected IP:port (e.g. \"127.0.0.1:7357\") or \"unix:/path/to/socket\", \
-                     got {l:?}"
-                ),
-            )
-        })
-    }
-
-    fn socket_mode(&self) -> Result<u32, ConfigError> {
-        let m = self.socket_mode.trim();
-        let digits = m.strip_prefix("0o").unwrap_or(m);
-        match u32::from_str_radix(digits, 8) {
-            Ok(v) if v <= 0o777 => Ok(v),
-            _ => Err(ConfigError::invalid(
-                "milter.socket_mode",
-                format!("expected octal permissions like \"0660\", got {m:?}"),
-            )),
-        }
-    }
-}
 
 /// What a connection needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub on_error: OnError,
-    pub read_timeout: Duration,
-    pub idle_timeout: Duration,
+    pub data_timeout: Duration,
+    pub command_timeout: Duration,
     pub max_message_size: u64,
 }
 
@@ -203,8 +50,8 @@ impl From<&MilterConfig> for Settings {
     fn from(c: &MilterConfig) -> Self {
         Settings {
             on_error: c.on_error,
-            read_timeout: c.read_timeout,
-            idle_timeout: c.idle_timeout,
+            data_timeout: c.data_timeout,
+            command_timeout: c.command_timeout,
             max_message_size: c.max_message_size,
         }
     }
@@ -270,29 +117,38 @@ async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("milter: cannot remove stale socket {}", path.display()))
 }
 
-/// Run the milter until `app.shutdown` fires, then let messages in progress finish.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
-    let cfg = app
-        .config
-        .milter
-        .clone()
-        .context("milter: no [milter] section in the config")?;
+/// What the milter uses besides its section.
+#[derive(Clone)]
+pub struct MilterHandles {
+    pub stamper: Arc<Stamper>,
+    pub metrics: Arc<Metrics>,
+    /// `milter_listening` is set once the listener accepts.
+    pub status: Arc<Status>,
+    /// Stop accepting, let messages in progress finish.
+    pub shutdown: CancellationToken,
+}
+
+/// Run the milter until `handles.shutdown` fires, then let messages in progress finish.
+pub async fn run(cfg: MilterConfig, handles: MilterHandles) -> anyhow::Result<()> {
     let listener = bind(&cfg).await?;
-    serve(app, &cfg, listener).await
+    serve(handles, &cfg, listener).await
 }
 
 /// Accept connections on `listener` until shutdown.
 pub async fn serve(
-    app: Arc<App>,
+    handles: MilterHandles,
     cfg: &MilterConfig,
     listener: MilterListener,
 ) -> anyhow::Result<()> {
     let settings = Arc::new(Settings::from(cfg));
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(cfg.max_connections));
-    let shutdown = app.shutdown.clone();
+    let slots = Arc::new(Semaphore::new(cfg.max_sessions));
+    let shutdown = handles.shutdown.clone();
     info!(listen = %cfg.listen, "milter listening");
-    app.status.milter_listening.store(true, Ordering::Relaxed);
+    handles
+        .status
+        .milter_listening
+        .store(true, Ordering::Relaxed);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -304,11 +160,11 @@ pub async fn serve(
         };
         match accepted {
             Ok((conn, peer)) => {
-                let (app, settings) = (app.clone(), settings.clone());
+                let (handles, settings) = (handles.clone(), settings.clone());
                 tracker.spawn(async move {
                     match conn {
-                        Conn::Tcp(s) => session::serve(QuickAck(s), peer, app, settings).await,
-                        Conn::Unix(s) => session::serve(s, peer, app, settings).await,
+                        Conn::Tcp(s) => session::serve(QuickAck(s), peer, handles, settings).await,
+                        Conn::Unix(s) => session::serve(s, peer, handles, settings).await,
                     }
                     drop(permit);
                 });
@@ -330,7 +186,7 @@ pub async fn serve(
         }
     }
     tracker.close();
-    if tokio::time::timeout(cfg.drain_timeout, tracker.wait())
+    if tokio::time::timeout(cfg.drain_time, tracker.wait())
         .await
         .is_err()
     {
@@ -407,117 +263,5 @@ async fn accept(l: &MilterListener) -> std::io::Result<(Conn, String)> {
             let (s, _) = l.accept().await?;
             Ok((Conn::Unix(s), path.display().to_string()))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text)
-    }
-
-    #[test]
-    fn full_section_parses() {
-        let c = parse(
-            r#"
-            [milter]
-            listen = "unix:/run/sigstamp/milter.sock"
-            on_error = "tempfail"
-            read_timeout = "10s"
-            idle_timeout = "5m"
-            max_message_size = 1000000
-            max_connections = 8
-            socket_mode = "0600"
-            drain_timeout = "2s"
-            "#,
-        )
-        .unwrap();
-        let m = c.milter.unwrap();
-        assert_eq!(
-            m.listen().unwrap(),
-            Listen::Unix("/run/sigstamp/milter.sock".into())
-        );
-        assert_eq!(m.on_error, OnError::Tempfail);
-        assert_eq!(m.read_timeout, Duration::from_secs(10));
-        assert_eq!(m.idle_timeout, Duration::from_secs(300));
-        assert_eq!(m.socket_mode().unwrap(), 0o600);
-    }
-
-    #[test]
-    fn example_config_section_is_valid() {
-        let text = include_str!("../../sigstamp.example.toml");
-        let start = text.find("\n[milter]").expect("[milter] in the example") + 1;
-        let section: String = text[start..]
-            .lines()
-            .take_while(|l| !l.starts_with('[') || l.starts_with("[milter]"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let m = parse(&section).unwrap().milter.unwrap();
-        let d = MilterConfig::default();
-        assert_eq!(
-            (
-                m.read_timeout,
-                m.idle_timeout,
-                m.max_message_size,
-                m.max_connections
-            ),
-            (
-                d.read_timeout,
-                d.idle_timeout,
-                d.max_message_size,
-                d.max_connections
-            ),
-            "the example documents the defaults"
-        );
-    }
-
-    #[test]
-    fn defaults() {
-        let m = parse("[milter]\nlisten = \"inet:127.0.0.1:7357\"\n")
-            .unwrap()
-            .milter
-            .unwrap();
-        assert_eq!(
-            m.listen().unwrap(),
-            Listen::Inet("127.0.0.1:7357".parse().unwrap())
-        );
-        assert_eq!(m.on_error, OnError::Accept);
-        assert_eq!(m.read_timeout, Duration::from_secs(30));
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        for (text, key) in [
-            ("listen = \"localhost\"", "milter.listen"),
-            ("listen = \"unix:relative.sock\"", "milter.listen"),
-            (
-                "listen = \"127.0.0.1:1\"\nread_timeout = \"0s\"",
-                "milter.read_timeout",
-            ),
-            (
-                "listen = \"127.0.0.1:1\"\nmax_message_size = 0",
-                "milter.max_message_size",
-            ),
-            (
-                "listen = \"127.0.0.1:1\"\nsocket_mode = \"rw\"",
-                "milter.socket_mode",
-            ),
-        ] {
-            let err = parse(&format!("[milter]\n{text}\n"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(key), "{err}");
-        }
-        let err = parse("[milter]\nlisten = \"127.0.0.1:1\"\non_error = \"reject\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("on_error"), "{err}");
-        let err = parse("[milter]\nlisten = \"127.0.0.1:1\"\nread_timeout = \"soon\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("read_timeout"), "{err}");
     }
 }

@@ -1,11 +1,10 @@
 //! One milter connection: option negotiation, collecting the envelope, headers and body,
 //! and the end-of-message answer.
 
-use super::message::{self, Edits, Header, HeaderEdit};
+use super::message::{self, Header, HeaderEdit, MtaChanges};
 use super::wire::{self, Command, WireError, BODY_CHUNK};
-use super::{OnError, Settings};
-use crate::app::App;
-use crate::pipeline::{Envelope, Stamper, Verdict};
+use super::{MilterHandles, OnError, Settings};
+use crate::pipeline::{self, Envelope, Stamper, Verdict};
 use miltr_common::actions::{Action, Continue, Tempfail};
 use miltr_common::encoding::ServerMessage;
 use miltr_common::modifications::body::ReplaceBody;
@@ -93,7 +92,7 @@ struct Message {
 }
 
 pub struct Session {
-    app: Arc<App>,
+    handles: MilterHandles,
     settings: Arc<Settings>,
     protocol: Option<Protocol>,
     /// `{mail_addr}` from the MAIL macros: a fallback if MAIL itself is not sent.
@@ -102,9 +101,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(app: Arc<App>, settings: Arc<Settings>) -> Self {
+    pub fn new(handles: MilterHandles, settings: Arc<Settings>) -> Self {
         Session {
-            app,
+            handles,
             settings,
             protocol: None,
             macro_mail_addr: None,
@@ -222,7 +221,7 @@ impl Session {
     async fn end_of_message(&mut self) -> Answer {
         let msg = std::mem::take(&mut self.msg);
         let macro_addr = self.macro_mail_addr.take();
-        let metrics = &self.app.metrics;
+        let metrics = &self.handles.metrics;
         if msg.too_large {
             debug!(
                 size = msg.size,
@@ -233,35 +232,28 @@ impl Session {
         }
         let leadspc = self.has(Protocol::SMFIP_HDR_LEADSPC);
         let size = msg.size;
-        let stamper = self.app.stamper.clone();
+        let stamper = self.handles.stamper.clone();
         let started = Instant::now();
-        let work = move || stamp_message(&stamper, msg, macro_addr, leadspc);
-        // Stamping is CPU work proportional to the message. A typical message takes well
-        // under a millisecond: do it here, as handing it to another thread costs more.
-        // Large ones go to the blocking pool so they do not hold up other connections.
-        // Either way a panic in stamping is contained in `stamp_message` (outcome
-        // `internal_error`, message unchanged); only a failed blocking task is answered per
-        // `on_error`.
-        let outcome: Result<Stamping, String> = if size < INLINE_LIMIT {
-            Ok(work())
-        } else {
-            tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| e.to_string())
-        };
+        // Inline or on the blocking pool by size. A panic in stamping is contained in
+        // `stamp_message` (outcome `internal_error`, message unchanged); only a failed
+        // blocking task is answered per `on_error`.
+        let outcome = pipeline::run(size, move || {
+            stamp_message(&stamper, msg, macro_addr, leadspc)
+        })
+        .await;
         metrics
             .stamp_seconds
             .observe(started.elapsed().as_secs_f64());
         match outcome {
-            Ok((label, detail, edits)) => {
-                metrics.count_message("milter", label);
-                match edits {
-                    Some((edits, body_changed)) => {
-                        debug!(sender = %detail, "milter: stamped");
-                        answer(edits, body_changed)
+            Ok(s) => {
+                metrics.count_message("milter", s.label);
+                match s.changes {
+                    Some(changes) => {
+                        debug!(sender = %s.detail, "milter: stamped");
+                        answer(changes, s.body_changed)
                     }
                     None => {
-                        debug!(outcome = label, reason = %detail, "milter: left unchanged");
+                        debug!(outcome = s.label, reason = %s.detail, "milter: left unchanged");
                         Answer::only(Continue.into())
                     }
                 }
@@ -282,11 +274,17 @@ impl Session {
     }
 }
 
-/// Messages below this size are stamped on the connection's own task.
-const INLINE_LIMIT: usize = 256 * 1024;
-
-/// Outcome label, a detail for the log, and the edits (with "body changed") if stamped.
-type Stamping = (&'static str, String, Option<(Edits, bool)>);
+/// What the pipeline made of one message.
+struct Stamping {
+    /// The outcome label (`sigstamp_messages_total`).
+    label: &'static str,
+    /// For the log: the sender signed for, or why the message was left unchanged.
+    detail: String,
+    /// What the MTA must change; `None`: left unchanged.
+    changes: Option<MtaChanges>,
+    /// The body differs (replace it); else only headers change.
+    body_changed: bool,
+}
 
 /// Rebuild the message, run the pipeline, compute what the MTA must change.
 fn stamp_message(
@@ -313,20 +311,27 @@ fn stamp_message(
             Verdict::Stamped { sender, .. } => sender.clone(),
             Verdict::Unchanged(why) => why.to_string(),
         };
-        let edits = match verdict {
-            Verdict::Stamped { message, .. } => {
-                let e = message::edits(&raw, &message, leadspc);
-                let body_changed = e.body != msg.body;
-                Some((e, body_changed))
-            }
+        let changes = match verdict {
+            Verdict::Stamped { message, .. } => Some(message::edits(&raw, &message, leadspc)),
             Verdict::Unchanged(_) => None,
         };
-        (label, detail, edits)
+        let body_changed = changes.as_ref().is_some_and(|c| c.body != msg.body);
+        Stamping {
+            label,
+            detail,
+            changes,
+            body_changed,
+        }
     });
-    stamped.unwrap_or_else(|p| ("internal_error", p.reason, None))
+    stamped.unwrap_or_else(|p| Stamping {
+        label: "internal_error",
+        detail: p.reason,
+        changes: None,
+        body_changed: false,
+    })
 }
 
-fn answer(edits: Edits, body_changed: bool) -> Answer {
+fn answer(edits: MtaChanges, body_changed: bool) -> Answer {
     let headers = edits
         .headers
         .into_iter()
@@ -373,19 +378,23 @@ fn strip_brackets(addr: &str) -> &str {
 }
 
 /// Drive one connection until QUIT, end of stream, an error, or shutdown while idle.
-pub async fn serve<S>(stream: S, peer: String, app: Arc<App>, settings: Arc<Settings>)
+pub async fn serve<S>(stream: S, peer: String, handles: MilterHandles, settings: Arc<Settings>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (r, w) = tokio::io::split(stream);
     let mut r = BufReader::with_capacity(64 * 1024, r);
     let mut w = BufWriter::new(w);
-    let shutdown = app.shutdown.clone();
-    let timeout = settings.read_timeout;
-    let mut session = Session::new(app, settings.clone());
+    let shutdown = handles.shutdown.clone();
+    let timeout = settings.data_timeout;
+    let mut session = Session::new(handles, settings.clone());
     loop {
         let idle = session.idle();
-        let wait = if idle { settings.idle_timeout } else { timeout };
+        let wait = if idle {
+            settings.command_timeout
+        } else {
+            timeout
+        };
         let cmd = tokio::select! {
             // Between messages we may leave; inside one we finish it first.
             _ = shutdown.cancelled(), if idle => {
@@ -491,22 +500,20 @@ mod tests {
     fn session(on_error: OnError) -> Session {
         use crate::directory::Directory;
         use crate::render::Templates;
-        let app = App {
-            config: crate::config::Config::default(),
+        let handles = MilterHandles {
             stamper: Arc::new(crate::pipeline::Stamper::new(
                 Arc::new(Directory::new()),
                 Templates::embedded(),
             )),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             status: Arc::new(crate::status::Status::default()),
-            photos: Arc::new(crate::directory::photo::NoPhotos),
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         let settings = Settings {
             on_error,
             ..Settings::from(&super::super::MilterConfig::default())
         };
-        Session::new(Arc::new(app), Arc::new(settings))
+        Session::new(handles, Arc::new(settings))
     }
 
     #[test]

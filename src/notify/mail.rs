@@ -1,6 +1,7 @@
 //! Sending one notification through the next hop with lettre's async SMTP client.
 
 use super::NotifyError;
+pub use crate::config::Hop;
 use crate::stamp::TRACE_HEADER;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
@@ -16,47 +17,7 @@ pub struct Mail {
     pub body: String,
 }
 
-/// Where notifications go: a host and port, written `host`, `host:port` or `[v6]:port`,
-/// optionally prefixed with `smtp://`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hop {
-    pub host: String,
-    pub port: u16,
-}
-
 impl Hop {
-    pub fn parse(s: &str) -> Result<Hop, String> {
-        let s = s.trim();
-        let s = s.strip_prefix("smtp://").unwrap_or(s);
-        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (h, tail) = rest
-                .split_once(']')
-                .ok_or_else(|| format!("{s:?}: unclosed '['"))?;
-            match tail.strip_prefix(':') {
-                Some(p) => (h, Some(p)),
-                None if tail.is_empty() => (h, None),
-                None => return Err(format!("{s:?}: junk after ']'")),
-            }
-        } else {
-            match s.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') => (h, Some(p)),
-                // A bare IPv6 address without brackets has no port.
-                _ => (s, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("{s:?}: no host"));
-        }
-        let port = match port {
-            Some(p) => p.parse().map_err(|_| format!("{s:?}: bad port {p:?}"))?,
-            None => 25,
-        };
-        Ok(Hop {
-            host: host.to_string(),
-            port,
-        })
-    }
-
     fn is_loopback(&self) -> bool {
         self.host.eq_ignore_ascii_case("localhost")
             || self
@@ -64,16 +25,6 @@ impl Hop {
                 .parse::<IpAddr>()
                 .map(|ip| ip.is_loopback())
                 .unwrap_or(false)
-    }
-}
-
-impl std::fmt::Display for Hop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
     }
 }
 

@@ -12,83 +12,19 @@ pub mod alerts;
 pub mod cert;
 pub mod mail;
 
-use crate::app::App;
 use crate::config::ConfigError;
+pub use crate::config::NotifyConfig;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::status::Status;
 use alerts::{Alert, Context, Tracker};
 use cert::CertWatch;
-use mail::{Hop, Mailer};
-use serde::Deserialize;
+use mail::Mailer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// `[notify]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    /// The admin address that receives alerts.
-    pub admin: String,
-    /// Envelope and From address of the alerts.
-    #[serde(default = "default_from")]
-    pub from: String,
-    /// Repeat while the problem lasts.
-    #[serde(default = "default_interval", with = "crate::config::duration")]
-    pub notify_interval: Duration,
-    /// `host:port` to send alerts through; defaults to `[smtp] next_hop`. Needed when only the
-    /// milter runs (there is no next hop then).
-    pub smtp: Option<String>,
-    /// Where what was already sent is remembered across restarts. Default: `notify-state.json`
-    /// next to `[directory] snapshot`; without either, it is kept in memory only.
-    pub state_file: Option<PathBuf>,
-}
-
-fn default_from() -> String {
-    "sigstamp@localhost".into()
-}
-
-fn default_interval() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-
-impl NotifyConfig {
-    /// Checks the addresses and that some next hop is known (`smtp_next_hop` is
-    /// `[smtp] next_hop`, if that section exists).
-    pub fn validate(&self, smtp_next_hop: Option<&str>) -> Result<(), ConfigError> {
-        for (key, value) in [("notify.admin", &self.admin), ("notify.from", &self.from)] {
-            value
-                .parse::<lettre::Address>()
-                .map_err(|e| ConfigError::invalid(key, format!("{value:?}: {e}")))?;
-        }
-        if self.notify_interval < Duration::from_secs(60) {
-            return Err(ConfigError::invalid(
-                "notify.notify_interval",
-                "must be at least 1m",
-            ));
-        }
-        self.hop(smtp_next_hop).map(|_| ())
-    }
-
-    /// `state_file`, or its default next to the directory snapshot.
-    pub fn state_path(&self, snapshot: Option<&Path>) -> Option<PathBuf> {
-        self.state_file.clone().or_else(|| {
-            let dir = snapshot?.parent()?;
-            Some(dir.join("notify-state.json"))
-        })
-    }
-
-    /// Where alerts are sent: `[notify] smtp`, else the relay's next hop.
-    pub fn hop(&self, smtp_next_hop: Option<&str>) -> Result<Hop, ConfigError> {
-        match (&self.smtp, smtp_next_hop) {
-            (Some(s), _) => Hop::parse(s).map_err(|e| ConfigError::invalid("notify.smtp", e)),
-            (None, Some(s)) => Hop::parse(s).map_err(|e| ConfigError::invalid("smtp.next_hop", e)),
-            (None, None) => Err(ConfigError::invalid(
-                "notify.smtp",
-                "no [smtp] next_hop to send notifications through; set notify.smtp",
-            )),
-        }
-    }
-}
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -117,8 +53,30 @@ pub struct Tick {
     pub backing_off: bool,
 }
 
+/// The sections the notifier reads: its own, and the keys of others it depends on.
+#[derive(Debug, Clone)]
+pub struct NotifySetup {
+    pub notify: NotifyConfig,
+    /// `[smtp] next_hop`: where alerts go without `[notify] smtp`.
+    pub next_hop: Option<String>,
+    /// `[graph] client_certificate`: watched for expiry.
+    pub client_certificate: Option<PathBuf>,
+    /// `[directory] snapshot`: the state file's default folder.
+    pub snapshot: Option<PathBuf>,
+}
+
+/// What the notifier watches and counts into.
+#[derive(Clone)]
+pub struct NotifyHandles {
+    /// Users and source, quoted in the alerts.
+    pub directory: Arc<Directory>,
+    /// The token state it watches.
+    pub status: Arc<Status>,
+    pub metrics: Arc<Metrics>,
+}
+
 pub struct Notifier {
-    app: Arc<App>,
+    handles: NotifyHandles,
     clock: Arc<dyn Clock>,
     mailer: Mailer,
     interval: Duration,
@@ -130,26 +88,22 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// `Ok(None)` when there is no `[notify]` section.
-    pub fn new(app: Arc<App>, clock: Arc<dyn Clock>) -> Result<Option<Notifier>, NotifyError> {
-        let Some(cfg) = app.config.notify.clone() else {
-            return Ok(None);
-        };
-        let hop = cfg.hop(app.config.smtp.as_ref().map(|s| s.next_hop.as_str()))?;
+    pub fn new(
+        setup: NotifySetup,
+        handles: NotifyHandles,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Notifier, NotifyError> {
+        let cfg = setup.notify;
+        let hop = cfg.hop(setup.next_hop.as_deref())?;
         let mailer = Mailer::new(&cfg.from, &cfg.admin, hop)?;
-        let cert = app
-            .config
-            .graph
-            .as_ref()
-            .and_then(|g| g.client_certificate.clone())
-            .map(CertWatch::new);
-        let state_path = cfg.state_path(app.config.directory.snapshot.as_deref());
+        let cert = setup.client_certificate.map(CertWatch::new);
+        let state_path = cfg.state_path(setup.snapshot.as_deref());
         let mut tracker = Tracker::new(cfg.notify_interval);
         if let Some(saved) = state_path.as_deref().and_then(load_state) {
             tracker.restore(saved);
         }
-        Ok(Some(Notifier {
-            app,
+        Ok(Notifier {
+            handles,
             clock,
             mailer,
             interval: cfg.notify_interval,
@@ -158,7 +112,7 @@ impl Notifier {
             failures: 0,
             retry_at: None,
             state_path,
-        }))
+        })
     }
 
     /// Look at the token and the certificate once and send what is due.
@@ -169,13 +123,13 @@ impl Notifier {
             tick.backing_off = true;
             return tick;
         }
-        let token = self.app.status.token.load_full();
+        let token = self.handles.status.token.load_full();
         let cert = self
             .cert
             .as_mut()
             .and_then(|w| w.get().cloned().map(|c| (w.path().to_path_buf(), c)));
         let mut due = self.tracker.due(now, &token, cert);
-        let snapshot = self.app.status.snapshot.load_full();
+        let snapshot = self.handles.status.snapshot.load_full();
         due.extend(self.tracker.snapshot_due(now, snapshot.as_ref().as_ref()));
         if due.is_empty() {
             return tick;
@@ -214,16 +168,18 @@ impl Notifier {
     }
 
     fn count(&self, alert: &Alert, result: &str) {
-        self.app.metrics.count_notification(alert.kind(), result);
+        self.handles
+            .metrics
+            .count_notification(alert.kind(), result);
     }
 
     fn context(&self, now: OffsetDateTime) -> Context {
-        let dir = &self.app.stamper.directory;
+        let dir = &self.handles.directory;
         Context {
             now,
             users: dir.snapshot().len(),
             source: dir.source().as_str(),
-            last_sync: **self.app.status.last_sync.load(),
+            last_sync: **self.handles.status.last_sync.load(),
             interval: self.interval,
         }
     }
@@ -270,21 +226,23 @@ fn backoff(failures: u32) -> Duration {
     (RETRY_FIRST * factor).min(RETRY_MAX)
 }
 
-/// The background task of `sigstamp serve`: poll once a second until `app.shutdown`.
-pub async fn run(app: Arc<App>) -> anyhow::Result<()> {
-    run_with(app, Arc::new(SystemClock), Duration::from_secs(1)).await
-}
-
-/// [`run`] with an injected clock and poll period (tests).
-pub async fn run_with(app: Arc<App>, clock: Arc<dyn Clock>, poll: Duration) -> anyhow::Result<()> {
-    let shutdown = app.shutdown.clone();
-    let mut notifier = match Notifier::new(app, clock) {
-        Ok(Some(n)) => n,
-        Ok(None) => {
-            tracing::info!("no [notify] section: admin notifications are off");
-            shutdown.cancelled().await;
-            return Ok(());
-        }
+/// The background task of `sigstamp serve`: poll every `poll` (a second in production; tests
+/// inject the clock and a shorter period) until `shutdown`. Without a `[notify]` section
+/// (`setup` is `None`) it only waits for shutdown.
+pub async fn run(
+    setup: Option<NotifySetup>,
+    handles: NotifyHandles,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(setup) = setup else {
+        tracing::info!("no [notify] section: admin notifications are off");
+        shutdown.cancelled().await;
+        return Ok(());
+    };
+    let mut notifier = match Notifier::new(setup, handles, clock) {
+        Ok(n) => n,
         Err(e) => {
             // Config validation catches this at start; never take the relay down for it.
             tracing::error!(error = %e, "admin notifications are off");

@@ -15,7 +15,6 @@ use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, Output, RenderContext, RenderErrorReason, Template,
 };
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -26,16 +25,7 @@ pub const MAX_IMAGE_BYTES: usize = 1024 * 1024;
 /// The value name under which templates find the sender's photo.
 pub const PHOTO: &str = "photo";
 
-/// How a template's `{{image}}` references reach the recipient.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageMode {
-    /// Inline parts in a multipart/related beside the HTML (shown without "load pictures").
-    #[default]
-    Cid,
-    /// Links under the configured base URL (nothing added to the message).
-    Url,
-}
+pub use crate::config::ImageMode;
 
 /// Image settings of a template set (`[templates]` in the config).
 #[derive(Debug, Clone, Default)]
@@ -46,6 +36,17 @@ pub struct ImageOptions {
     pub base_url: Option<String>,
     /// Template name → mode; templates not named use `cid`.
     pub modes: BTreeMap<String, ImageMode>,
+}
+
+impl crate::config::TemplatesConfig {
+    /// What `Templates::load_with` needs.
+    pub fn image_options(&self) -> ImageOptions {
+        ImageOptions {
+            dir: self.images.clone(),
+            base_url: self.image_url.clone(),
+            modes: self.image_mode.clone(),
+        }
+    }
 }
 
 /// One image file, loaded.

@@ -1,12 +1,12 @@
 //! `[[rules]]` as written → [`Rule`]s, checked. Every error names its key, counting
 //! `[[rules]]` tables from 1 as the admin page does: `rules[2].until: …`.
 
-use super::config::{RecipientsConfig, RuleConfig};
 use super::dates::{parse_bound, Edge, Window};
 use super::exceptions::{HeaderTest, Keywords};
 use super::matchers::{normalize_domain, valid_domain, AttributeMatch, Domains};
 use super::rule::{Action, Recipients, Rule};
 use crate::config::ConfigError;
+use crate::config::{RecipientsConfig, RuleConfig};
 use crate::directory::memberships::MEMBER_OF;
 
 /// The template name that means "no signature".

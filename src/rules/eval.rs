@@ -1,12 +1,12 @@
 //! The rule set: rules in file order, the first that matches decides.
 
 use super::compile;
-use super::config::{RecipientsConfig, RuleConfig};
 use super::exceptions::MessageFacts;
 use super::matchers::{is_internal, Domains};
 use super::rule::{Rule, Sender};
 use super::Audience;
 use crate::config::ConfigError;
+use crate::config::{RecipientsConfig, RuleConfig};
 use time::OffsetDateTime;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

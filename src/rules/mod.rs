@@ -6,17 +6,17 @@
 //! Pure: no I/O. The pipeline finds the sender and asks [`RuleSet::choose`] per audience.
 
 mod compile;
-pub mod config;
+
 mod dates;
 mod eval;
 mod exceptions;
 mod matchers;
 mod rule;
 
+pub use crate::config::{RecipientsConfig, RuleConfig};
 /// `group` matches against this attribute, filled by the Graph group sync.
 pub use crate::directory::memberships::MEMBER_OF;
 pub use compile::NONE;
-pub use config::{RecipientsConfig, RuleConfig};
 pub use eval::RuleSet;
 pub use exceptions::MessageFacts;
 pub use matchers::Domains;

@@ -6,7 +6,6 @@
 //! answers to MAIL and RCPT are the client's answers, and the client hears 250 for a message
 //! only after the next hop said 250 for the stamped message. Nothing is queued here.
 
-pub mod config;
 pub mod inbound;
 pub mod io;
 pub mod outbound;
@@ -14,11 +13,11 @@ pub mod replies;
 pub mod sink;
 pub mod tls;
 
-pub use config::{NextHopTls, SmtpConfig};
+pub use crate::config::{NextHopTls, SmtpConfig};
 
-use crate::app::App;
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
+use crate::status::Status;
 use inbound::{Session, Shared};
 use ipnet::IpNet;
 use std::net::SocketAddr;
@@ -146,25 +145,22 @@ async fn refuse(mut stream: TcpStream, reply: replies::Canned) {
     let _ = stream.shutdown().await;
 }
 
-/// Run the relay until `app.shutdown` fires, then drain. `tls`: where reload stores the
-/// STARTTLS configuration (the relay's own is put there first).
+/// Run the relay until `shutdown` fires, then drain; `status.smtp_listening` is set while it
+/// accepts. `tls`: where reload stores the STARTTLS configuration (the relay's own is put
+/// there first).
 pub async fn run(
-    app: Arc<App>,
+    cfg: SmtpConfig,
+    stamper: Arc<Stamper>,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
     tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
-    let Some(cfg) = app.config.smtp.clone() else {
-        return Ok(());
-    };
-    let relay = Relay::bind(
-        cfg,
-        app.stamper.clone(),
-        app.metrics.clone(),
-        app.shutdown.clone(),
-    )
-    .await?
-    .share_tls(tls);
-    app.status.smtp_listening.store(true, Ordering::Relaxed);
+    let relay = Relay::bind(cfg, stamper, metrics, shutdown)
+        .await?
+        .share_tls(tls);
+    status.smtp_listening.store(true, Ordering::Relaxed);
     let result = relay.serve().await;
-    app.status.smtp_listening.store(false, Ordering::Relaxed);
+    status.smtp_listening.store(false, Ordering::Relaxed);
     result
 }

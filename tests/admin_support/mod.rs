@@ -32,12 +32,13 @@ pub fn app(config: &str) -> Arc<App> {
     let directory = Arc::new(Directory::new());
     directory.replace_users(file::parse(USERS.as_bytes()).unwrap(), Source::File);
     let rules = RuleSet::compile(&config.rules, &config.recipients).expect("test rules compile");
-    let stamper = Stamper::new(directory, Templates::embedded())
+    let stamper = Stamper::new(directory.clone(), Templates::embedded())
         .with_rules(rules)
         .with_default(config.templates.default.clone());
     let stamper = Arc::new(stamper);
     Arc::new(App {
         config,
+        directory,
         stamper,
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
@@ -62,7 +63,11 @@ pub fn set_token(app: &App, state: TokenState, code: Option<&str>, since: Offset
 pub async fn start_admin(app: Arc<App>) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(sigstamp::admin::serve(app, listener));
+    let task = tokio::spawn(sigstamp::admin::serve(
+        app.admin_state(),
+        listener,
+        app.shutdown.clone(),
+    ));
     (base, task)
 }
 

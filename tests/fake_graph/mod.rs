@@ -1720,12 +1720,12 @@ fn delta_entry(
 
 use sigstamp::directory::graph::client::RetryPolicy;
 use sigstamp::directory::graph::sync::Syncer;
-use sigstamp::directory::graph::Sink;
+use sigstamp::directory::graph::SyncTarget;
 use sigstamp::directory::Directory;
 
 /// A sink with a fresh directory, status and metrics.
-pub fn sink(clock: Arc<ManualClock>, snapshot: Option<std::path::PathBuf>) -> Sink {
-    Sink {
+pub fn sink(clock: Arc<ManualClock>, snapshot: Option<std::path::PathBuf>) -> SyncTarget {
+    SyncTarget {
         directory: Arc::new(Directory::new()),
         status: Arc::new(sigstamp::status::Status::default()),
         metrics: Arc::new(sigstamp::metrics::Metrics::new()),

@@ -52,12 +52,14 @@ pub fn stamper() -> Stamper {
 }
 
 pub fn app(cfg: MilterConfig) -> Arc<App> {
+    let stamper = stamper();
     Arc::new(App {
         config: Config {
             milter: Some(cfg),
             ..Config::default()
         },
-        stamper: Arc::new(stamper()),
+        directory: stamper.directory.clone(),
+        stamper: Arc::new(stamper),
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
         photos: Arc::new(sigstamp::directory::photo::NoPhotos),
@@ -91,7 +93,7 @@ pub async fn start(cfg: MilterConfig) -> Running {
     let listener = milter::bind(&cfg).await.expect("bind milter");
     let addr = listener.local_addr().expect("inet listener");
     let a = app.clone();
-    let task = tokio::spawn(async move { milter::serve(a, &cfg, listener).await });
+    let task = tokio::spawn(async move { milter::serve(a.milter_handles(), &cfg, listener).await });
     Running { app, addr, task }
 }
 

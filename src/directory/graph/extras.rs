@@ -5,7 +5,8 @@
 use super::client::GraphClient;
 use super::groups::{self, GroupSync};
 use super::photos::PhotoStore;
-use super::{GraphConfig, Sink};
+use super::SyncTarget;
+use crate::config::GraphConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +48,7 @@ impl Running {
         extras: Extras,
         cfg: &GraphConfig,
         client: &GraphClient,
-        sink: &Sink,
+        sink: &SyncTarget,
         shutdown: &CancellationToken,
     ) -> Self {
         let cache = groups::cache_path(sink.snapshot.as_deref());
@@ -79,7 +80,7 @@ impl Running {
     }
 
     /// After a successful sync: start a photo round, refresh the group memberships.
-    pub(super) async fn after_sync(&mut self, client: &GraphClient, sink: &Sink) {
+    pub(super) async fn after_sync(&mut self, client: &GraphClient, sink: &SyncTarget) {
         if let Some(p) = &self.photos {
             // A round still running takes this as "run once more when done".
             p.trigger.notify_one();
@@ -87,7 +88,7 @@ impl Running {
         self.refresh_groups(client, sink).await;
     }
 
-    async fn refresh_groups(&mut self, client: &GraphClient, sink: &Sink) {
+    async fn refresh_groups(&mut self, client: &GraphClient, sink: &SyncTarget) {
         if self.groups.is_empty() {
             // No rule names a group (any more): no `memberOf` at all.
             if !sink.directory.memberships().is_empty() {
@@ -136,7 +137,7 @@ impl Running {
 async fn photo_loop(
     store: Arc<PhotoStore>,
     client: GraphClient,
-    sink: Sink,
+    sink: SyncTarget,
     every: Duration,
     trigger: Arc<Notify>,
     shutdown: CancellationToken,

@@ -14,7 +14,7 @@
 use super::client::GraphClient;
 use super::error::GraphError;
 use super::photos::encode_segment;
-use crate::config::Config;
+use crate::config::GraphConfig;
 use crate::directory::memberships::Memberships;
 use crate::directory::Directory;
 use crate::metrics::{KindLabels, Metrics};
@@ -305,12 +305,13 @@ pub fn seed_from(path: &Path, directory: &Directory) {
     }
 }
 
-/// [`seed_from`] for `sigstamp serve`'s configuration (a `[graph]` section and a snapshot).
-pub fn seed(config: &Config, directory: &Directory) {
-    if config.graph.is_none() {
+/// [`seed_from`] for `sigstamp serve`'s configuration (a `[graph]` section and
+/// `[directory] snapshot`).
+pub fn seed(graph: Option<&GraphConfig>, snapshot: Option<&Path>, directory: &Directory) {
+    if graph.is_none() {
         return;
     }
-    if let Some(path) = cache_path(config.directory.snapshot.as_deref()) {
+    if let Some(path) = cache_path(snapshot) {
         seed_from(&path, directory);
     }
 }

@@ -15,14 +15,13 @@ pub mod state;
 pub mod sync;
 pub mod token;
 
-use crate::config::ConfigError;
+pub use crate::config::{AssertionAlgorithm, GraphConfig};
 use crate::directory::{snapshot, Directory, Source};
 use crate::metrics::Metrics;
 use crate::status::Status;
 use client::{GraphClient, RetryPolicy};
-use clock::{Clock, SystemClock};
+use clock::Clock;
 use error::GraphError;
-use serde::Deserialize;
 use state::TokenTracker;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -30,150 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use sync::{Progress, SyncReport, Syncer};
 use token::{ClientAuth, Grant, Secret, TokenProvider};
-
-/// `[graph]`. Key names are a contract (README, sigstamp.example.toml).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GraphConfig {
-    pub tenant_id: String,
-    pub client_id: String,
-    /// Client credentials with a secret (§1.1 of the Graph contract).
-    pub client_secret: Option<String>,
-    /// The secret in a file instead, re-read on every token request (rotate without restart).
-    pub client_secret_file: Option<PathBuf>,
-    /// Client credentials with a certificate: PEM certificate and key paths (§1.2).
-    pub client_certificate: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
-    /// The client-assertion form: `RS256` + `x5t` (SHA-1, default) or `PS256` + `x5t#S256`.
-    #[serde(default)]
-    pub assertion_algorithm: AssertionAlgorithm,
-    /// Delegated refresh token written by `sigstamp login` (§1.3), mode 0600.
-    pub refresh_token_file: Option<PathBuf>,
-    #[serde(default = "default_authority")]
-    pub authority: String,
-    #[serde(default = "default_endpoint")]
-    pub endpoint: String,
-    #[serde(default = "default_sync_interval", with = "crate::config::duration")]
-    pub sync_interval: Duration,
-    /// Timeout of one HTTP request to the token endpoint or Graph.
-    #[serde(default = "default_request_timeout", with = "crate::config::duration")]
-    pub request_timeout: Duration,
-    /// Fetch users' photos for `{{photo}}` (see [`photos`]).
-    #[serde(default)]
-    pub photos: bool,
-    /// Where photos are cached; default `photos/` beside `[directory] snapshot`.
-    pub photo_dir: Option<PathBuf>,
-    /// How often each user's photo is checked again (its ETag compared).
-    #[serde(default = "default_photo_refresh", with = "crate::config::duration")]
-    pub photo_refresh: Duration,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum AssertionAlgorithm {
-    #[default]
-    #[serde(rename = "RS256")]
-    Rs256,
-    #[serde(rename = "PS256")]
-    Ps256,
-}
-
-fn default_authority() -> String {
-    "https://login.microsoftonline.com".into()
-}
-
-fn default_endpoint() -> String {
-    "https://graph.microsoft.com".into()
-}
-
-fn default_sync_interval() -> Duration {
-    Duration::from_secs(300)
-}
-
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_photo_refresh() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
+use tokio_util::sync::CancellationToken;
 
 impl GraphConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.tenant_id.trim().is_empty() {
-            return Err(ConfigError::invalid("graph.tenant_id", "must not be empty"));
-        }
-        let cert_or_secret = self.client_secret.is_some()
-            || self.client_secret_file.is_some()
-            || self.client_certificate.is_some();
-        if cert_or_secret
-            && ["common", "organizations", "consumers"].contains(&self.tenant_id.as_str())
-        {
-            return Err(ConfigError::invalid(
-                "graph.tenant_id",
-                "client credentials need the tenant itself (GUID or domain), not common/organizations",
-            ));
-        }
-        if self.client_id.trim().is_empty() {
-            return Err(ConfigError::invalid("graph.client_id", "must not be empty"));
-        }
-        check_url("graph.authority", &self.authority)?;
-        check_url("graph.endpoint", &self.endpoint)?;
-        if self.client_secret.as_deref().is_some_and(|s| s.is_empty()) {
-            return Err(ConfigError::invalid(
-                "graph.client_secret",
-                "must not be empty",
-            ));
-        }
-        if self.client_secret.is_some() && self.client_secret_file.is_some() {
-            return Err(ConfigError::invalid(
-                "graph.client_secret_file",
-                "set either client_secret or client_secret_file, not both",
-            ));
-        }
-        match (&self.client_certificate, &self.client_key) {
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "graph.client_key",
-                    "client_certificate needs client_key (the PEM private key)",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "graph.client_certificate",
-                    "client_key needs client_certificate (the PEM certificate)",
-                ))
-            }
-            _ => {}
-        }
-        let has_secret = self.client_secret.is_some() || self.client_secret_file.is_some();
-        if has_secret && self.client_certificate.is_some() {
-            return Err(ConfigError::invalid(
-                "graph.client_certificate",
-                "set either a client secret or a certificate, not both",
-            ));
-        }
-        if !has_secret && self.client_certificate.is_none() && self.refresh_token_file.is_none() {
-            return Err(ConfigError::invalid(
-                "graph.client_secret",
-                "a credential is required: client_secret (or client_secret_file), client_certificate + client_key, or refresh_token_file",
-            ));
-        }
-        if self.sync_interval < Duration::from_secs(1) {
-            return Err(ConfigError::invalid(
-                "graph.sync_interval",
-                "must be at least 1s",
-            ));
-        }
-        if self.request_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "graph.request_timeout",
-                "must not be zero",
-            ));
-        }
-        photos::validate(self)?;
-        Ok(())
-    }
-
     /// The token provider's client authentication, from the configured credential.
     pub fn client_auth(&self) -> ClientAuth {
         if let Some(s) = &self.client_secret {
@@ -236,41 +94,9 @@ impl GraphConfig {
     }
 }
 
-/// https everywhere, plain http only towards loopback (the tests' fake).
-fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| ConfigError::invalid(key, format!("{url:?} is not a URL: {e}")))?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" => {
-            let host = parsed.host_str().unwrap_or("");
-            let loopback = host.eq_ignore_ascii_case("localhost")
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
-                Ok(())
-            } else {
-                Err(ConfigError::invalid(
-                    key,
-                    format!(
-                        "{url:?}: http:// is accepted only for loopback addresses; use https://"
-                    ),
-                ))
-            }
-        }
-        other => Err(ConfigError::invalid(
-            key,
-            format!("{url:?}: unsupported scheme {other}"),
-        )),
-    }
-}
-
 /// Where a sync's results go: the shared cache, the snapshot, `/status` and metrics.
 #[derive(Clone)]
-pub struct Sink {
+pub struct SyncTarget {
     pub directory: Arc<Directory>,
     pub status: Arc<Status>,
     pub metrics: Arc<Metrics>,
@@ -278,7 +104,7 @@ pub struct Sink {
     pub clock: Arc<dyn Clock>,
 }
 
-impl Sink {
+impl SyncTarget {
     /// Seed the syncer (and the directory, unless `sigstamp serve` already did at start) from
     /// the snapshot, so a restart continues incrementally. The file is read once: what start-up
     /// loaded is taken from the directory, and a snapshot start-up found unusable is not read
@@ -321,7 +147,7 @@ impl Sink {
             .await
     }
 
-    /// [`Sink::publish`] from a syncer's parts: `users` (`None`: unchanged) replace the
+    /// [`SyncTarget::publish`] from a syncer's parts: `users` (`None`: unchanged) replace the
     /// directory's base users without another copy being kept.
     async fn publish_users(
         &self,
@@ -377,47 +203,32 @@ impl Sink {
     }
 }
 
-/// The background refresher of `sigstamp serve`. Returns when `app.shutdown` fires.
-pub async fn run(app: Arc<crate::app::App>) -> anyhow::Result<()> {
-    run_with_clock(app, Arc::new(SystemClock)).await
-}
-
-/// [`run`] on an injectable clock (tests drive time with [`clock::ManualClock`]).
-pub async fn run_with_clock(
-    app: Arc<crate::app::App>,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<()> {
-    run_with(app, clock, extras::Extras::default()).await
-}
-
-/// [`run_with_clock`] that also refreshes user photos and group memberships after each
-/// successful sync (see [`extras::Extras`]).
-pub async fn run_with(
-    app: Arc<crate::app::App>,
-    clock: Arc<dyn Clock>,
+/// The background refresher of `sigstamp serve`: syncs `[graph]` into `target` (the clock
+/// there drives the schedule; tests pass a [`clock::ManualClock`]) and, after each successful
+/// sync, refreshes user photos and group memberships (see [`extras::Extras`]). Without a
+/// `[graph]` section it only marks the token `unconfigured`. Returns when `shutdown` fires.
+pub async fn run(
+    cfg: Option<GraphConfig>,
+    target: SyncTarget,
     extras: extras::Extras,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let clock = target.clock.clone();
     let tracker = Arc::new(TokenTracker::new(
-        app.status.clone(),
-        app.metrics.clone(),
+        target.status.clone(),
+        target.metrics.clone(),
         clock.clone(),
     ));
-    let Some(cfg) = app.config.graph.clone() else {
+    let Some(cfg) = cfg else {
         tracker.set(crate::status::TokenStatus::unconfigured());
         return Ok(());
     };
     tracker.set(crate::status::TokenStatus::starting(
         "waiting for the first answer of the Entra ID token endpoint",
     ));
-    let sink = Sink {
-        directory: app.stamper.directory.clone(),
-        status: app.status.clone(),
-        metrics: app.metrics.clone(),
-        snapshot: app.config.directory.snapshot.clone(),
-        clock: clock.clone(),
-    };
+    let sink = target;
     let client = cfg.client(clock.clone(), RetryPolicy::background())?;
-    let extras = extras::Running::start(extras, &cfg, &client, &sink, &app.shutdown);
+    let extras = extras::Running::start(extras, &cfg, &client, &sink, &shutdown);
     // The sync's requests report to the token state as they go; photos and groups do not.
     let mut syncer = Syncer::new(client.clone().with_observer(tracker.clone()), clock.clone());
     sink.seed(&mut syncer);
@@ -432,18 +243,18 @@ pub async fn run_with(
     };
     loop {
         let wait = tokio::select! {
-            _ = app.shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
             wait = refresher.step(&mut syncer) => wait,
         };
         tokio::select! {
-            _ = app.shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
             _ = clock.sleep(wait) => {}
         }
     }
 }
 
 struct Refresher {
-    sink: Sink,
+    sink: SyncTarget,
     tracker: Arc<TokenTracker>,
     /// For photos and groups: the sync's client without its observer.
     client: GraphClient,
@@ -524,7 +335,7 @@ pub fn retry_delay(e: &GraphError, failures: u32, interval: Duration) -> Duratio
 /// `sigstamp sync --once`: one full round, published to `sink`.
 pub async fn sync_once(
     cfg: &GraphConfig,
-    sink: &Sink,
+    sink: &SyncTarget,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(SyncReport, Result<(), snapshot::SnapshotError>), GraphError> {
     let client = cfg.client(sink.clock.clone(), RetryPolicy::interactive())?;

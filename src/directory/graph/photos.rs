@@ -10,8 +10,8 @@
 use super::client::GraphClient;
 use super::clock::Clock;
 use super::error::GraphError;
-use super::GraphConfig;
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
+use crate::config::GraphConfig;
 use crate::directory::photo::{Photo, PhotoSource};
 use crate::directory::snapshot::create_private_dir;
 use crate::metrics::{KindLabels, Metrics};
@@ -33,26 +33,6 @@ pub const CONCURRENCY: usize = 4;
 /// round): often enough that photos appear during a long first round, rarely enough that
 /// copying the map stays cheap.
 const PUBLISH_EVERY: usize = 64;
-const MIN_REFRESH: Duration = Duration::from_secs(60);
-
-/// Checks of the `[graph]` photo keys (called by [`GraphConfig::validate`]).
-pub fn validate(cfg: &GraphConfig) -> Result<(), ConfigError> {
-    if cfg.photo_refresh < MIN_REFRESH {
-        return Err(ConfigError::invalid(
-            "graph.photo_refresh",
-            "must be at least 1m",
-        ));
-    }
-    if cfg
-        .photo_dir
-        .as_ref()
-        .is_some_and(|d| d.as_os_str().is_empty())
-    {
-        return Err(ConfigError::invalid("graph.photo_dir", "must not be empty"));
-    }
-    Ok(())
-}
-
 /// `graph.photo_dir`, else `photos/` beside `[directory] snapshot`; `None`: memory only.
 pub fn cache_dir(graph: &GraphConfig, snapshot: Option<&Path>) -> Option<PathBuf> {
     if let Some(d) = &graph.photo_dir {
@@ -68,11 +48,14 @@ pub fn cache_dir(graph: &GraphConfig, snapshot: Option<&Path>) -> Option<PathBuf
 
 /// The store of `sigstamp serve`, with its disk cache loaded; `None` when photos are off.
 /// An unusable photo directory stops start-up, naming the key.
-pub fn open(config: &Config) -> Result<Option<Arc<PhotoStore>>, ConfigError> {
-    let Some(g) = config.graph.as_ref().filter(|g| g.photos) else {
+pub fn open(
+    graph: Option<&GraphConfig>,
+    snapshot: Option<&Path>,
+) -> Result<Option<Arc<PhotoStore>>, ConfigError> {
+    let Some(g) = graph.filter(|g| g.photos) else {
         return Ok(None);
     };
-    let store = match cache_dir(g, config.directory.snapshot.as_deref()) {
+    let store = match cache_dir(g, snapshot) {
         Some(dir) => {
             let key = if g.photo_dir.is_some() {
                 "graph.photo_dir"
@@ -588,6 +571,7 @@ fn remove_files(dir: &Path, id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn photo(b: &[u8]) -> Photo {
         Photo {
@@ -673,10 +657,10 @@ mod tests {
             file.join("sub")
         );
         let cfg = Config::parse(&text).unwrap();
-        let e = open(&cfg).err().unwrap().to_string();
+        let e = open(cfg.graph.as_ref(), None).err().unwrap().to_string();
         assert!(e.contains("graph.photo_dir"), "{e}");
         let cfg = Config::parse(&text.replace("photos = true", "photos = false")).unwrap();
-        assert!(open(&cfg).unwrap().is_none());
+        assert!(open(cfg.graph.as_ref(), None).unwrap().is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::clock::Clock;
 use super::error::{parse_retry_after, AuthError, GraphError};
-use super::AssertionAlgorithm;
+use crate::config::AssertionAlgorithm;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;

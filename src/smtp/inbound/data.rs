@@ -4,8 +4,8 @@
 //! next-hop transaction (`send_split`).
 
 use super::log::MessageLog;
-use super::{Session, State, Transaction, INLINE_STAMP_LIMIT};
-use crate::pipeline::{Audience, Envelope, Part, Unchanged, Verdict};
+use super::{Session, State, Transaction};
+use crate::pipeline::{self, Audience, Envelope, Share, Unchanged, Verdict};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::stamp::{Skip, TRACE_HEADER};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
@@ -205,26 +205,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Run the pipeline: one part, or one per recipient group. Large messages are stamped
-    /// on the blocking pool.
+    /// Run the pipeline ([`pipeline::run`]): one part, or one per recipient group.
     async fn stamp(
         &mut self,
         tx: &Transaction,
         data: Vec<u8>,
-    ) -> Result<(Vec<u8>, Vec<Part>), SmtpError> {
-        if data.len() <= INLINE_STAMP_LIMIT {
-            let parts = self.shared.stamper.process_split(
-                &data,
-                &Envelope {
-                    mail_from: Some(&tx.mail_from),
-                    rcpt_to: &tx.rcpts,
-                },
-            );
-            return Ok((data, parts));
-        }
+    ) -> Result<(Vec<u8>, Vec<Share>), SmtpError> {
         let stamper = self.shared.stamper.clone();
         let (from, rcpts) = (tx.mail_from.clone(), tx.rcpts.clone());
-        let job = tokio::task::spawn_blocking(move || {
+        let job = pipeline::run(data.len(), move || {
             let env = Envelope {
                 mail_from: Some(&from),
                 rcpt_to: &rcpts,

@@ -2,7 +2,7 @@
 //! reached the end of DATA, whatever became of it, with what an admin greps for.
 
 use super::{Session, Transaction};
-use crate::pipeline::{Part, Verdict};
+use crate::pipeline::{Share, Verdict};
 use crate::smtp::replies::{Reply, SmtpError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -16,7 +16,7 @@ pub(super) struct MessageLog {
 }
 
 impl MessageLog {
-    pub(super) fn parts(&mut self, parts: &[Part]) {
+    pub(super) fn parts(&mut self, parts: &[Share]) {
         for p in parts {
             self.stamp.push(p.verdict.label());
             if let Verdict::Stamped { template, .. } = &p.verdict {

@@ -33,8 +33,6 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_COMMAND_LINE: usize = 4096;
 /// Protocol errors tolerated before the session is closed.
 const MAX_ERRORS: usize = 20;
-/// Messages larger than this are stamped on the blocking pool, off the async workers.
-const INLINE_STAMP_LIMIT: usize = 1024 * 1024;
 
 /// What every session of one listener shares.
 pub struct Shared {

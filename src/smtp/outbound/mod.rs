@@ -10,9 +10,9 @@
 pub mod commands;
 pub mod wire;
 
-use super::config::{NextHopTls, SmtpConfig};
 use super::replies::{self, Canned, Reply};
 use super::tls::{self, TlsError};
+use crate::config::{NextHopTls, SmtpConfig};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, Identity,
 };

@@ -1,5 +1,5 @@
 //! The `[[rules]]` and `[recipients]` sections as written in the TOML file. Values are kept
-//! as written here; [`super::RuleSet::compile`] checks them and names the failing key.
+//! as written here; `rules::RuleSet::compile` checks them and names the failing key.
 
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
