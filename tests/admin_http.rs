@@ -142,7 +142,17 @@ async fn status_json_shape_in_every_state() {
         assert_eq!(status, 200);
         assert!(ctype.starts_with("application/json"), "{ctype}");
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(keys(&v), BTreeSet::from(["token", "directory"]), "{body}");
+        assert_eq!(
+            keys(&v),
+            BTreeSet::from(["token", "directory", "config"]),
+            "{body}"
+        );
+        assert_eq!(
+            keys(&v["config"]),
+            BTreeSet::from(["loaded_at", "error"]),
+            "{body}"
+        );
+        assert!(v["config"]["error"].is_null(), "{body}");
         let t = &v["token"];
         assert_eq!(
             keys(t),

@@ -35,21 +35,19 @@ impl Fixture {
         f.write("ordered.pem", &format!("{leaf}{ca}"), 0o644);
         f.write("reversed.pem", &format!("{ca}{leaf}"), 0o644);
         f.write("chain.key", &leaf_key, 0o600);
-        std::fs::create_dir(f.path("templates")).unwrap();
-        f.write(
-            "templates/default.html.hbs",
-            "<p>{{displayName}}</p>",
-            0o644,
-        );
-        f.write("templates/default.txt.hbs", "{{displayName}}", 0o644);
-        std::fs::create_dir(f.path("broken")).unwrap();
-        // Loads (the syntax is right) but fails when rendered.
-        f.write(
-            "broken/default.html.hbs",
-            "<p>{{lookup displayName}}</p>",
-            0o644,
-        );
-        f.write("broken/default.txt.hbs", "{{displayName}}", 0o644);
+        // A good template folder, and one whose template fails when rendered.
+        for (folder, html) in [
+            ("templates", "<p>{{displayName}}</p>"),
+            ("broken", "<p>{{lookup displayName}}</p>"),
+        ] {
+            std::fs::create_dir(f.path(folder)).unwrap();
+            f.write(&format!("{folder}/default.html.hbs"), html, 0o644);
+            f.write(
+                &format!("{folder}/default.txt.hbs"),
+                "{{displayName}}",
+                0o644,
+            );
+        }
         std::fs::copy("examples/directory.json", f.path("users.json")).unwrap();
         f.write("not-a-folder", "x", 0o644);
         f
