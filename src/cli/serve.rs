@@ -29,8 +29,8 @@ pub struct Args {
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
-    super::init_tracing();
     let config = crate::app::load_config(&args.config)?;
+    super::init_tracing_as(config.log.format);
     if config.smtp.is_none() && config.milter.is_none() {
         return Err(format!(
             "config {}: nothing to serve, add an [smtp] or a [milter] section",
@@ -43,13 +43,18 @@ pub fn run(args: Args) -> CliResult {
         .build()?;
     // `{:#}` keeps anyhow's context chain ("smtp: smtp.listen …: address in use").
     runtime
-        .block_on(serve(config))
+        .block_on(serve(config, args.config))
         .map_err(|e| format!("{e:#}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Build the shared state and run every configured edge until shutdown.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Build the shared state and run every configured edge until shutdown. `path`: the
+/// config file, read again on reload.
+pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    // First, so that a SIGHUP arriving during start-up never takes the default action
+    // (terminating the process).
+    let signals = Signals::install();
+    let running_text = std::fs::read_to_string(&path).unwrap_or_default();
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::default());
     let directory = build_directory(&config, &metrics, &status)?;
@@ -81,6 +86,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map_or(Duration::from_secs(30), |s| s.drain_time);
     let shutdown = CancellationToken::new();
+    let tls = Arc::new(arc_swap::ArcSwapOption::empty());
     let app = Arc::new(App {
         config,
         directory,
@@ -92,8 +98,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
     });
 
-    tokio::spawn(signals(shutdown.clone()));
-    ignore_hangups();
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(signals.run(shutdown.clone(), reload_tx));
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        path,
+        &running_text,
+        crate::reload::Handles {
+            stamper: app.stamper.clone(),
+            tls: tls.clone(),
+            photos: app.photos.clone(),
+            status: app.status.clone(),
+        },
+    ));
+    tokio::spawn(reloader.run(reload_rx, shutdown.clone()));
     let mut edges = tokio::task::JoinSet::new();
     if let Some(cfg) = app.config.smtp.clone() {
         let run = crate::smtp::run(
@@ -103,6 +120,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             app.status.clone(),
             shutdown.clone(),
             app.sent_items.clone(),
+            tls,
         );
         edges.spawn(named("smtp", run));
     }
@@ -242,8 +260,9 @@ pub fn build_stamper(
     .with_photos(photos);
     let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
     rules.check_templates(&config.templates.default, |t| templates.has(t))?;
-    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
-    stamper.template = config.templates.default.clone();
+    let mut stamper = Stamper::new(directory, templates)
+        .with_rules(rules)
+        .with_default(config.templates.default.clone());
     stamper.options = config.stamp.options();
     Ok(stamper)
 }
@@ -255,45 +274,63 @@ async fn named(
     fut.await.map_err(|e| e.context(name))
 }
 
-/// SIGTERM or SIGINT → shutdown.
-async fn signals(shutdown: CancellationToken) {
+/// SIGTERM or SIGINT → shutdown; SIGHUP → reload (never the default action, which would
+/// end the process).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    shutdown.cancel();
+    handlers: Option<[tokio::signal::unix::Signal; 3]>,
 }
 
-/// SIGHUP (systemd's `ExecReload`) must not kill the relay, as its default action would.
-/// The handler is installed before this returns, so no early SIGHUP slips through.
-fn ignore_hangups() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::error!("cannot install the SIGHUP handler");
-            return;
-        };
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                tracing::warn!("SIGHUP: reload is not available in this build, ignored; restart to apply changes");
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let handlers = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(t), Ok(i), Ok(h)) => Some([t, i, h]),
+                _ => {
+                    tracing::error!("cannot install signal handlers");
+                    None
+                }
+            };
+            Signals { handlers }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn run(
+        self,
+        shutdown: CancellationToken,
+        reload: tokio::sync::mpsc::Sender<&'static str>,
+    ) {
+        #[cfg(unix)]
+        {
+            let Some([mut term, mut int, mut hup]) = self.handlers else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM: draining"); break }
+                    _ = int.recv() => { tracing::info!("SIGINT: draining"); break }
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        // A reload already queued covers this one too.
+                        let _ = reload.try_send("SIGHUP");
+                    }
+                }
             }
-        });
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = reload;
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
     }
 }
 

@@ -101,13 +101,23 @@ impl Relay {
                 cfg,
                 stamper,
                 metrics,
-                tls,
+                tls: Arc::new(arc_swap::ArcSwapOption::new(tls)),
                 next_hop,
                 shutdown,
                 sent_items: Default::default(),
             }),
             gate,
         })
+    }
+
+    /// Make sessions take their STARTTLS configuration from `handle` (a reload stores a
+    /// new one there), starting with the one built at bind.
+    pub fn share_tls(mut self, handle: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>) -> Self {
+        handle.store(self.shared.tls.load_full());
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.tls = handle;
+        }
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -196,7 +206,8 @@ async fn refuse(mut stream: TcpStream, reply: replies::Canned) {
 }
 
 /// Run the relay until `shutdown` fires, then drain; `status.smtp_listening` is set while it
-/// accepts. Accepted stamped messages queue their Sent Items update on `sent_items`.
+/// accepts. Accepted stamped messages queue their Sent Items update on `sent_items`. `tls`:
+/// where reload stores the STARTTLS configuration (the relay's own is put there first).
 pub async fn run(
     cfg: SmtpConfig,
     stamper: Arc<Stamper>,
@@ -204,10 +215,12 @@ pub async fn run(
     status: Arc<Status>,
     shutdown: CancellationToken,
     sent_items: crate::sent_items::SentItems,
+    tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
     let relay = Relay::bind(cfg, stamper, metrics, shutdown)
         .await?
-        .with_sent_items(sent_items);
+        .with_sent_items(sent_items)
+        .share_tls(tls);
     status.smtp_listening.store(true, Ordering::Relaxed);
     let result = relay.serve().await;
     status.smtp_listening.store(false, Ordering::Relaxed);

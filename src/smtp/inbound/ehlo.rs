@@ -21,7 +21,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // Only allowed clients get this far (the others are refused at connect).
             crate::smtp::xforward::ehlo_keyword(),
         ];
-        if self.shared.tls.is_some() && !self.io.is_tls() {
+        if self.shared.tls.load().is_some() && !self.io.is_tls() {
             lines.push("STARTTLS".into());
         }
         Ok(Some(Reply { code: 250, lines }))

@@ -46,7 +46,7 @@ async fn run_async(chunks: &[Vec<u8>]) -> Outcome {
     cfg.next_hop_timeout = Duration::from_secs(5);
     let shared = Arc::new(Shared {
         next_hop: NextHop::from_config(&cfg).expect("next hop"),
-        tls: None,
+        tls: Default::default(),
         cfg,
         stamper: Arc::new(Stamper::new(
             Arc::new(Directory::new()),

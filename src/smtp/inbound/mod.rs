@@ -11,6 +11,7 @@ mod ehlo;
 #[doc(hidden)]
 pub mod harness;
 mod line;
+mod log;
 mod mail;
 mod misc;
 mod rcpt;
@@ -45,7 +46,8 @@ pub struct Shared {
     pub cfg: SmtpConfig,
     pub stamper: Arc<Stamper>,
     pub metrics: Arc<Metrics>,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Swapped by a reload: each handshake takes the certificate current at its start.
+    pub tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
     pub next_hop: NextHop,
     pub shutdown: CancellationToken,
     /// Queues the Sent Items update of accepted stamped messages.
@@ -107,6 +109,8 @@ struct Transaction {
     bdat: bool,
     /// MAIL carried SMTPUTF8: addresses may be non-ASCII.
     smtputf8: bool,
+    /// MAIL FROM's arrival, for the message log line's `time_ms`.
+    started: std::time::Instant,
 }
 
 /// Most the declared SIZE may reserve up front (a declared size is only a promise).
@@ -123,6 +127,7 @@ impl Transaction {
             data: Vec::with_capacity(declared_size.min(MAX_PRESIZE)),
             bdat: false,
             smtputf8: false,
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -146,6 +151,8 @@ enum Step {
 }
 
 pub struct Session<S> {
+    /// Names the session in every log line of it (as Postfix's queue id does).
+    id: String,
     io: MaybeTls<S>,
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
@@ -169,6 +176,7 @@ pub struct Session<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub fn new(stream: S, shared: Arc<Shared>, peer: Option<SocketAddr>) -> Self {
         Session {
+            id: format!("{:010x}", rand::random::<u64>() & 0xff_ffff_ffff),
             io: MaybeTls::Plain(stream),
             shared,
             peer,

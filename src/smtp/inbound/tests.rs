@@ -42,7 +42,7 @@ fn shared_for(cfg: SmtpConfig) -> Arc<Shared> {
     ));
     Arc::new(Shared {
         next_hop: NextHop::from_config(&cfg).unwrap(),
-        tls: None,
+        tls: Default::default(),
         cfg,
         stamper,
         metrics: Arc::new(Metrics::new()),
@@ -438,7 +438,7 @@ mod tls {
         let mut h = harness_with(edit, None).await;
         let (cfg, der) = server_tls();
         let shared = Arc::get_mut(&mut h.shared).unwrap();
-        shared.tls = Some(cfg);
+        shared.tls = Arc::new(arc_swap::ArcSwapOption::from(Some(cfg)));
         (h, der)
     }
 
