@@ -198,7 +198,19 @@ fn from_config_error(e: &crate::config::ConfigError) -> Finding {
     }
 }
 
-/// The users templates are rendered for: the directory file, else the last Graph snapshot.
+/// The directory source serve syncs from, for findings' words: `None` for a file only.
+fn synced_source(config: &Config) -> Option<&'static str> {
+    if config.ldap.is_some() {
+        Some("LDAP")
+    } else if config.graph.is_some() {
+        Some("Graph")
+    } else {
+        None
+    }
+}
+
+/// The users templates are rendered for: the directory file, else the last Graph or LDAP
+/// snapshot.
 fn sample_users(config: &Config, out: &mut Vec<Finding>) -> Vec<Arc<User>> {
     let mut users = Vec::new();
     if let Some(path) = &config.directory.file {
@@ -212,13 +224,13 @@ fn sample_users(config: &Config, out: &mut Vec<Finding>) -> Vec<Arc<User>> {
             out.push(Finding::error("directory.overrides", e.to_string()));
         }
     }
-    if let (Some(path), Some(_)) = (&config.directory.snapshot, &config.graph) {
+    if let (Some(path), Some(_)) = (&config.directory.snapshot, synced_source(config)) {
         match directory::snapshot::read(path) {
             Ok(Some(snap)) if users.is_empty() => {
                 users = snap.into_users().into_iter().map(Arc::new).collect()
             }
             Ok(_) => {}
-            // Serve ignores a corrupt snapshot and waits for Graph; so does check.
+            // Serve ignores a corrupt snapshot and waits for the sync; so does check.
             Err(e) => out.push(Finding::warning("directory.snapshot", e.to_string())),
         }
     }
@@ -307,11 +319,14 @@ fn check_rules(
             let found = known
                 .as_ref()
                 .is_some_and(|k| k.iter().any(|g| g.eq_ignore_ascii_case(group.trim())));
-            let why = match (&config.graph, &known) {
+            let why = match (synced_source(config), &known) {
                 (_, Some(_)) if found => continue,
-                (None, _) => "no [graph] section and no user of the directory file is a member",
+                (None, _) => {
+                    "no [graph] or [ldap] section and no user of the directory file is a member"
+                        .to_string()
+                }
                 (Some(_), None) => continue, // not synced yet: nothing to compare with
-                (Some(_), Some(_)) => "no member in the last Graph sync",
+                (Some(source), Some(_)) => format!("no member in the last {source} sync"),
             };
             out.push(Finding::warning(
                 format!("rules[{i}].group"),
@@ -322,11 +337,12 @@ fn check_rules(
     Some(rules)
 }
 
-/// Every `memberOf` value known offline: the directory file's users, then the group cache
-/// beside the snapshot. `None`: nothing is known yet (no file users, no cache).
+/// Every `memberOf` value known offline: the sample users' (the directory file, or an LDAP
+/// snapshot: LDAP entries carry `memberOf`), then Graph's group cache beside the snapshot.
+/// `None`: nothing is known yet (a synced source that has not synced).
 fn known_groups(config: &Config, users: &[Arc<User>]) -> Option<Vec<String>> {
     let mut groups: Vec<String> = Vec::new();
-    let mut any = config.graph.is_none();
+    let mut any = synced_source(config).is_none() || (config.ldap.is_some() && !users.is_empty());
     let mut add = |v: &crate::directory::AttrValue| {
         for g in v.as_array().unwrap_or_default() {
             if let Some(s) = g.as_str() {
@@ -555,6 +571,9 @@ fn state_dirs(config: &Config) -> Vec<(&'static str, PathBuf)> {
             dirs.push(("notify.state_file", parent(&p)));
         }
     }
+    if config.sent_items.enabled {
+        dirs.push(("sent_items.spool", config.sent_items.spool.clone()));
+    }
     dirs
 }
 
@@ -576,6 +595,13 @@ fn secret_files(config: &Config) -> Vec<(&'static str, &Path)> {
             g.refresh_token_file
                 .as_deref()
                 .map(|p| ("graph.refresh_token_file", p)),
+        );
+    }
+    if let Some(l) = &config.ldap {
+        files.extend(
+            l.bind_password_file
+                .as_deref()
+                .map(|p| ("ldap.bind_password_file", p)),
         );
     }
     files
@@ -601,14 +627,22 @@ fn check_permissions(config: &Config, out: &mut Vec<Finding>) {
     }
 }
 
-/// `graph.client_secret` written into a config file every local user can read.
+/// `graph.client_secret` or `ldap.bind_password` written into a config file every local user
+/// can read.
 fn inline_secret(path: &Path, m: &Material) -> Option<Finding> {
-    let g = m.config.graph.as_ref()?;
-    (g.client_secret.is_some() && world_readable(path)).then(|| {
+    let c = &m.config;
+    let (key, instead) = if c.graph.as_ref().is_some_and(|g| g.client_secret.is_some()) {
+        ("graph.client_secret", "client_secret_file")
+    } else if c.ldap.as_ref().is_some_and(|l| l.bind_password.is_some()) {
+        ("ldap.bind_password", "bind_password_file")
+    } else {
+        return None;
+    };
+    world_readable(path).then(|| {
         Finding::warning(
-            "graph.client_secret",
+            key,
             format!(
-                "set inline in {}, which every local user can read; use client_secret_file or chmod o-r",
+                "set inline in {}, which every local user can read; use {instead} or chmod o-r",
                 path.display()
             ),
         )
@@ -664,8 +698,8 @@ fn writable_or_creatable(dir: &Path) -> Result<(), String> {
 
 // ---- --online ---------------------------------------------------------------------------
 
-/// `--online`: the next hop answers EHLO (and STARTTLS as configured), Graph gives a token,
-/// and the relay's certificates cover `[smtp] hostname`.
+/// `--online`: the next hop answers EHLO (and STARTTLS as configured), Graph gives a token
+/// (or the LDAP server takes the bind), and the relay's certificates cover `[smtp] hostname`.
 pub async fn check_online(config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Some(s) = &config.smtp {
@@ -719,6 +753,13 @@ pub async fn check_online(config: &Config) -> Vec<Finding> {
                     out.push(Finding::error("graph.client_id", format!("no token: {e}")));
                 }
             }
+        }
+    }
+    if let Some(l) = &config.ldap {
+        // The sync's own connect, StartTLS/LDAPS and bind.
+        match directory::ldap::client::Session::open(l).await {
+            Ok(session) => session.close().await,
+            Err(e) => out.push(Finding::error("ldap.bind_dn", format!("{}: {e}", l.url))),
         }
     }
     out

@@ -109,6 +109,9 @@ fn chain() -> (String, String, String) {
     (leaf.pem(), ca_cert.pem(), key.serialize_pem())
 }
 
+/// An `[ldap]` section on loopback (no connection is made offline); the password line follows.
+const LDAP: &str = "[ldap]\nurl = \"ldap://127.0.0.1:389\"\nbase_dn = \"dc=example,dc=com\"\nbind_dn = \"cn=sigstamp,dc=example,dc=com\"\n";
+
 fn cert(name: &str) -> String {
     format!("tls_cert = \"$D/{name}.pem\"\ntls_key = \"$D/{name}.key\"")
 }
@@ -131,6 +134,9 @@ fn broken_configs_name_their_finding() {
         ("key of another certificate", "tls_cert = \"$D/good.pem\"\ntls_key = \"$D/soon.key\"".into(), String::new(), Severity::Error, "smtp.tls_key", "does not match"),
         ("chain in the wrong order", "tls_cert = \"$D/reversed.pem\"\ntls_key = \"$D/chain.key\"".into(), String::new(), Severity::Error, "smtp.tls_cert", "out of order"),
         ("world-readable key", "tls_cert = \"$D/good.pem\"\ntls_key = \"$D/open.key\"".into(), String::new(), Severity::Warning, "smtp.tls_key", "every local user"),
+        ("world-readable LDAP password file", String::new(), format!("{LDAP}bind_password_file = \"$D/open.key\"\n"), Severity::Warning, "ldap.bind_password_file", "every local user"),
+        ("rule names a group no LDAP user is in", String::new(), format!("{LDAP}bind_password_file = \"$D/good.key\"\n[[rules]]\ngroup = \"Nobody's group\"\ntemplate = \"default\"\n"), Severity::Warning, "rules[1].group", "last LDAP sync"),
+        ("Sent Items spool not creatable", String::new(), "[graph]\ntenant_id = \"contoso.example\"\nclient_id = \"c\"\nclient_secret_file = \"$D/good.key\"\n[sent_items]\nenabled = true\nspool = \"$D/not-a-folder/spool\"\n".into(), Severity::Error, "sent_items.spool", "not-a-folder"),
         ("state folder not creatable", String::new(), "[graph]\ntenant_id = \"contoso.example\"\nclient_id = \"c\"\nclient_secret_file = \"$D/good.key\"\n".into(), Severity::Error, "directory.snapshot", "not-a-folder"),
     ];
     for (what, smtp, tail, severity, key, words) in table {
