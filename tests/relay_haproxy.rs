@@ -24,11 +24,13 @@ struct Instance {
     admin: u16,
 }
 
-fn instance(sink: SocketAddr) -> Instance {
+/// An instance greeting as `name` (so the client knows which one it reached).
+fn instance(sink: SocketAddr, name: &str) -> Instance {
     let (smtp, admin) = (free_port(), free_port());
     let config = format!(
         r#"[smtp]
 listen = "127.0.0.1:{smtp}"
+hostname = "{name}"
 next_hop = "{sink}"
 allowed_clients = ["127.0.0.2"]
 proxy_protocol = true
@@ -119,31 +121,72 @@ backend sigstamp
     (guard, dir)
 }
 
-/// The client: one connection per message from `127.0.0.2` (HAProxy balances connections),
-/// retrying a message that did not get 250 as an MTA would; SIGKILL to `victim` after a
-/// third of the load. Prints the Message-IDs that got 250.
+/// The client: 4 threads sending concurrently, one connection per message from `127.0.0.2`
+/// (HAProxy balances connections), each retrying a message that did not get 250 as an MTA
+/// would. After a third of the load, the first session greeted by the victim (`victim.test`)
+/// sends MAIL, RCPT, DATA and half the message, then SIGKILLs `victim` in the middle of it
+/// (other sessions on it are cut too). Prints the attempts, the Message-ID cut mid-DATA and
+/// the Message-IDs that got 250.
 fn load(front: u16, victim: u32) -> String {
     format!(
         r#"
-import os, signal, smtplib, time
-ok = []
-tries = 0
-for i in range({MESSAGES}):
-    if i == {MESSAGES} // 3:
-        os.kill({victim}, signal.SIGKILL)
+import os, signal, smtplib, threading, time
+N = {MESSAGES}
+lock = threading.Lock()
+ok, cut, tries, nxt = [], [], [0], [0]
+
+def take():
+    with lock:
+        if nxt[0] >= N:
+            return None
+        nxt[0] += 1
+        return nxt[0] - 1
+
+def send(i):
     mid = "<ha-%d@example.com>" % i
-    msg = "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: ha %d\r\nMessage-ID: %s\r\n\r\nbody\r\n" % (i, mid)
-    for attempt in range(20):
-        tries += 1
+    msg = ("From: alice@example.com\r\nTo: bob@example.org\r\nSubject: ha %d\r\nMessage-ID: %s\r\n\r\nbody\r\n" % (i, mid)).encode()
+    for attempt in range(50):
+        with lock:
+            tries[0] += 1
         try:
-            s = smtplib.SMTP("127.0.0.1", {front}, source_address=("127.0.0.2", 0), timeout=10)
-            s.sendmail("alice@example.com", ["bob@example.org"], msg.encode())
+            s = smtplib.SMTP(timeout=10)
+            code, greeting = s.connect("127.0.0.1", {front}, source_address=("127.0.0.2", 0))
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, greeting)
+            with lock:
+                kill = not cut and len(ok) >= N // 3 and b"victim.test" in greeting
+                if kill:
+                    cut.append(mid)
+            if kill:
+                s.ehlo()
+                s.mail("alice@example.com")
+                s.rcpt("bob@example.org")
+                s.putcmd("data")
+                s.getreply()
+                s.send(msg[: len(msg) // 2])
+                os.kill({victim}, signal.SIGKILL)
+                s.send(msg[len(msg) // 2 :] + b".\r\n")
+                s.getreply()
+                raise Exception("the session was cut; retry")
+            s.sendmail("alice@example.com", ["bob@example.org"], msg)
             s.quit()
-            ok.append(mid)
-            break
-        except Exception as e:
+            with lock:
+                ok.append(mid)
+            return
+        except Exception:
             time.sleep(0.1)
-print("tries", tries)
+
+def worker():
+    while (i := take()) is not None:
+        send(i)
+
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("tries", tries[0])
+print("cut", " ".join(cut))
 print("ok", " ".join(ok))
 "#
     )
@@ -158,9 +201,14 @@ async fn haproxy_proxy_v2_two_instances_one_killed() {
         .await
         .unwrap();
     let sink_addr = sink.addr();
-    let (a, b) = tokio::task::spawn_blocking(move || (instance(sink_addr), instance(sink_addr)))
-        .await
-        .unwrap();
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (
+            instance(sink_addr, "victim.test"),
+            instance(sink_addr, "survivor.test"),
+        )
+    })
+    .await
+    .unwrap();
     let front = free_port();
     let (_haproxy, _dir) = haproxy(front, &[&a, &b]);
 
@@ -192,13 +240,25 @@ print("closed" if s.recv(100) == b"" else "greeted")
     assert_eq!(direct.trim(), "closed", "an untrusted peer got a session");
 
     let out = python_async(load(front, a.guard.0.id())).await;
-    let told_250: HashSet<String> = out
-        .lines()
-        .find_map(|l| l.strip_prefix("ok "))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let field = |name: &str| -> HashSet<String> {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let (told_250, cut) = (field("ok"), field("cut"));
+    eprintln!(
+        "haproxy: {} messages, {} attempts, cut mid-DATA: {cut:?}",
+        told_250.len(),
+        out.lines()
+            .find_map(|l| l.strip_prefix("tries "))
+            .unwrap_or("?")
+    );
+    // The kill did land in the middle of a message: that one was retried and got 250.
+    assert_eq!(cut.len(), 1, "no session was cut mid-DATA\n{out}");
+    assert!(cut.is_subset(&told_250), "{out}");
     let mut seen = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !told_250.is_subset(&seen) && tokio::time::Instant::now() < deadline {
