@@ -22,6 +22,7 @@ struct Instance {
     guard: Guard,
     smtp: u16,
     admin: u16,
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 /// An instance greeting as `name` (so the client knows which one it reached).
@@ -46,7 +47,7 @@ file = "directory.json"
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("directory.json"), DIRECTORY_JSON).unwrap();
-    let (guard, _, _, _) = serve_until(
+    let (guard, _, _, log) = serve_until(
         &config,
         dir,
         &[
@@ -54,7 +55,12 @@ file = "directory.json"
             ("admin HTTP listening", "addr"),
         ],
     );
-    Instance { guard, smtp, admin }
+    Instance {
+        guard,
+        smtp,
+        admin,
+        log,
+    }
 }
 
 fn haproxy(front: u16, backends: &[&Instance]) -> (Guard, tempfile::TempDir) {
@@ -284,5 +290,17 @@ print("closed" if s.recv(100) == b"" else "greeted")
     );
     // The survivor took the load over: every message was eventually accepted.
     assert_eq!(told_250.len(), MESSAGES, "{out}");
+    // Its per-message lines name the real client (the PROXY header's), not HAProxy.
+    let lines: Vec<String> = b
+        .log
+        .try_iter()
+        .filter(|l| l.contains(" message ") && l.contains("outcome="))
+        .collect();
+    assert!(!lines.is_empty(), "no message log line");
+    assert!(
+        lines.iter().all(|l| l.contains("client=127.0.0.2:")),
+        "{}",
+        lines.join("\n")
+    );
     drop(b);
 }

@@ -1,7 +1,8 @@
 //! XFORWARD with a real Postfix, in the proxy-filter layout of docs/recipes-postfix.md:
 //! the after-filter smtpd (`smtpd_authorized_xforward_hosts`) logs the real client
 //! (`orig_client=`), both when the client came through Postfix's front smtpd (its
-//! XFORWARD is passed on) and when it talked to sigstamp directly (sigstamp's own view).
+//! XFORWARD is passed on) and when it talked to sigstamp directly (sigstamp's own view),
+//! and when a load balancer's PROXY header named the client (docs/ha.md).
 
 mod smtp_support;
 
@@ -34,6 +35,18 @@ async fn postfix_after_the_filter_logs_the_real_client() {
     let back = free_port();
     let relay = relay(
         |c| c.next_hop = format!("127.0.0.1:{back}"),
+        SinkOptions::default(),
+    )
+    .await;
+    // A second instance behind a load balancer (PROXY protocol from 127.0.0.1), relaying
+    // to the same after-filter smtpd.
+    let balanced = smtp_support::relay(
+        |c| {
+            c.next_hop = format!("127.0.0.1:{back}");
+            c.proxy_protocol = true;
+            c.proxy_trusted = vec!["127.0.0.1/32".into()];
+            c.allowed_clients = vec!["192.0.2.0/24".into()];
+        },
         SinkOptions::default(),
     )
     .await;
@@ -73,5 +86,32 @@ async fn postfix_after_the_filter_logs_the_real_client() {
             assert!(std::time::Instant::now() < deadline, "{want}\n{}", pf.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    // Through the load balancer: the PROXY header's client is what Postfix logs.
+    let mut c = RawClient::connect(balanced.addr).await.unwrap();
+    c.send("PROXY TCP4 192.0.2.44 127.0.0.1 40001 25\r\n").await;
+    assert!(c.reply().await.starts_with("220"));
+    assert!(c.cmd("EHLO balanced.test").await.starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<alice@example.com>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.org>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send("From: alice@example.com\r\nTo: bob@example.org\r\nSubject: behind haproxy\r\n\r\nHello\r\n")
+        .await;
+    let done = c.cmd(".").await;
+    assert!(done.starts_with("250"), "{done}\n{}", pf.log());
+    let d = tokio::time::timeout(Duration::from_secs(30), delivered.recv())
+        .await
+        .unwrap_or_else(|_| panic!("nothing delivered; postfix log:\n{}", pf.log()))
+        .unwrap();
+    assert!(String::from_utf8_lossy(&d.message).contains("Subject: behind haproxy"));
+    let want = "orig_client=unknown[192.0.2.44]";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pf.log().contains(want) {
+        assert!(std::time::Instant::now() < deadline, "{want}\n{}", pf.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
