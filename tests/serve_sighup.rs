@@ -1,4 +1,5 @@
-//! SIGHUP (`systemctl reload`, the unit's ExecReload) must not kill `sigstamp serve`.
+//! `sigstamp serve` under systemd: SIGHUP (`systemctl reload`, the unit's ExecReload) never ends it,
+//! and it tells systemd when it is ready (`Type=notify`) and when it stops.
 
 mod serve_support;
 mod smtp_support;
@@ -39,4 +40,113 @@ async fn sighup_keeps_the_relay_running() {
     );
     let mut client = RawClient::connect(addr).await.unwrap();
     assert!(client.reply().await.starts_with("220 "));
+}
+
+/// SIGHUPs from sigstamp's first sign of life (its first log line) until it listens: none
+/// may end it, so the handler must be in place before anything is logged. (Under systemd
+/// the unit is `Type=notify`: `systemctl reload` waits for READY=1, sent once listening.)
+#[test]
+fn sighup_during_start_up_is_not_fatal() {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sigstamp.toml");
+    std::fs::write(
+        &path,
+        "[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"127.0.0.1:9\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigstamp"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = serve_support::Guard(child);
+    let pid = guard.0.id().to_string();
+    let stderr = guard.0.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok);
+    let first = lines.next().expect("sigstamp serve logs something");
+    let listening = Arc::new(AtomicBool::new(first.contains("SMTP relay listening")));
+    let storm = {
+        let (pid, listening) = (pid.clone(), listening.clone());
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            while !listening.load(Ordering::SeqCst) && sent < 2000 {
+                let _ = std::process::Command::new("kill")
+                    .args(["-HUP", &pid])
+                    .status();
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let up = listening.load(Ordering::SeqCst) || lines.any(|l| l.contains("SMTP relay listening"));
+    listening.store(true, Ordering::SeqCst);
+    let sent = storm.join().unwrap();
+    assert!(
+        up,
+        "sigstamp serve ended before listening ({sent} SIGHUPs sent after {first:?})"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        guard.0.try_wait().unwrap().is_none(),
+        "SIGHUP during start-up ended sigstamp serve ({sent} SIGHUPs sent)"
+    );
+}
+
+/// Under systemd (`Type=notify`): READY=1 on `$NOTIFY_SOCKET` once the relay listens,
+/// STOPPING=1 when SIGTERM starts the drain.
+#[test]
+fn notifies_systemd_ready_then_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let config = dir.path().join("sigstamp.toml");
+    let port = sigstamp_testkit::free_port();
+    std::fs::write(
+        &config,
+        format!("[smtp]\nlisten = \"127.0.0.1:{port}\"\nnext_hop = \"127.0.0.1:9\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigstamp"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = serve_support::Guard(child);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means listening: the relay greets at once.
+    let mut greeting = String::new();
+    use std::io::BufRead;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port))
+        .expect("READY=1 came before the relay listened");
+    std::io::BufReader::new(tcp)
+        .read_line(&mut greeting)
+        .unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let pid = guard.0.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+    assert_eq!(&buf[..n], b"STOPPING=1");
 }

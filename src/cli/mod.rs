@@ -11,6 +11,7 @@ pub mod preview;
 pub mod serve;
 pub mod stamp;
 pub mod sync;
+mod systemd;
 
 /// Errors a command reports before exiting non-zero (usage or configuration).
 pub type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;

@@ -29,6 +29,15 @@ pub struct Args {
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // First of all, so that a SIGHUP arriving during start-up (a `systemctl reload` right
+    // after the start) never takes the default action, terminating the process.
+    let signals = {
+        let _in_runtime = runtime.enter();
+        Signals::install()
+    };
     let config = crate::app::load_config(&args.config)?;
     super::init_tracing_as(config.log.format);
     if config.smtp.is_none() && config.milter.is_none() {
@@ -38,22 +47,16 @@ pub fn run(args: Args) -> CliResult {
         )
         .into());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     // `{:#}` keeps anyhow's context chain ("smtp: smtp.listen …: address in use").
     runtime
-        .block_on(serve(config, args.config))
+        .block_on(serve(config, args.config, signals))
         .map_err(|e| format!("{e:#}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Build the shared state and run every configured edge until shutdown. `path`: the
-/// config file, read again on reload.
-pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
-    // First, so that a SIGHUP arriving during start-up never takes the default action
-    // (terminating the process).
-    let signals = Signals::install();
+/// config file, read again on reload; `signals`: installed before anything else.
+async fn serve(config: Config, path: PathBuf, signals: Signals) -> anyhow::Result<()> {
     let running_text = std::fs::read_to_string(&path).unwrap_or_default();
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::default());
@@ -136,6 +139,12 @@ pub async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     edges.spawn(named("admin", admin));
+    tokio::spawn(super::systemd::ready_then_stopping(
+        app.status.clone(),
+        app.config.smtp.is_some(),
+        app.config.milter.is_some(),
+        shutdown.clone(),
+    ));
     let notify = crate::notify::run(
         app.notify_setup(),
         app.notify_handles(),
@@ -292,10 +301,8 @@ impl Signals {
                 signal(SignalKind::hangup()),
             ) {
                 (Ok(t), Ok(i), Ok(h)) => Some([t, i, h]),
-                _ => {
-                    tracing::error!("cannot install signal handlers");
-                    None
-                }
+                // Said by `run`, once logging is set up.
+                _ => None,
             };
             Signals { handlers }
         }
@@ -311,6 +318,7 @@ impl Signals {
         #[cfg(unix)]
         {
             let Some([mut term, mut int, mut hup]) = self.handlers else {
+                tracing::error!("cannot install signal handlers");
                 return;
             };
             loop {
