@@ -53,8 +53,9 @@ unit=$(ls /lib/systemd/system/sigstamp.service /usr/lib/systemd/system/sigstamp.
 /usr/bin/sigstamp --version
 
 # The packaged config passes its own check, run as the unit runs it: as the service's user
-# in its working directory (systemd would create the StateDirectory; here by hand).
-install -d -o sigstamp -g sigstamp -m 0700 /var/lib/sigstamp
+# in its working directory (the postinst made it).
+[ "$(stat -c '%U:%G %a' /var/lib/sigstamp)" = "sigstamp:sigstamp 700" ] ||
+  fail "/var/lib/sigstamp is $(stat -c '%U:%G %a' /var/lib/sigstamp), not sigstamp:sigstamp 700"
 out=$(cd /var/lib/sigstamp && setpriv --reuid=sigstamp --regid=sigstamp --init-groups \
   /usr/bin/sigstamp check --config /etc/sigstamp/sigstamp.toml 2>&1) ||
   fail "sigstamp check on the installed config: $out"
