@@ -27,10 +27,15 @@ if ! cargo deb --version >/dev/null 2>&1; then
   step "cargo-deb installed"
 fi
 
-# The release build and the package (target/debian/sigstamp_<version>_<arch>.deb).
-cargo deb --locked --quiet
+# The build and the package (target/debian/sigstamp_<version>_<arch>.deb, and the -dbgsym
+# .ddeb). SIGSTAMP_DEB_PROFILE: the Cargo profile, `release` by default (what `cargo deb`
+# ships). .ci/run passes `dev` after the tests: the binary the tests built is packaged as
+# is, instead of a second, optimised build of every dependency (tens of minutes on CI's two
+# cores); cargo-deb warns that it is meant for releases. The packaging is the same.
+profile=${SIGSTAMP_DEB_PROFILE:-release}
+cargo deb --locked --quiet --profile "$profile"
 deb=$(ls -t target/debian/sigstamp_*.deb | head -n1)
-step "built $deb ($(du -h "$deb" | cut -f1))"
+step "built $deb ($(du -h "$deb" | cut -f1), profile $profile)"
 dpkg-deb --info "$deb" | sed -n 's/^ *\(Package\|Version\|Depends\|Installed-Size\):/  &/p'
 # Every file the package must carry.
 contents=$(dpkg-deb --contents "$deb")
