@@ -53,6 +53,11 @@ impl App {
             milter: self.config.milter.is_some(),
             sent_items: self.sent_items.stats().clone(),
             ldap: self.config.ldap.is_some(),
+            templates: Arc::new(crate::admin::templates::TemplateStore::new(
+                &self.config.templates,
+                self.photos.clone(),
+                self.stamper.clone(),
+            )),
         })
     }
 
@@ -94,11 +99,16 @@ pub fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
     let cfg = Config::load(path)?;
     check(&cfg)?;
     for (old, new) in &cfg.deprecated {
-        tracing::warn!(
-            old = %old,
-            new = %new,
-            "config key `{old}` is deprecated: rename it to `{new}`"
-        );
+        // `sigstamp stamp` and `attributes` run without a log: they get it on stderr.
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!(
+                old = %old,
+                new = %new,
+                "config key `{old}` is deprecated: rename it to `{new}`"
+            );
+        } else {
+            eprintln!("sigstamp: warning: config key `{old}` is deprecated: rename it to `{new}`");
+        }
     }
     Ok(cfg)
 }

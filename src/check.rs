@@ -705,7 +705,7 @@ pub async fn check_online(config: &Config) -> Vec<Finding> {
     if let Some(s) = &config.smtp {
         match crate::smtp::outbound::NextHop::from_config(s) {
             Err(e) => out.push(Finding::error("smtp.next_hop", e.to_string())),
-            Ok(hop) => match hop.connect().await {
+            Ok(hop) => match hop.open().await {
                 Ok(d) => {
                     if s.next_hop_tls == crate::smtp::NextHopTls::Opportunistic && !d.is_encrypted()
                     {
@@ -717,7 +717,7 @@ pub async fn check_online(config: &Config) -> Vec<Finding> {
                             ),
                         ));
                     }
-                    d.quit().await;
+                    crate::smtp::outbound::Delivery::quit(Box::new(d)).await;
                 }
                 Err(e) => out.push(Finding::error(
                     "smtp.next_hop",

@@ -241,7 +241,13 @@ fn listen_defaults_to_loopback_and_must_be_an_address() {
     let err = sigstamp::config::Config::parse("[admin]\nlisten = \"localhost:8025\"\n")
         .expect_err("a host name is refused");
     assert!(err.to_string().contains("admin.listen"), "{err}");
-    assert!(sigstamp::config::Config::parse("[admin]\nlisten = \"0.0.0.0:8025\"\n").is_ok());
+    // Off loopback the admin web needs sign-in and TLS; the refusal names the keys.
+    let err = sigstamp::config::Config::parse("[admin]\nlisten = \"0.0.0.0:8025\"\n")
+        .expect_err("a non-loopback listener without sign-in and TLS is refused");
+    let msg = err.to_string();
+    for key in ["admin.listen", "[admin.auth]", "tls_cert", "tls_key"] {
+        assert!(msg.contains(key), "{key} in {msg}");
+    }
 }
 
 #[tokio::test]

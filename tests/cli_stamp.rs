@@ -274,3 +274,38 @@ fn usage_and_config_errors_exit_non_zero_with_a_clear_message() {
         assert!(stderr(&out).contains(&want), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// Issue 17: renamed `[milter]` keys still work under their old names, with a warning naming
+/// both, also for the commands that run without a log (`sigstamp stamp --config`).
+#[test]
+fn old_milter_key_names_work_with_a_deprecation_warning() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sigstamp.toml");
+    let write = |keys: &str| {
+        let text = format!(
+            "[milter]\nlisten = \"127.0.0.1:0\"\n{keys}\n\n[directory]\nfile = \"{}\"\n",
+            root.join("examples/directory.json").display()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    let raw = std::fs::read(root.join("examples/plain.eml")).unwrap();
+    let run = || sigstamp(&["stamp", "--config", config.to_str().unwrap()], Some(&raw));
+
+    write("read_timeout = \"20s\"\nmax_connections = 8");
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(contains(&out.stdout, TRACE_HEADER), "stamped");
+    for (old, new) in [
+        ("read_timeout", "data_timeout"),
+        ("max_connections", "max_sessions"),
+    ] {
+        let want = format!("config key `milter.{old}` is deprecated: rename it to `milter.{new}`");
+        assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    }
+
+    write("data_timeout = \"20s\"\nmax_sessions = 8");
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("deprecated"), "{}", stderr(&out));
+}

@@ -4,8 +4,10 @@
 //! restart with the server down stamps from the snapshot.
 
 mod ldap_support;
+mod serve_support;
 
 use ldap_support::*;
+use serve_support::{get_json, get_text};
 use sigstamp::directory::Source;
 use sigstamp::status::TokenState;
 use std::sync::Arc;
@@ -124,29 +126,25 @@ async fn a_refused_bind_is_admin_needed_and_mail_is_still_stamped() {
     // /status and the page say so, naming the LDAP bind.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let (auth, _) = sigstamp::admin::setup(&app.config.admin).unwrap();
+    let ctx = sigstamp::admin::AdminCtx {
+        state: app.admin_state(),
+        auth,
+    };
     tokio::spawn(sigstamp::admin::serve(
-        app.admin_state(),
+        ctx,
         listener,
+        None,
         app.shutdown.clone(),
     ));
-    let status: serde_json::Value = reqwest::get(format!("{base}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(&format!("{base}/status")).await;
     assert_eq!(status["token"]["state"], "expired", "{status}");
     assert_eq!(
         status["token"]["error_code"], "invalidCredentials",
         "{status}"
     );
     assert_eq!(status["directory"]["source"], "ldap", "{status}");
-    let page = reqwest::get(format!("{base}/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&format!("{base}/")).await;
     assert!(
         page.contains("LDAP directory bind expired: invalidCredentials"),
         "{page}"

@@ -4,22 +4,15 @@
 mod milter_support;
 
 use milter_support::{
-    assert_pipeline_stamps, config, reference, start, strip_received, text_message,
+    assert_pipeline_stamps, config, postfix_to_sink, reference, start, strip_received, swaks,
+    text_message,
 };
 use sigstamp::pipeline::Verdict;
 use sigstamp::stamp::TRACE_HEADER;
-use sigstamp_testkit::{free_addr, require_tool, Postfix, Sink};
-use std::sync::Arc;
+use sigstamp_testkit::{free_addr, require_tool, Postfix};
 use std::time::Duration;
 
 const DELIVERY: Duration = Duration::from_secs(20);
-
-async fn send(pf: &Arc<Postfix>, from: &str, raw: &[u8]) {
-    let (pf, from, raw) = (pf.clone(), from.to_string(), raw.to_vec());
-    tokio::task::spawn_blocking(move || pf.swaks(&from, "rcpt@example.net", &raw))
-        .await
-        .unwrap();
-}
 
 fn position_of(hay: &[u8], needle: &str) -> usize {
     hay.windows(needle.len())
@@ -38,20 +31,8 @@ async fn postfix_with_the_milter() {
     if !require_tool("postfix") || !require_tool("swaks") {
         return;
     }
-    let sink = Sink::start().await;
     let milter = start(config()).await;
-    let milter_addr = format!("inet:{}", milter.addr);
-    let relay = sink.addr;
-    let pf = Arc::new(
-        tokio::task::spawn_blocking(move || {
-            Postfix::relaying_to(relay)
-                .milter(&milter_addr)
-                .start()
-                .unwrap()
-        })
-        .await
-        .unwrap(),
-    );
+    let (pf, sink) = postfix_to_sink(&milter).await;
     assert_pipeline_stamps(&milter.app);
 
     // Stamped exactly once, and exactly what the relay would have produced: the plain case,
@@ -68,7 +49,7 @@ async fn postfix_with_the_milter() {
         ("ann@example.com", "Ann Example", plain),
         ("zoe@example.com", "Zo", folded),
     ] {
-        send(&pf, from, &raw).await;
+        swaks(&pf, from, &raw).await;
         let got = sink.wait_for(1, DELIVERY).await.remove(0);
         let header = format!("{TRACE_HEADER}:");
         assert_eq!(count(&got.data, &header), 1, "trace header exactly once");
@@ -121,7 +102,7 @@ async fn postfix_with_the_milter() {
         ),
     ];
     for (what, from, raw) in cases {
-        send(&pf, from, &raw).await;
+        swaks(&pf, from, &raw).await;
         let got = sink.wait_for(1, DELIVERY).await.remove(0);
         assert_eq!(got.mail_from, from, "{what}: envelope sender");
         assert_eq!(
@@ -139,7 +120,7 @@ async fn postfix_with_the_milter() {
     // Milter down: milter_default_action = accept lets mail through unstamped.
     milter.stop().await;
     let raw = text_message("ann@example.com", "pf-down", "Hi\r\n");
-    send(&pf, "ann@example.com", &raw).await;
+    swaks(&pf, "ann@example.com", &raw).await;
     let got = sink.wait_for(1, DELIVERY).await.remove(0);
     assert_eq!(count(&got.data, TRACE_HEADER), 0);
     assert_eq!(strip_received(&got.data), raw);

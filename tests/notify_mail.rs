@@ -8,7 +8,7 @@ use sigstamp::app::App;
 use sigstamp::notify::{Clock, ManualClock, Notifier};
 use sigstamp::pipeline::{Envelope, Verdict};
 use sigstamp::status::TokenState;
-use sigstamp_testkit::{free_addr, Received, Sink};
+use sigstamp_testkit::{free_addr, Received, RecordingSink};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ fn subject(m: &Received) -> String {
 
 #[tokio::test]
 async fn expired_once_then_reminder_after_interval_then_recovery() {
-    let sink = Sink::start().await;
+    let sink = RecordingSink::start().await;
     let app = app(&notify_config(sink.addr, ""));
     let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
@@ -120,7 +120,7 @@ async fn expired_once_then_reminder_after_interval_then_recovery() {
 
 #[tokio::test]
 async fn nothing_while_valid_or_failing() {
-    let sink = Sink::start().await;
+    let sink = RecordingSink::start().await;
     let app = app(&notify_config(sink.addr, ""));
     let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
@@ -168,7 +168,7 @@ async fn certificate_warnings_at_14_7_and_1_days_once_each() {
     let tmp = tempfile::tempdir().unwrap();
     let not_after = T0 + 30 * DAY;
     let (cert, key) = write_cert(tmp.path(), not_after);
-    let sink = Sink::start().await;
+    let sink = RecordingSink::start().await;
     let app = app(&notify_config(sink.addr, &graph_section(&cert, &key)));
     let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
@@ -209,7 +209,7 @@ async fn certificate_warnings_at_14_7_and_1_days_once_each() {
 async fn renewed_certificate_is_picked_up_without_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = write_cert(tmp.path(), T0 + 3 * DAY);
-    let sink = Sink::start().await;
+    let sink = RecordingSink::start().await;
     let app = app(&notify_config(sink.addr, &graph_section(&cert, &key)));
     let clock = Arc::new(ManualClock::new(T0));
     let mut n = notifier(&app, &clock);
@@ -242,7 +242,7 @@ async fn delivery_failures_are_retried_later_without_panic() {
         "no hammering right after a failure"
     );
 
-    let sink = Sink::start_on(addr).await;
+    let sink = RecordingSink::start_on(addr).await;
     clock.advance(Duration::from_secs(29));
     assert!(n.tick().await.backing_off);
     clock.advance(Duration::from_secs(1));
@@ -274,7 +274,7 @@ async fn delivery_failures_are_retried_later_without_panic() {
 /// `[smtp] next_hop` when `[notify] smtp` is absent, and are never stamped by the pipeline.
 #[tokio::test]
 async fn run_loop_uses_the_next_hop_and_stops_on_shutdown() {
-    let sink = Sink::start().await;
+    let sink = RecordingSink::start().await;
     let config = format!(
         "[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"{}\"\n\
          [notify]\nadmin = \"it@example.com\"\nfrom = \"ada@example.com\"\n",
@@ -345,7 +345,7 @@ async fn without_notify_section_the_task_idles_until_shutdown() {
 async fn a_restart_does_not_repeat_what_was_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state").join("notify.json");
-    let sink = Sink::start().await;
+    let sink = RecordingSink::start().await;
     let config = notify_config(
         sink.addr,
         &format!("state_file = \"{}\"\n", state.display()),
@@ -406,7 +406,7 @@ async fn a_restart_does_not_repeat_what_was_sent() {
 /// the interval, and once more when a write succeeds; across a restart it is not repeated.
 #[tokio::test]
 async fn unwritable_snapshot_is_announced_then_reminded_then_recovered() {
-    let sink = Sink::start().await;
+    let sink = RecordingSink::start().await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("notify-state.json");
     let app = app(&notify_config(

@@ -6,9 +6,11 @@
 //! Chromium may reach loopback only: its resolver maps every name to nothing, everything
 //! that is not loopback goes to a closed proxy port, and the page loads nothing external.
 
+mod cdp_support;
 mod fake_graph;
 mod serve_support;
 
+use cdp_support::{assert_loopback_only, chromium, isolated_args, NET_LOG};
 use fake_graph::{seed_abc, FakeGraph, CLIENT_ID, SECRET, TENANT};
 use serde_json::Value;
 use serve_support::Guard;
@@ -17,45 +19,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
 /// A bound on each Chromium run; a normal `--dump-dom` takes about a second.
 const CHROMIUM_LIMIT: Duration = Duration::from_secs(30);
-
-/// The browser (`SIGSTAMP_CHROMIUM` overrides the path), or `None` (with the reason
-/// printed) when the test must be skipped.
-fn chromium() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("SIGSTAMP_CHROMIUM")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| CHROMIUM.into());
-    let what = format!("Chromium ({})", path.display());
-    sigstamp_testkit::required(&what, path.exists().then_some(path))
-}
 
 /// The DOM of `url` after load, as headless Chromium serialises it.
 async fn dump_dom(chromium: &Path, url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let net_log = profile.path().join("net-log.json");
-    // A port nothing listens on: the proxy for anything that is not loopback.
-    let dead_port = sigstamp_testkit::free_port();
     let child = tokio::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        ])
-        // Loopback bypasses a proxy implicitly; everything else meets a closed port.
-        .arg(format!("--proxy-server=http://127.0.0.1:{dead_port}"))
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--log-net-log={}", net_log.display()))
+        .args(isolated_args(profile.path()))
         .arg("--dump-dom")
         .arg(url)
         .env("HOME", profile.path())
@@ -85,40 +56,8 @@ async fn dump_dom(chromium: &Path, url: &str) -> String {
         out.status,
         stderr.join("\n")
     );
-    assert_loopback_only(&net_log);
+    assert_loopback_only(&profile.path().join(NET_LOG));
     dom
-}
-
-/// Every TCP connection Chromium attempted (its net log records each) went to loopback.
-/// It does try Google hosts in the background; the resolver rules and the dead proxy stop
-/// those before any packet leaves.
-fn assert_loopback_only(net_log: &Path) {
-    let log: Value = serde_json::from_slice(&std::fs::read(net_log).unwrap())
-        .expect("chromium wrote a complete net log");
-    let types = &log["constants"]["logEventTypes"];
-    let wanted: Vec<&Value> = ["TCP_CONNECT_ATTEMPT", "TCP_CONNECT"]
-        .iter()
-        .map(|t| &types[t])
-        .collect();
-    let mut seen = 0;
-    for event in log["events"].as_array().unwrap() {
-        if !wanted.contains(&&event["type"]) {
-            continue;
-        }
-        let p = &event["params"];
-        let addrs = p["address_list"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain([&p["address"], &p["remote_address"]])
-            .filter_map(Value::as_str);
-        for a in addrs {
-            let ip = a.parse::<std::net::SocketAddr>().unwrap().ip();
-            assert!(ip.is_loopback(), "chromium connected to {a}");
-            seen += 1;
-        }
-    }
-    assert!(seen > 0, "the net log records the page's own connections");
 }
 
 /// Start `sigstamp serve` with `config`; returns the admin base URL from its log.

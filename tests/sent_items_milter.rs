@@ -7,10 +7,10 @@ mod milter_support;
 mod sent_items_support;
 
 use fake_graph::{FakeGraph, MailAttachment, MailMessage};
-use milter_support::{app_with_sent_items, config, start_app};
+use milter_support::{app_with_sent_items, config, postfix_to_sink, start_app, swaks};
 use sent_items_support::*;
 use sigstamp::sent_items::SentItems;
-use sigstamp_testkit::{require_tool, Postfix, Sink};
+use sigstamp_testkit::require_tool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,20 +50,8 @@ async fn postfix_and_the_milter_replace_the_sent_copy_once() {
             h
         })
     };
-    let sink = Sink::start().await;
     let milter = start_app(app, config()).await;
-    let milter_addr = format!("inet:{}", milter.addr);
-    let relay = sink.addr;
-    let pf = Arc::new(
-        tokio::task::spawn_blocking(move || {
-            Postfix::relaying_to(relay)
-                .milter(&milter_addr)
-                .start()
-                .unwrap()
-        })
-        .await
-        .unwrap(),
-    );
+    let (pf, sink) = postfix_to_sink(&milter).await;
     let w = worker.lock().unwrap().take().unwrap();
 
     let mut orig = MailMessage::sent(
@@ -92,11 +80,7 @@ async fn postfix_and_the_milter_replace_the_sent_copy_once() {
         ("ann@example.com", "<pf-si1@example.com>"),
         ("bob@example.com", "<pf-si2@example.com>"),
     ] {
-        let (pf, raw) = (pf.clone(), message(from, id));
-        let from = from.to_string();
-        tokio::task::spawn_blocking(move || pf.swaks(&from, "rcpt@example.net", &raw))
-            .await
-            .unwrap();
+        swaks(&pf, from, &message(from, id)).await;
     }
     let delivered = sink.wait_for(2, Duration::from_secs(20)).await;
     assert_eq!(delivered.len(), 2, "{}", pf.log());

@@ -101,12 +101,7 @@ async fn serve_replaces_the_sent_copy_and_reports_it() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].replaces(), Some(orig.as_str()));
     assert!(sent[0].body.contains("Engineer"), "{}", sent[0].body);
-    let metrics = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = serve_support::get_text(&format!("http://{admin}/metrics")).await;
     assert!(
         metrics.contains("sigstamp_sent_items_total{kind=\"replaced\"} 1"),
         "{metrics}"

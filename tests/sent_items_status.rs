@@ -2,14 +2,16 @@
 //! same counters in `/metrics`, and the status page's "Sent Items update" section.
 
 mod admin_support;
+mod serve_support;
 
 use admin_support::start_admin;
+use serve_support::get_text;
 use sigstamp::app::App;
 use sigstamp::directory::Directory;
 use sigstamp::metrics::Metrics;
 use sigstamp::pipeline::Stamper;
 use sigstamp::render::Templates;
-use sigstamp::sent_items::{Outcome, SentItems, SentItemsConfig};
+use sigstamp::sent_items::{JobOutcome, SentItems, SentItemsConfig};
 use sigstamp::status::Status;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -29,20 +31,16 @@ fn app(sent_items: impl FnOnce(Arc<Metrics>) -> SentItems) -> Arc<App> {
     })
 }
 
-async fn get(url: &str) -> String {
-    reqwest::get(url).await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test]
 async fn disabled_shows_enabled_false_and_zeros() {
     let app = app(|_| SentItems::disabled());
     let (base, _task) = start_admin(app.clone()).await;
-    let v: serde_json::Value = serde_json::from_str(&get(&format!("{base}/status")).await).unwrap();
+    let v = serve_support::get_json(&format!("{base}/status")).await;
     assert_eq!(
         v["sent_items"],
         serde_json::json!({"enabled": false, "pending": 0, "replaced": 0, "not_found": 0, "failed": 0, "last_error": null})
     );
-    let page = get(&format!("{base}/")).await;
+    let page = get_text(&format!("{base}/")).await;
     assert!(page.contains("id=\"sent-items-enabled\">Off"), "{page}");
     app.shutdown.cancel();
 }
@@ -61,21 +59,21 @@ async fn counters_show_in_status_metrics_and_page() {
             .0
     });
     let stats = app.sent_items.stats();
-    stats.record(Outcome::Replaced, None);
-    stats.record(Outcome::Replaced, None);
-    stats.record(Outcome::NotFound, None);
+    stats.record(JobOutcome::Replaced, None);
+    stats.record(JobOutcome::Replaced, None);
+    stats.record(JobOutcome::NotFound, None);
     stats.record(
-        Outcome::Failed,
+        JobOutcome::Failed,
         Some("403 for mailbox <u1>: the app lacks Mail.ReadWrite".into()),
     );
     let (base, _task) = start_admin(app.clone()).await;
-    let v: serde_json::Value = serde_json::from_str(&get(&format!("{base}/status")).await).unwrap();
+    let v = serve_support::get_json(&format!("{base}/status")).await;
     assert_eq!(
         v["sent_items"],
         serde_json::json!({"enabled": true, "pending": 0, "replaced": 2, "not_found": 1, "failed": 1,
             "last_error": "403 for mailbox <u1>: the app lacks Mail.ReadWrite"})
     );
-    let metrics = get(&format!("{base}/metrics")).await;
+    let metrics = get_text(&format!("{base}/metrics")).await;
     for line in [
         "sigstamp_sent_items_total{kind=\"replaced\"} 2",
         "sigstamp_sent_items_total{kind=\"not_found\"} 1",
@@ -84,7 +82,7 @@ async fn counters_show_in_status_metrics_and_page() {
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
-    let page = get(&format!("{base}/")).await;
+    let page = get_text(&format!("{base}/")).await;
     for want in [
         "id=\"sent-items-replaced\">2<",
         "id=\"sent-items-not-found\">1<",

@@ -8,7 +8,7 @@ mod smtp_support;
 
 use fake_graph::{seed_abc, FakeGraph, CLIENT_ID, SECRET, TENANT};
 use serde_json::Value;
-use serve_support::Guard;
+use serve_support::{get_text, Guard};
 use sigstamp::directory::graph::clock::Clock;
 use sigstamp::smtp::sink::{Delivered, Sink, SinkOptions};
 use smtp_support::RawClient;
@@ -60,10 +60,6 @@ async fn serve(config: String, dir: PathBuf) -> Serving {
     })
     .await
     .unwrap()
-}
-
-async fn get(url: &str) -> String {
-    reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
 /// Poll `/status` until `f` accepts it (15 s at most); returns it.
@@ -192,7 +188,7 @@ async fn an_unwritable_snapshot_shows_on_status_and_the_page() {
     let error = snap["error"].as_str().unwrap();
     assert!(error.contains("blocker/directory.json"), "{error}");
 
-    let page = get(&format!("{}/", s.admin)).await;
+    let page = get_text(&format!("{}/", s.admin)).await;
     let line = page
         .lines()
         .find(|l| l.contains("id=\"snapshot-error\""))
@@ -201,7 +197,7 @@ async fn an_unwritable_snapshot_shows_on_status_and_the_page() {
         line.contains("a restart now would start with no directory"),
         "{line}"
     );
-    let metrics = get(&format!("{}/metrics", s.admin)).await;
+    let metrics = get_text(&format!("{}/metrics", s.admin)).await;
     assert!(
         metrics.contains("sigstamp_snapshot_write_failing 1"),
         "{metrics}"

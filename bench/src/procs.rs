@@ -129,11 +129,16 @@ impl Sigstamp {
             admin,
             dir,
         };
-        // The admin listener comes up with the edges.
         let up = if unix {
             wait_listening_unix(&socket).await
         } else {
             wait_listening(addr, "sigstamp").await
+        };
+        // The admin listener too (the counters come from it): it may come up after the edge
+        // (tens of ms in a debug build), and a scrape before it is refused.
+        let up = match up {
+            Ok(()) => wait_listening(admin, "sigstamp admin").await,
+            e => e,
         };
         if let Err(e) = up {
             bail!("{e}\n{}", s.log());

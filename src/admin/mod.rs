@@ -1,16 +1,23 @@
 //! Admin HTTP (axum): `/healthz`, `/readyz`, `/metrics`, `/status` and the status page at `/`.
 //!
 //! Loopback by default: the page previews any user's signature, so it shows directory data.
+//! Off loopback it needs `[admin.auth]` (Entra ID sign-in) and TLS (`tls_cert`, `tls_key`);
+//! see [`auth`] for sign-in, roles, CSRF and the audit log, and [`templates`] for the
+//! templates editor.
 
+pub mod auth;
 mod html;
 mod page;
+pub mod templates;
+
+pub use auth::{AdminUser, Audit, Auth, EditorUser, Role, SignedIn};
 
 pub use crate::config::AdminConfig;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
 use crate::status::{SnapshotStatus, Status, TokenState, TokenStatus};
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -38,6 +45,38 @@ pub struct AdminState {
     pub sent_items: Arc<crate::sent_items::Stats>,
     /// The directory source is `[ldap]` (the page names the LDAP bind).
     pub ldap: bool,
+    /// The templates editor's folder and versions (it saves into `stamper`).
+    pub templates: Arc<templates::TemplateStore>,
+}
+
+/// The admin router's state: the handles the pages use and the sign-in.
+#[derive(Clone)]
+pub struct AdminCtx {
+    pub state: Arc<AdminState>,
+    pub auth: Arc<Auth>,
+}
+
+impl FromRef<AdminCtx> for Arc<AdminState> {
+    fn from_ref(c: &AdminCtx) -> Self {
+        c.state.clone()
+    }
+}
+
+impl FromRef<AdminCtx> for Arc<Auth> {
+    fn from_ref(c: &AdminCtx) -> Self {
+        c.auth.clone()
+    }
+}
+
+/// What `[admin]` asks for beyond the listener: the sign-in (with the audit log) and TLS.
+pub fn setup(cfg: &AdminConfig) -> anyhow::Result<(Arc<Auth>, Option<Arc<rustls::ServerConfig>>)> {
+    let auth = Auth::new(cfg.auth.as_ref(), cfg.local_admin, cfg.audit_log.clone())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(auth::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    Ok((Arc::new(auth), tls))
 }
 
 /// Bind the configured listener and serve until `shutdown` fires.
@@ -46,41 +85,69 @@ pub async fn run(
     state: Arc<AdminState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Also checked when the config is loaded; repeated so no caller can skip it.
+    cfg.validate()?;
     let addr = cfg.listen_addr()?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(
-            %addr,
-            "admin HTTP listens on a non-loopback address: /status, /metrics and the signature \
-             preview are reachable from the network without authentication"
-        );
-    }
+    let (auth, tls) = setup(&cfg)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("admin.listen {addr}: {e}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "admin HTTP listening");
-    serve(state, listener, shutdown).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tls = tls.is_some(),
+        sign_in = cfg.auth.is_some(),
+        "admin HTTP listening"
+    );
+    serve(AdminCtx { state, auth }, listener, tls, shutdown).await?;
     Ok(())
 }
 
-/// Serve on an already bound listener (tests bind 127.0.0.1:0) until `shutdown` fires.
+/// Serve on an already bound listener (tests bind 127.0.0.1:0), over TLS when `tls` is
+/// given, until `shutdown` fires.
 pub async fn serve(
-    state: Arc<AdminState>,
+    ctx: AdminCtx,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let router = router(ctx);
+    match tls {
+        Some(tls) => {
+            axum::serve(auth::tls::TlsListener::new(listener, tls)?, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
 
-pub fn router(state: Arc<AdminState>) -> Router {
+/// Every admin route, behind the CSRF guard (every non-GET request) and the security headers.
+/// The admin web's handlers are added here.
+pub fn router(ctx: AdminCtx) -> Router {
     Router::new()
-        .route("/", get(page::index))
+        .route(
+            "/",
+            get(page::index).route_layer(axum::middleware::from_fn_with_state(
+                ctx.auth.clone(),
+                auth::directory_pages,
+            )),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(state)
+        .merge(auth::routes())
+        .merge(templates::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.auth.clone(),
+            auth::csrf::guard,
+        ))
+        .layer(axum::middleware::from_fn(auth::security_headers))
+        .with_state(ctx)
 }
 
 async fn healthz() -> &'static str {

@@ -29,7 +29,7 @@ const REFRESH_SECS: u32 = 30;
 pub struct PageQuery {
     /// An address (exact preview) or part of a name or address (search).
     #[serde(default)]
-    q: String,
+    pub(super) q: String,
     /// `internal` or `external` (the default): which recipients the preview is for.
     #[serde(default)]
     audience: String,
@@ -46,6 +46,12 @@ struct View {
 }
 
 impl PageQuery {
+    /// The preview's recipients and kind of message (the templates editor's too).
+    pub(super) fn audience_and_kind(&self) -> (Audience, MessageKind) {
+        let v = self.view();
+        (v.audience, v.kind)
+    }
+
     fn view(&self) -> View {
         View {
             audience: match self.audience.as_str() {
@@ -63,9 +69,8 @@ impl PageQuery {
 /// The kinds of message the preview offers.
 const PREVIEW_KINDS: [MessageKind; 2] = [MessageKind::New, MessageKind::Reply];
 
-// Inline styles only; images in previewed signatures may be data: URIs or https links.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; \
-                   form-action 'self'; base-uri 'none'";
+// The admin pages' strict policy: inline styles, images only as data: URIs.
+use super::auth::CSP;
 
 pub async fn index(
     State(state): State<Arc<AdminState>>,
@@ -646,7 +651,7 @@ fn images_list(h: &mut String, images: &[InlineImage]) {
 
 /// The HTML signature as a document of its own for the preview frame: the fragment as the
 /// stamper inserts it, in a plain body like a mail client's.
-fn frame_document(fragment: &str) -> String {
+pub(super) fn frame_document(fragment: &str) -> String {
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"></head>\n\
          <body style=\"margin:12px;font-family:Arial,Helvetica,sans-serif\">\n{fragment}\n</body></html>\n"

@@ -18,11 +18,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE", global = true)]
     pub overrides: Option<PathBuf>,
     #[command(subcommand)]
-    pub action: Action,
+    pub action: AttributesCommand,
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum Action {
+pub enum AttributesCommand {
     /// Set an attribute of one user (overrides the directory's value, or adds a custom one)
     Set {
         #[arg(value_name = "ADDR")]
@@ -55,12 +55,12 @@ pub fn run(args: Args) -> CliResult {
     let path = overrides_path(args.config.as_deref(), args.overrides.as_deref())?;
     // Edits hold the lock from read to save, so concurrent edits are all kept.
     let _lock = match args.action {
-        Action::List { .. } => None,
+        AttributesCommand::List { .. } => None,
         _ => Some(overrides::lock_for_edit(&path)?),
     };
     let mut ov = overrides::load(&path)?;
     match args.action {
-        Action::Set {
+        AttributesCommand::Set {
             address,
             attribute,
             value,
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> CliResult {
             overrides::save(&path, &ov)?;
             eprintln!("sigstamp: {address} {attribute} set in {}", path.display());
         }
-        Action::Unset { address, attribute } => {
+        AttributesCommand::Unset { address, attribute } => {
             let had = ov.unset(&address, &attribute)?;
             if had {
                 overrides::save(&path, &ov)?;
@@ -81,8 +81,8 @@ pub fn run(args: Args) -> CliResult {
                 eprintln!("sigstamp: {address} has no override of {attribute}; nothing to do");
             }
         }
-        Action::List { address } => list(&ov, address.as_deref()),
-        Action::Import { file } => {
+        AttributesCommand::List { address } => list(&ov, address.as_deref()),
+        AttributesCommand::Import { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let rows =

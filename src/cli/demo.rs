@@ -7,7 +7,7 @@ use crate::directory::{self, Directory, Source, User};
 use crate::metrics::Metrics;
 use crate::pipeline::{Envelope, Stamper, Verdict};
 use crate::render::Templates;
-use crate::smtp::outbound::NextHop;
+use crate::smtp::outbound::{Delivery, DeliveryError, NextHop};
 use crate::smtp::sink::{Sink, SinkOptions};
 use crate::smtp::{NextHopTls, Relay, SmtpConfig};
 use std::path::{Path, PathBuf};
@@ -154,20 +154,25 @@ async fn demo(args: Args) -> anyhow::Result<()> {
     let mut client_cfg = SmtpConfig::new("127.0.0.1:0", relay_addr.to_string());
     client_cfg.next_hop_tls = NextHopTls::None;
     client_cfg.hostname = "demo-client.localhost".into();
-    let mut session = NextHop::from_config(&client_cfg)?.connect().await?;
+    let mut session = NextHop::from_config(&client_cfg)?.open().await?;
     let steps = [
         session
-            .mail_from(&format!("MAIL FROM:<{sender}>\r\n"))
-            .await?,
+            .mail(&format!("MAIL FROM:<{sender}>\r\n"))
+            .await
+            .or_else(DeliveryError::into_answer)?,
         session
             .add_rcpt(&format!("RCPT TO:<{recipient}>\r\n"))
-            .await?,
+            .await
+            .or_else(DeliveryError::into_answer)?,
     ];
     if let Some(bad) = steps.iter().find(|r| !r.is_positive()) {
         anyhow::bail!("the relay refused the envelope: {bad}");
     }
-    let answer = session.send(&message).await?;
-    session.quit().await;
+    let answer = session
+        .body(&message)
+        .await
+        .or_else(DeliveryError::into_answer)?;
+    Box::new(session).quit().await;
     if !answer.is_positive() {
         anyhow::bail!("the relay refused the message: {answer}");
     }

@@ -7,6 +7,7 @@
 //! `app::check` (which `Config::load` callers use).
 
 pub mod admin;
+pub mod admin_auth;
 pub mod directory;
 pub mod duration;
 pub mod graph;
@@ -20,7 +21,7 @@ pub mod smtp;
 pub mod stamp;
 pub mod templates;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, AuthConfig};
 pub use directory::DirectoryConfig;
 pub use graph::{AssertionAlgorithm, GraphConfig, MIN_PHOTO_REFRESH};
 pub use ldap::{Flavor as LdapFlavor, LdapConfig};

@@ -56,11 +56,12 @@ pub enum RenderError {
         source: std::io::Error,
     },
     /// A template that does not parse (or fails on a trial render), with its file and line:
-    /// `templates/x.html.hbs:12: …`.
+    /// `templates/x.html.hbs:12: …` (`column`: 0 when unknown; the admin editor shows it).
     #[error("{file}:{line}: {message}")]
     Syntax {
         file: String,
         line: usize,
+        column: usize,
         message: String,
     },
     /// One half of a pair is missing.
@@ -110,6 +111,17 @@ impl Templates {
 
     /// [`Templates::load`] with image settings.
     pub fn load_with(dir: &Path, opts: &ImageOptions) -> Result<Self, RenderError> {
+        Self::load_overlaid(dir, opts, &BTreeMap::new())
+    }
+
+    /// [`Templates::load_with`], with the sources of the templates in `drafts` (name →
+    /// (HTML, text)) taken from there instead of their files: the admin editor checks and
+    /// previews a draft exactly as the folder would load once it is saved.
+    pub fn load_overlaid(
+        dir: &Path,
+        opts: &ImageOptions,
+        drafts: &BTreeMap<String, (String, String)>,
+    ) -> Result<Self, RenderError> {
         let io = |source| RenderError::Io {
             path: dir.display().to_string(),
             source,
@@ -155,11 +167,14 @@ impl Templates {
         };
         let mut pairs = Vec::with_capacity(html.len());
         for name in html {
-            pairs.push(Pair {
-                html: read(shown(&name, HTML_EXT))?,
-                text: read(shown(&name, TEXT_EXT))?,
-                name,
-            });
+            let (html, text) = match drafts.get(&name) {
+                Some((h, t)) => (
+                    (shown(&name, HTML_EXT), h.clone()),
+                    (shown(&name, TEXT_EXT), t.clone()),
+                ),
+                None => (read(shown(&name, HTML_EXT))?, read(shown(&name, TEXT_EXT))?),
+            };
+            pairs.push(Pair { html, text, name });
         }
         let images_dir = opts.dir.clone().unwrap_or_else(|| default_images_dir(dir));
         Self::build(pairs, opts, &images_dir)
@@ -259,6 +274,7 @@ impl Templates {
                     reg.render(name, &data).map_err(|e| RenderError::Syntax {
                         file: file.clone(),
                         line: e.line_no.unwrap_or(0),
+                        column: e.column_no.unwrap_or(0),
                         message: e.reason().to_string(),
                     })?;
                 }
@@ -401,6 +417,7 @@ fn load_images(
             let at = |line: usize, message: String| RenderError::Syntax {
                 file: file.clone(),
                 line,
+                column: 0,
                 message,
             };
             let mut scan = images::Scan::default();
@@ -474,6 +491,7 @@ fn register(
         .map_err(|e| RenderError::Syntax {
             file: file.clone(),
             line: e.pos().map_or(0, |(line, _)| line),
+            column: e.pos().map_or(0, |(_, column)| column),
             message: e.reason().to_string(),
         })
 }

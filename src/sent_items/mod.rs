@@ -28,7 +28,7 @@ pub use crate::config::SentItemsConfig;
 
 /// How a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum JobOutcome {
     Replaced,
     NotFound,
     Failed,
@@ -36,13 +36,13 @@ pub enum Outcome {
     Dropped,
 }
 
-impl Outcome {
+impl JobOutcome {
     pub fn label(self) -> &'static str {
         match self {
-            Outcome::Replaced => "replaced",
-            Outcome::NotFound => "not_found",
-            Outcome::Failed => "failed",
-            Outcome::Dropped => "dropped",
+            JobOutcome::Replaced => "replaced",
+            JobOutcome::NotFound => "not_found",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Dropped => "dropped",
         }
     }
 }
@@ -122,12 +122,12 @@ impl Stats {
     }
 
     /// Count a finished (or dropped) job; `error` becomes `last_error`.
-    pub fn record(&self, outcome: Outcome, error: Option<String>) {
+    pub fn record(&self, outcome: JobOutcome, error: Option<String>) {
         let counter = match outcome {
-            Outcome::Replaced => &self.replaced,
-            Outcome::NotFound => &self.not_found,
-            Outcome::Failed => &self.failed,
-            Outcome::Dropped => &self.dropped,
+            JobOutcome::Replaced => &self.replaced,
+            JobOutcome::NotFound => &self.not_found,
+            JobOutcome::Failed => &self.failed,
+            JobOutcome::Dropped => &self.dropped,
         };
         // The error first: whoever sees the count sees its error.
         if let Some(e) = error {
@@ -196,7 +196,7 @@ impl SentItems {
                     tracing::warn!(%id, error = %e, "sent items: unreadable job file set aside (.bad)");
                     spool.quarantine(&id);
                     stats.record(
-                        Outcome::Failed,
+                        JobOutcome::Failed,
                         Some(format!("unreadable job file {id}: {e}")),
                     );
                 }
@@ -242,7 +242,7 @@ impl SentItems {
         if !self.stats.reserve() {
             tracing::warn!(%sender, "sent items: {MAX_PENDING} jobs pending; this one is dropped");
             self.stats.record(
-                Outcome::Dropped,
+                JobOutcome::Dropped,
                 Some(format!(
                     "queue full ({MAX_PENDING} pending): a job was dropped"
                 )),
@@ -281,12 +281,12 @@ impl SentItems {
                 Ok(Err(e)) => {
                     stats.release();
                     tracing::warn!(error = %e, "sent items: cannot queue the job");
-                    stats.record(Outcome::Failed, Some(format!("cannot queue a job: {e}")));
+                    stats.record(JobOutcome::Failed, Some(format!("cannot queue a job: {e}")));
                 }
                 Err(e) => {
                     stats.release();
                     tracing::warn!(error = %e, "sent items: queueing task failed");
-                    stats.record(Outcome::Failed, Some(format!("cannot queue a job: {e}")));
+                    stats.record(JobOutcome::Failed, Some(format!("cannot queue a job: {e}")));
                 }
             }
         });

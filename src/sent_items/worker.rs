@@ -11,7 +11,7 @@
 
 use super::job::Job;
 use super::mailbox::{Attachment, Found, Mailbox, UPLOAD_CHUNK};
-use super::{Outcome, SentItems, SentItemsConfig};
+use super::{JobOutcome, SentItems, SentItemsConfig};
 use crate::directory::graph::client::{exponential, jittered, Gate, GraphClient};
 use crate::directory::graph::clock::Clock;
 use crate::directory::graph::error::GraphError;
@@ -220,13 +220,13 @@ fn finish(
     let (outcome, error) = match result {
         Ok(Step::Replaced) => {
             tracing::info!(job = %q.id, mailbox = %q.mailbox, "sent items: sent copy replaced");
-            (Outcome::Replaced, None)
+            (JobOutcome::Replaced, None)
         }
         Ok(Step::NotVisible) if !expired => return Some(now + backoff(&ctx.cfg, attempt)),
         Ok(Step::NotVisible) => {
             tracing::info!(job = %q.id, mailbox = %q.mailbox, after = ?ctx.cfg.give_up_after,
                 "sent items: the sent copy never appeared in Sent Items; giving up");
-            (Outcome::NotFound, None)
+            (JobOutcome::NotFound, None)
         }
         Err(e) if !e.permanent && !expired => {
             tracing::debug!(job = %q.id, error = %e.message, "sent items: will retry");
@@ -236,7 +236,7 @@ fn finish(
         Err(e) => {
             tracing::warn!(job = %q.id, mailbox = %q.mailbox, error = %e.message,
                 "sent items: job failed; the original stays in Sent Items");
-            (Outcome::Failed, Some(e.message))
+            (JobOutcome::Failed, Some(e.message))
         }
     };
     if let Some(spool) = ctx.handle.spool() {

@@ -91,7 +91,7 @@ impl Relay {
                 .transpose()?,
         });
         let tls = tls::server_config(&cfg)?;
-        let next_hop = outbound::NextHop::from_config(&cfg)?;
+        let next_hop = Arc::new(outbound::NextHop::from_config(&cfg)?);
         let listener = TcpListener::bind(&cfg.listen)
             .await
             .map_err(|e| anyhow::anyhow!("smtp.listen {}: {e}", cfg.listen))?;

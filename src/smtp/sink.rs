@@ -93,7 +93,7 @@ impl Sink {
 }
 
 /// `<addr> params` → (addr, params).
-fn path_and_params(arg: &str) -> Option<(String, String)> {
+pub(crate) fn path_and_params(arg: &str) -> Option<(String, String)> {
     let start = arg.find('<')?;
     let end = start + arg[start..].find('>')?;
     Some((

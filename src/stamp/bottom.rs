@@ -3,9 +3,12 @@
 //! main part was just stamped into, so both are one stamping: one trace header, and the result
 //! is never stamped again.
 
+use super::edits::Edits;
 use super::mime::Tree;
-use super::{bom_len, message_eol, select, stamp, stamp_part, Edits, Kind};
-use super::{Options, Signature, Skip, Stamped};
+use super::part::stamp_part;
+use super::raw::{bom_len, message_eol};
+use super::select::{select, Kind};
+use super::{stamp, Options, Signature, Skip, Stamped};
 
 /// Where a signature goes in a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +76,8 @@ fn append(raw: &[u8], bottom: &Signature, kinds: [(Kind, bool); 2]) -> Option<Ve
             continue;
         };
         let part = &tree.parts[idx];
-        if stamp_part(raw, part, kind, bottom, eol, Place::End, &mut edits).is_ok() {
+        if let Ok(part_edits) = stamp_part(raw, part, kind, bottom, eol, Place::End) {
+            edits.add_part(part_edits);
             done += 1;
         }
     }

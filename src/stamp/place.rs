@@ -383,8 +383,8 @@ pub fn text_position(text: &[u8]) -> Option<usize> {
     // Lazy: a reply's quote is usually near the top, so most of a long body is never split.
     let mut prev_nonblank: Option<(usize, &[u8])> = None;
     for (start, line) in lines(text) {
-        let t = trim(line);
-        let rest = || lines(&text[start + line.len()..]).map(|(_, l)| trim(l));
+        let t = line.trim_ascii();
+        let rest = || lines(&text[start + line.len()..]).map(|(_, l)| l.trim_ascii());
         if t.starts_with(b">") {
             // The author answers below or between the quoted lines (bottom-posting, inline
             // replies): the signature goes after the author's last words, at the end.
@@ -399,7 +399,7 @@ pub fn text_position(text: &[u8]) -> Option<usize> {
         }
         if is_attribution(t, rest().next()) {
             let after = &text[start + line.len()..];
-            let quote = lines(after).find(|(_, l)| trim(l).starts_with(b">"));
+            let quote = lines(after).find(|(_, l)| l.trim_ascii().starts_with(b">"));
             if quote.is_some_and(|(q, _)| interleaved(&after[q..])) {
                 return None;
             }
@@ -429,7 +429,7 @@ fn interleaved(rest: &[u8]) -> bool {
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .take_while(|l| *l != b"-- ")
         .any(|l| {
-            let t = trim(l);
+            let t = l.trim_ascii();
             !t.is_empty() && !t.starts_with(b">")
         })
 }
@@ -445,18 +445,6 @@ fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
         pos = end;
         Some(item)
     })
-}
-
-fn trim(line: &[u8]) -> &[u8] {
-    let s = line
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(line.len());
-    let e = line
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(s, |p| p + 1);
-    &line[s..e]
 }
 
 fn starts_ci(s: &[u8], p: &[u8]) -> bool {
@@ -529,7 +517,7 @@ fn is_forward_line(line: &[u8]) -> bool {
 
 /// `--…-- name --…--` with one of `names`.
 fn separator_named(line: &[u8], names: &[&[u8]]) -> bool {
-    let core = trim(trim_dashes(line));
+    let core = trim_dashes(line).trim_ascii();
     line.starts_with(b"--") && names.iter().any(|n| core.eq_ignore_ascii_case(n))
 }
 
@@ -543,7 +531,7 @@ fn trim_dashes(line: &[u8]) -> &[u8] {
 pub fn text_is_forward(text: &[u8]) -> bool {
     text_position(text).is_some_and(|at| {
         lines(&text[at..])
-            .map(|(_, l)| trim(l))
+            .map(|(_, l)| l.trim_ascii())
             .find(|l| !l.is_empty())
             .is_some_and(is_forward_line)
     })
@@ -563,7 +551,7 @@ pub fn html_is_forward(html: &[u8]) -> bool {
     }
     let text = visible_lines(head);
     let first = lines(&text)
-        .map(|(_, l)| trim(l))
+        .map(|(_, l)| l.trim_ascii())
         .find(|l| !l.is_empty())
         .is_some_and(is_forward_line);
     first
@@ -610,7 +598,7 @@ pub fn quoted_text(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         return std::borrow::Cow::Borrowed(&text[at..]);
     }
     let mut out = Vec::new();
-    for (_, l) in lines(text).filter(|(_, l)| trim(l).starts_with(b">")) {
+    for (_, l) in lines(text).filter(|(_, l)| l.trim_ascii().starts_with(b">")) {
         out.extend_from_slice(l);
     }
     std::borrow::Cow::Owned(out)

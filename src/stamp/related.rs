@@ -12,8 +12,10 @@
 //! Everything else keeps the core's guarantees: the new bytes are insertions around the
 //! stamped part (or, for the whole-message shape, a move of its Content-* fields).
 
+use super::edits::Edits;
 use super::mime::{self, Tree};
-use super::{transfer, Edits};
+use super::select::{content_id, related_root};
+use super::transfer;
 use memchr::memmem;
 use std::fmt;
 use std::ops::Deref;
@@ -183,7 +185,7 @@ fn enclosing_related(raw: &[u8], tree: &Tree, parents: &[usize], html: usize) ->
     }
     (parent != usize::MAX
         && is(tree, parent, "multipart", "related")
-        && super::related_root(raw, tree, parent) == Some(child))
+        && related_root(raw, tree, parent) == Some(child))
     .then_some(parent)
 }
 
@@ -205,7 +207,7 @@ fn add_to_related(
     let present: Vec<&[u8]> = part
         .children
         .iter()
-        .filter_map(|&c| super::content_id(raw, tree, c))
+        .filter_map(|&c| content_id(raw, tree, c))
         .collect();
     let mut bytes = Vec::new();
     let mut added = 0;
@@ -239,13 +241,7 @@ fn wrap_part(
     let span = part.start..part.body.end;
     // The new content: the part's bytes and whatever stamping inserts into them.
     let mut content: Vec<&[u8]> = vec![&raw[span.clone()]];
-    content.extend(
-        edits
-            .0
-            .iter()
-            .filter(|(r, _)| span.start <= r.start && r.end <= span.end)
-            .map(|(_, b)| b.as_slice()),
-    );
+    content.extend(edits.bytes_within(span));
     let mut outer = Vec::new();
     let mut a = parents[html];
     while a != usize::MAX {

@@ -19,9 +19,9 @@ pub struct Received {
 }
 
 /// A running sink on loopback; stops when dropped. Every message is accepted unless
-/// [`Sink::fail`] is set, and kept before the sink answers 250, so it is there as soon as
+/// [`RecordingSink::fail`] is set, and kept before the sink answers 250, so it is there as soon as
 /// the sender has its reply.
-pub struct Sink {
+pub struct RecordingSink {
     pub addr: SocketAddr,
     /// While true, the end of each message is answered `451 4.3.0` and nothing is kept.
     pub fail: Arc<AtomicBool>,
@@ -29,14 +29,14 @@ pub struct Sink {
     _sink: sigstamp::smtp::sink::Sink,
 }
 
-impl Sink {
+impl RecordingSink {
     /// A sink on 127.0.0.1, any port.
-    pub async fn start() -> Sink {
-        Sink::start_on("127.0.0.1:0".parse().unwrap()).await
+    pub async fn start() -> RecordingSink {
+        RecordingSink::start_on("127.0.0.1:0".parse().unwrap()).await
     }
 
     /// A sink on `addr` (e.g. one a test gave out before anything listened there).
-    pub async fn start_on(addr: SocketAddr) -> Sink {
+    pub async fn start_on(addr: SocketAddr) -> RecordingSink {
         let messages: Arc<Mutex<Vec<Received>>> = Arc::default();
         let fail: Arc<AtomicBool> = Arc::default();
         let (keep, failing) = (messages.clone(), fail.clone());
@@ -59,7 +59,7 @@ impl Sink {
         let (sink, _channel) = sigstamp::smtp::sink::Sink::start(&addr.to_string(), opts)
             .await
             .unwrap_or_else(|e| panic!("sink on {addr}: {e}"));
-        Sink {
+        RecordingSink {
             addr: sink.addr(),
             fail,
             messages,

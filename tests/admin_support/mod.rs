@@ -1,6 +1,6 @@
 //! Shared by `tests/admin_*.rs` and `tests/notify_*.rs`: an `App` built from TOML text with a
 //! two-user file directory, and the admin server on 127.0.0.1:0. (The SMTP sink is the test
-//! kit's, `sigstamp_testkit::Sink`.)
+//! kit's, `sigstamp_testkit::RecordingSink`.)
 #![allow(dead_code)]
 
 use sigstamp::app::App;
@@ -64,12 +64,28 @@ pub fn set_token(app: &App, state: TokenState, code: Option<&str>, since: Offset
 pub async fn start_admin(app: Arc<App>) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(sigstamp::admin::serve(
-        app.admin_state(),
-        listener,
-        app.shutdown.clone(),
-    ));
+    let (auth, _tls) = sigstamp::admin::setup(&app.config.admin).expect("admin setup");
+    let task = serve_admin(&app, auth, listener, None);
     (base, task)
+}
+
+/// The admin server on `listener` (over TLS with `tls`), with this sign-in.
+pub fn serve_admin(
+    app: &App,
+    auth: Arc<sigstamp::admin::Auth>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let ctx = sigstamp::admin::AdminCtx {
+        state: app.admin_state(),
+        auth,
+    };
+    tokio::spawn(sigstamp::admin::serve(
+        ctx,
+        listener,
+        tls,
+        app.shutdown.clone(),
+    ))
 }
 
 /// Poll `f` every 10 ms until it is true or `limit` passes.

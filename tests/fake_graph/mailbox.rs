@@ -6,7 +6,7 @@
 //! limits with 429 + `Retry-After`; 403 `ErrorAccessDenied` outside the configured scope; a
 //! delay before a sent copy becomes visible; a fault hook failing the next deletes.
 
-use super::{json_response, pairs, uuid, Fault, Inner, Kind, Recorded};
+use super::{bearer, header_str, json_response, pairs, uuid, Fault, Inner, Kind, Recorded};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -333,28 +333,21 @@ pub async fn handle(inner: Arc<Inner>, req: Request) -> Response {
     } else {
         api(&inner, &method, &path, &raw_query, &headers, &body, now).await
     };
-    inner.script.lock().unwrap().requests.push(Recorded {
-        at: now,
-        kind: Kind::Graph,
-        method: method.to_string(),
-        path_and_query: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        status: resp.status().as_u16(),
-        form: Vec::new(),
+    inner.script.lock().unwrap().requests.push(Recorded::new(
+        now,
+        Kind::Graph,
+        &method,
+        &uri,
+        &resp,
+        Vec::new(),
         headers,
-    });
+    ));
     resp
 }
 
 /// Bearer check against the token endpoint's issued tokens (§6.6).
 fn authorized(inner: &Inner, headers: &HeaderMap, now: OffsetDateTime) -> bool {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let token = bearer(headers);
     let s = inner.script.lock().unwrap();
     s.access.get(token).is_some_and(|t| now < t.expires_at)
 }
@@ -532,10 +525,7 @@ fn operation(
             Ok(json_response(200, json!({ "value": value })))
         }
         (Method::POST, ["mailFolders", "sentitems", "messages"]) => {
-            let ct = headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let ct = header_str(headers, "content-type").unwrap_or("");
             let mut msg = if ct.starts_with("text/plain") {
                 mime_create(body)?
             } else {
@@ -879,9 +869,7 @@ fn upload(inner: &Inner, token: &str, headers: &HeaderMap, body: &[u8]) -> Respo
                 "Upload URLs take no Authorization header.",
             ));
         }
-        let range = headers
-            .get("content-range")
-            .and_then(|v| v.to_str().ok())
+        let range = header_str(headers, "content-range")
             .and_then(parse_range)
             .ok_or_else(|| merr(400, "InvalidContentRange", "bad Content-Range"))?;
         let s = m.sessions.get_mut(token).ok_or_else(not_found)?;

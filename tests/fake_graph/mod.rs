@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the fake
 
 mod mailbox;
+pub mod oidc;
 #[allow(unused_imports)]
 pub use mailbox::{MailAttachment, MailMessage, MailState};
 
@@ -83,6 +84,8 @@ impl Fault {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// OpenID Connect sign-in (§9): discovery, authorize, code grant, JWKS.
+    Oidc,
     Token,
     DeviceCode,
     Graph,
@@ -102,6 +105,30 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// A request and the status it got.
+    pub fn new(
+        at: OffsetDateTime,
+        kind: Kind,
+        method: &Method,
+        uri: &axum::http::Uri,
+        resp: &Response,
+        form: Vec<(String, String)>,
+        headers: HeaderMap,
+    ) -> Recorded {
+        Recorded {
+            at,
+            kind,
+            method: method.to_string(),
+            path_and_query: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            status: resp.status().as_u16(),
+            form,
+            headers,
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form
             .iter()
@@ -207,6 +234,8 @@ struct Inner {
     clock: Arc<ManualClock>,
     key: u64,
     script: Mutex<Script>,
+    /// The OpenID Connect sign-in (§9).
+    oidc: Mutex<oidc::OidcScript>,
     /// Mailboxes (Sent Items update, §8.5).
     mail: Mutex<MailState>,
 }
@@ -239,6 +268,7 @@ impl FakeGraph {
             base: base.clone(),
             clock: clock.clone(),
             key: rand::random(),
+            oidc: Mutex::new(oidc::OidcScript::default()),
             script: Mutex::new(Script {
                 secrets_expire_at: None,
                 secrets: vec![Secret {
@@ -292,6 +322,11 @@ impl FakeGraph {
             inner,
             task,
         }
+    }
+
+    /// Change the OpenID Connect sign-in's script under its lock.
+    pub fn oidc<R>(&self, f: impl FnOnce(&mut oidc::OidcScript) -> R) -> R {
+        f(&mut self.inner.oidc.lock().unwrap())
     }
 
     /// Change the script under its lock.
@@ -561,7 +596,18 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         tokio::time::sleep(d).await;
     }
     let now = inner.clock.now();
-    let (kind, resp) = if path.starts_with("/v1.0/") {
+    let oidc = oidc::handle(
+        &mut inner.oidc.lock().unwrap(),
+        &inner.base,
+        &method,
+        &path,
+        &query,
+        &form,
+        &headers,
+    );
+    let (kind, resp) = if let Some(resp) = oidc {
+        (Kind::Oidc, resp)
+    } else if path.starts_with("/v1.0/") {
         (
             Kind::Graph,
             inner.graph(&method, &path, &query, &headers, now),
@@ -573,18 +619,9 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     } else {
         (Kind::Graph, StatusCode::NOT_FOUND.into_response())
     };
-    inner.script.lock().unwrap().requests.push(Recorded {
-        at: now,
-        kind,
-        method: method.to_string(),
-        path_and_query: uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        status: resp.status().as_u16(),
-        form,
-        headers,
-    });
+    inner.script.lock().unwrap().requests.push(Recorded::new(
+        now, kind, &method, &uri, &resp, form, headers,
+    ));
     resp
 }
 
@@ -993,11 +1030,20 @@ fn check_scope(scope: Option<&str>, app_only: bool) -> Result<(), AadError> {
     Ok(())
 }
 
+/// A request header's value, when present and text.
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request's bearer token; empty when it has none.
+fn bearer(headers: &HeaderMap) -> &str {
+    header_str(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
 fn basic_auth(headers: &HeaderMap) -> (Option<String>, Option<String>) {
-    let Some(v) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+    let Some(v) = header_str(headers, "authorization").and_then(|v| v.strip_prefix("Basic "))
     else {
         return (None, None);
     };
@@ -1116,9 +1162,7 @@ impl Inner {
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Response {
-        let client_rid = headers
-            .get("client-request-id")
-            .and_then(|v| v.to_str().ok())
+        let client_rid = header_str(headers, "client-request-id")
             .unwrap_or("")
             .to_string();
         let rid = uuid();
@@ -1168,11 +1212,7 @@ impl Inner {
         headers: &HeaderMap,
         now: OffsetDateTime,
     ) -> Result<Response, GraphErr> {
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let token = bearer(headers);
         match s.access.get(token) {
             Some(t) if now < t.expires_at => {}
             found => {
@@ -1217,10 +1257,7 @@ impl Inner {
                 "Insufficient privileges to complete the operation.",
             ));
         }
-        let minimal = headers
-            .get("prefer")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("return=minimal"));
+        let minimal = header_str(headers, "prefer").is_some_and(|v| v.contains("return=minimal"));
         let parts: Vec<&str> = path.trim_start_matches("/v1.0/").split('/').collect();
         match parts.as_slice() {
             ["users"] => self.list_users(s, query, headers),
@@ -1283,10 +1320,7 @@ impl Inner {
         let advanced = get(query, "$count").is_some() || get(query, "$search").is_some();
         if advanced
             && s.require_consistency_level
-            && headers
-                .get("consistencylevel")
-                .and_then(|v| v.to_str().ok())
-                != Some("eventual")
+            && header_str(headers, "consistencylevel") != Some("eventual")
         {
             return Err(gerr(
                 400,

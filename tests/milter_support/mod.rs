@@ -13,6 +13,7 @@ use sigstamp::milter::{self, MilterConfig};
 use sigstamp::pipeline::{Envelope, Stamper, Verdict};
 use sigstamp::render::Templates;
 use sigstamp::status::Status;
+use sigstamp_testkit::{Postfix, RecordingSink};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -109,6 +110,30 @@ pub async fn start_app(app: Arc<App>, cfg: MilterConfig) -> Running {
     let a = app.clone();
     let task = tokio::spawn(async move { milter::serve(a.milter_handles(), &cfg, listener).await });
     Running { app, addr, task }
+}
+
+/// A private Postfix whose `smtpd_milters` is `milter`, relaying to a new sink.
+pub async fn postfix_to_sink(milter: &Running) -> (Arc<Postfix>, RecordingSink) {
+    let sink = RecordingSink::start().await;
+    let milter_addr = format!("inet:{}", milter.addr);
+    let relay = sink.addr;
+    let pf = tokio::task::spawn_blocking(move || {
+        Postfix::relaying_to(relay)
+            .milter(&milter_addr)
+            .start()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (Arc::new(pf), sink)
+}
+
+/// Send `raw` from `from` to rcpt@example.net through `pf`'s smtpd, with swaks.
+pub async fn swaks(pf: &Arc<Postfix>, from: &str, raw: &[u8]) {
+    let (pf, from, raw) = (pf.clone(), from.to_string(), raw.to_vec());
+    tokio::task::spawn_blocking(move || pf.swaks(&from, "rcpt@example.net", &raw))
+        .await
+        .unwrap();
 }
 
 /// A plain message from `from`, CRLF, with Date and Message-ID so an MTA adds nothing.

@@ -104,3 +104,13 @@ pub fn serve_until<D: AsRef<Path> + Send + 'static>(
     }
     (guard, values.into_iter().flatten().collect(), seen, rx)
 }
+
+/// The body of a GET to `url` (an admin endpoint of the test's sigstamp).
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// The JSON body of a GET to `url`.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}

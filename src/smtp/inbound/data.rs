@@ -6,6 +6,7 @@
 use super::log::MessageLog;
 use super::{Discard, Session, State, Transaction};
 use crate::pipeline::{self, Audience, Envelope, Share, Unchanged, Verdict};
+use crate::smtp::outbound::DeliveryError;
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::stamp::{Skip, TRACE_HEADER};
 use smtp_proto::request::receiver::BdatReceiver;
@@ -181,7 +182,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let Some(hop) = self.hop.as_mut() else {
                 return Err(replies::NEXT_HOP_BROKEN.into());
             };
-            let result = hop.transaction(&tx.mail_line, &rcpts, message).await;
+            let result = hop
+                .transaction(&tx.mail_line, &rcpts, message)
+                .await
+                .or_else(DeliveryError::into_answer);
             let reply = match result {
                 Ok(reply) => reply,
                 Err(e) => {
@@ -276,7 +280,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Err(replies::NEXT_HOP_BROKEN.into());
         };
         let sent = Instant::now();
-        match hop.send(message).await {
+        match hop.body(message).await.or_else(DeliveryError::into_answer) {
             Ok(reply) => {
                 self.shared
                     .metrics

@@ -1,5 +1,5 @@
 //! A session driven by arbitrary client bytes, split at arbitrary points, against the
-//! in-process sink as next hop; and the properties every run must keep. Shared by the
+//! in-memory next hop ([`MemoryHop`], no socket); and the properties every run must keep. Shared by the
 //! property test (`tests/prop_smtp_session.rs`) and the cargo-fuzz target
 //! (`fuzz/fuzz_targets/smtp_session.rs`).
 
@@ -8,8 +8,8 @@ use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::pipeline::Stamper;
 use crate::render::Templates;
-use crate::smtp::outbound::NextHop;
-use crate::smtp::sink::{Delivered, Sink, SinkOptions};
+use crate::smtp::outbound::memory::{MemoryHop, MemoryHopOptions};
+use crate::smtp::sink::Delivered;
 use crate::smtp::SmtpConfig;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,16 +36,13 @@ pub fn run(chunks: &[Vec<u8>]) -> Outcome {
 }
 
 async fn run_async(chunks: &[Vec<u8>]) -> Outcome {
-    let (sink, mut delivered) = Sink::start("127.0.0.1:0", SinkOptions::default())
-        .await
-        .expect("sink");
-    let mut cfg = SmtpConfig::new("127.0.0.1:0", sink.addr().to_string());
+    let (next_hop, mut delivered) = MemoryHop::new(MemoryHopOptions::default());
+    let mut cfg = SmtpConfig::new("127.0.0.1:0", "next-hop.test:25");
     cfg.max_message_size = MAX_MESSAGE;
     cfg.command_timeout = Duration::from_secs(5);
     cfg.data_timeout = Duration::from_secs(5);
-    cfg.next_hop_timeout = Duration::from_secs(5);
     let shared = Arc::new(Shared {
-        next_hop: NextHop::from_config(&cfg).expect("next hop"),
+        next_hop,
         tls: Default::default(),
         cfg,
         stamper: Arc::new(Stamper::new(
@@ -202,6 +199,17 @@ mod tests {
             String::from_utf8_lossy(&out.transcript)
         );
         assert_eq!(out.delivered[0].message, b".x\r\ny\r\n");
+        check(input, &out);
+    }
+
+    /// Found by the property test: a lone CR in the data is a line break on the wire.
+    #[test]
+    fn a_lone_cr_in_data_goes_out_as_a_line_break() {
+        let input =
+            b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n\rab\r\n.\r\n";
+        let out = run(&[input.to_vec()]);
+        assert_eq!(out.delivered.len(), 1);
+        assert_eq!(out.delivered[0].message, b"\r\nab\r\n");
         check(input, &out);
     }
 

@@ -2,7 +2,7 @@
 
 use super::{Session, Transaction};
 use crate::smtp::outbound::commands;
-use crate::smtp::outbound::HopError;
+use crate::smtp::outbound::{DeliveryError, HopError};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::smtp::tls;
 use crate::smtp::xforward::Attrs;
@@ -64,16 +64,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let attrs = self.xforward_attrs();
         let first = self.try_hop_mail(line, &attrs).await;
         match first {
-            Err(HopError::Network(_) | HopError::Timeout) if reused => {
+            Err(DeliveryError::Hop(HopError::Network(_) | HopError::Timeout)) if reused => {
                 self.hop = None;
                 self.try_hop_mail(line, &attrs).await
             }
             other => other,
         }
+        .or_else(DeliveryError::into_answer)
         .map_err(|e| self.hop_failed(e))
     }
 
-    async fn try_hop_mail(&mut self, line: &str, attrs: &Attrs) -> Result<Reply, HopError> {
+    async fn try_hop_mail(&mut self, line: &str, attrs: &Attrs) -> Result<Reply, DeliveryError> {
         if self.hop.is_none() {
             self.hop = Some(self.shared.next_hop.connect().await?);
         }
@@ -81,6 +82,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             unreachable!("connected above")
         };
         hop.xforward(attrs).await?;
-        hop.mail_from(line).await
+        hop.mail(line).await
     }
 }

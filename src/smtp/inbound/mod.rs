@@ -21,7 +21,7 @@ mod xforward;
 pub use dot::DotReader;
 
 use super::io::{MaybeTls, RateDeadline};
-use super::outbound::{Delivery, HopError, NextHop};
+use super::outbound::{Connector, Delivery, HopError};
 use super::replies::{self, Reply, SmtpError};
 use super::SmtpConfig;
 use crate::metrics::{KindLabels, Metrics};
@@ -48,7 +48,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Swapped by a reload: each handshake takes the certificate current at its start.
     pub tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
-    pub next_hop: NextHop,
+    /// Opens next-hop sessions: lettre's SMTP client in production, an in-memory one in
+    /// the session tests.
+    pub next_hop: Arc<dyn Connector>,
     pub shutdown: CancellationToken,
     /// Queues the Sent Items update of accepted stamped messages.
     pub sent_items: crate::sent_items::SentItems,
@@ -166,7 +168,7 @@ pub struct Session<S> {
     data_deadline: Option<RateDeadline>,
     helo: Option<String>,
     tx: Option<Transaction>,
-    hop: Option<Delivery>,
+    hop: Option<Box<dyn Delivery>>,
     errors: usize,
     starttls_pending: bool,
     done: bool,
@@ -515,7 +517,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn abort_transaction(&mut self) {
         self.tx = None;
         if let Some(hop) = self.hop.as_mut() {
-            if let Err(e) = hop.reset().await {
+            if let Err(e) = hop.abort().await {
                 self.shared.hop_error(&e);
                 self.hop = None;
             }

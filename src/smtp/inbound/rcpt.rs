@@ -1,7 +1,7 @@
 //! RCPT TO: relayed one by one; the next hop's answer is the client's answer.
 
 use super::Session;
-use crate::smtp::outbound::commands;
+use crate::smtp::outbound::{commands, DeliveryError};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,7 +25,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.tx = None;
             return Err(replies::NEXT_HOP_BROKEN.into());
         };
-        match hop.add_rcpt(&line).await {
+        match hop
+            .add_rcpt(&line)
+            .await
+            .or_else(DeliveryError::into_answer)
+        {
             Ok(reply) => {
                 if reply.is_positive() {
                     if let Some(tx) = self.tx.as_mut() {

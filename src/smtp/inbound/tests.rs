@@ -1,47 +1,45 @@
 //! In-memory session tests: a scripted client on one end of a duplex pipe, the session on
-//! the other, a sink on loopback as the next hop. The pipe's buffer is small so commands and
-//! data arrive split at arbitrary points.
+//! the other, the in-memory next hop behind the `Delivery` trait (the real client is tested
+//! end to end over TCP in tests/). The pipe's buffer is small so commands and data arrive
+//! split at arbitrary points.
 
 use super::*;
 use crate::directory::Directory;
 use crate::render::Templates;
-use crate::smtp::sink::{Delivered, Sink, SinkOptions, Stage};
+use crate::smtp::outbound::memory::{MemoryHop, MemoryHopOptions, StageKind};
+use crate::smtp::sink::{Delivered, Policy, Stage};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Harness {
     shared: Arc<Shared>,
-    _sink: Sink,
     delivered: UnboundedReceiver<Delivered>,
 }
 
-async fn harness_with(
-    edit: impl FnOnce(&mut SmtpConfig),
-    policy: Option<crate::smtp::sink::Policy>,
-) -> Harness {
-    let (sink, delivered) = Sink::start("127.0.0.1:0", SinkOptions { tls: None, policy })
-        .await
-        .unwrap();
-    let mut cfg = SmtpConfig::new("127.0.0.1:0", sink.addr().to_string());
+async fn harness_with(edit: impl FnOnce(&mut SmtpConfig), policy: Option<Policy>) -> Harness {
+    let (hop, delivered) = MemoryHop::new(MemoryHopOptions {
+        policy,
+        ..MemoryHopOptions::default()
+    });
+    let mut cfg = SmtpConfig::new("127.0.0.1:0", "next-hop.test:25");
     cfg.hostname = "relay.test".into();
     cfg.command_timeout = Duration::from_secs(5);
     cfg.data_timeout = Duration::from_secs(5);
     cfg.next_hop_timeout = Duration::from_secs(5);
     edit(&mut cfg);
     Harness {
-        shared: shared_for(cfg),
-        _sink: sink,
+        shared: shared_for(cfg, hop),
         delivered,
     }
 }
 
-fn shared_for(cfg: SmtpConfig) -> Arc<Shared> {
+fn shared_for(cfg: SmtpConfig, next_hop: Arc<dyn Connector>) -> Arc<Shared> {
     let stamper = Arc::new(Stamper::new(
         Arc::new(Directory::new()),
         Templates::embedded(),
     ));
     Arc::new(Shared {
-        next_hop: NextHop::from_config(&cfg).unwrap(),
+        next_hop,
         tls: Default::default(),
         cfg,
         stamper,
@@ -285,7 +283,7 @@ async fn recipient_limit() {
 
 #[tokio::test]
 async fn next_hop_refusals_are_relayed_as_is() {
-    let policy: crate::smtp::sink::Policy = Arc::new(|stage| match stage {
+    let policy: Policy = Arc::new(|stage| match stage {
         Stage::Rcpt(line) if line.contains("nobody@") => Some(Reply::new(
             550,
             "5.1.1 <nobody@x.example>: Recipient address rejected",
@@ -330,15 +328,12 @@ async fn next_hop_refusals_are_relayed_as_is() {
 
 #[tokio::test]
 async fn next_hop_down_is_a_temporary_failure() {
-    // A port with nothing listening: bind, read the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cfg = SmtpConfig::new("127.0.0.1:0", format!("127.0.0.1:{port}"));
-    cfg.next_hop_timeout = Duration::from_secs(5);
-    let shared = shared_for(cfg);
+    let (hop, _) = MemoryHop::new(MemoryHopOptions {
+        unreachable: true,
+        ..MemoryHopOptions::default()
+    });
+    let cfg = SmtpConfig::new("127.0.0.1:0", "next-hop.test:25");
+    let shared = shared_for(cfg, hop);
     let script = format!("{ENVELOPE}DATA\r\nQUIT\r\n");
     let (got, text) = converse(shared.clone(), script.as_bytes()).await;
     assert_eq!(got, vec![220, 250, 451, 503, 503, 221], "{text}");
@@ -347,6 +342,53 @@ async fn next_hop_down_is_a_temporary_failure() {
     assert!(
         m.contains("sigstamp_next_hop_errors_total{kind=\"connect\"} 1"),
         "{m}"
+    );
+}
+
+/// A next hop that drops the connection at end of data: the client hears a 4xx, and its next
+/// MAIL opens a new connection.
+#[tokio::test]
+async fn next_hop_lost_at_data_is_a_temporary_failure_and_reconnects() {
+    let (hop, mut delivered) = MemoryHop::new(MemoryHopOptions {
+        break_at: Some(StageKind::Data),
+        ..MemoryHopOptions::default()
+    });
+    let shared = shared_for(
+        SmtpConfig::new("127.0.0.1:0", "next-hop.test:25"),
+        hop.clone(),
+    );
+    let script = format!("{}MAIL FROM:<a@b.example>\r\nQUIT\r\n", transaction());
+    let (got, text) = converse(shared.clone(), script.as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 250, 354, 451, 250, 221], "{text}");
+    assert!(
+        text.contains("451 4.4.2 Next hop connection lost"),
+        "{text}"
+    );
+    assert_eq!(hop.connections(), 2);
+    assert!(delivered.try_recv().is_err());
+    let m = shared.metrics.encode();
+    assert!(
+        m.contains("sigstamp_next_hop_errors_total{kind=\"network\"} 1"),
+        "{m}"
+    );
+}
+
+/// A multi-line refusal reaches the client with all its lines.
+#[tokio::test]
+async fn multi_line_refusal_is_relayed_whole() {
+    let policy: Policy = Arc::new(|stage| match stage {
+        Stage::Rcpt(_) => Some(Reply {
+            code: 550,
+            lines: vec!["5.7.1 first line".into(), "5.7.1 second line".into()],
+        }),
+        _ => None,
+    });
+    let h = harness_with(|_| {}, Some(policy)).await;
+    let (got, text) = converse(h.shared.clone(), format!("{ENVELOPE}QUIT\r\n").as_bytes()).await;
+    assert_eq!(got, vec![220, 250, 250, 550, 221], "{text}");
+    assert!(
+        text.contains("550-5.7.1 first line\r\n550 5.7.1 second line\r\n"),
+        "{text}"
     );
 }
 

@@ -5,15 +5,22 @@
 //! `Mail`/`Rcpt` types: those take a lettre `Address`, which re-validates the client's path
 //! and would refuse some that RFC 5321 allows; a proxy passes the path as received.
 //! lettre turns a negative reply into an `Error` holding the code and the reply text (lines
-//! joined); [`Delivery`] turns it back into a [`Reply`] so it is relayed to the client.
+//! joined); [`SmtpDelivery`] turns it back into a [`Reply`] so it is relayed to the client.
+//! The session reaches it through the [`Delivery`] trait.
 
 pub mod commands;
+pub mod delivery;
+pub mod memory;
 pub mod wire;
 mod xforward;
 
+pub use delivery::{verdict, Connector, Delivery, DeliveryError, Step};
+
 use super::replies::{self, Canned, Reply};
 use super::tls::{self, TlsError};
+use super::xforward::Attrs;
 use crate::config::{NextHopTls, SmtpConfig};
+use futures::future::BoxFuture;
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, Identity,
 };
@@ -137,7 +144,7 @@ impl NextHop {
     }
 
     /// Connect, read the greeting, EHLO, and STARTTLS as configured.
-    pub async fn connect(&self) -> Result<Delivery, HopError> {
+    pub async fn open(&self) -> Result<SmtpDelivery, HopError> {
         let mut conn = self.connect_plain().await?;
         match (self.mode, &self.tls) {
             (NextHopTls::Required, Some(params)) => {
@@ -156,7 +163,7 @@ impl NextHop {
             }
             _ => {}
         }
-        Ok(Delivery {
+        Ok(SmtpDelivery {
             conn,
             timeout: self.timeout,
             data_timeout: self.data_timeout,
@@ -202,8 +209,15 @@ impl NextHop {
 /// The DATA content is normalised and written in pieces of this size.
 const WIRE_PIECE: usize = 64 * 1024;
 
-/// One open session with the next hop, reused across the client's transactions.
-pub struct Delivery {
+impl Connector for NextHop {
+    fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Delivery>, HopError>> {
+        Box::pin(async move { Ok(Box::new(self.open().await?) as Box<dyn Delivery>) })
+    }
+}
+
+/// One open SMTP session with the next hop, over lettre, reused across the client's
+/// transactions.
+pub struct SmtpDelivery {
     conn: AsyncSmtpConnection,
     timeout: Duration,
     data_timeout: Duration,
@@ -215,87 +229,72 @@ pub struct Delivery {
     xforward_offer: Option<Vec<String>>,
 }
 
-impl Delivery {
-    pub fn is_usable(&self) -> bool {
+impl Delivery for SmtpDelivery {
+    fn mail<'a>(&'a mut self, line: &'a str) -> Step<'a> {
+        Box::pin(async move {
+            self.abort().await?;
+            let reply = self.command(line.to_string(), self.timeout).await?;
+            self.in_transaction = reply.is_positive();
+            verdict(reply)
+        })
+    }
+
+    fn xforward<'a>(&'a mut self, attrs: &'a Attrs) -> BoxFuture<'a, Result<(), HopError>> {
+        Box::pin(self.send_xforward(attrs))
+    }
+
+    fn add_rcpt<'a>(&'a mut self, line: &'a str) -> Step<'a> {
+        Box::pin(async move { verdict(self.command(line.to_string(), self.timeout).await?) })
+    }
+
+    fn body<'a>(&'a mut self, message: &'a [u8]) -> Step<'a> {
+        Box::pin(async move {
+            let go = self.command("DATA\r\n".to_string(), self.timeout).await?;
+            if go.code != 354 {
+                self.in_transaction = false;
+                return verdict(go);
+            }
+            // lettre appends CRLF "." CRLF; the message's own final line break would become
+            // an extra empty line, so hand it over without one. Every other line break goes
+            // out as CRLF (see `wire`), and lettre's codec stuffs each dot after a CRLF:
+            // whatever the message holds, the next hop reads exactly one message.
+            let body = wire::without_final_break(message);
+            let timeout = self.data_timeout;
+            let result = self
+                .run(timeout, |c| c.message_iter(wire::pieces(body, WIRE_PIECE)))
+                .await;
+            self.in_transaction = false;
+            verdict(result?)
+        })
+    }
+
+    fn abort(&mut self) -> BoxFuture<'_, Result<(), HopError>> {
+        Box::pin(async move {
+            if self.in_transaction {
+                self.command("RSET\r\n".to_string(), self.timeout).await?;
+                self.in_transaction = false;
+            }
+            Ok(())
+        })
+    }
+
+    fn is_usable(&self) -> bool {
         !self.broken && !self.conn.has_broken()
     }
 
+    /// Bounded by the command timeout.
+    fn quit(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if self.is_usable() {
+                let _ = tokio::time::timeout(self.timeout, self.conn.quit()).await;
+            }
+        })
+    }
+}
+
+impl SmtpDelivery {
     pub fn is_encrypted(&self) -> bool {
         self.conn.is_encrypted()
-    }
-
-    /// Send MAIL (after RSET if a transaction is open). The reply may be negative.
-    pub async fn mail_from(&mut self, line: &str) -> Result<Reply, HopError> {
-        if self.in_transaction {
-            self.reset().await?;
-        }
-        let reply = self.command(line.to_string(), self.timeout).await?;
-        self.in_transaction = reply.is_positive();
-        Ok(reply)
-    }
-
-    /// Send one RCPT; its reply (positive or not) goes to the client as is.
-    pub async fn add_rcpt(&mut self, line: &str) -> Result<Reply, HopError> {
-        self.command(line.to_string(), self.timeout).await
-    }
-
-    /// DATA, the message, and the next hop's final reply.
-    pub async fn send(&mut self, message: &[u8]) -> Result<Reply, HopError> {
-        let go = self.command("DATA\r\n".to_string(), self.timeout).await?;
-        if go.code != 354 {
-            self.in_transaction = false;
-            return Ok(go);
-        }
-        // lettre appends CRLF "." CRLF; the message's own final line break would become an
-        // extra empty line, so hand it over without one. Every other line break goes out as
-        // CRLF (see `wire`), and lettre's codec stuffs each dot after a CRLF: whatever the
-        // message holds, the next hop reads exactly one message.
-        let body = wire::without_final_break(message);
-        let timeout = self.data_timeout;
-        let result = self
-            .run(timeout, |c| c.message_iter(wire::pieces(body, WIRE_PIECE)))
-            .await;
-        self.in_transaction = false;
-        result
-    }
-
-    /// One whole transaction (a part of a message split by recipient group): MAIL (after
-    /// RSET of the open one), every RCPT, DATA. The first negative reply ends it and is
-    /// returned; a part reaches all of its recipients or none of them.
-    pub async fn transaction(
-        &mut self,
-        mail: &str,
-        rcpts: &[&str],
-        message: &[u8],
-    ) -> Result<Reply, HopError> {
-        let reply = self.mail_from(mail).await?;
-        if !reply.is_positive() {
-            return Ok(reply);
-        }
-        for line in rcpts {
-            let reply = self.add_rcpt(line).await?;
-            if !reply.is_positive() {
-                self.reset().await?;
-                return Ok(reply);
-            }
-        }
-        self.send(message).await
-    }
-
-    /// End the open transaction (client RSET, or before reuse).
-    pub async fn reset(&mut self) -> Result<(), HopError> {
-        if self.in_transaction {
-            self.command("RSET\r\n".to_string(), self.timeout).await?;
-            self.in_transaction = false;
-        }
-        Ok(())
-    }
-
-    /// Say goodbye (bounded by the command timeout); errors do not matter any more.
-    pub async fn quit(mut self) {
-        if self.is_usable() {
-            let _ = tokio::time::timeout(self.timeout, self.conn.quit()).await;
-        }
     }
 
     async fn command(&mut self, line: String, timeout: Duration) -> Result<Reply, HopError> {

@@ -3,7 +3,7 @@
 //!
 //! A bare LF or a lone CR is a line break to every reader that accepts it, so each becomes
 //! CRLF; with only CRLF left, dot-stuffing after each CRLF (done by lettre's codec as the
-//! bytes are written, see [`super::Delivery::send`]) covers every line a reader could see,
+//! bytes are written, see [`super::SmtpDelivery`]) covers every line a reader could see,
 //! and no `<LF>.<LF>` can end the data early on a lenient next hop (SMTP smuggling).
 
 /// One pass over the bytes, in pieces of any size: CRLF stays, a bare LF or a lone CR

@@ -2,14 +2,14 @@
 //! knows, so the offer is read from a second EHLO of our own, once per connection, the first
 //! time attributes are to be sent.
 
-use super::{Delivery, HopError};
+use super::{Delivery, HopError, SmtpDelivery};
 use crate::smtp::xforward::{self, Attrs};
 
-impl Delivery {
-    /// Send the attributes the next hop accepts, before MAIL. A refused XFORWARD costs
-    /// nothing but the log line: the mail goes on.
-    pub async fn xforward(&mut self, attrs: &Attrs) -> Result<(), HopError> {
-        self.reset().await?;
+impl SmtpDelivery {
+    /// [`Delivery::xforward`]: send the attributes the next hop accepts, before MAIL (the
+    /// open transaction, if any, ended first: XFORWARD is refused inside one).
+    pub(super) async fn send_xforward(&mut self, attrs: &Attrs) -> Result<(), HopError> {
+        self.abort().await?;
         if self.xforward_offer.is_none() {
             let ehlo = self
                 .command(format!("EHLO {}\r\n", self.helo), self.timeout)
