@@ -263,7 +263,7 @@ fn the_command_prints_one_line_per_finding() {
 #[tokio::test]
 async fn online_opens_the_next_hop_and_compares_the_certificate_names() {
     let f = Fixture::new();
-    let sink = sigstamp_testkit::Sink::start().await;
+    let sink = sigstamp_testkit::RecordingSink::start().await;
     let closed = sigstamp_testkit::free_addr();
     let d = f.dir.path().display().to_string();
     for (next_hop, hostname, expect) in [

@@ -171,7 +171,7 @@ fn demo_runs_with_no_setup_and_writes_a_stamped_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_log_line_per_message_in_text_and_json() {
     use std::io::BufRead;
-    let sink = sigstamp_testkit::Sink::start().await;
+    let sink = sigstamp_testkit::RecordingSink::start().await;
     for format in ["text", "json"] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sigstamp.toml");

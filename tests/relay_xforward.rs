@@ -72,20 +72,7 @@ async fn postfix_after_the_filter_logs_the_real_client() {
     ] {
         let out = python_async(send_from(source, helo, port, subject)).await;
         assert!(out.contains("sent"), "{out}\n{}", pf.log());
-        let d = tokio::time::timeout(Duration::from_secs(30), delivered.recv())
-            .await
-            .unwrap_or_else(|_| panic!("nothing delivered; postfix log:\n{}", pf.log()))
-            .unwrap();
-        let text = String::from_utf8_lossy(&d.message).into_owned();
-        assert!(text.contains(&format!("Subject: {subject}")), "{text}");
-        // The after-filter smtpd logs the forwarded client next to the connecting one
-        // (sigstamp, 127.0.0.1); without XFORWARD there is no orig_client at all.
-        let want = format!("client=localhost[127.0.0.1], orig_client=unknown[{source}]");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !pf.log().contains(&want) {
-            assert!(std::time::Instant::now() < deadline, "{want}\n{}", pf.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        delivered_and_logged(&mut delivered, &pf, subject, source).await;
     }
 
     // Through the load balancer: the PROXY header's client is what Postfix logs.
@@ -103,14 +90,27 @@ async fn postfix_after_the_filter_logs_the_real_client() {
         .await;
     let done = c.cmd(".").await;
     assert!(done.starts_with("250"), "{done}\n{}", pf.log());
+    delivered_and_logged(&mut delivered, &pf, "behind haproxy", "192.0.2.44").await;
+}
+
+/// The message with `subject` reaches the sink, and the after-filter smtpd logged `client`
+/// as the original client next to the connecting one (sigstamp, 127.0.0.1); without
+/// XFORWARD there is no orig_client at all.
+async fn delivered_and_logged(
+    delivered: &mut tokio::sync::mpsc::UnboundedReceiver<sigstamp::smtp::sink::Delivered>,
+    pf: &Postfix,
+    subject: &str,
+    client: &str,
+) {
     let d = tokio::time::timeout(Duration::from_secs(30), delivered.recv())
         .await
         .unwrap_or_else(|_| panic!("nothing delivered; postfix log:\n{}", pf.log()))
         .unwrap();
-    assert!(String::from_utf8_lossy(&d.message).contains("Subject: behind haproxy"));
-    let want = "orig_client=unknown[192.0.2.44]";
+    let text = String::from_utf8_lossy(&d.message).into_owned();
+    assert!(text.contains(&format!("Subject: {subject}")), "{text}");
+    let want = format!("client=localhost[127.0.0.1], orig_client=unknown[{client}]");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !pf.log().contains(want) {
+    while !pf.log().contains(&want) {
         assert!(std::time::Instant::now() < deadline, "{want}\n{}", pf.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

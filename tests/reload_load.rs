@@ -7,7 +7,7 @@ mod serve_support;
 mod smtp_support;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use sigstamp_testkit::Sink;
+use sigstamp_testkit::RecordingSink as Sink;
 use smtp_support::RawClient;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;

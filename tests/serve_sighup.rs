@@ -51,22 +51,7 @@ fn sighup_during_start_up_is_not_fatal() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sigstamp.toml");
-    std::fs::write(
-        &path,
-        "[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"127.0.0.1:9\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigstamp"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "debug")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = serve_support::Guard(child);
+    let mut guard = spawn_serve(dir.path(), "127.0.0.1:0", None);
     let pid = guard.0.id().to_string();
     let stderr = guard.0.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr)
@@ -111,24 +96,10 @@ fn notifies_systemd_ready_then_stopping() {
     socket
         .set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
-    let config = dir.path().join("sigstamp.toml");
     let port = sigstamp_testkit::free_port();
-    std::fs::write(
-        &config,
-        format!("[smtp]\nlisten = \"127.0.0.1:{port}\"\nnext_hop = \"127.0.0.1:9\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
-    )
-    .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sigstamp"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = serve_support::Guard(child);
+    let mut guard = spawn_serve(dir.path(), &format!("127.0.0.1:{port}"), Some(&socket_path));
+    let mut stderr = guard.0.stderr.take().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let mut buf = [0u8; 256];
     let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
     assert_eq!(&buf[..n], b"READY=1");
@@ -149,4 +120,30 @@ fn notifies_systemd_ready_then_stopping() {
         .success());
     let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
     assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+/// `sigstamp serve` on a relay at `listen` (next hop: nothing listens) in `dir`, its log
+/// (debug) on a pipe, `$NOTIFY_SOCKET` set to `notify` if given.
+fn spawn_serve(
+    dir: &std::path::Path,
+    listen: &str,
+    notify: Option<&std::path::Path>,
+) -> serve_support::Guard {
+    let config = dir.join("sigstamp.toml");
+    std::fs::write(
+        &config,
+        format!("[smtp]\nlisten = \"{listen}\"\nnext_hop = \"127.0.0.1:9\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sigstamp"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(socket) = notify {
+        cmd.env("NOTIFY_SOCKET", socket);
+    }
+    serve_support::Guard(cmd.spawn().unwrap())
 }
