@@ -100,9 +100,7 @@ fn notifies_systemd_ready_then_stopping() {
     let mut guard = spawn_serve(dir.path(), &format!("127.0.0.1:{port}"), Some(&socket_path));
     let mut stderr = guard.0.stderr.take().unwrap();
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
-    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(notification(&socket, "READY=1 within 20 s"), "READY=1");
     // Ready means listening: the relay greets at once.
     let mut greeting = String::new();
     use std::io::BufRead;
@@ -118,8 +116,10 @@ fn notifies_systemd_ready_then_stopping() {
         .status()
         .unwrap()
         .success());
-    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(
+        notification(&socket, "STOPPING=1 after SIGTERM"),
+        "STOPPING=1"
+    );
 }
 
 /// `sigstamp serve` on a relay at `listen` (next hop: nothing listens) in `dir`, its log
@@ -146,4 +146,17 @@ fn spawn_serve(
         cmd.env("NOTIFY_SOCKET", socket);
     }
     serve_support::Guard(cmd.spawn().unwrap())
+}
+
+/// The next datagram on `socket`. A signal for another test's child (SIGCHLD) interrupts a
+/// receive with a timeout even under SA_RESTART: retried.
+fn notification(socket: &std::os::unix::net::UnixDatagram, what: &str) -> String {
+    let mut buf = [0u8; 256];
+    loop {
+        match socket.recv(&mut buf) {
+            Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
 }
