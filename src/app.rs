@@ -53,6 +53,13 @@ impl App {
             milter: self.config.milter.is_some(),
             sent_items: self.sent_items.stats().clone(),
             ldap: self.config.ldap.is_some(),
+            overrides_file: self.config.directory.overrides.clone(),
+            self_service: self
+                .config
+                .admin
+                .self_service
+                .as_ref()
+                .map(|c| Arc::new(c.compile().expect("checked when the config was loaded"))),
             templates: Arc::new(crate::admin::templates::TemplateStore::new(
                 &self.config.templates,
                 self.photos.clone(),
@@ -122,5 +129,6 @@ pub fn parse_config(text: &str) -> Result<Config, ConfigError> {
 
 /// The checks `config` cannot make alone: the rules compile (each error names its key).
 pub fn check(cfg: &Config) -> Result<(), ConfigError> {
+    crate::admin::self_service::check_config(cfg)?;
     crate::rules::RuleSet::compile(&cfg.rules, &cfg.recipients).map(|_| ())
 }

@@ -6,8 +6,11 @@
 //! templates editor.
 
 pub mod auth;
+mod edits;
 mod html;
+mod overrides;
 mod page;
+pub mod self_service;
 pub mod templates;
 
 pub use auth::{AdminUser, Audit, Auth, EditorUser, Role, SignedIn};
@@ -45,6 +48,10 @@ pub struct AdminState {
     pub sent_items: Arc<crate::sent_items::Stats>,
     /// The directory source is `[ldap]` (the page names the LDAP bind).
     pub ldap: bool,
+    /// `[directory] overrides`: where attribute edits of the admin web go.
+    pub overrides_file: Option<std::path::PathBuf>,
+    /// `[admin.self_service]`, compiled.
+    pub self_service: Option<Arc<crate::config::admin_self_service::SelfService>>,
     /// The templates editor's folder and versions (it saves into `stamper`).
     pub templates: Arc<templates::TemplateStore>,
 }
@@ -141,6 +148,8 @@ pub fn router(ctx: AdminCtx) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .merge(auth::routes())
+        .merge(self_service::routes())
+        .merge(overrides::routes())
         .merge(templates::routes())
         .layer(axum::middleware::from_fn_with_state(
             ctx.auth.clone(),

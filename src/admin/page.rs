@@ -441,19 +441,8 @@ fn results(h: &mut String, state: &AdminState, q: &str, view: View) {
         preview(h, state, &user, q, view);
         return;
     }
-    let needle = q.to_lowercase();
     let index = dir.snapshot();
-    let matches: Vec<&Arc<User>> = index
-        .users()
-        .iter()
-        .filter(|u| {
-            ["displayName", "mail", "userPrincipalName"]
-                .iter()
-                .filter_map(|k| u.str(k))
-                .any(|v| v.to_lowercase().contains(&needle))
-        })
-        .take(MAX_MATCHES + 1)
-        .collect();
+    let matches = matching_users(&index, q, MAX_MATCHES + 1);
     match matches.as_slice() {
         [] => {
             let _ = writeln!(
@@ -484,6 +473,26 @@ fn results(h: &mut String, state: &AdminState, q: &str, view: View) {
             h.push_str("</ul>\n");
         }
     }
+}
+
+/// Users whose display name, mail or UPN contains `q` (case-insensitive), at most `limit`.
+pub(super) fn matching_users<'a>(
+    index: &'a crate::directory::Index,
+    q: &str,
+    limit: usize,
+) -> Vec<&'a Arc<User>> {
+    let needle = q.to_lowercase();
+    index
+        .users()
+        .iter()
+        .filter(|u| {
+            ["displayName", "mail", "userPrincipalName"]
+                .iter()
+                .filter_map(|k| u.str(k))
+                .any(|v| v.to_lowercase().contains(&needle))
+        })
+        .take(limit)
+        .collect()
 }
 
 fn preview_href(address: &str, view: View) -> String {
@@ -575,7 +584,7 @@ fn rule_fact(state: &AdminState, label: Option<&str>) -> String {
 }
 
 /// The signature of a preview, or why there is none.
-fn signature(h: &mut String, p: &Preview, audience: Audience) {
+pub(super) fn signature(h: &mut String, p: &Preview, audience: Audience) {
     match (&p.signature, &p.error) {
         (Some(sig), _) => {
             // The signature is HTML from the templates and the directory: shown in a sandboxed

@@ -5,7 +5,6 @@
 
 use super::CliResult;
 use crate::directory::overrides::{self, Overrides};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -129,27 +128,5 @@ fn overrides_path(config: Option<&Path>, direct: Option<&Path>) -> Result<PathBu
 
 /// CSV out, so a listing can be edited and imported again.
 fn list(ov: &Overrides, address: Option<&str>) {
-    let wanted = address.map(crate::directory::normalize_address);
-    println!("address,attribute,value");
-    for (a, k, v) in ov.entries() {
-        if wanted.as_deref().is_some_and(|w| w != a) {
-            continue;
-        }
-        let value = match v {
-            Value::String(s) => s.clone(),
-            Value::Array(items) if items.len() == 1 && items[0].is_string() => {
-                items[0].as_str().unwrap_or_default().to_string()
-            }
-            other => other.to_string(),
-        };
-        println!("{},{},{}", csv_field(a), csv_field(k), csv_field(&value));
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    print!("{}", overrides::write_csv(ov, address));
 }

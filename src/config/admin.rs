@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use super::admin_auth::AuthConfig;
+pub use super::admin_self_service::SelfServiceConfig;
 
 /// `[admin]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,8 @@ pub struct AdminConfig {
     pub local_admin: bool,
     /// `[admin.auth]`: sign-in with Entra ID.
     pub auth: Option<AuthConfig>,
+    /// `[admin.self_service]`: what users may change on their own signature.
+    pub self_service: Option<SelfServiceConfig>,
 }
 
 impl Default for AdminConfig {
@@ -36,6 +39,7 @@ impl Default for AdminConfig {
             audit_log: None,
             local_admin: false,
             auth: None,
+            self_service: None,
         }
     }
 }
@@ -47,6 +51,9 @@ fn default_listen() -> String {
 impl AdminConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let addr = self.listen_addr()?;
+        if let Some(s) = &self.self_service {
+            s.validate()?;
+        }
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(_), Some(_)) => true,
             (None, None) => false,

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod admin_auth;
+pub mod admin_self_service;
 pub mod directory;
 pub mod duration;
 pub mod graph;

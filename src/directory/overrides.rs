@@ -326,6 +326,42 @@ pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, OverridesError> {
     Ok(rows)
 }
 
+/// The overrides (of one address, or all) as CSV that [`parse_csv`] reads back: a header,
+/// then `address,attribute,value` rows sorted by address and attribute.
+pub fn write_csv(ov: &Overrides, address: Option<&str>) -> String {
+    let wanted = address.map(normalize_address);
+    let mut out = String::from("address,attribute,value\n");
+    for (a, k, v) in ov.entries() {
+        if wanted.as_deref().is_some_and(|w| w != a) {
+            continue;
+        }
+        let line = [a, k, &value_text(v)].map(csv_field).join(",");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// An override's value as text: a string as is, a one-string collection (as [`Overrides::set`]
+/// stores `businessPhones`) as its string, anything else as JSON.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.len() == 1 && items[0].is_string() => {
+            items[0].as_str().unwrap_or_default().to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 fn is_header(fields: &[String]) -> bool {
     let want = ["address", "attribute", "value"];
     fields.len() == 3

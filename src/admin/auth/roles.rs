@@ -107,7 +107,8 @@ impl IntoResponse for AuthRejection {
             }
             AuthRejection::Forbidden => (
                 StatusCode::FORBIDDEN,
-                "forbidden: your role does not allow this page\n",
+                "forbidden: your role does not allow this page (your own signature and details are at \
+                 /self-service)\n",
             )
                 .into_response(),
             AuthRejection::Disabled => (

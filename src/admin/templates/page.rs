@@ -16,6 +16,7 @@ body { font-family: system-ui, sans-serif; margin: 0; color: #222; line-height: 
 nav { background: #1b1f24; color: #fff; padding: .6rem 1.5rem; display: flex; gap: 1.25rem; align-items: center; }
 nav a { color: #fff; text-decoration: none; }
 nav .who { margin-left: auto; opacity: .8; font-size: .9rem; }
+nav form { margin: 0; }
 main { padding: 1rem 1.5rem 2rem; max-width: 96rem; }
 h1 { font-size: 1.4rem; margin: .5rem 0 1rem; }
 code { font-family: ui-monospace, monospace; }
@@ -51,11 +52,9 @@ fn document(who: &SignedIn, title: &str, body: &str, extra_head: &str) -> String
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{t} · sigstamp</title><style>{STYLE}</style>{extra_head}</head>\n<body>\n\
-         <nav><strong>sigstamp</strong><a href=\"/\">Status</a><a href=\"/templates\">Templates</a>\
-         <span class=\"who\">{upn} ({role})</span></nav>\n<main>\n{body}\n</main>\n</body></html>\n",
+         {nav}\n<main>\n{body}\n</main>\n</body></html>\n",
         t = escape(title),
-        upn = escape(&who.upn),
-        role = who.role.as_str(),
+        nav = crate::admin::edits::nav(who),
     )
 }
 
