@@ -383,6 +383,10 @@ fn key_pairs(config: &Config) -> Vec<(&'static str, &Path, &'static str, &Path)>
             ));
         }
     }
+    let a = &config.admin;
+    if let (Some(c), Some(k)) = (&a.tls_cert, &a.tls_key) {
+        pairs.push(("admin.tls_cert", c.as_path(), "admin.tls_key", k.as_path()));
+    }
     if let Some(g) = &config.graph {
         if let (Some(c), Some(k)) = (&g.client_certificate, &g.client_key) {
             pairs.push((
@@ -574,6 +578,9 @@ fn state_dirs(config: &Config) -> Vec<(&'static str, PathBuf)> {
     if config.sent_items.enabled {
         dirs.push(("sent_items.spool", config.sent_items.spool.clone()));
     }
+    if let Some(a) = &config.admin.audit_log {
+        dirs.push(("admin.audit_log", parent(a)));
+    }
     dirs
 }
 
@@ -602,6 +609,20 @@ fn secret_files(config: &Config) -> Vec<(&'static str, &Path)> {
             l.bind_password_file
                 .as_deref()
                 .map(|p| ("ldap.bind_password_file", p)),
+        );
+    }
+    let admin = &config.admin;
+    files.extend(admin.tls_key.as_deref().map(|p| ("admin.tls_key", p)));
+    if let Some(auth) = &admin.auth {
+        files.extend(
+            auth.client_secret_file
+                .as_deref()
+                .map(|p| ("admin.auth.client_secret_file", p)),
+        );
+        files.extend(
+            auth.session_key_file
+                .as_deref()
+                .map(|p| ("admin.auth.session_key_file", p)),
         );
     }
     files

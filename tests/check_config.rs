@@ -137,6 +137,8 @@ fn broken_configs_name_their_finding() {
         ("world-readable LDAP password file", String::new(), format!("{LDAP}bind_password_file = \"$D/open.key\"\n"), Severity::Warning, "ldap.bind_password_file", "every local user"),
         ("rule names a group no LDAP user is in", String::new(), format!("{LDAP}bind_password_file = \"$D/good.key\"\n[[rules]]\ngroup = \"Nobody's group\"\ntemplate = \"default\"\n"), Severity::Warning, "rules[1].group", "last LDAP sync"),
         ("Sent Items spool not creatable", String::new(), "[graph]\ntenant_id = \"contoso.example\"\nclient_id = \"c\"\nclient_secret_file = \"$D/good.key\"\n[sent_items]\nenabled = true\nspool = \"$D/not-a-folder/spool\"\n".into(), Severity::Error, "sent_items.spool", "not-a-folder"),
+        ("world-readable admin TLS key", String::new(), "[admin]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"$D/good.pem\"\ntls_key = \"$D/open.key\"\n".into(), Severity::Warning, "admin.tls_key", "every local user"),
+        ("expired admin certificate", String::new(), "[admin]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"$D/expired.pem\"\ntls_key = \"$D/expired.key\"\n".into(), Severity::Error, "admin.tls_cert", "expired"),
         ("state folder not creatable", String::new(), "[graph]\ntenant_id = \"contoso.example\"\nclient_id = \"c\"\nclient_secret_file = \"$D/good.key\"\n".into(), Severity::Error, "directory.snapshot", "not-a-folder"),
     ];
     for (what, smtp, tail, severity, key, words) in table {
