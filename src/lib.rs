@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod directory;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod milter;
 pub mod notify;
 pub mod pipeline;
+pub mod reload;
 pub mod render;
 pub mod rules;
 pub mod sent_items;

@@ -179,14 +179,20 @@ enum Copies {
     PerAudience,
 }
 
-/// Shared, cheap to call from many tasks at once.
+/// Which template a message gets: the rules, and `[templates] default` when none matches.
+/// Swapped whole on reload, so no message sees new rules with an old default.
+pub struct Policy {
+    pub rules: Arc<RuleSet>,
+    pub default: String,
+}
+
+/// Shared, cheap to call from many tasks at once. Templates and policy are swapped by a
+/// reload; a message in flight keeps what it started with.
 pub struct Stamper {
     pub directory: Arc<Directory>,
     pub templates: ArcSwap<Templates>,
-    /// `[templates] default`: the template of messages no rule matches.
-    pub template: String,
     pub options: Options,
-    rules: Arc<RuleSet>,
+    policy: ArcSwap<Policy>,
 }
 
 impl Stamper {
@@ -194,20 +200,45 @@ impl Stamper {
         Stamper {
             directory,
             templates: ArcSwap::from_pointee(templates),
-            template: "default".into(),
             options: Options::default(),
-            rules: Arc::new(RuleSet::default()),
+            policy: ArcSwap::from_pointee(Policy {
+                rules: Arc::new(RuleSet::default()),
+                default: "default".into(),
+            }),
         }
     }
 
     /// Use these rules (checked with [`RuleSet::check_templates`] by the caller).
-    pub fn with_rules(mut self, rules: RuleSet) -> Self {
-        self.rules = Arc::new(rules);
+    pub fn with_rules(self, rules: RuleSet) -> Self {
+        let default = self.default_template();
+        self.set_policy(rules, default);
         self
     }
 
+    /// `[templates] default`: the template of messages no rule matches.
+    pub fn with_default(self, default: impl Into<String>) -> Self {
+        let rules = self.policy.load().rules.clone();
+        self.policy.store(Arc::new(Policy {
+            rules,
+            default: default.into(),
+        }));
+        self
+    }
+
+    /// Replace rules and default together (reload).
+    pub fn set_policy(&self, rules: RuleSet, default: String) {
+        self.policy.store(Arc::new(Policy {
+            rules: Arc::new(rules),
+            default,
+        }));
+    }
+
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.rules.clone()
+        self.policy.load().rules.clone()
+    }
+
+    pub fn default_template(&self) -> String {
+        self.policy.load().default.clone()
     }
 
     /// Process one message into ONE verdict, for edges that cannot split a transaction
@@ -262,7 +293,8 @@ impl Stamper {
     ) -> Option<Preview> {
         let user = self.directory.lookup(address)?;
         let sender = normalize_address(address).into_owned();
-        let rule = self.rules.choose(
+        let policy = self.policy.load();
+        let rule = policy.rules.choose(
             Sender {
                 address: &sender,
                 user: &user,
@@ -271,7 +303,7 @@ impl Stamper {
             &MessageFacts::none_of_kind(kind),
             OffsetDateTime::now_utc(),
         );
-        let template = self.template_of(rule).map(str::to_string);
+        let template = template_of(&policy, rule).map(str::to_string);
         let templates = self.templates.load();
         let rendered = template.as_deref().map(|t| {
             let sig = templates.render(t, &user)?;
@@ -290,13 +322,6 @@ impl Stamper {
             bottom,
             error,
         })
-    }
-
-    fn template_of<'a>(&'a self, rule: Option<&'a Rule>) -> Option<&'a str> {
-        match rule {
-            Some(r) => r.template(),
-            None => Some(&self.template),
-        }
     }
 
     /// The sender the signature is for: the From address if a directory user has it (the
@@ -357,9 +382,11 @@ impl Stamper {
             Ok(found) => found,
             Err(why) => return whole((None, Verdict::Unchanged(why))),
         };
+        let policy = self.policy.load();
+        let rules = &policy.rules;
         // Without rules (the common case) nothing below is needed.
-        if self.rules.is_empty() {
-            let v = self.stamp_with(raw, &address, &user, Some(&self.template));
+        if rules.is_empty() {
+            let v = self.stamp_with(raw, &address, &user, Some(policy.default.as_str()));
             return whole((None, v));
         }
         let sender = Sender {
@@ -372,17 +399,17 @@ impl Stamper {
         let facts = MessageFacts::new(raw).with_signatures(&signature_of);
         let now = OffsetDateTime::now_utc();
         let pick = |audience| {
-            let rule = self.rules.choose(sender, audience, &facts, now);
-            (rule.map(Rule::label), self.template_of(rule))
+            let rule = rules.choose(sender, audience, &facts, now);
+            (rule.map(Rule::label), template_of(&policy, rule))
         };
         let stamp = |(rule, template): (Option<String>, Option<&str>)| {
             (rule, self.stamp_with(raw, &address, &user, template))
         };
-        if !self.rules.depends_on_audience() {
+        if !rules.depends_on_audience() {
             return whole(stamp(pick(Audience::External)));
         }
         let (internal, external): (Vec<usize>, Vec<usize>) = (0..env.rcpt_to.len())
-            .partition(|&i| self.rules.audience_of(&env.rcpt_to[i]) == Audience::Internal);
+            .partition(|&i| rules.audience_of(&env.rcpt_to[i]) == Audience::Internal);
         // One group only. No recipients known (the CLI on a stored message) counts as
         // external.
         if internal.is_empty() || external.is_empty() {
@@ -446,6 +473,13 @@ impl Stamper {
             }
             Err(skip) => Verdict::Unchanged(Unchanged::Skip(skip)),
         }
+    }
+}
+
+fn template_of<'a>(policy: &'a Policy, rule: Option<&'a Rule>) -> Option<&'a str> {
+    match rule {
+        Some(r) => r.template(),
+        None => Some(&policy.default),
     }
 }
 

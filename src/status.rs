@@ -52,6 +52,15 @@ impl TokenStatus {
     }
 }
 
+/// `/status` `config`: when the running configuration was loaded, and why the last reload
+/// was refused (`None` once a reload succeeds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigStatus {
+    #[serde(with = "time::serde::rfc3339")]
+    pub loaded_at: OffsetDateTime,
+    pub error: Option<String>,
+}
+
 /// The on-disk snapshot of the directory (`/status` `directory.snapshot`; the JSON names are a
 /// contract): where it is, when it was last written, and why it cannot be written (or read)
 /// now. While `error` is set, a restart would not start with the current directory.
@@ -98,6 +107,7 @@ impl SnapshotStatus {
 
 pub struct Status {
     pub token: ArcSwap<TokenStatus>,
+    pub config: ArcSwap<ConfigStatus>,
     pub last_sync: ArcSwap<Option<OffsetDateTime>>,
     /// `None` when no snapshot is configured, or it has not been looked at yet.
     pub snapshot: ArcSwap<Option<SnapshotStatus>>,
@@ -112,6 +122,10 @@ impl Default for Status {
             token: ArcSwap::from_pointee(TokenStatus::starting(
                 "waiting for the directory source's first answer",
             )),
+            config: ArcSwap::from_pointee(ConfigStatus {
+                loaded_at: OffsetDateTime::now_utc(),
+                error: None,
+            }),
             last_sync: ArcSwap::from_pointee(None),
             snapshot: ArcSwap::from_pointee(None),
             smtp_listening: AtomicBool::new(false),

@@ -144,7 +144,7 @@ async fn status_json_shape_in_every_state() {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             keys(&v),
-            BTreeSet::from(["token", "directory", "sent_items"]),
+            BTreeSet::from(["token", "directory", "sent_items", "config"]),
             "{body}"
         );
         assert_eq!(
@@ -159,6 +159,12 @@ async fn status_json_shape_in_every_state() {
             ]),
             "{body}"
         );
+        assert_eq!(
+            keys(&v["config"]),
+            BTreeSet::from(["loaded_at", "error"]),
+            "{body}"
+        );
+        assert!(v["config"]["error"].is_null(), "{body}");
         let t = &v["token"];
         assert_eq!(
             keys(t),

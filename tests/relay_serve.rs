@@ -165,3 +165,124 @@ fn demo_runs_with_no_setup_and_writes_a_stamped_message() {
         "{delivered}"
     );
 }
+
+/// `[log] format`: one line per message with its session, client, sender, recipient count,
+/// size, outcome, stamp, template, rule, next-hop reply and time, as text and as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_log_line_per_message_in_text_and_json() {
+    use std::io::BufRead;
+    let sink = sigstamp_testkit::RecordingSink::start().await;
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigstamp.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[smtp]\nlisten = \"127.0.0.1:0\"\nnext_hop = \"{}\"\nnext_hop_tls = \"none\"\n\
+                 [admin]\nlisten = \"127.0.0.1:0\"\n\
+                 [directory]\nfile = \"{}/examples/directory.json\"\n\
+                 [log]\nformat = \"{format}\"\n\
+                 [[rules]]\nname = \"emea\"\nsender_domain = \"lumen-optics.example\"\ntemplate = \"default\"\n",
+                sink.addr,
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        )
+        .unwrap();
+        let mut guard = Guard(
+            sigstamp()
+                .args(["serve", "--config", path.to_str().unwrap()])
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        let stderr = guard.0.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(l);
+            }
+        });
+        let next = |what: &str| loop {
+            let l = lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("{format}: a log line with {what}"));
+            if l.contains(what) {
+                return l;
+            }
+        };
+        let listening = next("SMTP relay listening");
+        let addr: SocketAddr = if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(&listening).unwrap();
+            v["listen"].as_str().unwrap().parse().unwrap()
+        } else {
+            listening
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("listen="))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let mut c = RawClient::connect(addr).await.unwrap();
+        assert!(c.reply().await.starts_with("220"));
+        for line in [
+            "EHLO c.test",
+            "MAIL FROM:<jose.mueller@lumen-optics.example>",
+            "RCPT TO:<a@example.org>",
+            "RCPT TO:<b@example.org>",
+            "DATA",
+        ] {
+            assert!(c.cmd(line).await.starts_with(['2', '3']), "{line}");
+        }
+        let body = "From: <jose.mueller@lumen-optics.example>\r\nSubject: log\r\n\r\nHi.\r\n";
+        assert!(c.cmd(&format!("{body}.")).await.starts_with("250"));
+        let line = next("jose.mueller@lumen-optics.example");
+        let fields: std::collections::HashMap<String, String> = if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["level"], "INFO", "{line}");
+            assert_eq!(v["message"], "message", "{line}");
+            v.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or(v.to_string(), str::to_string)))
+                .collect()
+        } else {
+            assert!(
+                line.contains(" INFO ") && line.contains(": message "),
+                "{line}"
+            );
+            // key=value; `reply` comes last and takes the rest of the line.
+            let rest = line.split_once(": message ").unwrap().1;
+            let (fields, reply) = rest.split_once(" reply=").unwrap();
+            let mut out: std::collections::HashMap<String, String> = fields
+                .split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            out.insert("reply".into(), reply.to_string());
+            out
+        };
+        let f = |k: &str| {
+            fields
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{format}: {k} in {line}"))
+        };
+        assert_eq!(f("session").len(), 10, "{line}");
+        assert!(f("client").starts_with("127.0.0.1:"), "{line}");
+        assert_eq!(f("from"), "jose.mueller@lumen-optics.example");
+        assert_eq!(f("rcpts"), "2");
+        assert_eq!(f("size"), body.len().to_string());
+        assert_eq!(f("outcome"), "sent");
+        assert_eq!(f("stamp"), "stamped");
+        assert_eq!(f("template"), "default");
+        assert_eq!(f("rule"), "emea");
+        assert!(f("reply").starts_with("250"), "{line}");
+        assert!(f("time_ms").parse::<u64>().is_ok(), "{line}");
+        let _ = c.cmd("QUIT").await;
+    }
+}

@@ -229,6 +229,7 @@ pub struct StatusDoc {
     /// The source is `[ldap]`: the page names the LDAP bind, not a Graph token.
     #[serde(skip)]
     pub ldap: bool,
+    pub config: crate::status::ConfigStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -269,6 +270,7 @@ impl StatusDoc {
             },
             sent_items: state.sent_items.doc(),
             ldap: state.ldap,
+            config: (**state.status.config.load()).clone(),
         }
     }
 }

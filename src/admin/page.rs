@@ -109,6 +109,7 @@ fn render(state: &AdminState, q: &str, view: View, now: OffsetDateTime) -> Strin
          <p class=\"sub\">Status and signature preview (read-only)</p>\n</header>\n<main>\n",
     );
     banner(&mut h, &doc, now);
+    config_banner(&mut h, &doc, now);
     snapshot_alert(&mut h, &doc, now);
     facts(&mut h, &doc, now);
     sent_items(&mut h, &doc);
@@ -242,6 +243,32 @@ fn banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     h.push_str("</section>\n");
 }
 
+/// A refused reload: the running configuration stays, and the admin must see why.
+fn config_banner(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
+    let c = &doc.config;
+    match &c.error {
+        Some(error) => {
+            let _ = write!(
+                h,
+                "<section id=\"config\" class=\"banner expired\" data-state=\"error\" role=\"alert\" \
+                 aria-labelledby=\"config-title\">\n\
+                 <h2 id=\"config-title\">Configuration reload refused: the running configuration stays</h2>\n\
+                 <dl>\n<dt>Running since</dt><dd id=\"config-loaded\">{loaded}</dd>\n\
+                 <dt>Errors</dt><dd id=\"config-error\"><pre>{error}</pre></dd>\n</dl>\n</section>\n",
+                loaded = when(Some(c.loaded_at), now),
+                error = escape(error),
+            );
+        }
+        None => {
+            let _ = writeln!(
+                h,
+                "<p id=\"config\" data-state=\"ok\">Configuration loaded {}.</p>",
+                when(Some(c.loaded_at), now)
+            );
+        }
+    }
+}
+
 /// A red line while the snapshot cannot be written: what a restart would start with.
 fn snapshot_alert(h: &mut String, doc: &StatusDoc, now: OffsetDateTime) {
     let Some(snap) = &doc.directory.snapshot else {
@@ -324,7 +351,7 @@ fn sent_items(h: &mut String, doc: &StatusDoc) {
 /// The rules in evaluation order, and what applies when none matches.
 fn rules(h: &mut String, state: &AdminState) {
     let set = state.stamper.rules();
-    let default = escape(&state.stamper.template);
+    let default = escape(&state.stamper.default_template());
     h.push_str("<section id=\"rules\" aria-labelledby=\"rules-title\">\n<h2 id=\"rules-title\">Rules</h2>\n");
     let internal = set.internal_domains().entries();
     if internal.is_empty() {

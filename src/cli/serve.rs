@@ -29,8 +29,17 @@ pub struct Args {
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> CliResult {
-    super::init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // First of all, so that a SIGHUP arriving during start-up (a `systemctl reload` right
+    // after the start) never takes the default action, terminating the process.
+    let signals = {
+        let _in_runtime = runtime.enter();
+        Signals::install()
+    };
     let config = crate::app::load_config(&args.config)?;
+    super::init_tracing_as(config.log.format);
     if config.smtp.is_none() && config.milter.is_none() {
         return Err(format!(
             "config {}: nothing to serve, add an [smtp] or a [milter] section",
@@ -38,18 +47,17 @@ pub fn run(args: Args) -> CliResult {
         )
         .into());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     // `{:#}` keeps anyhow's context chain ("smtp: smtp.listen …: address in use").
     runtime
-        .block_on(serve(config))
+        .block_on(serve(config, args.config, signals))
         .map_err(|e| format!("{e:#}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Build the shared state and run every configured edge until shutdown.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Build the shared state and run every configured edge until shutdown. `path`: the
+/// config file, read again on reload; `signals`: installed before anything else.
+async fn serve(config: Config, path: PathBuf, signals: Signals) -> anyhow::Result<()> {
+    let running_text = std::fs::read_to_string(&path).unwrap_or_default();
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(Status::default());
     let directory = build_directory(&config, &metrics, &status)?;
@@ -81,6 +89,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map_or(Duration::from_secs(30), |s| s.drain_time);
     let shutdown = CancellationToken::new();
+    let tls = Arc::new(arc_swap::ArcSwapOption::empty());
     let app = Arc::new(App {
         config,
         directory,
@@ -92,7 +101,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
     });
 
-    tokio::spawn(signals(shutdown.clone()));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(signals.run(shutdown.clone(), reload_tx));
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        path,
+        &running_text,
+        crate::reload::Handles {
+            stamper: app.stamper.clone(),
+            tls: tls.clone(),
+            photos: app.photos.clone(),
+            status: app.status.clone(),
+        },
+    ));
+    tokio::spawn(reloader.run(reload_rx, shutdown.clone()));
     let mut edges = tokio::task::JoinSet::new();
     if let Some(cfg) = app.config.smtp.clone() {
         let run = crate::smtp::run(
@@ -102,6 +123,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             app.status.clone(),
             shutdown.clone(),
             app.sent_items.clone(),
+            tls,
         );
         edges.spawn(named("smtp", run));
     }
@@ -117,6 +139,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     edges.spawn(named("admin", admin));
+    tokio::spawn(super::systemd::ready_then_stopping(
+        app.status.clone(),
+        app.config.smtp.is_some(),
+        app.config.milter.is_some(),
+        shutdown.clone(),
+    ));
     let notify = crate::notify::run(
         app.notify_setup(),
         app.notify_handles(),
@@ -241,8 +269,9 @@ pub fn build_stamper(
     .with_photos(photos);
     let rules = crate::rules::RuleSet::compile(&config.rules, &config.recipients)?;
     rules.check_templates(&config.templates.default, |t| templates.has(t))?;
-    let mut stamper = Stamper::new(directory, templates).with_rules(rules);
-    stamper.template = config.templates.default.clone();
+    let mut stamper = Stamper::new(directory, templates)
+        .with_rules(rules)
+        .with_default(config.templates.default.clone());
     stamper.options = config.stamp.options();
     Ok(stamper)
 }
@@ -254,28 +283,63 @@ async fn named(
     fut.await.map_err(|e| e.context(name))
 }
 
-/// SIGTERM or SIGINT → shutdown.
-async fn signals(shutdown: CancellationToken) {
+/// SIGTERM or SIGINT → shutdown; SIGHUP → reload (never the default action, which would
+/// end the process).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
+    handlers: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let handlers = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(t), Ok(i), Ok(h)) => Some([t, i, h]),
+                // Said by `run`, once logging is set up.
+                _ => None,
+            };
+            Signals { handlers }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn run(
+        self,
+        shutdown: CancellationToken,
+        reload: tokio::sync::mpsc::Sender<&'static str>,
+    ) {
+        #[cfg(unix)]
+        {
+            let Some([mut term, mut int, mut hup]) = self.handlers else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM: draining"); break }
+                    _ = int.recv() => { tracing::info!("SIGINT: draining"); break }
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        // A reload already queued covers this one too.
+                        let _ = reload.try_send("SIGHUP");
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = reload;
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
     }
-    shutdown.cancel();
 }
 
 /// The directory every edge looks senders up in, loaded before any edge starts:

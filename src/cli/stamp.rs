@@ -98,7 +98,10 @@ pub(super) fn chosen_by(stamper: &Stamper, rule: Option<&str>) -> String {
     match rule {
         Some(r) => format!("chosen by rule {r}"),
         None if stamper.rules().is_empty() => "no rules: the default template".into(),
-        None => format!("no rule matched: the default template {}", stamper.template),
+        None => format!(
+            "no rule matched: the default template {}",
+            stamper.default_template()
+        ),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod duration;
 pub mod graph;
 pub mod ldap;
+pub mod log;
 pub mod milter;
 pub mod notify;
 pub mod rules;
@@ -25,6 +26,7 @@ pub use admin::{AdminConfig, AuthConfig};
 pub use directory::DirectoryConfig;
 pub use graph::{AssertionAlgorithm, GraphConfig, MIN_PHOTO_REFRESH};
 pub use ldap::{Flavor as LdapFlavor, LdapConfig};
+pub use log::{LogConfig, LogFormat};
 pub use milter::{Listen, MilterConfig, OnError};
 pub use notify::{Hop, NotifyConfig};
 pub use rules::{OneOrMany, RecipientsConfig, RuleConfig};
@@ -84,6 +86,8 @@ pub struct Config {
     /// `[sent_items]`: replace the sender's sent copy with the stamped one (off by default).
     #[serde(default)]
     pub sent_items: SentItemsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
     /// Renamed keys this file still uses, as (old, new) key paths (`app::load_config` logs a
     /// deprecation warning for each).
     #[serde(skip)]

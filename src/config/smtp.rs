@@ -82,6 +82,14 @@ pub struct SmtpConfig {
     /// Time allowed for the next hop to answer the end of data.
     #[serde(default = "default_data_timeout", with = "crate::config::duration")]
     pub next_hop_data_timeout: Duration,
+    /// Read a PROXY protocol v1/v2 header (HAProxy's `send-proxy-v2`) before the greeting;
+    /// `allowed_clients`, logs and XFORWARD then use the client address it carries.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Peers (CIDRs or addresses: the load balancers) whose PROXY header is believed; any
+    /// other peer is disconnected when `proxy_protocol` is on.
+    #[serde(default)]
+    pub proxy_trusted: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -156,6 +164,8 @@ impl SmtpConfig {
             mark_unchanged: false,
             next_hop_timeout: default_next_hop_timeout(),
             next_hop_data_timeout: default_data_timeout(),
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
         }
     }
 
@@ -170,6 +180,13 @@ impl SmtpConfig {
             )
         })?;
         self.allowed_nets()?;
+        let trusted = self.proxy_trusted_nets()?;
+        if self.proxy_protocol && trusted.is_empty() {
+            return Err(ConfigError::invalid(
+                "smtp.proxy_trusted",
+                "needs the load balancers' addresses when proxy_protocol = true",
+            ));
+        }
         if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
             return Err(ConfigError::invalid(
                 "smtp.hostname",
@@ -254,19 +271,12 @@ impl SmtpConfig {
 
     /// The parsed `allowed_clients`; a bare address means that one host.
     pub fn allowed_nets(&self) -> Result<Vec<IpNet>, ConfigError> {
-        self.allowed_clients
-            .iter()
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        ConfigError::invalid(
-                            "smtp.allowed_clients",
-                            format!("{s:?} is not a CIDR or address"),
-                        )
-                    })
-            })
-            .collect()
+        parse_nets("smtp.allowed_clients", &self.allowed_clients)
+    }
+
+    /// The parsed `proxy_trusted`.
+    pub fn proxy_trusted_nets(&self) -> Result<Vec<IpNet>, ConfigError> {
+        parse_nets("smtp.proxy_trusted", &self.proxy_trusted)
     }
 
     /// The host part of `next_hop` (brackets removed), used as the TLS name by default.
@@ -275,6 +285,16 @@ impl SmtpConfig {
             .map(|(h, _)| h.to_string())
             .unwrap_or_default()
     }
+}
+
+fn parse_nets(key: &'static str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    list.iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::invalid(key, format!("{s:?} is not a CIDR or address")))
+        })
+        .collect()
 }
 
 /// `host:port`, `[v6]:port` → (host, port).
@@ -320,6 +340,8 @@ mod tests {
             ("require_tls = true", "smtp.require_tls"),
             ("tls_cert = \"/nonexistent\"", "smtp.tls_key"),
             ("max_recipients = 0", "smtp.max_recipients"),
+            ("proxy_protocol = true", "smtp.proxy_trusted"),
+            ("proxy_trusted = [\"10.0.0.0/33\"]", "smtp.proxy_trusted"),
             ("command_deadline = \"0s\"", "smtp.command_deadline"),
         ] {
             let err = parse(extra).unwrap_err().to_string();

@@ -9,9 +9,11 @@
 pub mod inbound;
 pub mod io;
 pub mod outbound;
+pub mod proxy;
 pub mod replies;
 pub mod sink;
 pub mod tls;
+pub mod xforward;
 
 pub use crate::config::{NextHopTls, SmtpConfig};
 
@@ -33,7 +35,44 @@ use tokio_util::sync::CancellationToken;
 pub struct Relay {
     listener: TcpListener,
     shared: Arc<Shared>,
+    gate: Arc<Gate>,
+}
+
+/// Who may open a session: the PROXY protocol's trusted peers, then `allowed_clients`.
+struct Gate {
     allowed: Vec<IpNet>,
+    /// `Some` when `proxy_protocol` is on.
+    proxy_trusted: Option<Vec<IpNet>>,
+}
+
+impl Gate {
+    /// The client's real address, or `None` (logged) when the connection must be closed
+    /// without a word: an untrusted peer, or a missing or bad PROXY header.
+    async fn client(&self, stream: &mut TcpStream, peer: SocketAddr) -> Option<SocketAddr> {
+        let Some(trusted) = &self.proxy_trusted else {
+            return Some(peer);
+        };
+        if !contains(trusted, peer) {
+            tracing::warn!(%peer, "peer not in proxy_trusted, connection closed");
+            return None;
+        }
+        match proxy::read_header(stream, peer, proxy::HEADER_TIMEOUT).await {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "PROXY header, connection closed");
+                None
+            }
+        }
+    }
+
+    fn allows(&self, client: SocketAddr) -> bool {
+        contains(&self.allowed, client)
+    }
+}
+
+fn contains(nets: &[IpNet], addr: SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
+    nets.iter().any(|n| n.contains(&ip))
 }
 
 impl Relay {
@@ -44,7 +83,13 @@ impl Relay {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Relay> {
         cfg.validate()?;
-        let allowed = cfg.allowed_nets()?;
+        let gate = Arc::new(Gate {
+            allowed: cfg.allowed_nets()?,
+            proxy_trusted: cfg
+                .proxy_protocol
+                .then(|| cfg.proxy_trusted_nets())
+                .transpose()?,
+        });
         let tls = tls::server_config(&cfg)?;
         let next_hop = Arc::new(outbound::NextHop::from_config(&cfg)?);
         let listener = TcpListener::bind(&cfg.listen)
@@ -56,13 +101,23 @@ impl Relay {
                 cfg,
                 stamper,
                 metrics,
-                tls,
+                tls: Arc::new(arc_swap::ArcSwapOption::new(tls)),
                 next_hop,
                 shutdown,
                 sent_items: Default::default(),
             }),
-            allowed,
+            gate,
         })
+    }
+
+    /// Make sessions take their STARTTLS configuration from `handle` (a reload stores a
+    /// new one there), starting with the one built at bind.
+    pub fn share_tls(mut self, handle: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>) -> Self {
+        handle.store(self.shared.tls.load_full());
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.tls = handle;
+        }
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -98,20 +153,26 @@ impl Relay {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let ip = peer.ip().to_canonical();
-                    if !self.allowed.iter().any(|n| n.contains(&ip)) {
-                        tracing::warn!(%peer, "client not in allowed_clients, refused");
-                        sessions.spawn(refuse(stream, replies::CLIENT_REFUSED));
-                        continue;
-                    }
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "too many sessions");
                         sessions.spawn(refuse(stream, replies::TOO_MANY_SESSIONS));
                         continue;
                     };
                     let shared = shared.clone();
+                    let gate = self.gate.clone();
+                    // The PROXY header is read in the session's task: a slow balancer must
+                    // not hold up the accept loop.
                     sessions.spawn(async move {
-                        Session::new(stream, shared, Some(peer)).run().await;
+                        let mut stream = stream;
+                        let Some(client) = gate.client(&mut stream, peer).await else {
+                            return;
+                        };
+                        if !gate.allows(client) {
+                            tracing::warn!(%client, %peer, "client not in allowed_clients, refused");
+                            refuse(stream, replies::CLIENT_REFUSED).await;
+                            return;
+                        }
+                        Session::new(stream, shared, Some(client)).run().await;
                         drop(permit);
                     });
                 }
@@ -145,7 +206,8 @@ async fn refuse(mut stream: TcpStream, reply: replies::Canned) {
 }
 
 /// Run the relay until `shutdown` fires, then drain; `status.smtp_listening` is set while it
-/// accepts. Accepted stamped messages queue their Sent Items update on `sent_items`.
+/// accepts. Accepted stamped messages queue their Sent Items update on `sent_items`. `tls`:
+/// where reload stores the STARTTLS configuration (the relay's own is put there first).
 pub async fn run(
     cfg: SmtpConfig,
     stamper: Arc<Stamper>,
@@ -153,10 +215,12 @@ pub async fn run(
     status: Arc<Status>,
     shutdown: CancellationToken,
     sent_items: crate::sent_items::SentItems,
+    tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
     let relay = Relay::bind(cfg, stamper, metrics, shutdown)
         .await?
-        .with_sent_items(sent_items);
+        .with_sent_items(sent_items)
+        .share_tls(tls);
     status.smtp_listening.store(true, Ordering::Relaxed);
     let result = relay.serve().await;
     status.smtp_listening.store(false, Ordering::Relaxed);

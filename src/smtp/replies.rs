@@ -56,6 +56,8 @@ pub const BAD_PARAMETER: Canned = r(501, "5.5.4", "Invalid command parameter");
 pub const UNSUPPORTED_PARAMETER: Canned = r(555, "5.5.4", "Unsupported command parameter");
 pub const NOT_IMPLEMENTED: Canned = r(502, "5.5.1", "Command not implemented");
 pub const NEED_HELO: Canned = r(503, "5.5.1", "Send HELO/EHLO first");
+pub const XFORWARD_IN_TRANSACTION: Canned =
+    r(503, "5.5.1", "XFORWARD not allowed in a mail transaction");
 pub const NESTED_MAIL: Canned = r(503, "5.5.1", "Sender already specified");
 pub const NEED_MAIL: Canned = r(503, "5.5.1", "Need MAIL command");
 pub const NEED_RCPT: Canned = r(503, "5.5.1", "Need RCPT command");

@@ -45,8 +45,26 @@ pub fn server_config(cfg: &SmtpConfig) -> Result<Option<Arc<ServerConfig>>, TlsE
 /// Does the (already chain-verified) end-entity certificate carry one of `names` as its
 /// subject CN or a DNS SAN? A configured `*.example.com` matches exactly one extra label.
 pub fn cert_matches(der: &[u8], names: &[String]) -> bool {
+    let presented = presented_names(der);
+    names.iter().any(|want| {
+        let want = want.to_ascii_lowercase();
+        presented.iter().any(|have| name_matches(&want, have))
+    })
+}
+
+/// Does the certificate's subject CN or a DNS SAN (a `*.` one covering one label) name
+/// `host`? (`sigstamp check --online` on the relay's own certificates.)
+pub fn cert_covers(der: &[u8], host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    presented_names(der)
+        .iter()
+        .any(|have| name_matches(have, &host))
+}
+
+/// The subject CNs and DNS SANs, lowercased; none when the certificate does not parse.
+fn presented_names(der: &[u8]) -> Vec<String> {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return false;
+        return Vec::new();
     };
     let mut presented: Vec<String> = cert
         .subject()
@@ -61,10 +79,7 @@ pub fn cert_matches(der: &[u8], names: &[String]) -> bool {
             }
         }
     }
-    names.iter().any(|want| {
-        let want = want.to_ascii_lowercase();
-        presented.iter().any(|have| name_matches(&want, have))
-    })
+    presented
 }
 
 fn name_matches(pattern: &str, name: &str) -> bool {

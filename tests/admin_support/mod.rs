@@ -32,8 +32,9 @@ pub fn app(config: &str) -> Arc<App> {
     let directory = Arc::new(Directory::new());
     directory.replace_users(file::parse(USERS.as_bytes()).unwrap(), Source::File);
     let rules = RuleSet::compile(&config.rules, &config.recipients).expect("test rules compile");
-    let mut stamper = Stamper::new(directory.clone(), Templates::embedded()).with_rules(rules);
-    stamper.template = config.templates.default.clone();
+    let stamper = Stamper::new(directory.clone(), Templates::embedded())
+        .with_rules(rules)
+        .with_default(config.templates.default.clone());
     let stamper = Arc::new(stamper);
     Arc::new(App {
         config,

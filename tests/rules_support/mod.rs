@@ -81,9 +81,9 @@ pub fn stamper(config_toml: &str) -> Stamper {
     rules
         .check_templates(&cfg.templates.default, |t| templates.has(t))
         .unwrap();
-    let mut s = Stamper::new(directory(), templates).with_rules(rules);
-    s.template = cfg.templates.default.clone();
-    s
+    Stamper::new(directory(), templates)
+        .with_rules(rules)
+        .with_default(cfg.templates.default.clone())
 }
 
 /// A plain-text message from `from`.

@@ -408,9 +408,9 @@ fn preview_draft(
         };
     };
     let (audience, kind) = view.audience_and_kind();
-    let mut draft_stamper =
-        Stamper::new(running.directory.clone(), templates).with_rules((*running.rules()).clone());
-    draft_stamper.template = running.template.clone();
+    let draft_stamper = Stamper::new(running.directory.clone(), templates)
+        .with_rules((*running.rules()).clone())
+        .with_default(running.default_template());
     // A bottom part is previewed with its template.
     let main = name.strip_suffix(".bottom").unwrap_or(name);
     let Some(p) = draft_stamper.preview_for(user, audience, kind) else {

@@ -3,6 +3,7 @@
 //! internal and external recipients different signatures, each group is sent as its own
 //! next-hop transaction (`send_split`).
 
+use super::log::MessageLog;
 use super::{Discard, Session, State, Transaction};
 use crate::pipeline::{self, Audience, Envelope, Share, Unchanged, Verdict};
 use crate::smtp::outbound::DeliveryError;
@@ -80,11 +81,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Ok(())
     }
 
-    /// The message is complete: stamp, send, relay the final reply.
+    /// The message is complete: stamp, send, relay the final reply; log the message line.
     pub(super) async fn deliver(&mut self) -> Result<Reply, SmtpError> {
         let Some(mut tx) = self.tx.take() else {
             return Err(replies::NEED_MAIL.into());
         };
+        let size = tx.data.len();
+        let mut info = MessageLog::default();
+        let result = self.relay_message(&mut tx, &mut info).await;
+        self.log_message(&tx, size, &info, &result);
+        result
+    }
+
+    async fn relay_message(
+        &mut self,
+        tx: &mut Transaction,
+        info: &mut MessageLog,
+    ) -> Result<Reply, SmtpError> {
         if tx.data.len() > self.shared.cfg.max_message_size {
             // Data that arrived in one read is only measured here.
             self.abort_transaction().await;
@@ -96,7 +109,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let data = std::mem::take(&mut tx.data);
         let started = Instant::now();
-        let (data, mut parts) = self.stamp(&tx, data).await?;
+        let (data, mut parts) = self.stamp(tx, data).await?;
+        info.parts(&parts);
         let metrics = &self.shared.metrics;
         metrics
             .stamp_seconds
@@ -109,7 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let part = parts.remove(0);
             let stamped_for = stamped_sender(&part.verdict);
             let message = self.outgoing(part.verdict, data);
-            let reply = self.send_whole(&tx, &message).await;
+            let reply = self.send_whole(&message).await;
             if let (Ok(_), Some(sender)) = (&reply, stamped_for) {
                 self.shared.sent_items.enqueue(&sender, message);
             }
@@ -139,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .find(|(a, _, _)| *a == Some(Audience::External))?;
                 Some((sender, m.clone()))
             });
-        let reply = self.send_split(&tx, split).await;
+        let reply = self.send_split(tx, split).await;
         if let (Ok(_), Some((sender, message))) = (&reply, shown) {
             self.shared.sent_items.enqueue(&sender, message);
         }
@@ -179,9 +193,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Err(self.hop_failed(e));
                 }
             };
-            tracing::info!(
-                peer = ?self.peer,
-                from = %tx.mail_from,
+            tracing::debug!(
+                session = %self.id,
                 part = n + 1,
                 parts = total,
                 audience,
@@ -262,7 +275,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// DATA on the transaction MAIL and RCPT opened; the next hop's reply is the client's.
-    async fn send_whole(&mut self, tx: &Transaction, message: &[u8]) -> Result<Reply, SmtpError> {
+    async fn send_whole(&mut self, message: &[u8]) -> Result<Reply, SmtpError> {
         let Some(hop) = self.hop.as_mut() else {
             return Err(replies::NEXT_HOP_BROKEN.into());
         };
@@ -273,14 +286,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .metrics
                     .relay_seconds
                     .observe(sent.elapsed().as_secs_f64());
-                tracing::info!(
-                    peer = ?self.peer,
-                    from = %tx.mail_from,
-                    rcpts = tx.rcpts.len(),
-                    size = message.len(),
-                    reply = %reply,
-                    "relayed"
-                );
                 if reply.is_positive() {
                     Ok(reply)
                 } else {

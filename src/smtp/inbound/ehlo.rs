@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn on_ehlo(&mut self, host: String) -> Result<Option<Reply>, SmtpError> {
         self.new_helo(host);
+        self.forwarded.esmtp = true;
         let cfg = &self.shared.cfg;
         let mut lines = vec![
             cfg.hostname.clone(),
@@ -17,8 +18,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "ENHANCEDSTATUSCODES".into(),
             "DSN".into(),
             "CHUNKING".into(),
+            // Only allowed clients get this far (the others are refused at connect).
+            crate::smtp::xforward::ehlo_keyword(),
         ];
-        if self.shared.tls.is_some() && !self.io.is_tls() {
+        if self.shared.tls.load().is_some() && !self.io.is_tls() {
             lines.push("STARTTLS".into());
         }
         Ok(Some(Reply { code: 250, lines }))
@@ -26,6 +29,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     pub(super) fn on_helo(&mut self, host: String) -> Result<Option<Reply>, SmtpError> {
         self.new_helo(host);
+        self.forwarded.esmtp = false;
         Ok(Some(Reply::new(250, self.shared.cfg.hostname.clone())))
     }
 

@@ -43,7 +43,7 @@ async fn run_async(chunks: &[Vec<u8>]) -> Outcome {
     cfg.data_timeout = Duration::from_secs(5);
     let shared = Arc::new(Shared {
         next_hop,
-        tls: None,
+        tls: Default::default(),
         cfg,
         stamper: Arc::new(Stamper::new(
             Arc::new(Directory::new()),

@@ -7,6 +7,7 @@ use crate::smtp::outbound::commands;
 use crate::smtp::outbound::{Command, DeliveryError, HopError};
 use crate::smtp::replies::{self, Reply, SmtpError};
 use crate::smtp::tls;
+use crate::smtp::xforward::{self, Attrs};
 use smtp_proto::{MailFrom, MAIL_SMTPUTF8};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -116,7 +117,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if opens && !reused {
             self.hop = None;
         }
-        let first = self.try_envelope(group).await;
+        // The client's attributes go with each transaction (they are the client's view once
+        // per MAIL, as Postfix's proxy filters send them).
+        let attrs = opens.then(|| self.xforward_attrs());
+        let first = self.try_envelope(group, attrs.as_ref()).await;
         let closed = match first.first() {
             Some(Err(DeliveryError::Hop(HopError::Network(_) | HopError::Timeout))) => true,
             Some(Err(DeliveryError::Rejected(r))) => r.code == 421,
@@ -124,12 +128,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         if opens && reused && closed {
             self.hop = None;
-            return self.try_envelope(group).await;
+            return self.try_envelope(group, attrs.as_ref()).await;
         }
         first
     }
 
-    async fn try_envelope(&mut self, group: &[Command<'_>]) -> Vec<Result<Reply, DeliveryError>> {
+    async fn try_envelope(
+        &mut self,
+        group: &[Command<'_>],
+        attrs: Option<&Attrs>,
+    ) -> Vec<Result<Reply, DeliveryError>> {
         if self.hop.is_none() {
             match self.shared.next_hop.connect().await {
                 Ok(hop) => self.hop = Some(hop),
@@ -139,6 +147,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(hop) = self.hop.as_mut() else {
             unreachable!("connected above")
         };
-        hop.envelope(group).await
+        // XFORWARD before the MAIL, in the same group, when the next hop offers it; its
+        // replies are ours to log, never the client's.
+        let lines = match (attrs, hop.xforward_offer()) {
+            (Some(attrs), Some(offer)) => xforward::command_lines(attrs, offer),
+            _ => Vec::new(),
+        };
+        if lines.is_empty() {
+            return hop.envelope(group).await;
+        }
+        let full: Vec<Command<'_>> = lines
+            .iter()
+            .map(|l| Command::Xforward(l))
+            .chain(group.iter().copied())
+            .collect();
+        let mut results = hop.envelope(&full).await;
+        let rest = results.split_off(lines.len());
+        for refused in results.into_iter().filter_map(|r| r.err()) {
+            if let DeliveryError::Rejected(reply) = refused {
+                tracing::warn!(reply = %reply, "next hop refused XFORWARD");
+            }
+        }
+        rest
     }
 }

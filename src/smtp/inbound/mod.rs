@@ -14,10 +14,12 @@ mod ehlo;
 #[doc(hidden)]
 pub mod harness;
 mod line;
+mod log;
 mod mail;
 mod misc;
 mod rcpt;
 mod starttls;
+mod xforward;
 
 pub use dot::DotReader;
 
@@ -47,7 +49,8 @@ pub struct Shared {
     pub cfg: SmtpConfig,
     pub stamper: Arc<Stamper>,
     pub metrics: Arc<Metrics>,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Swapped by a reload: each handshake takes the certificate current at its start.
+    pub tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
     /// Opens next-hop sessions: lettre's SMTP client in production, an in-memory one in
     /// the session tests.
     pub next_hop: Arc<dyn Connector>,
@@ -111,6 +114,8 @@ struct Transaction {
     bdat: bool,
     /// MAIL carried SMTPUTF8: addresses may be non-ASCII.
     smtputf8: bool,
+    /// MAIL FROM's arrival, for the message log line's `time_ms`.
+    started: std::time::Instant,
 }
 
 /// A MAIL or RCPT for the next hop whose reply is not known yet (see [`Session::settle`]).
@@ -133,6 +138,7 @@ impl Transaction {
             data: Vec::with_capacity(declared_size.min(MAX_PRESIZE)),
             bdat: false,
             smtputf8: false,
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -140,6 +146,8 @@ impl Transaction {
 /// The result of feeding bytes to the current receiver.
 enum Step {
     Request(Request<String>),
+    /// XFORWARD (which smtp-proto does not know) and its arguments.
+    Xforward(String),
     /// A command refused before it was handled (syntax, over-long line).
     Error(SmtpError),
     NeedMore,
@@ -154,6 +162,8 @@ enum Step {
 }
 
 pub struct Session<S> {
+    /// Names the session in every log line of it (as Postfix's queue id does).
+    id: String,
     io: MaybeTls<S>,
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
@@ -173,11 +183,13 @@ pub struct Session<S> {
     errors: usize,
     starttls_pending: bool,
     done: bool,
+    forwarded: xforward::Forwarded,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub fn new(stream: S, shared: Arc<Shared>, peer: Option<SocketAddr>) -> Self {
         Session {
+            id: format!("{:010x}", rand::random::<u64>() & 0xff_ffff_ffff),
             io: MaybeTls::Plain(stream),
             shared,
             peer,
@@ -193,6 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             errors: 0,
             starttls_pending: false,
             done: false,
+            forwarded: Default::default(),
         }
     }
 
@@ -343,6 +356,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     self.answer(result);
                 }
+                Step::Xforward(args) => {
+                    let result = self.on_xforward(&args);
+                    self.answer(result);
+                }
                 Step::Error(e) => self.answer(Err(e)),
                 Step::DataDone => {
                     self.state = State::command();
@@ -454,6 +471,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.line.extend_from_slice(&rest[..take]);
         if end.is_none() {
             return Step::NeedMore;
+        }
+        if let Some(args) = xforward::args(&self.line) {
+            self.line.clear();
+            return Step::Xforward(args);
         }
         let step = match line::precheck(&self.line) {
             Err(e) => Step::Error(e),

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn on_starttls(&mut self) -> Result<Option<Reply>, SmtpError> {
-        if self.shared.tls.is_none() {
+        if self.shared.tls.load().is_none() {
             return Err(replies::NOT_IMPLEMENTED.into());
         }
         if self.io.is_tls() {
@@ -20,7 +20,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Handshake; on success the session starts over (no HELO, no transaction).
     pub(super) async fn start_tls(&mut self) -> bool {
-        let Some(config) = self.shared.tls.clone() else {
+        let Some(config) = self.shared.tls.load_full() else {
             return false;
         };
         let handshake =

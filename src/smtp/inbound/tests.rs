@@ -40,7 +40,7 @@ fn shared_for(cfg: SmtpConfig, next_hop: Arc<dyn Connector>) -> Arc<Shared> {
     ));
     Arc::new(Shared {
         next_hop,
-        tls: None,
+        tls: Default::default(),
         cfg,
         stamper,
         metrics: Arc::new(Metrics::new()),
@@ -480,7 +480,7 @@ mod tls {
         let mut h = harness_with(edit, None).await;
         let (cfg, der) = server_tls();
         let shared = Arc::get_mut(&mut h.shared).unwrap();
-        shared.tls = Some(cfg);
+        shared.tls = Arc::new(arc_swap::ArcSwapOption::from(Some(cfg)));
         (h, der)
     }
 
@@ -572,6 +572,63 @@ mod tls {
         assert_eq!(got, vec![220, 250, 554, 221], "{text}");
         assert!(text.contains("554 5.7.1"), "{text}");
     }
+}
+
+#[tokio::test]
+async fn xforward_from_the_client() {
+    // Starts at byte 696 of the script: the pipe's 700-byte buffer splits the verb.
+    let pad = format!("NOOP {}\r\n", "x".repeat(696 - 8 - 7));
+    let cases: Vec<(&str, String, Vec<u16>)> = vec![
+        (
+            "accepted, then a transaction",
+            format!(
+                "EHLO c\r\nXFORWARD NAME=[UNAVAILABLE] ADDR=192.0.2.1\r\nxforward proto=ESMTP helo=a+20b\r\n{}QUIT\r\n",
+                transaction().split_once('\n').unwrap().1
+            ),
+            vec![220, 250, 250, 250, 250, 250, 354, 250, 221],
+        ),
+        (
+            "split across reads",
+            format!("EHLO c\r\n{pad}XFORWARD ADDR=192.0.2.1\r\nQUIT\r\n"),
+            vec![220, 250, 250, 250, 221],
+        ),
+        (
+            "a command that only starts like it",
+            format!("EHLO c\r\n{pad}XFORWARDS\r\nXF\r\nQUIT\r\n"),
+            vec![220, 250, 250, 500, 500, 221],
+        ),
+        (
+            "before EHLO",
+            "XFORWARD ADDR=192.0.2.1\r\nQUIT\r\n".into(),
+            vec![220, 503, 221],
+        ),
+        (
+            "inside a transaction",
+            "EHLO c\r\nMAIL FROM:<a@b.example>\r\nXFORWARD ADDR=192.0.2.1\r\nQUIT\r\n".into(),
+            vec![220, 250, 250, 503, 221],
+        ),
+        (
+            "unknown attribute, bad xtext, nothing",
+            "EHLO c\r\nXFORWARD FOO=1\r\nXFORWARD HELO=a+2\r\nXFORWARD \r\nQUIT\r\n".into(),
+            vec![220, 250, 501, 501, 501, 221],
+        ),
+        (
+            "too long",
+            format!("EHLO c\r\nXFORWARD HELO={}\r\nQUIT\r\n", "x".repeat(MAX_COMMAND_LINE)),
+            vec![220, 250, 500, 221],
+        ),
+    ];
+    for (name, script, expected) in cases {
+        let h = harness().await;
+        let (codes, text) = converse(h.shared.clone(), script.as_bytes()).await;
+        assert_eq!(codes, expected, "{name}: {text}");
+    }
+    let h = harness().await;
+    let (_, text) = converse(h.shared.clone(), b"EHLO c\r\nQUIT\r\n").await;
+    assert!(
+        text.contains("XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE\r\n"),
+        "{text}"
+    );
 }
 
 /// Issue 11, finding 3: the data begins at a line start.

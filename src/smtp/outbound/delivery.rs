@@ -89,6 +89,13 @@ pub trait Delivery: Send {
     /// MAIL (ending an open transaction first).
     fn mail<'a>(&'a mut self, line: &'a str) -> Step<'a>;
 
+    /// One XFORWARD line (ending an open transaction first: it is refused inside one), for a
+    /// next hop that offers it ([`Delivery::xforward_offer`]). A hop without it refuses.
+    fn xforward<'a>(&'a mut self, line: &'a str) -> Step<'a> {
+        let _ = line;
+        Box::pin(async { Err(DeliveryError::Rejected(replies::NOT_IMPLEMENTED.into())) })
+    }
+
     /// One RCPT; a refusal concerns this recipient only.
     fn add_rcpt<'a>(&'a mut self, line: &'a str) -> Step<'a>;
 
@@ -167,9 +174,7 @@ pub fn one_by_one<'a, D: Delivery + ?Sized>(d: &'a mut D, group: &'a [Command<'a
                     Err(DeliveryError::Rejected(replies::NEED_MAIL.into()))
                 }
                 Command::Rcpt(line) => d.add_rcpt(line).await,
-                Command::Xforward(_) => {
-                    Err(DeliveryError::Rejected(replies::NOT_IMPLEMENTED.into()))
-                }
+                Command::Xforward(line) => d.xforward(line).await,
             };
             if let Err(DeliveryError::Hop(e)) = &result {
                 failed = Some(e.clone());

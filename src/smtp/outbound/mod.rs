@@ -160,6 +160,13 @@ impl Delivery for SmtpDelivery {
         })
     }
 
+    fn xforward<'a>(&'a mut self, line: &'a str) -> Step<'a> {
+        Box::pin(async move {
+            self.abort().await?;
+            verdict(self.conn.command(line).await?)
+        })
+    }
+
     fn add_rcpt<'a>(&'a mut self, line: &'a str) -> Step<'a> {
         Box::pin(async move { verdict(self.conn.command(line).await?) })
     }
