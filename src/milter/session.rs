@@ -98,6 +98,9 @@ pub struct Session {
     protocol: Option<Protocol>,
     /// `{mail_addr}` from the MAIL macros: a fallback if MAIL itself is not sent.
     macro_mail_addr: Option<String>,
+    /// The MTA's queue id (macro `i`, sent by Postfix with MAIL and end of message): the
+    /// message log line's key into the MTA's own log.
+    queue_id: Option<String>,
     msg: Message,
 }
 
@@ -108,6 +111,7 @@ impl Session {
             settings,
             protocol: None,
             macro_mail_addr: None,
+            queue_id: None,
             msg: Message::default(),
         }
     }
@@ -142,6 +146,9 @@ impl Session {
                 Step::Reply(ServerMessage::Optneg(ours))
             }
             Command::Macro { stage, pairs } => {
+                if let Some((_, v)) = pairs.iter().find(|(k, _)| k == b"i" || k == b"{i}") {
+                    self.queue_id = Some(log_safe(v));
+                }
                 if stage == b'M' {
                     self.macro_mail_addr = pairs
                         .iter()
@@ -202,6 +209,7 @@ impl Session {
     fn reset(&mut self) {
         self.msg = Message::default();
         self.macro_mail_addr = None;
+        self.queue_id = None;
     }
 
     /// Count `n` more bytes; past the limit, stop buffering (the message passes unchanged).
@@ -222,13 +230,25 @@ impl Session {
     async fn end_of_message(&mut self) -> Answer {
         let msg = std::mem::take(&mut self.msg);
         let macro_addr = self.macro_mail_addr.take();
+        let queue_id = self.queue_id.take();
         let metrics = &self.handles.metrics;
+        let started = Instant::now();
+        let line = MessageLine {
+            queue_id: queue_id.as_deref().unwrap_or("-"),
+            from: log_safe(
+                msg.mail_from
+                    .as_deref()
+                    .or(macro_addr.as_deref())
+                    .unwrap_or("-")
+                    .as_bytes(),
+            ),
+            rcpts: msg.rcpt_to.len(),
+            size: msg.size,
+            started,
+        };
         if msg.too_large {
-            debug!(
-                size = msg.size,
-                "message over max_message_size, left unchanged"
-            );
             metrics.count_message("milter", "too_large");
+            line.log("too_large", None, "continue");
             return Answer::only(Continue.into());
         }
         if self.settings.echo {
@@ -241,7 +261,6 @@ impl Session {
         let leadspc = self.has(Protocol::SMFIP_HDR_LEADSPC);
         let size = msg.size;
         let stamper = self.handles.stamper.clone();
-        let started = Instant::now();
         // Inline or on the blocking pool by size. A panic in stamping is contained in
         // `stamp_message` (outcome `internal_error`, message unchanged); only a failed
         // blocking task is answered per `on_error`.
@@ -256,6 +275,7 @@ impl Session {
         match outcome {
             Ok(s) => {
                 metrics.count_message("milter", s.label);
+                line.log(s.label, s.template.as_deref(), "continue");
                 match s.changes {
                     Some(changes) => {
                         debug!(sender = %s.detail, "milter: stamped");
@@ -276,7 +296,13 @@ impl Session {
             Err(e) => {
                 warn!(error = %e, on_error = ?self.settings.on_error, "milter: stamping failed");
                 metrics.count_message("milter", "error");
-                self.on_error()
+                let answer = self.on_error();
+                let action = match answer.last {
+                    ServerMessage::Action(Action::Tempfail(_)) => "tempfail",
+                    _ => "continue",
+                };
+                line.log("error", None, action);
+                answer
             }
         }
     }
@@ -301,6 +327,45 @@ struct Stamping {
     body_changed: bool,
     /// The stamped message, when asked to keep it (Sent Items).
     stamped: Option<Vec<u8>>,
+    /// The template signed with, if stamped.
+    template: Option<String>,
+}
+
+/// The milter's per-message log line (the relay's is `smtp::inbound::log`): one line at
+/// `info` per message, keyed by the MTA's queue id so it joins the MTA's own log, which has
+/// the client and the final delivery.
+struct MessageLine<'a> {
+    queue_id: &'a str,
+    from: String,
+    rcpts: usize,
+    size: usize,
+    started: Instant,
+}
+
+impl MessageLine<'_> {
+    fn log(&self, outcome: &str, template: Option<&str>, action: &str) {
+        tracing::info!(
+            queue_id = %self.queue_id,
+            from = %self.from,
+            rcpts = self.rcpts,
+            size = self.size,
+            outcome = %outcome,
+            template = %template.unwrap_or("-"),
+            action = %action,
+            time_ms = self.started.elapsed().as_millis() as u64,
+            "milter message"
+        );
+    }
+}
+
+/// An MTA-supplied value for the log: at most 256 characters, control characters as `?`,
+/// so that a value can never forge or break a log line.
+fn log_safe(v: &[u8]) -> String {
+    String::from_utf8_lossy(v)
+        .chars()
+        .take(256)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Rebuild the message, run the pipeline, compute what the MTA must change.
@@ -325,6 +390,10 @@ fn stamp_message(
     let stamped = crate::pipeline::contain(&raw, || {
         let verdict = stamper.process(&raw, &env);
         let label = verdict.label();
+        let template = match &verdict {
+            Verdict::Stamped { template, .. } => Some(template.clone()),
+            Verdict::Unchanged(_) => None,
+        };
         let detail = match &verdict {
             Verdict::Stamped { sender, .. } => sender.clone(),
             Verdict::Unchanged(why) => why.to_string(),
@@ -343,6 +412,7 @@ fn stamp_message(
             changes,
             body_changed,
             stamped,
+            template,
         }
     });
     stamped.unwrap_or_else(|p| Stamping {
@@ -351,6 +421,7 @@ fn stamp_message(
         changes: None,
         body_changed: false,
         stamped: None,
+        template: None,
     })
 }
 
@@ -585,6 +656,70 @@ mod tests {
         assert!(a.headers.is_empty());
         assert_eq!(a.body.as_deref(), Some(&b"Hello\r\n"[..]));
         assert!(matches!(a.last, ServerMessage::Action(Action::Continue(_))));
+    }
+
+    /// One `info` line per message with the queue id, sender, recipients, size, outcome and
+    /// template; MTA-supplied values cannot break the line.
+    #[test]
+    fn one_log_line_per_message() {
+        use std::io::Write;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut s = session(OnError::Accept);
+            s.protocol = Some(Protocol::empty());
+            let q = Command::Macro {
+                stage: b'M',
+                pairs: vec![(b"i".to_vec(), b"4Xq1\r\nforged".to_vec())],
+            };
+            s.handle(q).await.unwrap();
+            s.handle(Command::Mail("<nobody@example.com>".into()))
+                .await
+                .unwrap();
+            s.handle(Command::Rcpt("<x@example.org>".into()))
+                .await
+                .unwrap();
+            s.msg.body = b"Hello\r\n".to_vec();
+            s.msg.size = 7;
+            s.end_of_message().await;
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("milter message"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        for part in [
+            "queue_id=4Xq1??forged",
+            "from=nobody@example.com",
+            "rcpts=1",
+            "size=7",
+            "outcome=unknown_sender",
+            "template=-",
+            "action=continue",
+        ] {
+            assert!(lines[0].contains(part), "{part} in {}", lines[0]);
+        }
     }
 
     #[test]
