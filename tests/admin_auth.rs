@@ -231,14 +231,20 @@ async fn admin_editor_and_plain_user_sign_in_with_their_roles() {
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(s.me(&editor).await.1["role"], "editor");
-    assert_eq!(
-        editor
-            .get(format!("{}/", s.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
+    let page = editor.get(format!("{}/", s.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    // The status page carries the signed-in navigation: the editor's pages and sign-out.
+    let page = page.text().await.unwrap();
+    for link in [
+        "href=\"/templates\"",
+        "href=\"/overrides\"",
+        "action=\"/auth/logout\"",
+    ] {
+        assert!(page.contains(link), "{link} on the status page");
+    }
+    assert!(
+        !page.contains("href=\"/audit\""),
+        "an editor has no audit link"
     );
     assert_eq!(
         editor

@@ -75,13 +75,23 @@ use super::auth::CSP;
 pub async fn index(
     State(state): State<Arc<AdminState>>,
     Query(query): Query<PageQuery>,
+    who: Option<axum::Extension<super::SignedIn>>,
 ) -> Response {
-    let html = render(
+    let mut html = render(
         &state,
         query.q.trim(),
         query.view(),
         OffsetDateTime::now_utc(),
     );
+    if let Some(axum::Extension(who)) = who {
+        // Signed in (Entra ID mode): the same navigation as the other admin pages.
+        let nav = format!(
+            "<body>\n<style>nav{{display:flex;gap:1rem;align-items:center;margin-bottom:.5rem}}\
+             nav form{{margin:0 0 0 auto}}</style>{}",
+            super::edits::nav(&who)
+        );
+        html = html.replacen("<body>", &nav, 1);
+    }
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

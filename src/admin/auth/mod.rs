@@ -140,7 +140,7 @@ impl Auth {
 /// without `[admin.auth]` (loopback only, as before), else for editors and admins.
 pub async fn directory_pages(
     State(auth): State<Arc<Auth>>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     if let Mode::Entra { .. } = auth.mode {
@@ -159,6 +159,8 @@ pub async fn directory_pages(
         if let Err(e) = who.require(Role::Editor) {
             return e.into_response();
         }
+        // The page shows the signed-in navigation (templates, overrides, sign-out).
+        req.extensions_mut().insert(who);
     }
     next.run(req).await
 }
