@@ -6,10 +6,11 @@
 mod admin_support;
 mod fake_graph;
 mod smtp_support;
+mod templates_support;
 
 use admin_support::app;
 use fake_graph::oidc::Minted;
-use fake_graph::{FakeGraph, CLIENT_ID, SECRET, TENANT_ID};
+use fake_graph::{FakeGraph, CLIENT_ID, TENANT_ID};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -20,8 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-const ADMINS_ROLE: &str = "SignatureAdmins";
-const EDITORS_GROUP: &str = "7d3c6a2e-0f4b-4f8e-9d2a-5b1c0e9f8a11";
+use templates_support::{ADMINS_ROLE, EDITORS_GROUP};
 
 struct Site {
     base: String,
@@ -50,14 +50,9 @@ async fn site() -> Site {
     let audit = pki.dir.path().join("audit.jsonl");
     let redirect = format!("{base}/auth/callback");
     fake.oidc(|o| o.redirect_uris = vec![redirect.clone()]);
-    let config = format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\naudit_log = {:?}\n\
-         [admin.auth]\ntenant_id = \"{TENANT_ID}\"\nclient_id = \"{CLIENT_ID}\"\n\
-         client_secret = {SECRET:?}\nredirect_url = \"{redirect}\"\nauthority = \"{}\"\n\
-         admins = [\"{ADMINS_ROLE}\"]\neditors = [\"{EDITORS_GROUP}\"]\n",
-        pki.server_cert, pki.server_key, audit, fake.base
-    );
-    let app = app(&config);
+    let app = app(&templates_support::auth_config(
+        &pki, &audit, &redirect, &fake.base,
+    ));
     let (auth, tls) = sigstamp::admin::setup(&app.config.admin).expect("admin setup");
     assert!(tls.is_some());
     let task = admin_support::serve_admin(&app, auth, listener, tls);

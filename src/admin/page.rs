@@ -77,21 +77,15 @@ pub async fn index(
     Query(query): Query<PageQuery>,
     who: Option<axum::Extension<super::SignedIn>>,
 ) -> Response {
-    let mut html = render(
+    // Signed in (Entra ID mode): the same navigation as the other admin pages.
+    let nav = who.map(|axum::Extension(who)| super::edits::nav(&who));
+    let html = render(
         &state,
         query.q.trim(),
         query.view(),
         OffsetDateTime::now_utc(),
+        nav.as_deref(),
     );
-    if let Some(axum::Extension(who)) = who {
-        // Signed in (Entra ID mode): the same navigation as the other admin pages.
-        let nav = format!(
-            "<body>\n<style>nav{{display:flex;gap:1rem;align-items:center;margin-bottom:.5rem}}\
-             nav form{{margin:0 0 0 auto}}</style>{}",
-            super::edits::nav(&who)
-        );
-        html = html.replacen("<body>", &nav, 1);
-    }
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -103,7 +97,13 @@ pub async fn index(
         .into_response()
 }
 
-fn render(state: &AdminState, q: &str, view: View, now: OffsetDateTime) -> String {
+fn render(
+    state: &AdminState,
+    q: &str,
+    view: View,
+    now: OffsetDateTime,
+    nav: Option<&str>,
+) -> String {
     let doc = StatusDoc::collect(state);
     let mut h = String::with_capacity(8 * 1024);
     h.push_str(HEAD);
@@ -114,8 +114,16 @@ fn render(state: &AdminState, q: &str, view: View, now: OffsetDateTime) -> Strin
             "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECS}\">"
         );
     }
+    h.push_str("</head>\n<body>\n");
+    if let Some(nav) = nav {
+        h.push_str(
+            "<style>nav{display:flex;gap:1rem;align-items:center;margin-bottom:.5rem}\
+             nav form{margin:0 0 0 auto}</style>",
+        );
+        h.push_str(nav);
+    }
     h.push_str(
-        "</head>\n<body>\n<header>\n<h1>sigstamp</h1>\n\
+        "<header>\n<h1>sigstamp</h1>\n\
          <p class=\"sub\">Status and signature preview (read-only)</p>\n</header>\n<main>\n",
     );
     banner(&mut h, &doc, now);

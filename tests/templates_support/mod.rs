@@ -38,6 +38,19 @@ impl Drop for Site {
     }
 }
 
+/// `[admin]` over HTTPS with `pki`'s certificate and `[admin.auth]` against the fake Entra ID
+/// at `authority`: admins by the app role [`ADMINS_ROLE`], editors by the group
+/// [`EDITORS_GROUP`].
+pub fn auth_config(pki: &Pki, audit: &Path, redirect: &str, authority: &str) -> String {
+    format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\naudit_log = {audit:?}\n\
+         [admin.auth]\ntenant_id = \"{TENANT_ID}\"\nclient_id = \"{CLIENT_ID}\"\n\
+         client_secret = {SECRET:?}\nredirect_url = \"{redirect}\"\nauthority = \"{authority}\"\n\
+         admins = [\"{ADMINS_ROLE}\"]\neditors = [\"{EDITORS_GROUP}\"]\n",
+        pki.server_cert, pki.server_key
+    )
+}
+
 pub async fn site() -> Site {
     site_with("").await
 }
@@ -61,12 +74,8 @@ pub async fn site_with(extra: &str) -> Site {
     let redirect = format!("{base}/auth/callback");
     fake.oidc(|o| o.redirect_uris = vec![redirect.clone()]);
     let config = format!(
-        "[templates]\ndir = {templates:?}\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\naudit_log = {:?}\n\
-         [admin.auth]\ntenant_id = \"{TENANT_ID}\"\nclient_id = \"{CLIENT_ID}\"\n\
-         client_secret = {SECRET:?}\nredirect_url = \"{redirect}\"\nauthority = \"{}\"\n\
-         admins = [\"{ADMINS_ROLE}\"]\neditors = [\"{EDITORS_GROUP}\"]\n{extra}",
-        pki.server_cert, pki.server_key, audit, fake.base
+        "[templates]\ndir = {templates:?}\n{}{extra}",
+        auth_config(&pki, &audit, &redirect, &fake.base)
     );
     let app = admin_support::app(&config);
     // As `serve` does: the stamper's templates come from the folder.
