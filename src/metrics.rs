@@ -39,6 +39,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub messages: Family<OutcomeLabels, Counter>,
     pub stamp_seconds: Histogram,
+    /// CPU time spent stamping (the histogram above is wall time).
+    pub stamp_cpu_seconds: Counter<f64, AtomicU64>,
     pub relay_seconds: Histogram,
     pub next_hop_errors: Family<KindLabels, Counter>,
     pub directory_users: Gauge,
@@ -85,6 +87,13 @@ impl Metrics {
             "stamp_seconds",
             "Time to stamp one message",
             stamp_seconds.clone(),
+        );
+        let stamp_cpu_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "stamp_cpu_seconds",
+            "CPU time the stamping threads spent stamping (stamp_seconds is wall time, which \
+             also counts waiting for a core)",
+            stamp_cpu_seconds.clone(),
         );
         let relay_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 20));
         registry.register(
@@ -180,6 +189,7 @@ impl Metrics {
             registry,
             messages,
             stamp_seconds,
+            stamp_cpu_seconds,
             relay_seconds,
             next_hop_errors,
             directory_users,

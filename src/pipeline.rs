@@ -135,12 +135,21 @@ pub struct InternalError(pub String);
 /// The async entry both edges (relay and milter) run the pipeline through: `work` (the
 /// pipeline on one message of `size` bytes, and whatever the edge derives from the verdict)
 /// runs inline below [`INLINE_LIMIT`], on the blocking pool above it; a panic is contained
-/// either way and becomes an [`InternalError`].
-pub async fn run<T, F>(size: usize, work: F) -> Result<T, InternalError>
+/// either way and becomes an [`InternalError`]. The CPU time `work` took on its thread is
+/// added to `cpu` (`sigstamp_stamp_cpu_seconds_total`): beside the wall-clock histogram it
+/// tells stamping's own cost from time the thread waited for a core.
+pub async fn run<T, F>(size: usize, cpu: &CpuSeconds, work: F) -> Result<T, InternalError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let cpu = cpu.clone();
+    let work = move || {
+        let started = thread_cpu_seconds();
+        let done = work();
+        cpu.inc_by((thread_cpu_seconds() - started).max(0.0));
+        done
+    };
     if size < INLINE_LIMIT {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
             .map_err(|p| InternalError(panic_text(p.as_ref())))
@@ -151,6 +160,16 @@ where
             Err(e) => Err(InternalError(e.to_string())),
         }
     }
+}
+
+/// A counter of CPU seconds (the metrics' type, so an edge passes its own).
+pub type CpuSeconds =
+    prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>;
+
+/// The CPU time this thread has used, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
@@ -568,8 +587,9 @@ mod tests {
     #[tokio::test]
     async fn run_contains_a_panic_inline_and_off_thread() {
         for size in [0, INLINE_LIMIT] {
-            assert_eq!(run(size, || 7).await.unwrap(), 7);
-            let e = run(size, move || -> u8 { panic!("boom {size}") })
+            let cpu = CpuSeconds::default();
+            assert_eq!(run(size, &cpu, || 7).await.unwrap(), 7);
+            let e = run(size, &cpu, move || -> u8 { panic!("boom {size}") })
                 .await
                 .unwrap_err();
             assert!(e.to_string().contains(&format!("boom {size}")), "{e}");

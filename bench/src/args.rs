@@ -57,6 +57,11 @@ pub struct Args {
     /// to measure the latency sigstamp adds (skipped with --rate).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub half_rate: bool,
+    /// After the rows, the milter and the null milter once more side by side (each behind
+    /// its own Postfix, half the sessions each, the same window): their ratio on the same box
+    /// at the same time.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub side_by_side: bool,
     /// Idle sessions held open against a fresh sigstamp relay to measure its memory (0: skip).
     #[arg(long, default_value_t = 1000)]
     pub idle_sessions: u32,

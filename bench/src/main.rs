@@ -152,6 +152,9 @@ async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
     }
     rows.extend(half);
     milter_floor(&mut ctx, &rows);
+    if postfix_ok && ctx.args.side_by_side {
+        side_by_side(&mut ctx, &rows).await?;
+    }
     println!();
     print!("{}", stats::table(&rows));
     if ctx.args.idle_sessions > 0 {
@@ -183,6 +186,93 @@ fn milter_floor(ctx: &mut Ctx, rows: &[Row]) {
             ));
         }
     }
+}
+
+/// The milter against the null milter once more, both at the same time: each behind its own
+/// Postfix, half the sessions each, for the same window. Rows measured one after the other
+/// move by ±10% on a shared 2-core box (the box itself runs faster or slower from one
+/// 10-second window to the next); side by side, both see the same box, so their ratio is
+/// the per-message cost of one against the other.
+async fn side_by_side(ctx: &mut Ctx, rows: &[Row]) -> anyhow::Result<()> {
+    let has = |kind: RowKind| rows.iter().find(|r| r.label == kind.label());
+    let (Some(null_row), Some(_), None) = (
+        has(RowKind::NullMilter),
+        has(RowKind::Milter),
+        ctx.args.rate,
+    ) else {
+        return Ok(());
+    };
+    let window = match ctx.args.load() {
+        Load::For(d) => d,
+        Load::Count(_) => null_row
+            .measured
+            .elapsed
+            .clamp(Duration::from_secs(3), Duration::from_secs(30)),
+    };
+    let sink = ctx.sink.addr();
+    let unix = ctx.args.milter_socket == MilterSocket::Unix;
+    let bin = ctx.sigstamp.clone().context("no sigstamp binary")?;
+    let null = Sigstamp::start(&std::env::current_exe()?, Edge::NullMilter { unix }).await?;
+    let ours = Sigstamp::start(&bin, Edge::Milter { unix }).await?;
+    let pf_null = start_postfix(sink, Some(null.milter.clone())).await?;
+    let pf_ours = start_postfix(sink, Some(ours.milter.clone())).await?;
+    let (sessions, messages, rcpt) = (
+        (ctx.args.sessions / 2).max(1),
+        ctx.messages.clone(),
+        ctx.args.to.clone(),
+    );
+    let plan = |target, load| Plan {
+        target,
+        sessions,
+        load,
+        rate: None,
+        messages: messages.clone(),
+        rcpt: rcpt.clone(),
+    };
+    if ctx.args.warmup > 0 {
+        for pf in [&pf_null, &pf_ours] {
+            let warm = client::run(
+                &plan(pf.smtpd, Load::Count(ctx.args.warmup)),
+                Arc::default(),
+            )
+            .await;
+            ctx.accepted += warm.ok;
+        }
+    }
+    drain(ctx, &pf_null, "side by side", "warm-up").await;
+    drain(ctx, &pf_ours, "side by side", "warm-up").await;
+    settle(ctx).await;
+    let (a, b) = (
+        plan(pf_null.smtpd, Load::For(window)),
+        plan(pf_ours.smtpd, Load::For(window)),
+    );
+    let (n, m) = tokio::join!(
+        client::run(&a, Arc::default()),
+        client::run(&b, Arc::default())
+    );
+    ctx.accepted += n.ok + m.ok;
+    drain(ctx, &pf_null, "side by side", "run").await;
+    drain(ctx, &pf_ours, "side by side", "run").await;
+    settle(ctx).await;
+    if n.failed + m.failed > 0 {
+        ctx.failed = true;
+        ctx.notes.push(format!(
+            "side by side: {} messages failed, e.g. {:?}",
+            n.failed + m.failed,
+            n.errors.iter().chain(&m.errors).next()
+        ));
+    }
+    if n.ok > 0 {
+        ctx.notes.push(format!(
+            "Postfix + milter / Postfix + null milter, side by side ({} sessions each, {}): {:.2} ({} / {} msgs)",
+            a.sessions,
+            humantime::format_duration(Duration::from_secs(window.as_secs())),
+            m.ok as f64 / n.ok as f64,
+            m.ok,
+            n.ok
+        ));
+    }
+    Ok(())
 }
 
 /// Rerun straight and relay at half the relay's throughput: the latency sigstamp adds when
@@ -325,14 +415,17 @@ async fn run_row(
         }
         // Where sigstamp's time goes, from its own histograms.
         let us = |s: f64| fmt_latency((s * 1e6).round() as u64);
+        let cpu = c
+            .cpu_mean()
+            .map_or(String::new(), |cpu| format!(", {} CPU", us(cpu)));
         match c.means() {
             (Some(st), Some(hop)) => ctx.notes.push(format!(
-                "{label}: sigstamp's metrics: stamping {} per message (mean), end of DATA to the next hop's 250 {} (mean)",
+                "{label}: sigstamp's metrics: stamping {} per message (mean{cpu}), end of DATA to the next hop's 250 {} (mean)",
                 us(st),
                 us(hop)
             )),
             (Some(st), None) => ctx.notes.push(format!(
-                "{label}: sigstamp's metrics: stamping {} per message (mean)",
+                "{label}: sigstamp's metrics: stamping {} per message (mean{cpu})",
                 us(st)
             )),
             _ => {}

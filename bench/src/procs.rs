@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// The sample directory: messages from its users get stamped.
 const DIRECTORY_JSON: &str = include_str!("../../examples/directory.json");
+/// sigstamp's log, under its temporary folder.
+const LOG: &str = "log/sigstamp.log";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Poll until `addr` accepts a connection.
@@ -113,7 +115,10 @@ impl Sigstamp {
         );
         let config_path = dir.path().join("sigstamp.toml");
         std::fs::write(&config_path, config)?;
-        let log = std::fs::File::create(dir.path().join("sigstamp.log"))?;
+        // Not beside the config: sigstamp watches that folder for changes, and a log line
+        // per message written there would wake its watcher on every message.
+        std::fs::create_dir(dir.path().join("log"))?;
+        let log = std::fs::File::create(dir.path().join(LOG))?;
         let mut cmd = match edge {
             Edge::NullMilter { .. } => {
                 let mut c = Command::new(std::env::current_exe()?);
@@ -171,7 +176,7 @@ impl Sigstamp {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sigstamp.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(LOG)).unwrap_or_default()
     }
 
     pub async fn counters(&self) -> anyhow::Result<Counters> {
@@ -208,6 +213,8 @@ pub struct Counters {
     /// `sigstamp_stamp_seconds` sum and count (time in the stamping pipeline).
     pub stamp_secs: f64,
     pub stamp_count: u64,
+    /// `sigstamp_stamp_cpu_seconds_total` (CPU time in the stamping pipeline).
+    pub stamp_cpu_secs: f64,
     /// `sigstamp_relay_seconds` sum and count (end of DATA to the next hop's final reply).
     pub relay_secs: f64,
     pub relay_count: u64,
@@ -232,6 +239,7 @@ impl Counters {
                 }
                 "sigstamp_stamp_seconds_sum" => c.stamp_secs = v,
                 "sigstamp_stamp_seconds_count" => c.stamp_count = v as u64,
+                "sigstamp_stamp_cpu_seconds_total" => c.stamp_cpu_secs = v,
                 "sigstamp_relay_seconds_sum" => c.relay_secs = v,
                 "sigstamp_relay_seconds_count" => c.relay_count = v as u64,
                 _ => {}
@@ -247,6 +255,7 @@ impl Counters {
             all: self.all - before.all,
             stamp_secs: self.stamp_secs - before.stamp_secs,
             stamp_count: self.stamp_count - before.stamp_count,
+            stamp_cpu_secs: self.stamp_cpu_secs - before.stamp_cpu_secs,
             relay_secs: self.relay_secs - before.relay_secs,
             relay_count: self.relay_count - before.relay_count,
         }
@@ -254,12 +263,20 @@ impl Counters {
 
     /// Mean seconds per stamping, and per next-hop data exchange, when counted.
     pub fn means(&self) -> (Option<f64>, Option<f64>) {
-        let mean = |s: f64, n: u64| (n > 0).then(|| s / n as f64);
         (
             mean(self.stamp_secs, self.stamp_count),
             mean(self.relay_secs, self.relay_count),
         )
     }
+
+    /// Mean CPU seconds per stamping, when counted.
+    pub fn cpu_mean(&self) -> Option<f64> {
+        mean(self.stamp_cpu_secs, self.stamp_count)
+    }
+}
+
+fn mean(sum: f64, n: u64) -> Option<f64> {
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// A minimal HTTP/1.0 GET (the admin endpoint is on loopback; no client library needed).
@@ -461,6 +478,7 @@ mod tests {
                  sigstamp_stamp_seconds_sum 0.5\n\
                  sigstamp_stamp_seconds_count 2000\n\
                  sigstamp_stamp_seconds_bucket{le=\"0.001\"} 2000\n\
+                 sigstamp_stamp_cpu_seconds_total 0.2\n\
                  sigstamp_relay_seconds_sum 80.0\n\
                  sigstamp_relay_seconds_count 2000\n";
         let c = Counters::parse(m);
@@ -473,11 +491,13 @@ mod tests {
             all: 1000,
             stamp_secs: 0.25,
             stamp_count: 1000,
+            stamp_cpu_secs: 0.1,
             relay_secs: 40.0,
             relay_count: 1000,
         });
         assert_eq!((d.stamped, d.all), (1000, 1000));
         assert_eq!(d.means(), (Some(0.00025), Some(0.04)));
+        assert_eq!(d.cpu_mean(), Some(0.0001));
         assert_eq!(Counters::parse("").means(), (None, None));
     }
 

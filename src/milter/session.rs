@@ -8,7 +8,6 @@ use crate::pipeline::{self, Envelope, Stamper, Verdict};
 use crate::smtp::io::RateDeadline;
 use miltr_common::actions::{Action, Continue, Tempfail};
 use miltr_common::encoding::ServerMessage;
-use miltr_common::modifications::body::ReplaceBody;
 use miltr_common::modifications::headers::{AddHeader, ChangeHeader, InsertHeader};
 use miltr_common::modifications::ModificationAction;
 use miltr_common::optneg::{Capability, OptNeg, Protocol};
@@ -265,7 +264,7 @@ impl Session {
         // `stamp_message` (outcome `internal_error`, message unchanged); only a failed
         // blocking task is answered per `on_error`.
         let keep = self.handles.sent_items.enabled();
-        let outcome = pipeline::run(size, move || {
+        let outcome = pipeline::run(size, &metrics.stamp_cpu_seconds, move || {
             stamp_message(&stamper, msg, macro_addr, leadspc, keep)
         })
         .await;
@@ -549,21 +548,24 @@ async fn send_answer<W: AsyncWrite + Unpin>(
     timeout: std::time::Duration,
 ) -> Result<(), WireError> {
     // Headers first, then the body in one uninterrupted run of chunks (Postfix ends a body
-    // replacement at the first other reply), then the verdict.
-    let mut batch = a.headers;
+    // replacement at the first other reply), then the verdict. Written a group of chunks
+    // at a time, so the copy in the write buffer stays bounded whatever the body's size.
+    let mut buf = wire::encode(&a.headers);
     if let Some(body) = &a.body {
-        for chunk in body.chunks(BODY_CHUNK) {
-            batch.push(ServerMessage::ModificationAction(
-                ReplaceBody::new(chunk).into(),
-            ));
-            if batch.len() >= 16 {
-                wire::write(w, &batch, timeout).await?;
-                batch.clear();
+        for group in body.chunks(16 * BODY_CHUNK) {
+            wire::encode_body(group, &mut buf);
+            if buf.len() >= 16 * BODY_CHUNK {
+                wire::write_bytes(w, &buf, timeout).await?;
+                buf.clear();
             }
         }
     }
-    batch.push(a.last);
-    wire::send(w, &batch, timeout).await
+    buf.extend_from_slice(&wire::encode(std::slice::from_ref(&a.last)));
+    wire::write_bytes(w, &buf, timeout).await?;
+    tokio::time::timeout(timeout, w.flush())
+        .await
+        .map_err(|_| WireError::Timeout(timeout))??;
+    Ok(())
 }
 
 #[cfg(test)]

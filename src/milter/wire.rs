@@ -309,14 +309,34 @@ pub fn encode(messages: &[ServerMessage]) -> BytesMut {
     buf
 }
 
+/// Append SMFIR_REPLBODY packets carrying `body`, in chunks of [`BODY_CHUNK`], to `buf`.
+/// Written here rather than through miltr-common's `ReplaceBody`, which copies the body
+/// into its buffer one byte at a time.
+pub fn encode_body(body: &[u8], buf: &mut BytesMut) {
+    buf.reserve(body.len() + 5 * body.len().div_ceil(BODY_CHUNK));
+    for chunk in body.chunks(BODY_CHUNK) {
+        buf.extend_from_slice(&(1 + chunk.len() as u32).to_be_bytes());
+        buf.extend_from_slice(b"b");
+        buf.extend_from_slice(chunk);
+    }
+}
+
 /// Write replies (buffered), bounded by `timeout`.
 pub async fn write<W: AsyncWrite + Unpin>(
     w: &mut W,
     messages: &[ServerMessage],
     timeout: Duration,
 ) -> Result<(), WireError> {
-    let bytes = encode(messages);
-    tokio::time::timeout(timeout, w.write_all(&bytes))
+    write_bytes(w, &encode(messages), timeout).await
+}
+
+/// Write encoded packets (buffered), bounded by `timeout`.
+pub async fn write_bytes<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), WireError> {
+    tokio::time::timeout(timeout, w.write_all(bytes))
         .await
         .map_err(|_| WireError::Timeout(timeout))??;
     Ok(())
@@ -344,6 +364,29 @@ mod tests {
         timeout: Duration::from_secs(1),
         deadline: Duration::from_secs(1),
     };
+
+    /// Body replacement packets: the same bytes as miltr-common's, chunked at BODY_CHUNK.
+    #[test]
+    fn body_packets_match_miltr_common() {
+        use miltr_common::modifications::body::ReplaceBody;
+        for len in [
+            0,
+            1,
+            BODY_CHUNK - 1,
+            BODY_CHUNK,
+            BODY_CHUNK + 1,
+            3 * BODY_CHUNK + 7,
+        ] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut ours = BytesMut::new();
+            encode_body(&body, &mut ours);
+            let theirs: Vec<ServerMessage> = body
+                .chunks(BODY_CHUNK)
+                .map(|c| ServerMessage::ModificationAction(ReplaceBody::new(c).into()))
+                .collect();
+            assert_eq!(ours, encode(&theirs), "body of {len} bytes");
+        }
+    }
 
     #[test]
     fn header_bytes_stay_exact() {

@@ -76,16 +76,21 @@ const BOLD_FROM: &[&[u8]] = &[
     b"Da:</",
 ];
 
-/// One case-insensitive DFA over every marker (and [`BOLD_FROM`]): a single pass over the
-/// HTML finds the earliest quote, whatever the client.
+/// Every marker (and [`BOLD_FROM`]) in ASCII lower case, in one automaton run over the HTML
+/// in ASCII lower case: a single pass finds the earliest quote, whatever the client and
+/// whatever the case. (Searching a lower-cased copy, rather than asking the automaton to
+/// ignore case, keeps its vectorised prefilter: several times faster on a 20 KB body.)
 fn html_markers() -> &'static aho_corasick::AhoCorasick {
     static AC: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
     AC.get_or_init(|| {
         aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(HTML_TAG_MARKERS.iter().chain(BOLD_FROM))
+            .build(
+                HTML_TAG_MARKERS
+                    .iter()
+                    .chain(BOLD_FROM)
+                    .map(|m| m.to_ascii_lowercase()),
+            )
             .expect("static markers")
     })
 }
@@ -98,7 +103,9 @@ pub fn html_position(html: &[u8]) -> usize {
     let body_open = open_tag(html, b"body").unwrap_or(0);
     // Each hidden-check looks back over the HTML: bounded, so odd input stays linear.
     let mut checks = 0;
-    for m in html_markers().find_iter(html) {
+    // Same length and offsets as `html`: only ASCII letters change.
+    let lower = html.to_ascii_lowercase();
+    for m in html_markers().find_iter(&lower) {
         // Class names in the head's CSS, commented-out markup and scripts are not the quote.
         if m.start() < body_open {
             continue;

@@ -239,14 +239,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ) -> Result<(Vec<u8>, Vec<Share>), SmtpError> {
         let stamper = self.shared.stamper.clone();
         let (from, rcpts) = (tx.mail_from.clone(), tx.rcpts.clone());
-        let job = pipeline::run(data.len(), move || {
-            let env = Envelope {
-                mail_from: Some(&from),
-                rcpt_to: &rcpts,
-            };
-            let parts = stamper.process_split(&data, &env);
-            (data, parts)
-        });
+        let job = pipeline::run(
+            data.len(),
+            &self.shared.metrics.stamp_cpu_seconds,
+            move || {
+                let env = Envelope {
+                    mail_from: Some(&from),
+                    rcpt_to: &rcpts,
+                };
+                let parts = stamper.process_split(&data, &env);
+                (data, parts)
+            },
+        );
         match job.await {
             Ok(done) => Ok(done),
             Err(e) => {

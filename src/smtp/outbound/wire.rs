@@ -95,9 +95,33 @@ impl Encoder {
 
 /// `input` with every line ending CRLF.
 pub fn to_crlf(input: &[u8]) -> Vec<u8> {
+    if is_crlf(input) {
+        // The usual case (a stamped message keeps the CRLF it came with): one copy.
+        return input.to_vec();
+    }
     let mut out = Vec::with_capacity(input.len() + 2);
     Crlf::default().push(input, &mut out);
     out
+}
+
+/// Every CR in `input` starts a CRLF and every LF ends one: [`to_crlf`] would change nothing.
+pub fn is_crlf(input: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (input.first(), input.last()) else {
+        return true;
+    };
+    if first == b'\n' || last == b'\r' {
+        return false;
+    }
+    // Branch-free over each block of byte pairs, so the compiler vectorises it: a body has a
+    // line break every few dozen bytes, which makes a search per break the slower way.
+    // A pair is wrong when exactly one of "CR first", "LF second" holds. Blocks overlap by
+    // one byte so no pair is missed; the loop stops at the first wrong block.
+    (0..input.len()).step_by(4096).all(|start| {
+        let end = (start + 4097).min(input.len());
+        !input[start..end]
+            .windows(2)
+            .fold(false, |bad, w| bad | ((w[0] == b'\r') != (w[1] == b'\n')))
+    })
 }
 
 /// The message without its final line break (any form): what precedes the `CRLF . CRLF`
@@ -203,6 +227,17 @@ mod tests {
             }
             stream.extend_from_slice(b".\r\n");
             prop_assert_eq!(unstuff(&stream), want);
+        }
+
+        /// The fast path's test agrees with the conversion: CRLF-clean is what it keeps.
+        #[test]
+        fn is_crlf_is_what_to_crlf_keeps(
+            input in prop::collection::vec(prop::sample::select(vec![b'\r', b'\n', b'a']), 0..64),
+        ) {
+            let mut slow = Vec::new();
+            Crlf::default().push(&input, &mut slow);
+            prop_assert_eq!(is_crlf(&input), slow == input);
+            prop_assert_eq!(to_crlf(&input), slow);
         }
     }
 }
