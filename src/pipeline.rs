@@ -162,7 +162,7 @@ where
     }
 }
 
-/// A counter of CPU seconds (the metrics' type, so an edge passes its own).
+/// A counter of CPU seconds: `Metrics::stamp_cpu_seconds`'s type, so each edge passes its own.
 pub type CpuSeconds =
     prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>;
 
@@ -593,6 +593,15 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(e.to_string().contains(&format!("boom {size}")), "{e}");
+            // The work's CPU time is counted, inline and on the blocking pool alike.
+            let before = cpu.get();
+            run(size, &cpu, || {
+                let t = std::time::Instant::now();
+                while t.elapsed() < std::time::Duration::from_millis(5) {}
+            })
+            .await
+            .unwrap();
+            assert!(cpu.get() > before, "size {size}: {} CPU seconds", cpu.get());
         }
     }
 }
