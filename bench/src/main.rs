@@ -74,6 +74,20 @@ struct Ctx {
     accepted: u64,
 }
 
+impl Ctx {
+    /// The load of `sessions` sessions on `target`, as fast as it goes.
+    fn plan(&self, target: SocketAddr, sessions: u32, load: Load) -> Plan {
+        Plan {
+            target,
+            sessions,
+            load,
+            rate: None,
+            messages: self.messages.clone(),
+            rcpt: self.args.to.clone(),
+        }
+    }
+}
+
 async fn smtp_table(args: Args) -> anyhow::Result<ExitCode> {
     let raw = message::load(args.message.as_deref())?;
     let messages: Vec<_> = raw
@@ -209,42 +223,22 @@ async fn side_by_side(ctx: &mut Ctx, rows: &[Row]) -> anyhow::Result<()> {
             .elapsed
             .clamp(Duration::from_secs(3), Duration::from_secs(30)),
     };
-    let sink = ctx.sink.addr();
-    let unix = ctx.args.milter_socket == MilterSocket::Unix;
-    let bin = ctx.sigstamp.clone().context("no sigstamp binary")?;
-    let null = Sigstamp::start(&std::env::current_exe()?, Edge::NullMilter { unix }).await?;
-    let ours = Sigstamp::start(&bin, Edge::Milter { unix }).await?;
-    let pf_null = start_postfix(sink, Some(null.milter.clone())).await?;
-    let pf_ours = start_postfix(sink, Some(ours.milter.clone())).await?;
-    let (sessions, messages, rcpt) = (
-        (ctx.args.sessions / 2).max(1),
-        ctx.messages.clone(),
-        ctx.args.to.clone(),
-    );
-    let plan = |target, load| Plan {
-        target,
-        sessions,
-        load,
-        rate: None,
-        messages: messages.clone(),
-        rcpt: rcpt.clone(),
-    };
+    // Both processes live until the end of this function.
+    let (_null, pf_null) = behind_postfix(ctx, RowKind::NullMilter).await?;
+    let (_ours, pf_ours) = behind_postfix(ctx, RowKind::Milter).await?;
+    let sessions = (ctx.args.sessions / 2).max(1);
     if ctx.args.warmup > 0 {
         for pf in [&pf_null, &pf_ours] {
-            let warm = client::run(
-                &plan(pf.smtpd, Load::Count(ctx.args.warmup)),
-                Arc::default(),
-            )
-            .await;
-            ctx.accepted += warm.ok;
+            let warm = ctx.plan(pf.smtpd, sessions, Load::Count(ctx.args.warmup));
+            ctx.accepted += client::run(&warm, Arc::default()).await.ok;
         }
     }
     drain(ctx, &pf_null, "side by side", "warm-up").await;
     drain(ctx, &pf_ours, "side by side", "warm-up").await;
     settle(ctx).await;
     let (a, b) = (
-        plan(pf_null.smtpd, Load::For(window)),
-        plan(pf_ours.smtpd, Load::For(window)),
+        ctx.plan(pf_null.smtpd, sessions, Load::For(window)),
+        ctx.plan(pf_ours.smtpd, sessions, Load::For(window)),
     );
     let (n, m) = tokio::join!(
         client::run(&a, Arc::default()),
@@ -338,16 +332,12 @@ async fn run_row(
         ),
         RowKind::Postfix => (None, Some(start_postfix(sink, None).await?)),
         RowKind::NullMilter => {
-            let unix = ctx.args.milter_socket == MilterSocket::Unix;
-            let n = Sigstamp::start(&std::env::current_exe()?, Edge::NullMilter { unix }).await?;
-            let pf = start_postfix(sink, Some(n.milter.clone())).await?;
+            let (n, pf) = behind_postfix(ctx, RowKind::NullMilter).await?;
             null_milter = Some(n);
             (None, Some(pf))
         }
         RowKind::Milter => {
-            let unix = ctx.args.milter_socket == MilterSocket::Unix;
-            let s = Sigstamp::start(&bin()?, Edge::Milter { unix }).await?;
-            let pf = start_postfix(sink, Some(s.milter.clone())).await?;
+            let (s, pf) = behind_postfix(ctx, RowKind::Milter).await?;
             (Some(s), Some(pf))
         }
     };
@@ -356,14 +346,7 @@ async fn run_row(
         (None, Some(s)) => s.addr,
         (None, None) => sink,
     };
-    let mut plan = Plan {
-        target,
-        sessions: ctx.args.sessions,
-        load: Load::Count(ctx.args.warmup),
-        rate: None,
-        messages: ctx.messages.clone(),
-        rcpt: ctx.args.to.clone(),
-    };
+    let mut plan = ctx.plan(target, ctx.args.sessions, Load::Count(ctx.args.warmup));
     if ctx.args.warmup > 0 {
         let warm = client::run(&plan, Arc::default()).await;
         if warm.ok == 0 {
@@ -467,6 +450,20 @@ async fn settle(ctx: &Ctx) {
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The milter of a milter row (`RowKind::Milter`: `sigstamp serve`; otherwise the null
+/// milter, this binary) and a Postfix in front of it relaying to the sink.
+async fn behind_postfix(ctx: &Ctx, kind: RowKind) -> anyhow::Result<(Sigstamp, Postfix)> {
+    let unix = ctx.args.milter_socket == MilterSocket::Unix;
+    let milter = if kind == RowKind::Milter {
+        let bin = ctx.sigstamp.clone().context("no sigstamp binary")?;
+        Sigstamp::start(&bin, Edge::Milter { unix }).await?
+    } else {
+        Sigstamp::start(&std::env::current_exe()?, Edge::NullMilter { unix }).await?
+    };
+    let pf = start_postfix(ctx.sink.addr(), Some(milter.milter.clone())).await?;
+    Ok((milter, pf))
 }
 
 /// A private Postfix relaying to `sink`, optionally with sigstamp as its milter (`inet:…`,

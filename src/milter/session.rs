@@ -562,10 +562,7 @@ async fn send_answer<W: AsyncWrite + Unpin>(
     }
     buf.extend_from_slice(&wire::encode(std::slice::from_ref(&a.last)));
     wire::write_bytes(w, &buf, timeout).await?;
-    tokio::time::timeout(timeout, w.flush())
-        .await
-        .map_err(|_| WireError::Timeout(timeout))??;
-    Ok(())
+    wire::flush(w, timeout).await
 }
 
 #[cfg(test)]

@@ -349,6 +349,11 @@ pub async fn send<W: AsyncWrite + Unpin>(
     timeout: Duration,
 ) -> Result<(), WireError> {
     write(w, messages, timeout).await?;
+    flush(w, timeout).await
+}
+
+/// Flush what was written to the MTA, bounded by `timeout`.
+pub async fn flush<W: AsyncWrite + Unpin>(w: &mut W, timeout: Duration) -> Result<(), WireError> {
     tokio::time::timeout(timeout, w.flush())
         .await
         .map_err(|_| WireError::Timeout(timeout))??;
